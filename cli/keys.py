@@ -1,0 +1,88 @@
+"""``borderlink keys``: show this node's public identity and export its card or public key."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import click
+
+from cli.context import Ctx
+from cli.output import emit, json_option
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Show and export this node's keys and contact card."""
+
+
+def _write(text: str, output: str | None) -> None:
+    if output in (None, "-"):
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(output, "w") as fh:
+            fh.write(text)
+    except OSError as exc:
+        from protocol.errors import BorderlinkError
+
+        raise BorderlinkError(f"cannot write {output}: {exc.strerror}") from exc
+
+
+def card_summary(card: Any) -> dict[str, Any]:
+    body = card.body
+    return {
+        "name": body.name,
+        "node_id": card.identity.node_id.hex(),
+        "fingerprint": card.identity.fingerprint,
+        "unit_type": body.unit_type,
+        "country": body.country,
+        "location": body.location,
+        "endpoints": list(body.endpoints),
+        "sign_key": base64.b64encode(body.sign_key).decode(),
+        "enc_key": base64.b64encode(body.enc_key).decode(),
+        "valid_from": body.valid_from,
+        "valid_until": body.valid_until,
+    }
+
+
+def _human(d: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            f"name:        {d['name']} ({d['unit_type']}, {d['location']}, {d['country']})",
+            f"node id:     {d['node_id']}",
+            f"fingerprint: {d['fingerprint']}",
+            f"sign key:    ed25519 {d['sign_key']}",
+            f"enc key:     x25519 {d['enc_key']}",
+            f"endpoints:   {', '.join(d['endpoints']) or '-'}",
+        ]
+    )
+
+
+@keys_group.command("show")
+@json_option
+@click.pass_obj
+def show_cmd(ctx: Ctx, as_json: bool) -> None:
+    """Show node id, name, fingerprint and public keys."""
+    emit(card_summary(ctx.card()), as_json, _human)
+
+
+@keys_group.command("export-card")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="File to write (default stdout)."
+)
+@click.pass_obj
+def export_card_cmd(ctx: Ctx, output: str | None) -> None:
+    """Write this node's signed contact card (armored text) to hand to peers."""
+    _write(ctx.card().armored(), output)
+
+
+@keys_group.command("export-public")
+@click.option("--format", "fmt", type=click.Choice(["pem"]), default="pem", show_default=True)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="File to write (default stdout)."
+)
+@click.pass_obj
+def export_public_cmd(ctx: Ctx, fmt: str, output: str | None) -> None:
+    """Write the Ed25519 signing public key as PEM (SubjectPublicKeyInfo), for openssl."""
+    _write(ctx.card().identity.sign_key_pem(), output)

@@ -1,0 +1,28 @@
+"""How commands print: results to stdout (JSON with --json), diagnostics to stderr."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(f)
+
+
+def emit(data: Any, as_json: bool, human: Callable[[Any], str]) -> None:
+    """Print ``data`` as JSON (one document, stable key order) or through ``human``."""
+    if as_json:
+        click.echo(msgspec.json.format(msgspec.json.encode(data), indent=2).decode())
+    else:
+        click.echo(human(data))
+
+
+def note(text: str) -> None:
+    """A diagnostic or progress line for a person: stderr, so stdout stays parseable."""
+    click.echo(text, err=True)

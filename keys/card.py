@@ -1,0 +1,152 @@
+"""Contact cards: the self-signed public document a unit hands to its counterparts.
+
+The signature covers the exact body bytes carried in the card (no canonicalisation step), so any
+implementation, or ``openssl pkeyutl -verify -rawin``, can check it (PROTOCOL.md section 3).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+import msgspec
+
+from keys.identity import Identity, PublicIdentity, check_enc_key, check_sign_key, verify_signature
+from protocol.armor import armor, dearmor
+from protocol.errors import Expired, Malformed, ValidationError
+from protocol.labels import CARD_SIGNATURE_LABEL, MAX_CARD_BYTES
+
+CARD_KIND = "CARD"
+CARD_FORMAT = "borderlink-card"
+NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+UnitType = Literal["PCU", "ACCU", "JAITF", "LBCU", "coordinator", "other"]
+UNIT_TYPES: tuple[str, ...] = ("PCU", "ACCU", "JAITF", "LBCU", "coordinator", "other")
+_ENDPOINT_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(:\d{1,5})?(/[\x21-\x7e]*)?$")
+
+Name = Annotated[str, msgspec.Meta(pattern=NAME_RE)]
+
+
+class CardBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The signed part of a card. Keys are raw 32-byte values (base64 in JSON)."""
+
+    format: Literal["borderlink-card"] = "borderlink-card"
+    version: Literal[1] = 1
+    name: Name
+    unit_type: UnitType
+    country: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")]
+    location: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}[A-Z2-9]{3}$")]
+    endpoints: Annotated[
+        list[Annotated[str, msgspec.Meta(max_length=256)]], msgspec.Meta(max_length=8)
+    ]
+    sign_key: bytes
+    enc_key: bytes
+    valid_from: int
+    valid_until: int
+
+
+class Card(msgspec.Struct, frozen=True):
+    """A parsed, signature-checked card: the body, the exact signed bytes and the signature."""
+
+    body: CardBody
+    body_bytes: bytes
+    signature: bytes
+
+    @property
+    def identity(self) -> PublicIdentity:
+        return PublicIdentity(self.body.sign_key, self.body.enc_key)
+
+    @property
+    def name(self) -> str:
+        return self.body.name
+
+    def armored(self) -> str:
+        return armor(CARD_KIND, [self.body_bytes, self.signature])
+
+
+def _check_body(body: CardBody) -> None:
+    from protocol.validators import check_country, check_unlocode
+
+    check_country(body.country, "country")
+    check_unlocode(body.location, "location")
+    if body.location[:2] != body.country:
+        raise ValidationError(
+            "location", f"UN/LOCODE {body.location} is not in country {body.country}"
+        )
+    for i, url in enumerate(body.endpoints):
+        if not _ENDPOINT_RE.match(url):
+            raise ValidationError(f"endpoints[{i}]", "must be an http:// or https:// URL")
+    if body.valid_until <= body.valid_from:
+        raise ValidationError("valid_until", "must be after valid_from")
+
+
+def make_card(
+    identity: Identity,
+    *,
+    name: str,
+    unit_type: str,
+    country: str,
+    location: str,
+    endpoints: list[str],
+    valid_from: int,
+    valid_until: int,
+) -> Card:
+    """Build and sign this node's card; the inputs are validated as an importer would."""
+    try:
+        body = msgspec.convert(
+            {
+                "name": name,
+                "unit_type": unit_type,
+                "country": country,
+                "location": location,
+                "endpoints": endpoints,
+                "sign_key": identity.public.sign_key,
+                "enc_key": identity.public.enc_key,
+                "valid_from": valid_from,
+                "valid_until": valid_until,
+            },
+            CardBody,
+        )
+    except msgspec.ValidationError as exc:
+        raise _validation(exc) from exc
+    _check_body(body)
+    body_bytes = msgspec.json.encode(body)
+    return Card(body, body_bytes, identity.sign(CARD_SIGNATURE_LABEL + body_bytes))
+
+
+def _validation(exc: msgspec.ValidationError) -> ValidationError:
+    text = str(exc)
+    rule, _, where = text.partition(" - at `$.")
+    return ValidationError(where.rstrip("`").replace("`", ""), rule)
+
+
+def parse_card(text: str | bytes, *, now: int | None) -> Card:
+    """Parse and fully check an armored card: structure, keys, signature, validity at ``now``.
+
+    ``now=None`` skips the validity window, for cards already accepted and stored.
+    """
+    if len(text) > MAX_CARD_BYTES:
+        raise Malformed(f"card is larger than {MAX_CARD_BYTES} bytes")
+    blocks = dearmor(CARD_KIND, text, max_bytes=MAX_CARD_BYTES)
+    if len(blocks) != 2:
+        raise Malformed("card must have a body and exactly one signature line")
+    body_bytes, signature = blocks
+    try:
+        body = msgspec.json.decode(body_bytes, type=CardBody)
+    except msgspec.ValidationError as exc:
+        raise Malformed(f"card field {_validation(exc)}") from exc
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise Malformed("card body is not valid JSON") from exc
+    try:
+        _check_body(body)
+    except ValidationError as exc:
+        raise Malformed(f"card field {exc.message}") from exc
+    sign_key = check_sign_key(body.sign_key)
+    check_enc_key(body.enc_key)
+    verify_signature(sign_key, signature, CARD_SIGNATURE_LABEL + body_bytes)
+    if now is None:
+        return Card(body, body_bytes, signature)
+    if now >= body.valid_until:
+        raise Expired(f"card of {body.name} expired")
+    if now < body.valid_from - 300:
+        raise Malformed(f"card of {body.name} is not valid yet")
+    return Card(body, body_bytes, signature)

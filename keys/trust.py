@@ -1,0 +1,92 @@
+"""Trust rules: when a card may be added as a peer, and whether a known sender may be believed.
+
+Pure decisions over records the node stores (PROTOCOL.md section 4). A key is trusted only after a
+custodian compared its fingerprint out of band, or explicitly chose trust-on-first-use (which is
+recorded and audited). A name is bound to one signing key for good: a different key under a known
+name is refused, never silently replaced.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from keys.card import Card
+from keys.identity import normalize_fingerprint
+from protocol.errors import (
+    FingerprintMismatch,
+    PeerKeyChanged,
+    PeerRevoked,
+    UnknownSender,
+    UsageError,
+)
+
+Verification = Literal["fingerprint", "tofu"]
+PeerStatus = Literal["trusted", "revoked"]
+
+
+class PeerRecord(msgspec.Struct, kw_only=True):
+    """A known peer as stored by the node: the whole armored card is kept, not just the keys."""
+
+    name: str
+    node_id: bytes
+    fingerprint: str
+    card: str
+    verified_by: Verification
+    status: PeerStatus = "trusted"
+    added_at: int
+    revoked_at: int | None = None
+
+
+AddOutcome = Literal["added", "updated", "unchanged"]
+
+
+def decide_add(
+    card: Card,
+    *,
+    fingerprint: str | None,
+    trust_on_first_use: bool,
+    same_name: PeerRecord | None,
+    same_key: PeerRecord | None,
+) -> tuple[AddOutcome, Verification]:
+    """Decide whether ``card`` may be stored; raise the TrustError that says why not."""
+    if (fingerprint is None) == (not trust_on_first_use):
+        raise UsageError(
+            "give exactly one of --fingerprint FP (compared out of band) or --trust-on-first-use"
+        )
+    actual = card.identity.fingerprint
+    if fingerprint is not None and normalize_fingerprint(fingerprint) != actual:
+        raise FingerprintMismatch(
+            f"fingerprint of card '{card.name}' is {actual}, not the one given; card not added"
+        )
+    method: Verification = "fingerprint" if fingerprint is not None else "tofu"
+    node_id = card.identity.node_id
+    if same_name is not None and same_name.node_id != node_id:
+        raise PeerKeyChanged(
+            f"peer '{card.name}' is known with another key (fingerprint {same_name.fingerprint}); "
+            "refusing the changed key"
+        )
+    if same_key is not None and same_key.name != card.name:
+        raise PeerKeyChanged(
+            f"this key already belongs to peer '{same_key.name}'; refusing it under a second name"
+        )
+    known = same_name or same_key
+    if known is not None and known.status == "revoked":
+        raise PeerRevoked(f"peer '{known.name}' was revoked; its key cannot be trusted again")
+    if known is None:
+        return "added", method
+    if known.card == card.armored():
+        return "unchanged", known.verified_by
+    # Same key, same name, new card (endpoints, validity): keep the stronger verification.
+    best: Verification = "fingerprint" if "fingerprint" in (method, known.verified_by) else "tofu"
+    return "updated", best
+
+
+def require_trusted(record: PeerRecord | None, node_id: bytes) -> PeerRecord:
+    """The sender check of PROTOCOL.md 6.2 step 5: known, trusted, not revoked."""
+    if record is None:
+        raise UnknownSender(f"sender {node_id.hex()[:16]} is not a trusted peer")
+    if record.status == "revoked":
+        raise PeerRevoked(f"sender '{record.name}' has been revoked")
+    return record

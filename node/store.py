@@ -1,0 +1,133 @@
+"""SQLite storage for one node: peers and the replay table (outbox, inbox and audit join later).
+
+SQLite in WAL mode with ``synchronous=FULL``: a transaction that returned is on disk, so anything
+the node acknowledged survives kill -9 and power loss. Methods are synchronous and small; the
+daemon runs them on one dedicated thread so the event loop never waits on fsync.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from keys.trust import PeerRecord
+from protocol.errors import NodeError, Replay
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS peers (
+    name        TEXT PRIMARY KEY,
+    node_id     BLOB NOT NULL UNIQUE,
+    fingerprint TEXT NOT NULL,
+    card        TEXT NOT NULL,
+    verified_by TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    added_at    INTEGER NOT NULL,
+    revoked_at  INTEGER
+);
+CREATE TABLE IF NOT EXISTS seen (
+    id       BLOB PRIMARY KEY,
+    expires  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_expires ON seen(expires);
+"""
+
+_PEER_COLUMNS = "name, node_id, fingerprint, card, verified_by, status, added_at, revoked_at"
+
+
+class Store:
+    """One node's database. Not shared between threads: the daemon gives it a thread of its own."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA busy_timeout=5000")
+            # executescript commits on its own; every statement in the schema is idempotent.
+            self.db.executescript(_SCHEMA)
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise NodeError(f"cannot open database {path}: {exc}") from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic, durable unit of work (BEGIN IMMEDIATE ... COMMIT)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # peers -----------------------------------------------------------------------------------
+
+    def peer_by_name(self, name: str) -> PeerRecord | None:
+        row = self.db.execute(
+            f"SELECT {_PEER_COLUMNS} FROM peers WHERE name = ?", (name,)
+        ).fetchone()
+        return _peer(row) if row else None
+
+    def peer_by_id(self, node_id: bytes) -> PeerRecord | None:
+        row = self.db.execute(
+            f"SELECT {_PEER_COLUMNS} FROM peers WHERE node_id = ?", (node_id,)
+        ).fetchone()
+        return _peer(row) if row else None
+
+    def peers(self) -> list[PeerRecord]:
+        rows = self.db.execute(f"SELECT {_PEER_COLUMNS} FROM peers ORDER BY name").fetchall()
+        return [_peer(r) for r in rows]
+
+    def put_peer(self, p: PeerRecord) -> None:
+        with self.transaction() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO peers ({_PEER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    p.name,
+                    p.node_id,
+                    p.fingerprint,
+                    p.card,
+                    p.verified_by,
+                    p.status,
+                    p.added_at,
+                    p.revoked_at,
+                ),
+            )
+
+    def remove_peer(self, name: str) -> bool:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM peers WHERE name = ?", (name,)).rowcount > 0
+
+    # replay table (PROTOCOL.md 6.2 step 9) ---------------------------------------------------
+
+    def seen(self, msg_id: bytes) -> bool:
+        return self.db.execute("SELECT 1 FROM seen WHERE id = ?", (msg_id,)).fetchone() is not None
+
+    def mark_seen(self, db: sqlite3.Connection, msg_id: bytes, expires: int) -> None:
+        """Inside the caller's transaction, together with whatever else accepting a message stores.
+
+        The primary key makes this the authoritative replay check: of two racing accepts of one
+        id, the second fails here even if both passed :meth:`seen`.
+        """
+        try:
+            db.execute("INSERT INTO seen (id, expires) VALUES (?, ?)", (msg_id, expires))
+        except sqlite3.IntegrityError as exc:
+            raise Replay("message id was already accepted") from exc
+
+    def prune_seen(self, now: int) -> int:
+        """Ids can be forgotten once expired: an expired message is rejected before the table."""
+        with self.transaction() as db:
+            return db.execute("DELETE FROM seen WHERE expires <= ?", (now,)).rowcount
+
+
+def _peer(row: tuple[object, ...]) -> PeerRecord:
+    keys = _PEER_COLUMNS.split(", ")
+    return PeerRecord(**dict(zip(keys, row, strict=True)))  # type: ignore[arg-type]

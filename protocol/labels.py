@@ -1,0 +1,25 @@
+"""Domain-separation labels and protocol constants (PROTOCOL.md section 1).
+
+Every signature, KDF context and hash input starts with one of these labels, so a signature made for
+one purpose can never be replayed as another (a card signature is never a message signature).
+"""
+
+from __future__ import annotations
+
+PROTOCOL_VERSION = 1
+
+NODE_ID_LABEL = b"borderlink/1 node-id\n"
+FINGERPRINT_LABEL = b"borderlink/1 fingerprint\n"
+CARD_SIGNATURE_LABEL = b"borderlink/1 card\n"
+MESSAGE_SIGNATURE_LABEL = b"borderlink/1 message\n"
+HPKE_INFO_LABEL = b"borderlink/1 hpke slot\n"
+ENVELOPE_HASH_LABEL = b"borderlink/1 envelope\n"
+
+# Limits enforced before any decoding or cryptography (PROTOCOL.md section 6).
+MAX_ENVELOPE_BYTES = 1024 * 1024
+MAX_RECIPIENTS = 64
+MAX_PADDED_PLAINTEXT = 512 * 1024
+MIN_PADDED_PLAINTEXT = 1024
+MAX_CARD_BYTES = 16 * 1024
+MAX_TTL_SECONDS = 30 * 24 * 3600
+DEFAULT_CLOCK_SKEW_SECONDS = 300

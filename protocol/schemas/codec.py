@@ -1,0 +1,125 @@
+"""Bytes to messages and back: the one place msgspec's errors become ``ValidationError``.
+
+Decoding is strict (unknown fields, wrong types and out-of-range values are errors) and is
+followed by the semantic checks each Struct's ``check`` method makes. Whatever bytes come in, the
+result is a message or a ``ValidationError``; nothing else escapes (PROTOCOL.md, message bodies).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import msgspec
+
+from protocol.errors import ValidationError
+from protocol.schemas.common import PATTERN_WORDS, SUPPORTED_SCHEMA_VERSIONS
+from protocol.schemas.feedback import Feedback
+from protocol.schemas.retraction import Retraction
+from protocol.schemas.risk import RiskProfile
+from protocol.schemas.seizure import SeizureAlert
+
+Message = SeizureAlert | RiskProfile | Feedback | Retraction
+
+MESSAGE_TYPES: Final[dict[str, type[Message]]] = {
+    "seizure-alert": SeizureAlert,
+    "risk-profile": RiskProfile,
+    "feedback": Feedback,
+    "retraction": Retraction,
+}
+_NAMES: Final[dict[type[Message], str]] = {cls: name for name, cls in MESSAGE_TYPES.items()}
+_DECODERS: Final[dict[str, msgspec.json.Decoder[Message]]] = {
+    name: msgspec.json.Decoder(cls) for name, cls in MESSAGE_TYPES.items()
+}
+_ENCODER: Final = msgspec.json.Encoder()
+
+# msgspec ends its messages with " - at `$.a.b[0].c`".
+_AT: Final = re.compile(r"^(?P<rule>.*) - at `\$\.?(?P<path>.*)`$", re.DOTALL)
+
+
+class _VersionOnly(msgspec.Struct):
+    """Read before the strict decode, so a body from a newer schema is refused for its version
+    rather than for the first field this node does not know."""
+
+    schema_version: int
+
+
+class _Probe(msgspec.Struct):
+    meta: _VersionOnly
+
+
+_PROBE: Final = msgspec.json.Decoder(_Probe)
+
+
+_PATTERN_RULES: Final = {
+    f"Expected `str` matching regex {pattern!r}": f"Expected {words}"
+    for pattern, words in PATTERN_WORDS.items()
+}
+
+
+def _translate(exc: msgspec.MsgspecError | UnicodeDecodeError) -> ValidationError:
+    """msgspec's " - at `$.a[0].b`" suffix becomes the path ``a[0].b``; invalid UTF-8, which msgspec
+    lets through as a plain UnicodeDecodeError, becomes a whole-body error."""
+    if isinstance(exc, UnicodeDecodeError):
+        return ValidationError("", "body is not valid UTF-8")
+    text = str(exc)
+    match = _AT.match(text)
+    path, rule = (match["path"], match["rule"]) if match else ("", text)
+    return ValidationError(path, _PATTERN_RULES.get(rule, rule))
+
+
+def check_type_name(type_name: str) -> None:
+    if type_name not in MESSAGE_TYPES:
+        expected = ", ".join(MESSAGE_TYPES)
+        raise ValidationError(
+            "type", f"unknown message type {type_name!r}; expected one of {expected}"
+        )
+
+
+def _check_version(data: bytes) -> None:
+    try:
+        version = _PROBE.decode(data).meta.schema_version
+    except (msgspec.MsgspecError, UnicodeDecodeError):
+        return  # the strict decode reports what is wrong
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        supported = ", ".join(str(v) for v in sorted(SUPPORTED_SCHEMA_VERSIONS))
+        raise ValidationError(
+            "meta.schema_version",
+            f"schema version {version} is not supported (this node reads {supported})",
+        )
+
+
+def decode_body(type_name: str, data: bytes) -> Message:
+    """Decode and fully validate a body of the named type."""
+    check_type_name(type_name)
+    _check_version(data)
+    try:
+        msg = _DECODERS[type_name].decode(data)
+    except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
+        raise _translate(exc) from exc
+    msg.check("")
+    return msg
+
+
+def encode_body(msg: Message) -> bytes:
+    """Compact, canonical JSON (field order fixed by the Structs, defaults left out).
+
+    The result is decoded again before it is returned, so a message built in code with a wrong value
+    raises here, at the sender, instead of being refused by every recipient."""
+    data = _ENCODER.encode(msg)
+    decode_body(type_name_of(msg), data)
+    return data
+
+
+def type_name_of(msg: Message) -> str:
+    name = _NAMES.get(type(msg))
+    if name is None:
+        raise ValidationError("type", f"{type(msg).__name__} is not a borderlink message")
+    return name
+
+
+def strip_personal_data(msg: Message) -> Message:
+    """A copy without the ``parties`` section, the only personal data a body holds."""
+    if isinstance(msg, SeizureAlert) and msg.parties is not None:
+        return msgspec.structs.replace(msg, parties=None)
+    return msg

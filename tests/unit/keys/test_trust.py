@@ -1,0 +1,126 @@
+"""Trust rules: fingerprint or explicit TOFU; a known name never silently changes key."""
+
+from __future__ import annotations
+
+import pytest
+
+from keys.trust import PeerRecord, decide_add, require_trusted
+from protocol.errors import (
+    FingerprintMismatch,
+    PeerKeyChanged,
+    PeerRevoked,
+    UnknownSender,
+    UsageError,
+)
+from tests.conftest import NOW, fixed_identity
+from tests.unit.keys.test_card import card_for
+
+
+def record(card, verified_by="fingerprint", status="trusted") -> PeerRecord:  # type: ignore[no-untyped-def]
+    ident = card.identity
+    return PeerRecord(
+        name=card.name,
+        node_id=ident.node_id,
+        fingerprint=ident.fingerprint,
+        card=card.armored(),
+        verified_by=verified_by,
+        status=status,
+        added_at=NOW,
+    )
+
+
+def test_fingerprint_match_adds() -> None:
+    card = card_for(fixed_identity("alice"))
+    fp = card.identity.fingerprint.replace(" ", "")
+    assert decide_add(
+        card, fingerprint=fp, trust_on_first_use=False, same_name=None, same_key=None
+    ) == ("added", "fingerprint")
+
+
+def test_wrong_fingerprint_is_refused() -> None:
+    card = card_for(fixed_identity("alice"))
+    other = fixed_identity("mallory").public.fingerprint
+    with pytest.raises(FingerprintMismatch, match="not added"):
+        decide_add(card, fingerprint=other, trust_on_first_use=False, same_name=None, same_key=None)
+
+
+def test_neither_or_both_verification_modes_is_a_usage_error() -> None:
+    card = card_for(fixed_identity("alice"))
+    with pytest.raises(UsageError):
+        decide_add(card, fingerprint=None, trust_on_first_use=False, same_name=None, same_key=None)
+    with pytest.raises(UsageError):
+        decide_add(
+            card,
+            fingerprint=card.identity.fingerprint,
+            trust_on_first_use=True,
+            same_name=None,
+            same_key=None,
+        )
+
+
+def test_changed_key_for_known_name_is_refused_even_with_tofu() -> None:
+    old = card_for(fixed_identity("alice"))
+    new = card_for(fixed_identity("mallory"))  # same name "bar-pcu", another key
+    with pytest.raises(PeerKeyChanged, match="another key"):
+        decide_add(
+            new, fingerprint=None, trust_on_first_use=True, same_name=record(old), same_key=None
+        )
+    with pytest.raises(PeerKeyChanged):
+        decide_add(
+            new,
+            fingerprint=new.identity.fingerprint,
+            trust_on_first_use=False,
+            same_name=record(old),
+            same_key=None,
+        )
+
+
+def test_same_key_under_a_second_name_is_refused() -> None:
+    first = card_for(fixed_identity("alice"), name="bar-pcu")
+    second = card_for(fixed_identity("alice"), name="bar-pcu-2")
+    with pytest.raises(PeerKeyChanged, match="second name"):
+        decide_add(
+            second,
+            fingerprint=None,
+            trust_on_first_use=True,
+            same_name=None,
+            same_key=record(first),
+        )
+
+
+def test_revoked_peer_cannot_be_readded() -> None:
+    card = card_for(fixed_identity("alice"))
+    with pytest.raises(PeerRevoked):
+        decide_add(
+            card,
+            fingerprint=card.identity.fingerprint,
+            trust_on_first_use=False,
+            same_name=record(card, status="revoked"),
+            same_key=record(card, status="revoked"),
+        )
+
+
+def test_readding_same_card_is_unchanged_and_keeps_stronger_verification() -> None:
+    card = card_for(fixed_identity("alice"))
+    rec = record(card, verified_by="fingerprint")
+    assert decide_add(
+        card, fingerprint=None, trust_on_first_use=True, same_name=rec, same_key=rec
+    ) == ("unchanged", "fingerprint")
+    newer = card_for(fixed_identity("alice"), endpoints=["http://127.0.0.1:9000"])
+    tofu = record(card, verified_by="tofu")
+    assert decide_add(
+        newer,
+        fingerprint=newer.identity.fingerprint,
+        trust_on_first_use=False,
+        same_name=tofu,
+        same_key=tofu,
+    ) == ("updated", "fingerprint")
+
+
+def test_require_trusted() -> None:
+    card = card_for(fixed_identity("alice"))
+    with pytest.raises(UnknownSender):
+        require_trusted(None, card.identity.node_id)
+    with pytest.raises(PeerRevoked):
+        require_trusted(record(card, status="revoked"), card.identity.node_id)
+    assert require_trusted(record(card), card.identity.node_id).name == "bar-pcu"
