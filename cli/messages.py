@@ -8,7 +8,7 @@ import msgspec
 from cli.output import emit, json_option
 from cli.peers import read_text
 from protocol.errors import ValidationError
-from protocol.schemas import MESSAGE_TYPES, decode_body, template
+from protocol.schemas import MESSAGE_TYPES, decode_body, encode_body, template
 
 TYPE_ARG = click.argument("type_name", metavar="TYPE", type=click.Choice(list(MESSAGE_TYPES)))
 
@@ -17,7 +17,7 @@ TYPE_ARG = click.argument("type_name", metavar="TYPE", type=click.Choice(list(ME
 @TYPE_ARG
 def template_cmd(type_name: str) -> None:
     """Print a filled example message of TYPE as JSON, to edit and then seal."""
-    body = msgspec.json.encode(template(type_name))
+    body = encode_body(template(type_name))
     click.echo(msgspec.json.format(body, indent=2).decode())
 
 

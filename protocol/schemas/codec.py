@@ -35,6 +35,10 @@ _ENCODER: Final = msgspec.json.Encoder()
 
 # msgspec ends its messages with " - at `$.a.b[0].c`".
 _AT: Final = re.compile(r"^(?P<rule>.*) - at `\$\.?(?P<path>.*)`$", re.DOTALL)
+# msgspec quotes an unknown field's name as sent; a rule is printed and logged, so control
+# characters in it are escaped (no terminal or log-line injection) and its length is capped.
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_MAX_RULE: Final = 300
 
 
 class _VersionOnly(msgspec.Struct):
@@ -57,15 +61,25 @@ _PATTERN_RULES: Final = {
 }
 
 
-def _translate(exc: msgspec.MsgspecError | UnicodeDecodeError) -> ValidationError:
-    """msgspec's " - at `$.a[0].b`" suffix becomes the path ``a[0].b``; invalid UTF-8, which msgspec
-    lets through as a plain UnicodeDecodeError, becomes a whole-body error."""
+# What msgspec can raise on bad input: its own errors, plus a UnicodeDecodeError for invalid UTF-8
+# in a string and a RecursionError when skipping a deeply nested value it has no type for.
+_DECODE_ERRORS: Final = (msgspec.MsgspecError, UnicodeDecodeError, RecursionError)
+
+
+def _translate(exc: Exception) -> ValidationError:
+    """msgspec's " - at `$.a[0].b`" suffix becomes the path ``a[0].b``; the two plain Python errors
+    become whole-body errors."""
     if isinstance(exc, UnicodeDecodeError):
         return ValidationError("", "body is not valid UTF-8")
+    if isinstance(exc, RecursionError):
+        return ValidationError("", "body is nested too deeply")
     text = str(exc)
     match = _AT.match(text)
     path, rule = (match["path"], match["rule"]) if match else ("", text)
-    return ValidationError(path, _PATTERN_RULES.get(rule, rule))
+    rule = _CONTROL.sub(lambda c: f"\\x{ord(c[0]):02x}", _PATTERN_RULES.get(rule, rule))
+    if len(rule) > _MAX_RULE:
+        rule = rule[: _MAX_RULE - 3] + "..."
+    return ValidationError(path, rule)
 
 
 def check_type_name(type_name: str) -> None:
@@ -79,7 +93,7 @@ def check_type_name(type_name: str) -> None:
 def _check_version(data: bytes) -> None:
     try:
         version = _PROBE.decode(data).meta.schema_version
-    except (msgspec.MsgspecError, UnicodeDecodeError):
+    except _DECODE_ERRORS:
         return  # the strict decode reports what is wrong
     if version not in SUPPORTED_SCHEMA_VERSIONS:
         supported = ", ".join(str(v) for v in sorted(SUPPORTED_SCHEMA_VERSIONS))
@@ -95,7 +109,7 @@ def decode_body(type_name: str, data: bytes) -> Message:
     _check_version(data)
     try:
         msg = _DECODERS[type_name].decode(data)
-    except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
+    except _DECODE_ERRORS as exc:
         raise _translate(exc) from exc
     msg.check("")
     return msg
@@ -119,7 +133,7 @@ def type_name_of(msg: Message) -> str:
 
 
 def strip_personal_data(msg: Message) -> Message:
-    """A copy without the ``parties`` section, the only personal data a body holds."""
-    if isinstance(msg, SeizureAlert) and msg.parties is not None:
+    """A copy without the ``parties`` section, the only structured personal data a body holds."""
+    if isinstance(msg, SeizureAlert):
         return msgspec.structs.replace(msg, parties=None)
-    return msg
+    return msgspec.structs.replace(msg)

@@ -2,7 +2,7 @@
 
 Every string and list has an upper bound so no body can make a node allocate without limit, and
 single-line fields refuse control characters so a name cannot rewrite a terminal or a log line.
-Message ids, times of sending and the parties to the exchange live in the signed envelope, not here
+Message ids, times, sender and recipients live in the signed envelope header, not in the body
 (see PROTOCOL.md, envelope header).
 """
 

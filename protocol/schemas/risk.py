@@ -6,8 +6,8 @@ never make a receiving node spend unbounded time matching (ReDoS).
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -26,6 +26,9 @@ from protocol.schemas.common import (
     path_of,
 )
 
+# Plain ASCII decimals only, so every receiver parses the threshold the same way.
+_NUMBER: Final = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,15})?")
+
 Operator = Literal["eq", "ne", "contains", "prefix", "in", "gt", "lt"]
 
 
@@ -42,15 +45,11 @@ class Indicator(Body):
             raise ValidationError(
                 path_of(at, "values"), f"operator {self.operator!r} takes exactly one value"
             )
-        if self.operator in ("gt", "lt"):
-            try:
-                number = Decimal(self.values[0])
-            except InvalidOperation:
-                number = Decimal("NaN")
-            if not number.is_finite():
-                raise ValidationError(
-                    f"{path_of(at, 'values')}[0]", f"operator {self.operator!r} compares numbers"
-                )
+        if self.operator in ("gt", "lt") and _NUMBER.fullmatch(self.values[0]) is None:
+            raise ValidationError(
+                f"{path_of(at, 'values')}[0]",
+                f"operator {self.operator!r} takes a decimal number such as 18000 or 2.5",
+            )
 
 
 class RiskProfile(Body):

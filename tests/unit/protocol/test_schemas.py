@@ -227,6 +227,23 @@ def test_meta_rules(path: str, value: Any, where: str, rule: str) -> None:
         assert rule_for(type_name, edit(type_name, path, value)) == (where, rule)
 
 
+def test_regression_unknown_field_name_reached_the_terminal_raw() -> None:
+    """msgspec quotes an unknown field name as sent; ESC sequences in it repainted the terminal of
+    whoever ran ``borderlink validate`` and could forge log lines."""
+    data = edit("feedback", "meta.\x1b[2J\nok: valid", 1)
+    assert rule_for("feedback", data) == (
+        "meta",
+        "Object contains unknown field `\\x1b[2J\\x0aok: valid`",
+    )
+
+
+def test_long_unknown_field_name_is_cut() -> None:
+    path, rule = rule_for("feedback", edit("feedback", "x" * 5000, 1))
+    assert path == ""
+    assert len(rule) == 300 and rule.startswith("Object contains unknown field `xxx")
+    assert rule.endswith("x...")
+
+
 def test_meta_optional_ids_may_be_null() -> None:
     data = edit("feedback", "meta.in_reply_to", None)
     assert decode_body("feedback", msgspec.json.encode(data)).meta.in_reply_to is None
@@ -250,4 +267,6 @@ def test_strip_personal_data_removes_parties_only() -> None:
 
 @pytest.mark.parametrize("type_name", ["risk-profile", "feedback", "retraction"])
 def test_strip_personal_data_leaves_other_types_alone(type_name: str) -> None:
-    assert strip_personal_data(template(type_name)) == template(type_name)
+    msg = template(type_name)
+    copy = strip_personal_data(msg)
+    assert copy == msg and copy is not msg

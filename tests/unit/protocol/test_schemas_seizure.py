@@ -23,51 +23,112 @@ def accepts(data: Any) -> SeizureAlert:
 @pytest.mark.parametrize(
     ("path", "value", "where", "rule"),
     [
-        ("occurred_at", "2024-05-14T06:42:00", "occurred_at",
-         "Expected `datetime` with a timezone component"),
-        ("occurred_at", "2024-05-14T08:42:00+02:00", "occurred_at", "time must be in UTC (end in Z)"),
+        (
+            "occurred_at",
+            "2024-05-14T06:42:00",
+            "occurred_at",
+            "Expected `datetime` with a timezone component",
+        ),
+        (
+            "occurred_at",
+            "2024-05-14T08:42:00+02:00",
+            "occurred_at",
+            "time must be in UTC (end in Z)",
+        ),
         ("occurred_at", "yesterday", "occurred_at", "Invalid RFC3339 encoded datetime"),
         ("place", "QQBAR", "place", "UN/LOCODE country 'QQ' is not an ISO 3166-1 code"),
         ("place", "ME BAR", "place", "Expected `str` of length <= 5"),
         ("detection", "x-ray", "detection", "Invalid enum value 'x-ray'"),
         ("commodity.category", "weapons", "commodity.category", "Invalid enum value 'weapons'"),
-        ("commodity.type", "Cocaine", "commodity.type",
-         "Expected lowercase letters, digits, spaces and hyphens"),
-        ("commodity.description", "a\x00b", "commodity.description",
-         "Expected text without control characters other than tab and newline"),
+        (
+            "commodity.type",
+            "Cocaine",
+            "commodity.type",
+            "Expected lowercase letters, digits, spaces and hyphens",
+        ),
+        (
+            "commodity.description",
+            "a\x00b",
+            "commodity.description",
+            "Expected text without control characters other than tab and newline",
+        ),
         ("quantity.value", 0, "quantity.value", "Expected `float` > 0.0"),
         ("quantity.value", -3, "quantity.value", "Expected `float` > 0.0"),
         ("quantity.value", 2e9, "quantity.value", "Expected `float` <= 1000000000.0"),
         ("quantity.value", "412.5", "quantity.value", "Expected `float`, got `str`"),
-        ("quantity.unit", "PCE", "quantity.unit",
-         "'PCE' is not an accepted UN/ECE Rec 20 unit (C62, DZN, GRM, H87, KGM, LTR, MGM, MIL, MLT, "
-         "MTK, MTQ, MTR, NAR, NPR, PR, SET, TNE)"),
-        ("quantity.unit", "kgm", "quantity.unit",
-         "'kgm' is not an accepted UN/ECE Rec 20 unit (C62, DZN, GRM, H87, KGM, LTR, MGM, MIL, MLT, "
-         "MTK, MTQ, MTR, NAR, NPR, PR, SET, TNE)"),
+        (
+            "quantity.unit",
+            "PCE",
+            "quantity.unit",
+            "'PCE' is not an accepted UN/ECE Rec 20 unit (C62, DZN, GRM, H87, KGM, LTR, MGM, MIL, MLT, "
+            "MTK, MTQ, MTR, NAR, NPR, PR, SET, TNE)",
+        ),
+        (
+            "quantity.unit",
+            "kgm",
+            "quantity.unit",
+            "'kgm' is not an accepted UN/ECE Rec 20 unit (C62, DZN, GRM, H87, KGM, LTR, MGM, MIL, MLT, "
+            "MTK, MTQ, MTR, NAR, NPR, PR, SET, TNE)",
+        ),
         ("hs_code", "7701", "hs_code", "HS chapter 77 does not exist (01-97, not 77)"),
         ("hs_code", "08039", "hs_code", "'08039' is not an HS code (4, 6, 8 or 10 digits)"),
         ("concealment.method", "hidden", "concealment.method", "Invalid enum value 'hidden'"),
-        ("route.origin", "GYEX", "route.origin",
-         "'GYEX' is not a UN/LOCODE (5) or IATA airport code (3)"),
-        ("route.transits.0", "PAON1", "route.transits[0]",
-         "'PAON1' is not a UN/LOCODE (country code + 3 letters or digits 2-9)"),
-        ("route.destination", "QQBEG", "route.destination",
-         "UN/LOCODE country 'QQ' is not an ISO 3166-1 code"),
+        (
+            "route.origin",
+            "GYEX",
+            "route.origin",
+            "'GYEX' is not a UN/LOCODE (5) or IATA airport code (3)",
+        ),
+        (
+            "route.transits.0",
+            "PAON1",
+            "route.transits[0]",
+            "'PAON1' is not a UN/LOCODE (country code + 3 letters or digits 2-9)",
+        ),
+        (
+            "route.destination",
+            "QQBEG",
+            "route.destination",
+            "UN/LOCODE country 'QQ' is not an ISO 3166-1 code",
+        ),
         ("route.transits", ["PAONX"] * 17, "route.transits", "Expected `array` of length <= 16"),
-        ("parties.1.nationality", "YU", "parties[1].nationality",
-         "'YU' is not an ISO 3166-1 alpha-2 country code"),
-        ("parties.0.document.issuing_country", "SRB", "parties[0].document.issuing_country",
-         "Expected `str` of length <= 2"),
-        ("parties.0.document.issuing_country", "XX", "parties[0].document.issuing_country",
-         "'XX' is not an ISO 3166-1 alpha-2 country code"),
-        ("parties.0.document.type", "visa", "parties[0].document.type",
-         "Invalid enum value 'visa'"),
+        (
+            "parties.1.nationality",
+            "YU",
+            "parties[1].nationality",
+            "'YU' is not an ISO 3166-1 alpha-2 country code",
+        ),
+        (
+            "parties.0.document.issuing_country",
+            "SRB",
+            "parties[0].document.issuing_country",
+            "Expected `str` of length <= 2",
+        ),
+        (
+            "parties.0.document.issuing_country",
+            "XX",
+            "parties[0].document.issuing_country",
+            "'XX' is not an ISO 3166-1 alpha-2 country code",
+        ),
+        (
+            "parties.0.document.type",
+            "visa",
+            "parties[0].document.type",
+            "Invalid enum value 'visa'",
+        ),
         ("parties.0.role", "smuggler", "parties[0].role", "Invalid enum value 'smuggler'"),
-        ("parties.1.name", "Evil\x1b[2JCorp", "parties[1].name",
-         "Expected one line of text without control characters"),
-        ("parties.1.name", "Two\nlines", "parties[1].name",
-         "Expected one line of text without control characters"),
+        (
+            "parties.1.name",
+            "Evil\x1b[2JCorp",
+            "parties[1].name",
+            "Expected one line of text without control characters",
+        ),
+        (
+            "parties.1.name",
+            "Two\nlines",
+            "parties[1].name",
+            "Expected one line of text without control characters",
+        ),
         ("parties.1.name", "", "parties[1].name", "Expected `str` of length >= 1"),
         ("parties.0.name", 7, "parties[0].name", "Expected `str`, got `int`"),
         ("parties.0.passport", "x", "parties[0]", "Object contains unknown field `passport`"),
@@ -79,7 +140,10 @@ def test_field_rules(path: str, value: Any, where: str, rule: str) -> None:
 
 
 def test_narrative_may_span_lines() -> None:
-    assert accepts(edit(T, "narrative", "Line one.\n\tLine two.")).narrative == "Line one.\n\tLine two."
+    assert (
+        accepts(edit(T, "narrative", "Line one.\n\tLine two.")).narrative
+        == "Line one.\n\tLine two."
+    )
 
 
 def test_at_most_fifty_parties() -> None:
@@ -120,10 +184,19 @@ def conveyance(value: dict[str, Any]) -> Any:
     return edit(T, "conveyance", value)
 
 
-SEA = {"mode": "sea", "vessel_name": "MSC ANNA", "imo_number": "9074729",
-       "container_number": "MWCU6059784", "bill_of_lading": "MEDUEC123456"}
-AIR = {"mode": "air", "flight": "JU 680", "flight_date": "2024-05-13",
-       "air_waybill": "020-12345675"}
+SEA = {
+    "mode": "sea",
+    "vessel_name": "MSC ANNA",
+    "imo_number": "9074729",
+    "container_number": "MWCU6059784",
+    "bill_of_lading": "MEDUEC123456",
+}
+AIR = {
+    "mode": "air",
+    "flight": "JU 680",
+    "flight_date": "2024-05-13",
+    "air_waybill": "020-12345675",
+}
 ROAD = {"mode": "road", "tractor_plate": "BG 123-AB", "trailer_plate": "BG 456-CD", "country": "RS"}
 RAIL = {"mode": "rail", "train_number": "45872", "wagon_number": "218124712173"}
 POST = {"mode": "postal", "tracking_number": "RR123456785GB", "service": "post"}
@@ -149,27 +222,56 @@ def test_only_the_vessel_name_is_required_at_sea() -> None:
 @pytest.mark.parametrize(
     ("value", "where", "rule"),
     [
-        ({**SEA, "container_number": "MWCU6059785"}, "conveyance.container_number",
-         "ISO 6346 check digit is 4, not 5"),
+        (
+            {**SEA, "container_number": "MWCU6059785"},
+            "conveyance.container_number",
+            "ISO 6346 check digit is 4, not 5",
+        ),
         ({**SEA, "imo_number": "9074728"}, "conveyance.imo_number", "IMO check digit is 9, not 8"),
         ({**SEA, "flight": "JU 680"}, "conveyance", "Object contains unknown field `flight`"),
-        ({**AIR, "flight": "12 680"}, "conveyance.flight", "airline code '12' cannot be two digits"),
-        ({**AIR, "air_waybill": "020-12345670"}, "conveyance.air_waybill",
-         "air waybill check digit is 5, not 0"),
-        ({**AIR, "flight_date": "13.05.2024"}, "conveyance.flight_date", "Invalid RFC3339 encoded date"),
+        (
+            {**AIR, "flight": "12 680"},
+            "conveyance.flight",
+            "airline code '12' cannot be two digits",
+        ),
+        (
+            {**AIR, "air_waybill": "020-12345670"},
+            "conveyance.air_waybill",
+            "air waybill check digit is 5, not 0",
+        ),
+        (
+            {**AIR, "flight_date": "13.05.2024"},
+            "conveyance.flight_date",
+            "Invalid RFC3339 encoded date",
+        ),
         ({**ROAD, "country": "SRB"}, "conveyance.country", "Expected `str` of length <= 2"),
-        ({**ROAD, "country": "EU"}, "conveyance.country",
-         "'EU' is not an ISO 3166-1 alpha-2 country code"),
-        ({**RAIL, "wagon_number": "218124712170"}, "conveyance.wagon_number",
-         "UIC check digit is 3, not 0"),
-        ({**POST, "tracking_number": "RR123456784GB"}, "conveyance.tracking_number",
-         "UPU S10 check digit is 5, not 4"),
-        ({**EXPRESS, "service": "post"}, "conveyance.tracking_number",
-         "'1Z999AA10123456784' is not a UPU S10 item identifier (e.g. RR123456785GB)"),
+        (
+            {**ROAD, "country": "EU"},
+            "conveyance.country",
+            "'EU' is not an ISO 3166-1 alpha-2 country code",
+        ),
+        (
+            {**RAIL, "wagon_number": "218124712170"},
+            "conveyance.wagon_number",
+            "UIC check digit is 3, not 0",
+        ),
+        (
+            {**POST, "tracking_number": "RR123456784GB"},
+            "conveyance.tracking_number",
+            "UPU S10 check digit is 5, not 4",
+        ),
+        (
+            {**EXPRESS, "service": "post"},
+            "conveyance.tracking_number",
+            "'1Z999AA10123456784' is not a UPU S10 item identifier (e.g. RR123456785GB)",
+        ),
         ({**POST, "service": "courier"}, "conveyance.service", "Invalid enum value 'courier'"),
         ({**SEA, "mode": "boat"}, "conveyance.mode", "Invalid value 'boat'"),
-        ({k: x for k, x in SEA.items() if k != "mode"}, "conveyance",
-         "Object missing required field `mode`"),
+        (
+            {k: x for k, x in SEA.items() if k != "mode"},
+            "conveyance",
+            "Object missing required field `mode`",
+        ),
     ],
 )
 def test_conveyance_rules(value: dict[str, Any], where: str, rule: str) -> None:
