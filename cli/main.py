@@ -24,6 +24,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("cli.messages:validate_cmd", "Check a message JSON file against its schema."),
     "seal": ("cli.sealing:seal_cmd", "Sign and encrypt a message file for offline transfer."),
     "open": ("cli.sealing:open_cmd", "Verify and decrypt a sealed file addressed to this node."),
+    "serve": ("cli.serve:serve_cmd", "Run the node: peer API, admin socket, delivery."),
+    "send": ("cli.operator:send_cmd", "Queue a message for delivery by the running node."),
+    "outbox": ("cli.operator:outbox_cmd", "Delivery status per message and recipient."),
+    "inbox": ("cli.operator:inbox_group", "List, show and acknowledge received messages."),
+    "status": ("cli.operator:status_cmd", "Node health, peers, queue depths."),
 }
 
 
@@ -87,4 +92,4 @@ def main(argv: list[str] | None = None) -> Any:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""SQLite storage for one node: peers and the replay table (outbox, inbox and audit join later).
+"""SQLite storage for one node: peers, the replay table, outbox (outbox_store) and inbox.
 
 SQLite in WAL mode with ``synchronous=FULL``: a transaction that returned is on disk, so anything
 the node acknowledged survives kill -9 and power loss. Methods are synchronous and small; the
@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from keys.trust import PeerRecord
+from node.inbox_store import InboxMixin
+from node.outbox_store import OutboxMixin
 from protocol.errors import NodeError, Replay
 
 SCHEMA_VERSION = 1
@@ -33,12 +35,49 @@ CREATE TABLE IF NOT EXISTS seen (
     expires  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_expires ON seen(expires);
+CREATE TABLE IF NOT EXISTS messages (
+    id           BLOB PRIMARY KEY,
+    type         TEXT NOT NULL,
+    created      INTEGER NOT NULL,
+    expires      INTEGER NOT NULL,
+    content_hash BLOB NOT NULL,
+    envelope     BLOB NOT NULL,
+    queued_at    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    msg_id       BLOB NOT NULL REFERENCES messages(id),
+    peer         BLOB NOT NULL,
+    status       TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_error   TEXT,
+    delivered_at REAL,
+    receipt      BLOB,
+    PRIMARY KEY (msg_id, peer)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(peer, status, next_attempt);
+CREATE TABLE IF NOT EXISTS inbox (
+    id           BLOB PRIMARY KEY,
+    sender       BLOB NOT NULL,
+    type         TEXT NOT NULL,
+    created      INTEGER NOT NULL,
+    expires      INTEGER NOT NULL,
+    received_at  REAL NOT NULL,
+    content_hash BLOB NOT NULL,
+    envelope     BLOB NOT NULL,
+    receipt      BLOB NOT NULL,
+    refers_to    BLOB,
+    read_at      REAL,
+    acked_at     REAL,
+    ack_action   TEXT,
+    withdrawn_by BLOB
+);
 """
 
 _PEER_COLUMNS = "name, node_id, fingerprint, card, verified_by, status, added_at, revoked_at"
 
 
-class Store:
+class Store(OutboxMixin, InboxMixin):
     """One node's database. Not shared between threads: the daemon gives it a thread of its own."""
 
     def __init__(self, path: Path) -> None:

@@ -14,6 +14,7 @@ CARD_SIGNATURE_LABEL = b"borderlink/1 card\n"
 MESSAGE_SIGNATURE_LABEL = b"borderlink/1 message\n"
 HPKE_INFO_LABEL = b"borderlink/1 hpke slot\n"
 ENVELOPE_HASH_LABEL = b"borderlink/1 envelope\n"
+RECEIPT_SIGNATURE_LABEL = b"borderlink/1 receipt\n"
 
 # Limits enforced before any decoding or cryptography (PROTOCOL.md section 6).
 MAX_ENVELOPE_BYTES = 1024 * 1024

@@ -1,0 +1,31 @@
+"""``borderlink serve``: run the node (peer API, admin socket, delivery workers) until stopped."""
+
+from __future__ import annotations
+
+import click
+
+from cli.context import Ctx
+from cli.passphrase import passphrase_options
+
+
+@click.command("serve")
+@click.option("--listen", metavar="HOST:PORT", help="Peer API address [default from config: 127.0.0.1:7443].")
+@passphrase_options
+@click.pass_obj
+def serve_cmd(ctx: Ctx, listen: str | None, passphrase_fd: int | None, passphrase_file: str | None) -> None:
+    """Run this node in the foreground; SIGTERM or Ctrl-C stops it cleanly."""
+    import asyncio
+
+    import msgspec
+
+    from node.config import load_config
+    from node.daemon import Node
+    from node.logs import configure
+
+    config = load_config(ctx.home.config)
+    if listen:
+        config = msgspec.structs.replace(config, listen=listen)
+        config.host_port  # noqa: B018 - validates
+    configure(config.log_format)
+    identity = ctx.unlock(passphrase_fd, passphrase_file)
+    asyncio.run(Node(ctx.home, config, identity).serve_forever())

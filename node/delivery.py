@@ -1,0 +1,182 @@
+"""Per-peer delivery workers: at-least-once on the wire, with receipts proving each delivery.
+
+For each peer with work, ``concurrency`` tasks take due outbox rows in batches (up to
+``batch_size``: one when the queue is short, many when it is backed up), send each recipient only
+its own key slot, verify the signed receipt, and record the outcome. A failure schedules the next
+attempt with capped exponential backoff and jitter; the time is persisted, so a restart resumes
+the schedule instead of hammering the peer. See PROTOCOL.md 11.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgspec
+import structlog
+
+from keys.identity import PublicIdentity
+from node.config import Delivery
+from node.store import Store
+from node.transport import DeliveryFailed, Transport
+from protocol.batch import PERMANENT_REASONS, BatchResponse, ErrorBody, encode_batch
+from protocol.envelope import decode_envelope
+from protocol.errors import BorderlinkError
+from protocol.receipt import receipt_covers, verify_receipt
+
+log = structlog.get_logger("borderlink.delivery")
+T = TypeVar("T")
+RunDb = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    name: str
+    node_id: bytes
+    identity: PublicIdentity
+    endpoint: str | None
+
+
+def backoff(attempts: int, policy: Delivery, rng: random.Random) -> float:
+    """Delay before try number ``attempts + 1``: base * 2^attempts, capped, times U(0.5, 1)."""
+    raw = min(policy.backoff_max, policy.backoff_base * (2 ** min(attempts, 30)))
+    return raw * rng.uniform(0.5, 1.0)
+
+
+class PeerWorker:
+    def __init__(
+        self,
+        peer: PeerInfo,
+        *,
+        me: bytes,
+        store: Store,
+        run_db: RunDb,
+        transport: Transport,
+        policy: Delivery,
+        on_delivered: Callable[[int], None] | None = None,
+    ) -> None:
+        self.peer = peer
+        self.me = me
+        self.store = store
+        self.run_db = run_db
+        self.transport = transport
+        self.policy = policy
+        self.wake = asyncio.Event()
+        self.rng = random.Random()  # noqa: S311 - jitter, not secrets
+        self.on_delivered = on_delivered
+        self.tasks: list[asyncio.Task[None]] = []
+        self.link = "unknown"  # up | down | unknown, for status
+
+    def start(self) -> None:
+        self.tasks = [
+            asyncio.create_task(self._loop(), name=f"deliver-{self.peer.name}-{i}")
+            for i in range(max(1, self.policy.concurrency))
+        ]
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while True:
+            now = time.time()
+            rows = await self.run_db(self.store.take_batch, self.peer.node_id, now,
+                                     self.policy.batch_size)
+            if rows:
+                await self._deliver(rows)
+                continue
+            pending = await self.run_db(self.store.pending_peers)
+            due = pending.get(self.peer.node_id)
+            self.wake.clear()
+            timeout = None if due is None else max(0.0, due - time.time())
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=timeout)
+            except TimeoutError:
+                pass
+
+    async def _deliver(self, rows: list[tuple[bytes, bytes, bytes, int, int]]) -> None:
+        peer = self.peer
+        started = time.time()
+        try:
+            if not peer.endpoint:
+                raise DeliveryFailed(f"{peer.name} has no endpoint in its contact card")
+            copies = [decode_envelope(env).for_recipient(peer.node_id).encode() for _, env, *_ in rows]
+            status, ctype, body = await self.transport.post_batch(
+                peer.name, peer.endpoint, self.me, encode_batch(copies)
+            )
+        except DeliveryFailed as exc:
+            self.link = "down"
+            await self._fail(rows, exc.message)
+            return
+        self.link = "up"
+        await self._settle(rows, status, ctype, body, started)
+
+    async def _settle(
+        self,
+        rows: list[tuple[bytes, bytes, bytes, int, int]],
+        status: int,
+        ctype: str,
+        body: bytes,
+        started: float,
+    ) -> None:
+        peer = self.peer
+        if status != 200:
+            reason = _error_reason(body)
+            text = f"{peer.name} refused the message ({reason}, HTTP {status})"
+            if reason in PERMANENT_REASONS and len(rows) == 1:
+                await self.run_db(self.store.mark_rejected, peer.node_id, rows[0][0], text, time.time())
+                log.warning("delivery.rejected", peer=peer.name, message_id=rows[0][0].hex(), reason=reason)
+            else:
+                await self._fail(rows, text)
+            return
+        try:
+            resp = msgspec.msgpack.decode(body, type=BatchResponse)
+            if len(resp.results) != len(rows):
+                raise DeliveryFailed(f"{peer.name} answered for {len(resp.results)} of {len(rows)} messages")
+            verified = [verify_receipt(r, signer=peer.identity, sender=self.me) for r in resp.receipts]
+        except (msgspec.DecodeError, msgspec.ValidationError, BorderlinkError) as exc:
+            await self._fail(rows, f"{peer.name} sent an invalid answer or receipt: {exc}")
+            return
+        delivered: list[tuple[bytes, bytes]] = []
+        retry: list[tuple[bytes, bytes, bytes, int, int]] = []
+        now = time.time()
+        for row, result in zip(rows, resp.results, strict=True):
+            msg_id, _, content_hash, _, _ = row
+            if result.outcome in ("accepted", "duplicate") and result.receipt is not None \
+                    and 0 <= result.receipt < len(verified) \
+                    and receipt_covers(verified[result.receipt], msg_id, content_hash):
+                delivered.append((msg_id, resp.receipts[result.receipt]))
+            elif result.outcome == "rejected" and result.reason in PERMANENT_REASONS:
+                await self.run_db(self.store.mark_rejected, peer.node_id, msg_id,
+                                  f"{peer.name} refused the message ({result.reason})", now)
+            else:
+                retry.append(row)
+        if delivered:
+            await self.run_db(self.store.mark_delivered, peer.node_id, delivered, now)
+            if self.on_delivered:
+                self.on_delivered(len(delivered))
+        for msg_id, _ in delivered:
+            log.info("delivery.ok", peer=peer.name, message_id=msg_id.hex(),
+                     ms=round((now - started) * 1000, 1))
+        if retry:
+            await self._fail(retry, f"{peer.name} did not confirm the message (no valid receipt)")
+
+    async def _fail(self, rows: list[tuple[bytes, bytes, bytes, int, int]], error: str) -> None:
+        now = time.time()
+        failures = [(r[0], error, now + backoff(r[4], self.policy, self.rng)) for r in rows]
+        await self.run_db(self.store.mark_failed, self.peer.node_id, failures)
+        for msg_id, _, nxt in failures:
+            log.info("delivery.failed", peer=self.peer.name, message_id=msg_id.hex(), error=error,
+                     retry_in=round(nxt - now, 2))
+
+
+def _error_reason(body: bytes) -> str:
+    try:
+        return msgspec.json.decode(body, type=ErrorBody).error
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        return "unexpected answer"

@@ -1,0 +1,111 @@
+"""Inbox tables: messages received, kept as their encrypted envelopes.
+
+The inbox stores the envelope as delivered (still encrypted to this node), never the plaintext: a
+copy of node.db without the keystore passphrase reveals who sent what kind of message when, not
+what it says. ``inbox show`` decrypts again with the node's key.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from node.outbox_store import _dicts
+from protocol.errors import Replay
+
+
+class _Db(Protocol):
+    db: sqlite3.Connection
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """One verified message ready to store (the receiver fills it after open_envelope)."""
+
+    id: bytes
+    sender: bytes
+    type: str
+    created: int
+    expires: int
+    content_hash: bytes
+    envelope: bytes
+    refers_to: bytes | None = None  # Feedback / Retraction target
+    retracts: bytes | None = None
+
+
+_INBOX_COLUMNS = (
+    "id, sender, type, created, expires, received_at, content_hash, refers_to, read_at, "
+    "acked_at, ack_action, withdrawn_by"
+)
+
+
+class InboxMixin:
+    def inbox_lookup(self: _Db, msg_id: bytes) -> tuple[bytes, bytes, bytes] | None:
+        """(sender, content hash, receipt) of an accepted message, for idempotent re-delivery."""
+        row = self.db.execute(
+            "SELECT sender, content_hash, receipt FROM inbox WHERE id = ?", (msg_id,)
+        ).fetchone()
+        return (bytes(row[0]), bytes(row[1]), bytes(row[2])) if row else None
+
+    def accept(self: _Db, items: Sequence[Accepted], receipt: bytes, now: float) -> None:
+        """Store messages, their replay-table entries and the receipt in one transaction."""
+        with self.transaction() as db:
+            for it in items:
+                try:
+                    db.execute("INSERT INTO seen (id, expires) VALUES (?, ?)", (it.id, it.expires))
+                except sqlite3.IntegrityError as exc:
+                    raise Replay("message id was already accepted") from exc
+                db.execute(
+                    "INSERT INTO inbox (id, sender, type, created, expires, received_at, "
+                    "content_hash, envelope, receipt, refers_to) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (it.id, it.sender, it.type, it.created, it.expires, now, it.content_hash,
+                     it.envelope, receipt, it.refers_to),
+                )
+                if it.retracts is not None:
+                    db.execute(
+                        "UPDATE inbox SET withdrawn_by = ? WHERE id = ? AND sender = ?",
+                        (it.id, it.retracts, it.sender),
+                    )
+
+    def inbox_rows(self: _Db, *, unread: bool = False, limit: int = 500) -> list[dict[str, Any]]:
+        where = "WHERE read_at IS NULL" if unread else ""
+        cur = self.db.execute(
+            f"SELECT {_INBOX_COLUMNS} FROM inbox {where} ORDER BY received_at DESC LIMIT ?",
+            (limit,),
+        )
+        return list(_dicts(cur))
+
+    def inbox_get(self: _Db, msg_id: bytes) -> tuple[dict[str, Any], bytes] | None:
+        cur = self.db.execute(
+            f"SELECT {_INBOX_COLUMNS}, envelope FROM inbox WHERE id = ?", (msg_id,)
+        )
+        rows = list(_dicts(cur))
+        if not rows:
+            return None
+        row = rows[0]
+        return row, bytes(row.pop("envelope"))
+
+    def inbox_mark_read(self: _Db, msg_id: bytes, now: float) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE inbox SET read_at = ? WHERE id = ? AND read_at IS NULL", (now, msg_id)
+            )
+
+    def inbox_mark_acked(self: _Db, msg_id: bytes, action: str, now: float) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE inbox SET acked_at = ?, ack_action = ?, read_at = COALESCE(read_at, ?) "
+                "WHERE id = ?",
+                (now, action, now, msg_id),
+            )
+
+    def inbox_stats(self: _Db) -> dict[str, int]:
+        total, unread = self.db.execute(
+            "SELECT COUNT(*), COUNT(*) - COUNT(read_at) FROM inbox"
+        ).fetchone()
+        return {"total": int(total), "unread": int(unread)}

@@ -1,0 +1,149 @@
+"""Outbox tables: what this node sent, and per recipient where delivery stands.
+
+Status of an outbox row (PROTOCOL.md 11.4): ``queued`` (never tried), ``delivering`` (a request is
+in flight), ``delivered`` (receipt verified and stored), ``failed`` (last try failed; retried at
+``next_attempt``), ``expired`` (the message expired before delivery). ``delivering`` is transient:
+on start every such row goes back to ``failed`` so the worker tries it again (at-least-once).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+
+class _Db(Protocol):
+    db: sqlite3.Connection
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+
+class OutboxMixin:
+    def enqueue(
+        self: _Db,
+        *,
+        msg_id: bytes,
+        type_name: str,
+        created: int,
+        expires: int,
+        content_hash: bytes,
+        envelope: bytes,
+        peers: Sequence[bytes],
+        now: float,
+    ) -> None:
+        """The message and one row per recipient, in one durable transaction."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO messages (id, type, created, expires, content_hash, envelope, queued_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (msg_id, type_name, created, expires, content_hash, envelope, now),
+            )
+            db.executemany(
+                "INSERT INTO outbox (msg_id, peer, status, next_attempt) VALUES (?, ?, 'queued', ?)",
+                [(msg_id, p, now) for p in peers],
+            )
+
+    def resume_inflight(self: _Db) -> int:
+        with self.transaction() as db:
+            return db.execute(
+                "UPDATE outbox SET status = 'failed', last_error = COALESCE(last_error, "
+                "'interrupted by a restart') WHERE status = 'delivering'"
+            ).rowcount
+
+    def pending_peers(self: _Db) -> dict[bytes, float]:
+        """Peer -> earliest next attempt, over rows still to deliver."""
+        rows = self.db.execute(
+            "SELECT peer, MIN(next_attempt) FROM outbox WHERE status IN ('queued', 'failed') "
+            "GROUP BY peer"
+        ).fetchall()
+        return {bytes(p): float(t) for p, t in rows}
+
+    def take_batch(
+        self: _Db, peer: bytes, now: float, limit: int
+    ) -> list[tuple[bytes, bytes, bytes, int, int]]:
+        """Due rows for ``peer`` -> (id, envelope, content_hash, expires, attempts); marks them
+        ``delivering``. Expired rows are marked ``expired`` instead of being returned."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET status = 'expired', next_attempt = ? WHERE peer = ? AND "
+                "status IN ('queued', 'failed') AND msg_id IN "
+                "(SELECT id FROM messages WHERE expires <= ?)",
+                (now, peer, int(now)),
+            )
+            rows = db.execute(
+                "SELECT m.id, m.envelope, m.content_hash, m.expires, o.attempts FROM outbox o "
+                "JOIN messages m ON m.id = o.msg_id WHERE o.peer = ? AND "
+                "o.status IN ('queued', 'failed') AND o.next_attempt <= ? "
+                "ORDER BY o.next_attempt, m.queued_at LIMIT ?",
+                (peer, now, limit),
+            ).fetchall()
+            db.executemany(
+                "UPDATE outbox SET status = 'delivering' WHERE msg_id = ? AND peer = ?",
+                [(r[0], peer) for r in rows],
+            )
+        return [(bytes(a), bytes(b), bytes(c), int(d), int(e)) for a, b, c, d, e in rows]
+
+    def mark_delivered(
+        self: _Db, peer: bytes, delivered: Sequence[tuple[bytes, bytes]], now: float
+    ) -> None:
+        """``delivered``: (message id, verified receipt bytes) pairs."""
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET status = 'delivered', delivered_at = ?, receipt = ?, "
+                "attempts = attempts + 1, last_error = NULL WHERE msg_id = ? AND peer = ?",
+                [(now, receipt, msg_id, peer) for msg_id, receipt in delivered],
+            )
+
+    def mark_failed(
+        self: _Db, peer: bytes, failures: Sequence[tuple[bytes, str, float]]
+    ) -> None:
+        """``failures``: (message id, error in words, next attempt time)."""
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, "
+                "next_attempt = ? WHERE msg_id = ? AND peer = ?",
+                [(err, nxt, msg_id, peer) for msg_id, err, nxt in failures],
+            )
+
+    def mark_rejected(self: _Db, peer: bytes, msg_id: bytes, error: str, now: float) -> None:
+        """The peer refused the message for good (e.g. expired, not a recipient): stop retrying."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET status = 'rejected', attempts = attempts + 1, last_error = ?, "
+                "next_attempt = ? WHERE msg_id = ? AND peer = ?",
+                (error, now, msg_id, peer),
+            )
+
+    def outbox_rows(self: _Db, msg_id: bytes | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        where, args = ("WHERE m.id = ?", (msg_id, limit)) if msg_id else ("", (limit,))
+        cur = self.db.execute(
+            "SELECT m.id, m.type, m.created, m.expires, m.queued_at, o.peer, o.status, o.attempts, "
+            "o.next_attempt, o.last_error, o.delivered_at FROM messages m "
+            f"JOIN outbox o ON o.msg_id = m.id {where} ORDER BY m.queued_at DESC, o.peer LIMIT ?",
+            args,
+        )
+        return list(_dicts(cur))
+
+    def outbox_stats(self: _Db) -> dict[str, Any]:
+        by_status = dict(
+            self.db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall()
+        )
+        oldest = self.db.execute(
+            "SELECT MIN(m.queued_at) FROM outbox o JOIN messages m ON m.id = o.msg_id "
+            "WHERE o.status IN ('queued', 'failed', 'delivering')"
+        ).fetchone()[0]
+        per_peer = dict(
+            self.db.execute(
+                "SELECT peer, COUNT(*) FROM outbox WHERE status IN ('queued', 'failed', "
+                "'delivering') GROUP BY peer"
+            ).fetchall()
+        )
+        return {"by_status": by_status, "oldest_undelivered": oldest, "per_peer": per_peer}
+
+
+def _dicts(cur: sqlite3.Cursor) -> Iterator[dict[str, Any]]:
+    names = [d[0] for d in cur.description]
+    for row in cur:
+        yield dict(zip(names, row, strict=True))

@@ -1,0 +1,102 @@
+"""The peer API (aiohttp): envelopes in, receipts out; this node's card; health (PROTOCOL.md 11).
+
+Cheap refusals come before any work: a caller over its rate gets 429 before its body is read; a
+declared or actual body over the limit gets 413 while reading; a body that trickles in slower than
+``body_timeout`` gets 408. Only then is MessagePack decoded and cryptography run. Errors are JSON
+``{"error": reason, "message": text}``; for decryption and signature failures the text is generic,
+details go to the local log only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+import msgspec
+from aiohttp import web
+
+from node.transport import BATCH_CONTENT_TYPE, BATCH_PATH
+from protocol.batch import HTTP_STATUS, decode_batch, encode_response
+from protocol.errors import Rejected
+
+if TYPE_CHECKING:
+    from node.daemon import Node
+
+GENERIC = {
+    "decryption_failed": "the envelope could not be decrypted",
+    "bad_signature": "the envelope could not be verified",
+    "unknown_sender": "the sender is not a trusted peer of this node",
+}
+
+
+class RateLimiter:
+    """Token bucket per caller key, with a bounded number of keys (oldest forgotten first)."""
+
+    def __init__(self, rate: float, burst: int, max_keys: int = 10_000) -> None:
+        self.rate, self.burst, self.max_keys = rate, float(burst), max_keys
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def allow(self, key: str, now: float) -> bool:
+        tokens, last = self.buckets.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        ok = tokens >= 1.0
+        self.buckets[key] = (tokens - 1.0 if ok else tokens, now)
+        while len(self.buckets) > self.max_keys:
+            self.buckets.popitem(last=False)
+        return ok
+
+
+def error(reason: str, message: str = "") -> web.Response:
+    body = msgspec.json.encode({"error": reason, "message": GENERIC.get(reason, message)})
+    return web.Response(status=HTTP_STATUS.get(reason, 400), body=body,
+                        content_type="application/json")
+
+
+def make_app(node: Node) -> web.Application:
+    limits = node.config.limits
+    limiter = RateLimiter(limits.rate, limits.burst)
+    app = web.Application(client_max_size=limits.max_body)
+
+    async def post_envelopes(request: web.Request) -> web.Response:
+        key = f"{request.remote}|{request.headers.get('X-Borderlink-Sender', '')[:64]}"
+        if not limiter.allow(key, time.monotonic()):
+            return error("rate_limited", "too many requests; retry later")
+        if request.content_length is not None and request.content_length > limits.max_body:
+            return error("oversize", f"body over {limits.max_body} bytes")
+        if node.stopping:
+            return error("unavailable", "node is shutting down")
+        try:
+            body = await asyncio.wait_for(request.read(), timeout=limits.body_timeout)
+        except TimeoutError:
+            return error("body_timeout", f"body not received within {limits.body_timeout:.0f} s")
+        except web.HTTPRequestEntityTooLarge:
+            return error("oversize", f"body over {limits.max_body} bytes")
+        try:
+            items = decode_batch(body, max_items=limits.max_batch)
+        except Rejected as exc:
+            node.log.warning("message.rejected", reason=exc.reason, detail=exc.message,
+                             source=request.remote)
+            return error(exc.reason, exc.message)
+        resp = await node.receiver.receive(items, source=str(request.remote))
+        if len(resp.results) == 1 and resp.results[0].outcome == "rejected":
+            return error(resp.results[0].reason or "rejected")
+        return web.Response(body=encode_response(resp), content_type=BATCH_CONTENT_TYPE)
+
+    async def card(_request: web.Request) -> web.Response:
+        return web.Response(text=node.card_text, content_type="text/plain")
+
+    async def livez(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        if node.stopping or not node.ready:
+            return web.json_response({"status": "unavailable"}, status=503)
+        return web.json_response({"status": "ready"})
+
+    app.router.add_post(BATCH_PATH, post_envelopes)
+    app.router.add_get("/v1/card", card)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    return app

@@ -1,0 +1,67 @@
+"""The one-method transport the delivery worker talks to, and its HTTP implementation.
+
+Narrow on purpose (httpx's transport split): the worker knows nothing of aiohttp, so its retry and
+receipt logic can be exercised against an in-process transport, and aiohttp's exceptions are
+translated here, once, into sentences an operator understands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from protocol.errors import NodeError
+
+BATCH_PATH = "/v1/envelopes"
+BATCH_CONTENT_TYPE = "application/vnd.borderlink.batch+msgpack"
+
+
+class DeliveryFailed(NodeError):
+    """The request did not produce an answer from the peer; always worth retrying."""
+
+
+class Transport(Protocol):
+    async def post_batch(
+        self, peer_name: str, endpoint: str, sender: bytes, body: bytes
+    ) -> tuple[int, str, bytes]:
+        """POST a batch; return (HTTP status, content type, body) or raise DeliveryFailed."""
+        ...
+
+
+class HttpTransport:
+    def __init__(self, timeout: float) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 5.0))
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def post_batch(
+        self, peer_name: str, endpoint: str, sender: bytes, body: bytes
+    ) -> tuple[int, str, bytes]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, connector=aiohttp.TCPConnector(limit_per_host=8)
+            )
+        where = f"{peer_name} at {urlsplit(endpoint).netloc or endpoint}"
+        headers = {"Content-Type": BATCH_CONTENT_TYPE, "X-Borderlink-Sender": sender.hex()}
+        try:
+            async with self._session.post(
+                endpoint.rstrip("/") + BATCH_PATH, data=body, headers=headers
+            ) as resp:
+                return resp.status, resp.content_type, await resp.read()
+        except aiohttp.ClientConnectorError as exc:
+            reason = "connection refused" if isinstance(exc.os_error, ConnectionRefusedError) else (
+                f"cannot connect ({exc.os_error.strerror or exc.os_error})"
+            )
+            raise DeliveryFailed(f"{reason} by {where}") from exc
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise DeliveryFailed(f"no answer from {where} within {self._timeout.total:.0f} s") from exc
+        except aiohttp.ClientError as exc:
+            raise DeliveryFailed(f"connection to {where} failed: {exc.__class__.__name__}") from exc
+        except (OSError, ValueError) as exc:
+            raise DeliveryFailed(f"cannot reach {where}: {exc}") from exc
