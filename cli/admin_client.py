@@ -28,8 +28,9 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def call(socket_path: Path, method: str, path: str, body: Any = None, *,
-         timeout: float = 30.0) -> Any:
+def call(
+    socket_path: Path, method: str, path: str, body: Any = None, *, timeout: float = 30.0
+) -> Any:
     conn = _UnixConnection(socket_path, timeout)
     payload = None if body is None else json.dumps(body).encode()
     try:

@@ -34,24 +34,55 @@ def _when(ts: float | None) -> str:
 @click.command("send")
 @click.option("--to", "to", required=True, help="Recipient peer names, comma separated.")
 @click.option("--type", "type_name", required=True, type=click.Choice(TYPES))
-@click.option("--priority", type=click.Choice(["routine", "urgent", "flash"]), help="Override meta.priority.")
-@click.option("--ttl", type=Duration(), default="3d", show_default=True, help="Lifetime, e.g. 12h, 3d.")
-@click.option("--wait", "wait", is_flag=False, flag_value="60", default=None, metavar="[SECS]",
-              help="Wait for every recipient's receipt (default 60 s); exit 6 if only some arrive.")
+@click.option(
+    "--priority", type=click.Choice(["routine", "urgent", "flash"]), help="Override meta.priority."
+)
+@click.option(
+    "--ttl", type=Duration(), default="3d", show_default=True, help="Lifetime, e.g. 12h, 3d."
+)
+@click.option(
+    "--wait",
+    "wait",
+    is_flag=False,
+    flag_value="60",
+    default=None,
+    metavar="[SECS]",
+    help="Wait for every recipient's receipt (default 60 s); exit 6 if only some arrive.",
+)
 @click.argument("file", metavar="FILE")
 @json_option
 @click.pass_obj
-def send_cmd(ctx: Ctx, to: str, type_name: str, priority: str | None, ttl: int, wait: str | None,
-             file: str, as_json: bool) -> None:
+def send_cmd(
+    ctx: Ctx,
+    to: str,
+    type_name: str,
+    priority: str | None,
+    ttl: int,
+    wait: str | None,
+    file: str,
+    as_json: bool,
+) -> None:
     """Queue a message (JSON FILE, see 'template') for delivery; prints its id once it is durable."""
+    if wait is not None:
+        try:
+            if float(wait) <= 0:
+                raise ValueError
+        except ValueError:
+            raise click.UsageError(
+                f"--wait takes seconds, not '{wait}'; write --wait=SECS or put --wait after FILE"
+            ) from None
     try:
         body = json.loads(read_text(file))
     except ValueError as exc:
         from protocol.errors import ValidationError
 
         raise ValidationError("", f"{file} is not JSON: {exc}") from exc
-    res = _admin(ctx, "POST", "/v1/send", {"to": split_names(to), "type": type_name, "body": body,
-                                          "ttl": ttl, "priority": priority})
+    res = _admin(
+        ctx,
+        "POST",
+        "/v1/send",
+        {"to": split_names(to), "type": type_name, "body": body, "ttl": ttl, "priority": priority},
+    )
     msg_id = res["id"]
     if wait is None:
         emit(res, as_json, lambda d: d["id"])
@@ -65,11 +96,17 @@ def send_cmd(ctx: Ctx, to: str, type_name: str, priority: str | None, ttl: int, 
             break
         time.sleep(0.05)
     res["recipients"] = {r["peer"]: r["status"] for r in rows}
-    emit(res, as_json, lambda d: d["id"] + "\n" + "\n".join(f"  {p}: {s}" for p, s in d["recipients"].items()))
+    emit(
+        res,
+        as_json,
+        lambda d: d["id"] + "\n" + "\n".join(f"  {p}: {s}" for p, s in d["recipients"].items()),
+    )
     missing = [r["peer"] for r in rows if r["status"] != "delivered"]
     if missing:
-        raise PartialDelivery(f"not delivered within {wait} s to: {', '.join(missing)}",
-                              hint="'borderlink outbox' shows the last error and the next retry")
+        raise PartialDelivery(
+            f"not delivered within {wait} s to: {', '.join(missing)}",
+            hint="'borderlink outbox' shows the last error and the next retry",
+        )
 
 
 @click.command("outbox")
@@ -113,10 +150,14 @@ def inbox_group(click_ctx: click.Context, unread: bool, as_json: bool) -> None:
             return "inbox is empty"
         out = []
         for r in rows:
-            flags = ("new " if not r["read"] else "") + (f"acked:{r['acked']} " if r["acked"] else "")
+            flags = ("new " if not r["read"] else "") + (
+                f"acked:{r['acked']} " if r["acked"] else ""
+            )
             if r["withdrawn_by"]:
                 flags += "WITHDRAWN "
-            out.append(f"{r['id']}  {r['type']:<13} from {r['from']:<16} {_when(r['received_at'])}  {flags}")
+            out.append(
+                f"{r['id']}  {r['type']:<13} from {r['from']:<16} {_when(r['received_at'])}  {flags}"
+            )
         return "\n".join(out)
 
     emit(rows, as_json, human)
@@ -131,7 +172,9 @@ def inbox_show_cmd(ctx: Ctx, msg_id: str, as_json: bool) -> None:
     view = _admin(ctx, "GET", f"/v1/inbox/{msg_id}")
 
     def human(d: dict[str, Any]) -> str:
-        head = f"from:    {d['from']} (signature verified)\ntype:    {d['type']}\nid:      {d['id']}\n"
+        head = (
+            f"from:    {d['from']} (signature verified)\ntype:    {d['type']}\nid:      {d['id']}\n"
+        )
         if d["withdrawn_by"]:
             head += f"WITHDRAWN by {d['withdrawn_by']}\n"
         return head + json.dumps(d["message"], indent=2, ensure_ascii=False)
@@ -148,7 +191,13 @@ def inbox_show_cmd(ctx: Ctx, msg_id: str, as_json: bool) -> None:
 def inbox_ack_cmd(ctx: Ctx, msg_id: str, action: str, details: str | None, as_json: bool) -> None:
     """Acknowledge a message: sends Feedback with the action taken to its sender."""
     res = _admin(ctx, "POST", f"/v1/inbox/{msg_id}/ack", {"action": action, "details": details})
-    emit(res, as_json, lambda d: f"acknowledged {d['id']} ({d['action']}); feedback {d['feedback_id']} queued to {d['to']}")
+    emit(
+        res,
+        as_json,
+        lambda d: (
+            f"acknowledged {d['id']} ({d['action']}); feedback {d['feedback_id']} queued to {d['to']}"
+        ),
+    )
 
 
 @click.command("status")
@@ -159,12 +208,16 @@ def status_cmd(ctx: Ctx, as_json: bool) -> None:
     st = _admin(ctx, "GET", "/v1/status")
 
     def human(d: dict[str, Any]) -> str:
-        lines = [f"node {d['node']} up {d['uptime']:.0f} s, listening on {d['listen']}",
-                 f"outbox: {d['outbox'] or 'empty'}; inbox: {d['inbox']['total']} "
-                 f"({d['inbox']['unread']} unread)"]
+        lines = [
+            f"node {d['node']} up {d['uptime']:.0f} s, listening on {d['listen']}",
+            f"outbox: {d['outbox'] or 'empty'}; inbox: {d['inbox']['total']} "
+            f"({d['inbox']['unread']} unread)",
+        ]
         if d["oldest_undelivered_age"] is not None:
             lines.append(f"oldest undelivered: {d['oldest_undelivered_age']:.0f} s")
-        lines += [f"  peer {p['name']:<16} link {p['link']:<8} queued {p['queued']}" for p in d["peers"]]
+        lines += [
+            f"  peer {p['name']:<16} link {p['link']:<8} queued {p['queued']}" for p in d["peers"]
+        ]
         return "\n".join(lines)
 
     emit(st, as_json, human)

@@ -9,10 +9,14 @@ from cli.passphrase import passphrase_options
 
 
 @click.command("serve")
-@click.option("--listen", metavar="HOST:PORT", help="Peer API address [default from config: 127.0.0.1:7443].")
+@click.option(
+    "--listen", metavar="HOST:PORT", help="Peer API address [default from config: 127.0.0.1:7443]."
+)
 @passphrase_options
 @click.pass_obj
-def serve_cmd(ctx: Ctx, listen: str | None, passphrase_fd: int | None, passphrase_file: str | None) -> None:
+def serve_cmd(
+    ctx: Ctx, listen: str | None, passphrase_fd: int | None, passphrase_file: str | None
+) -> None:
     """Run this node in the foreground; SIGTERM or Ctrl-C stops it cleanly."""
     import asyncio
 

@@ -41,8 +41,9 @@ class AckRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=msgspec.json.encode(data), status=status,
-                        content_type="application/json")
+    return web.Response(
+        body=msgspec.json.encode(data), status=status, content_type="application/json"
+    )
 
 
 def _hex_id(text: str) -> bytes:
@@ -60,17 +61,38 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except BorderlinkError as exc:
-        return _json({"error": type(exc).__name__, "message": exc.message, "hint": exc.hint,
-                      "exit_code": exc.exit_code}, status=400)
+        return _json(
+            {
+                "error": type(exc).__name__,
+                "message": exc.message,
+                "hint": exc.hint,
+                "exit_code": exc.exit_code,
+            },
+            status=400,
+        )
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return _json({"error": "UsageError", "message": f"bad admin request: {exc}",
-                      "hint": None, "exit_code": 2}, status=400)
+        return _json(
+            {
+                "error": "UsageError",
+                "message": f"bad admin request: {exc}",
+                "hint": None,
+                "exit_code": 2,
+            },
+            status=400,
+        )
     except web.HTTPException:
         raise
     except Exception as exc:  # a bug: log it whole, tell the CLI in one line
         structlog.get_logger("borderlink.admin").exception("admin.error", path=request.path)
-        return _json({"error": "NodeError", "message": f"internal error in the node: {exc}",
-                      "hint": "see the node's log", "exit_code": 3}, status=500)
+        return _json(
+            {
+                "error": "NodeError",
+                "message": f"internal error in the node: {exc}",
+                "hint": "see the node's log",
+                "exit_code": 3,
+            },
+            status=500,
+        )
 
 
 def make_admin_app(node: Node) -> web.Application:
@@ -85,17 +107,29 @@ def make_admin_app(node: Node) -> web.Application:
         out = await db(store.outbox_stats)
         inbox = await db(store.inbox_stats)
         peer_names = await names()
-        peers = [{"name": name, "node_id": nid.hex(),
-                  "link": node.workers[nid].link if nid in node.workers else "idle",
-                  "queued": out["per_peer"].get(nid, 0)} for nid, name in peer_names.items()]
+        peers = [
+            {
+                "name": name,
+                "node_id": nid.hex(),
+                "link": node.workers[nid].link if nid in node.workers else "idle",
+                "queued": out["per_peer"].get(nid, 0),
+            }
+            for nid, name in peer_names.items()
+        ]
         oldest = out["oldest_undelivered"]
-        return _json({
-            "node": node.card.name, "node_id": node.identity.node_id.hex(), "up": True,
-            "listen": f"{node.config.host_port[0]}:{node.listen_port}",
-            "uptime": round(time.time() - node.started, 1), "peers": peers,
-            "outbox": out["by_status"], "inbox": inbox,
-            "oldest_undelivered_age": round(time.time() - oldest, 1) if oldest else None,
-        })
+        return _json(
+            {
+                "node": node.card.name,
+                "node_id": node.identity.node_id.hex(),
+                "up": True,
+                "listen": f"{node.config.host_port[0]}:{node.listen_port}",
+                "uptime": round(time.time() - node.started, 1),
+                "peers": peers,
+                "outbox": out["by_status"],
+                "inbox": inbox,
+                "oldest_undelivered_age": round(time.time() - oldest, 1) if oldest else None,
+            }
+        )
 
     async def send(r: web.Request) -> web.Response:
         req = msgspec.json.decode(await r.read(), type=SendRequest)
@@ -121,8 +155,10 @@ def make_admin_app(node: Node) -> web.Application:
     async def opened_message(msg_id: bytes) -> tuple[dict[str, Any], Any]:
         found = await db(store.inbox_get, msg_id)
         if found is None:
-            raise BorderlinkError(f"no message {msg_id.hex()} in the inbox",
-                                  hint="list messages with 'borderlink inbox'")
+            raise BorderlinkError(
+                f"no message {msg_id.hex()} in the inbox",
+                hint="list messages with 'borderlink inbox'",
+            )
         row, envelope = found
         rec = await db(store.peer_by_id, row["sender"])
         if rec is None:
@@ -133,8 +169,9 @@ def make_admin_app(node: Node) -> web.Application:
 
         # Stored envelopes were verified on arrival; re-opening at their creation time checks
         # the signature again without failing on expiry.
-        opened = await node.run_cpu(lambda: open_envelope(envelope, node.identity,
-                                                          sender_of=sender_of, now=row["created"]))
+        opened = await node.run_cpu(
+            lambda: open_envelope(envelope, node.identity, sender_of=sender_of, now=row["created"])
+        )
         return row, opened
 
     async def inbox_show(r: web.Request) -> web.Response:
@@ -151,17 +188,29 @@ def make_admin_app(node: Node) -> web.Application:
         row, opened = await opened_message(msg_id)
         sender = (await names())[row["sender"]]
         meta = opened.message.meta
-        fb = Feedback(meta=Meta(schema_version=SCHEMA_VERSION, priority="routine", tlp=meta.tlp, handling=meta.handling,
-                                source_reliability="A", info_accuracy=1, in_reply_to=msg_id.hex()),
-                      refers_to=msg_id.hex(), action=req.action, details=req.details)  # type: ignore[arg-type]
+        fb = Feedback(
+            meta=Meta(
+                schema_version=SCHEMA_VERSION,
+                priority="routine",
+                tlp=meta.tlp,
+                handling=meta.handling,
+                source_reliability="A",
+                info_accuracy=1,
+                in_reply_to=msg_id.hex(),
+            ),
+            refers_to=msg_id.hex(),
+            action=req.action,
+            details=req.details,
+        )  # type: ignore[arg-type]
         try:
             body = encode_body(fb)
         except ValidationError as exc:
             raise UsageError(f"cannot acknowledge: {exc.message}") from exc
         fb_id = await node.send([sender], "feedback", body, 3 * 86400)
         await db(store.inbox_mark_acked, msg_id, req.action, time.time())
-        return _json({"id": msg_id.hex(), "feedback_id": fb_id.hex(), "to": sender,
-                      "action": req.action})
+        return _json(
+            {"id": msg_id.hex(), "feedback_id": fb_id.hex(), "to": sender, "action": req.action}
+        )
 
     app.router.add_get("/v1/status", status)
     app.router.add_post("/v1/send", send)

@@ -35,8 +35,9 @@ T = TypeVar("T")
 
 
 class Node:
-    def __init__(self, home: Home, config: Config, identity: Identity,
-                 transport: Transport | None = None) -> None:
+    def __init__(
+        self, home: Home, config: Config, identity: Identity, transport: Transport | None = None
+    ) -> None:
         self.home = home
         self.config = config
         self.identity = identity
@@ -57,11 +58,13 @@ class Node:
 
     async def run_db(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(
-            self._db_pool, functools.partial(fn, *args, **kwargs))
+            self._db_pool, functools.partial(fn, *args, **kwargs)
+        )
 
     async def run_cpu(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(
-            self._cpu_pool, functools.partial(fn, *args, **kwargs))
+            self._cpu_pool, functools.partial(fn, *args, **kwargs)
+        )
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -93,8 +96,12 @@ class Node:
         for peer_id in await self.run_db(self.store.pending_peers):
             await self.ensure_worker(peer_id)
         self.ready = True
-        self.log.info("node.started", listen=f"{host}:{self.listen_port}", resumed=resumed,
-                      admin=str(sock_path))
+        self.log.info(
+            "node.started",
+            listen=f"{host}:{self.listen_port}",
+            resumed=resumed,
+            admin=str(sock_path),
+        )
 
     async def stop(self) -> None:
         self.stopping = True
@@ -132,8 +139,12 @@ class Node:
         if rec is None or rec.status != "trusted":
             return None
         card = parse_card(rec.card, now=None)
-        return PeerInfo(rec.name, node_id, card.identity,
-                        card.body.endpoints[0] if card.body.endpoints else None)
+        return PeerInfo(
+            rec.name,
+            node_id,
+            card.identity,
+            card.body.endpoints[0] if card.body.endpoints else None,
+        )
 
     async def ensure_worker(self, node_id: bytes) -> None:
         info = await self._peer_info(node_id)
@@ -142,15 +153,21 @@ class Node:
         worker = self.workers.get(node_id)
         if worker is None:
             worker = self.workers[node_id] = PeerWorker(
-                info, me=self.identity.node_id, store=self.store, run_db=self.run_db,
-                transport=self.transport, policy=self.config.delivery)
+                info,
+                me=self.identity.node_id,
+                store=self.store,
+                run_db=self.run_db,
+                transport=self.transport,
+                policy=self.config.delivery,
+            )
             worker.start()
         else:
             worker.peer = info
         worker.wake.set()
 
-    async def send(self, to: list[str], type_name: str, body: bytes, ttl: int,
-                   priority: str | None = None) -> bytes:
+    async def send(
+        self, to: list[str], type_name: str, body: bytes, ttl: int, priority: str | None = None
+    ) -> bytes:
         """Validate, seal, and queue durably; returns once the message would survive kill -9."""
         recipients = []
         for name in to:
@@ -164,17 +181,35 @@ class Node:
         if priority is not None:
             if priority not in ("routine", "urgent", "flash"):
                 raise ValidationError("priority", "must be routine, urgent or flash")
-            msg = msgspec.structs.replace(msg, meta=msgspec.structs.replace(msg.meta, priority=priority))
+            msg = msgspec.structs.replace(
+                msg, meta=msgspec.structs.replace(msg.meta, priority=priority)
+            )
         idents = [parse_card(r.card, now=None).identity for r in recipients]
         now = time.time()
-        env = await self.run_cpu(functools.partial(
-            seal, self.identity, idents, type_name, encode_body(msg), now=int(now), ttl=ttl))
-        await self.run_db(functools.partial(
-            self.store.enqueue, msg_id=env.id, type_name=type_name, created=env.created,
-            expires=env.expires, content_hash=env.content_hash(), envelope=env.encode(),
-            peers=[r.node_id for r in recipients], now=now))
-        self.log.info("message.queued", message_id=env.id.hex(), type=type_name,
-                      to=[r.name for r in recipients])
+        env = await self.run_cpu(
+            functools.partial(
+                seal, self.identity, idents, type_name, encode_body(msg), now=int(now), ttl=ttl
+            )
+        )
+        await self.run_db(
+            functools.partial(
+                self.store.enqueue,
+                msg_id=env.id,
+                type_name=type_name,
+                created=env.created,
+                expires=env.expires,
+                content_hash=env.content_hash(),
+                envelope=env.encode(),
+                peers=[r.node_id for r in recipients],
+                now=now,
+            )
+        )
+        self.log.info(
+            "message.queued",
+            message_id=env.id.hex(),
+            type=type_name,
+            to=[r.name for r in recipients],
+        )
         for r in recipients:
             await self.ensure_worker(r.node_id)
         return env.id

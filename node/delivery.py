@@ -85,8 +85,9 @@ class PeerWorker:
     async def _loop(self) -> None:
         while True:
             now = time.time()
-            rows = await self.run_db(self.store.take_batch, self.peer.node_id, now,
-                                     self.policy.batch_size)
+            rows = await self.run_db(
+                self.store.take_batch, self.peer.node_id, now, self.policy.batch_size
+            )
             if rows:
                 await self._deliver(rows)
                 continue
@@ -105,7 +106,9 @@ class PeerWorker:
         try:
             if not peer.endpoint:
                 raise DeliveryFailed(f"{peer.name} has no endpoint in its contact card")
-            copies = [decode_envelope(env).for_recipient(peer.node_id).encode() for _, env, *_ in rows]
+            copies = [
+                decode_envelope(env).for_recipient(peer.node_id).encode() for _, env, *_ in rows
+            ]
             status, ctype, body = await self.transport.post_batch(
                 peer.name, peer.endpoint, self.me, encode_batch(copies)
             )
@@ -129,16 +132,24 @@ class PeerWorker:
             reason = _error_reason(body)
             text = f"{peer.name} refused the message ({reason}, HTTP {status})"
             if reason in PERMANENT_REASONS and len(rows) == 1:
-                await self.run_db(self.store.mark_rejected, peer.node_id, rows[0][0], text, time.time())
-                log.warning("delivery.rejected", peer=peer.name, message_id=rows[0][0].hex(), reason=reason)
+                await self.run_db(
+                    self.store.mark_rejected, peer.node_id, rows[0][0], text, time.time()
+                )
+                log.warning(
+                    "delivery.rejected", peer=peer.name, message_id=rows[0][0].hex(), reason=reason
+                )
             else:
                 await self._fail(rows, text)
             return
         try:
             resp = msgspec.msgpack.decode(body, type=BatchResponse)
             if len(resp.results) != len(rows):
-                raise DeliveryFailed(f"{peer.name} answered for {len(resp.results)} of {len(rows)} messages")
-            verified = [verify_receipt(r, signer=peer.identity, sender=self.me) for r in resp.receipts]
+                raise DeliveryFailed(
+                    f"{peer.name} answered for {len(resp.results)} of {len(rows)} messages"
+                )
+            verified = [
+                verify_receipt(r, signer=peer.identity, sender=self.me) for r in resp.receipts
+            ]
         except (msgspec.DecodeError, msgspec.ValidationError, BorderlinkError) as exc:
             await self._fail(rows, f"{peer.name} sent an invalid answer or receipt: {exc}")
             return
@@ -147,13 +158,21 @@ class PeerWorker:
         now = time.time()
         for row, result in zip(rows, resp.results, strict=True):
             msg_id, _, content_hash, _, _ = row
-            if result.outcome in ("accepted", "duplicate") and result.receipt is not None \
-                    and 0 <= result.receipt < len(verified) \
-                    and receipt_covers(verified[result.receipt], msg_id, content_hash):
+            if (
+                result.outcome in ("accepted", "duplicate")
+                and result.receipt is not None
+                and 0 <= result.receipt < len(verified)
+                and receipt_covers(verified[result.receipt], msg_id, content_hash)
+            ):
                 delivered.append((msg_id, resp.receipts[result.receipt]))
             elif result.outcome == "rejected" and result.reason in PERMANENT_REASONS:
-                await self.run_db(self.store.mark_rejected, peer.node_id, msg_id,
-                                  f"{peer.name} refused the message ({result.reason})", now)
+                await self.run_db(
+                    self.store.mark_rejected,
+                    peer.node_id,
+                    msg_id,
+                    f"{peer.name} refused the message ({result.reason})",
+                    now,
+                )
             else:
                 retry.append(row)
         if delivered:
@@ -161,8 +180,12 @@ class PeerWorker:
             if self.on_delivered:
                 self.on_delivered(len(delivered))
         for msg_id, _ in delivered:
-            log.info("delivery.ok", peer=peer.name, message_id=msg_id.hex(),
-                     ms=round((now - started) * 1000, 1))
+            log.info(
+                "delivery.ok",
+                peer=peer.name,
+                message_id=msg_id.hex(),
+                ms=round((now - started) * 1000, 1),
+            )
         if retry:
             await self._fail(retry, f"{peer.name} did not confirm the message (no valid receipt)")
 
@@ -171,8 +194,13 @@ class PeerWorker:
         failures = [(r[0], error, now + backoff(r[4], self.policy, self.rng)) for r in rows]
         await self.run_db(self.store.mark_failed, self.peer.node_id, failures)
         for msg_id, _, nxt in failures:
-            log.info("delivery.failed", peer=self.peer.name, message_id=msg_id.hex(), error=error,
-                     retry_in=round(nxt - now, 2))
+            log.info(
+                "delivery.failed",
+                peer=self.peer.name,
+                message_id=msg_id.hex(),
+                error=error,
+                retry_in=round(nxt - now, 2),
+            )
 
 
 def _error_reason(body: bytes) -> str:

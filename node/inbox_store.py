@@ -63,8 +63,18 @@ class InboxMixin:
                 db.execute(
                     "INSERT INTO inbox (id, sender, type, created, expires, received_at, "
                     "content_hash, envelope, receipt, refers_to) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (it.id, it.sender, it.type, it.created, it.expires, now, it.content_hash,
-                     it.envelope, receipt, it.refers_to),
+                    (
+                        it.id,
+                        it.sender,
+                        it.type,
+                        it.created,
+                        it.expires,
+                        now,
+                        it.content_hash,
+                        it.envelope,
+                        receipt,
+                        it.refers_to,
+                    ),
                 )
                 if it.retracts is not None:
                     db.execute(

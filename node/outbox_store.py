@@ -96,9 +96,7 @@ class OutboxMixin:
                 [(now, receipt, msg_id, peer) for msg_id, receipt in delivered],
             )
 
-    def mark_failed(
-        self: _Db, peer: bytes, failures: Sequence[tuple[bytes, str, float]]
-    ) -> None:
+    def mark_failed(self: _Db, peer: bytes, failures: Sequence[tuple[bytes, str, float]]) -> None:
         """``failures``: (message id, error in words, next attempt time)."""
         with self.transaction() as db:
             db.executemany(
@@ -116,7 +114,9 @@ class OutboxMixin:
                 (error, now, msg_id, peer),
             )
 
-    def outbox_rows(self: _Db, msg_id: bytes | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    def outbox_rows(
+        self: _Db, msg_id: bytes | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
         where, args = ("WHERE m.id = ?", (msg_id, limit)) if msg_id else ("", (limit,))
         cur = self.db.execute(
             "SELECT m.id, m.type, m.created, m.expires, m.queued_at, o.peer, o.status, o.attempts, "

@@ -50,8 +50,9 @@ class RateLimiter:
 
 def error(reason: str, message: str = "") -> web.Response:
     body = msgspec.json.encode({"error": reason, "message": GENERIC.get(reason, message)})
-    return web.Response(status=HTTP_STATUS.get(reason, 400), body=body,
-                        content_type="application/json")
+    return web.Response(
+        status=HTTP_STATUS.get(reason, 400), body=body, content_type="application/json"
+    )
 
 
 def make_app(node: Node) -> web.Application:
@@ -76,8 +77,9 @@ def make_app(node: Node) -> web.Application:
         try:
             items = decode_batch(body, max_items=limits.max_batch)
         except Rejected as exc:
-            node.log.warning("message.rejected", reason=exc.reason, detail=exc.message,
-                             source=request.remote)
+            node.log.warning(
+                "message.rejected", reason=exc.reason, detail=exc.message, source=request.remote
+            )
             return error(exc.reason, exc.message)
         resp = await node.receiver.receive(items, source=str(request.remote))
         if len(resp.results) == 1 and resp.results[0].outcome == "rejected":

@@ -39,7 +39,9 @@ class _Item:
 
 
 class Receiver:
-    def __init__(self, me: Identity, store: Store, run_db: RunDb, run_cpu: Callable[..., Awaitable[Any]]) -> None:
+    def __init__(
+        self, me: Identity, store: Store, run_db: RunDb, run_cpu: Callable[..., Awaitable[Any]]
+    ) -> None:
         self.me = me
         self.store = store
         self.run_db = run_db
@@ -106,19 +108,29 @@ class Receiver:
             senders = {a.sender for _, a in fresh}
             for sender in senders:
                 group = [(i, a) for i, a in fresh if a.sender == sender]
-                receipt = sign_receipt(self.me, sender, [(a.id, a.content_hash) for _, a in group],
-                                       now=int(now))
+                receipt = sign_receipt(
+                    self.me, sender, [(a.id, a.content_hash) for _, a in group], now=int(now)
+                )
                 self.store.accept([a for _, a in group], receipt, now)
                 receipts.append(receipt)
                 for i, _ in group:
                     results[i].receipt = len(receipts) - 1
         for it, res in zip(items, results, strict=True):
             if res.outcome == "rejected":
-                log.warning("message.rejected", reason=res.reason, detail=it.detail, source=source,
-                            claimed_sender=_claimed_sender(it.data))
+                log.warning(
+                    "message.rejected",
+                    reason=res.reason,
+                    detail=it.detail,
+                    source=source,
+                    claimed_sender=_claimed_sender(it.data),
+                )
             else:
-                log.info("message.received", outcome=res.outcome, message_id=res.id.hex() if res.id else None,
-                         source=source)
+                log.info(
+                    "message.received",
+                    outcome=res.outcome,
+                    message_id=res.id.hex() if res.id else None,
+                    source=source,
+                )
         return BatchResponse(results, receipts)
 
 
@@ -129,9 +141,17 @@ def _accepted(op: Opened, data: bytes) -> Accepted:
         refers_to = bytes.fromhex(msg.refers_to)
     elif isinstance(msg, Retraction):
         refers_to = retracts = bytes.fromhex(msg.retracts)
-    return Accepted(id=op.id, sender=op.sender, type=op.type, created=op.created,
-                    expires=op.expires, content_hash=op.content_hash, envelope=data,
-                    refers_to=refers_to, retracts=retracts)
+    return Accepted(
+        id=op.id,
+        sender=op.sender,
+        type=op.type,
+        created=op.created,
+        expires=op.expires,
+        content_hash=op.content_hash,
+        envelope=data,
+        refers_to=refers_to,
+        retracts=retracts,
+    )
 
 
 def _claimed_sender(data: bytes) -> str | None:

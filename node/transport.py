@@ -7,7 +7,6 @@ translated here, once, into sentences an operator understands.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -55,12 +54,16 @@ class HttpTransport:
             ) as resp:
                 return resp.status, resp.content_type, await resp.read()
         except aiohttp.ClientConnectorError as exc:
-            reason = "connection refused" if isinstance(exc.os_error, ConnectionRefusedError) else (
-                f"cannot connect ({exc.os_error.strerror or exc.os_error})"
+            reason = (
+                "connection refused"
+                if isinstance(exc.os_error, ConnectionRefusedError)
+                else (f"cannot connect ({exc.os_error.strerror or exc.os_error})")
             )
             raise DeliveryFailed(f"{reason} by {where}") from exc
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise DeliveryFailed(f"no answer from {where} within {self._timeout.total:.0f} s") from exc
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise DeliveryFailed(
+                f"no answer from {where} within {self._timeout.total:.0f} s"
+            ) from exc
         except aiohttp.ClientError as exc:
             raise DeliveryFailed(f"connection to {where} failed: {exc.__class__.__name__}") from exc
         except (OSError, ValueError) as exc:

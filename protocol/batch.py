@@ -17,8 +17,16 @@ Outcome = Literal["accepted", "duplicate", "rejected"]
 
 # Reasons after which retrying the same bytes cannot succeed: the sender stops and reports.
 PERMANENT_REASONS = frozenset(
-    {"malformed", "oversize", "too_many_recipients", "not_recipient", "expired", "bad_signature",
-     "decryption_failed", "replay"}
+    {
+        "malformed",
+        "oversize",
+        "too_many_recipients",
+        "not_recipient",
+        "expired",
+        "bad_signature",
+        "decryption_failed",
+        "replay",
+    }
 )
 
 HTTP_STATUS = {
@@ -56,8 +64,9 @@ class ErrorBody(msgspec.Struct):
 
 
 _ENC = msgspec.msgpack.Encoder()
-_ITEMS = Annotated[list[Annotated[bytes, msgspec.Meta(max_length=MAX_ENVELOPE_BYTES)]],
-                   msgspec.Meta(min_length=1)]
+_ITEMS = Annotated[
+    list[Annotated[bytes, msgspec.Meta(max_length=MAX_ENVELOPE_BYTES)]], msgspec.Meta(min_length=1)
+]
 
 
 def encode_batch(envelopes: list[bytes]) -> bytes:

@@ -38,12 +38,18 @@ def env(**extra: str) -> dict[str, str]:
     return e
 
 
-def cli(home: Path, *args: str, check: bool = True, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
+def cli(
+    home: Path, *args: str, check: bool = True, timeout: float = 60, **kw: Any
+) -> subprocess.CompletedProcess[str]:
     """Run ``borderlink --home HOME ARGS`` as a person would; returns the completed process."""
     proc = subprocess.run(
         [sys.executable, "-m", "cli.main", "--home", str(home), *args],
-        capture_output=True, text=True, env=kw.pop("env", env()), timeout=timeout,
-        cwd=Path(__file__).resolve().parents[2], **kw,
+        capture_output=True,
+        text=True,
+        env=kw.pop("env", env()),
+        timeout=timeout,
+        cwd=Path(__file__).resolve().parents[2],
+        **kw,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"borderlink {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
@@ -68,11 +74,21 @@ class NodeProc:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait: bool = True) -> None:
-        logf = open(self.log, "ab")  # noqa: SIM115 - the child owns it
+        logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "--home", str(self.home), "serve",
-             "--listen", f"127.0.0.1:{self.port}"],
-            stdout=logf, stderr=logf, env=env(**self.extra_env),
+            [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "--home",
+                str(self.home),
+                "serve",
+                "--listen",
+                f"127.0.0.1:{self.port}",
+            ],
+            stdout=logf,
+            stderr=logf,
+            env=env(**self.extra_env),
             cwd=Path(__file__).resolve().parents[2],
         )
         logf.close()
@@ -83,15 +99,19 @@ class NodeProc:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+                raise AssertionError(
+                    f"{self.name} exited {self.proc.returncode}: {self.log.read_text()[-2000:]}"
+                )
             try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as r:  # noqa: S310
+                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as r:
                     if r.status == 200 and self.home.joinpath("admin.sock").exists():
                         return
             except OSError:
                 pass
             time.sleep(0.05)
-        raise AssertionError(f"{self.name} not ready in {timeout} s: {self.log.read_text()[-2000:]}")
+        raise AssertionError(
+            f"{self.name} not ready in {timeout} s: {self.log.read_text()[-2000:]}"
+        )
 
     def kill9(self) -> None:
         assert self.proc is not None
@@ -111,16 +131,31 @@ class NodeProc:
         return cli_json(self.home, *args)
 
 
-def make_network(root: Path, names: list[str], *, start: bool = True,
-                 extra_env: dict[str, str] | None = None) -> dict[str, NodeProc]:
+def make_network(
+    root: Path, names: list[str], *, start: bool = True, extra_env: dict[str, str] | None = None
+) -> dict[str, NodeProc]:
     """Init one home per name, exchange cards with fingerprints both ways, start the nodes."""
     nodes: dict[str, NodeProc] = {}
     for name in names:
         unit, cc, loc = UNITS[name]
         port = free_port()
         home = root / name
-        cli(home, "init", "--name", name, "--unit-type", unit, "--country", cc, "--location", loc,
-            "--endpoint", f"http://127.0.0.1:{port}", "--kdf-profile", "interactive")
+        cli(
+            home,
+            "init",
+            "--name",
+            name,
+            "--unit-type",
+            unit,
+            "--country",
+            cc,
+            "--location",
+            loc,
+            "--endpoint",
+            f"http://127.0.0.1:{port}",
+            "--kdf-profile",
+            "interactive",
+        )
         cli(home, "keys", "export-card", "-o", str(root / f"{name}.card"))
         nodes[name] = NodeProc(name, home, port, root / f"{name}.log", dict(extra_env or {}))
     for a in nodes.values():
@@ -140,6 +175,6 @@ def stop_all(nodes: dict[str, NodeProc]) -> None:
     for n in nodes.values():
         try:
             n.stop()
-        except Exception:  # noqa: BLE001 - best effort in teardown
+        except Exception:
             if n.proc is not None:
                 n.proc.kill()

@@ -14,14 +14,19 @@ def write_template(tmp: Path, type_name: str, node: NodeProc) -> Path:
     return path
 
 
-def test_alert_sent_delivered_read_and_acknowledged(pair: dict[str, NodeProc], tmp_path: Path) -> None:
+def test_alert_sent_delivered_read_and_acknowledged(
+    pair: dict[str, NodeProc], tmp_path: Path
+) -> None:
     bar, bel = pair["bar-pcu"], pair["belgrade-accu"]
     alert = write_template(tmp_path, "seizure-alert", bar)
-    sent = bar.json("send", "--to", "belgrade-accu", "--type", "seizure-alert", str(alert), "--wait", "20")
+    sent = bar.json(
+        "send", "--to", "belgrade-accu", "--type", "seizure-alert", str(alert), "--wait", "20"
+    )
     assert sent["recipients"] == {"belgrade-accu": "delivered"}
     inbox = bel.json("inbox")
     assert [(m["id"], m["from"], m["type"], m["read"]) for m in inbox] == [
-        (sent["id"], "bar-pcu", "seizure-alert", False)]
+        (sent["id"], "bar-pcu", "seizure-alert", False)
+    ]
     shown = bel.json("inbox", "show", sent["id"])
     assert shown["message"] == json.loads(alert.read_text())
     ack = bel.json("inbox", "ack", sent["id"], "--action", "seized")
@@ -35,17 +40,31 @@ def test_alert_sent_delivered_read_and_acknowledged(pair: dict[str, NodeProc], t
         if back:
             break
         time.sleep(0.1)
-    assert [(m["type"], m["refers_to"], m["from"]) for m in back] == [("feedback", sent["id"], "belgrade-accu")]
+    assert [(m["type"], m["refers_to"], m["from"]) for m in back] == [
+        ("feedback", sent["id"], "belgrade-accu")
+    ]
     outbox = bar.json("outbox")
-    assert [(r["peer"], r["status"]) for r in outbox if r["id"] == sent["id"]] == [("belgrade-accu", "delivered")]
+    assert [(r["peer"], r["status"]) for r in outbox if r["id"] == sent["id"]] == [
+        ("belgrade-accu", "delivered")
+    ]
     assert bel.json("inbox", "--unread") == []
 
 
 def test_three_nodes_and_a_retraction(trio: dict[str, NodeProc], tmp_path: Path) -> None:
     bar, bel, coord = trio["bar-pcu"], trio["belgrade-accu"], trio["skopje-coord"]
     profile = write_template(tmp_path, "risk-profile", bar)
-    sent = bar.json("send", "--to", "belgrade-accu,skopje-coord", "--type", "risk-profile",
-                    str(profile), "--wait", "20", "--priority", "urgent")
+    sent = bar.json(
+        "send",
+        "--to",
+        "belgrade-accu,skopje-coord",
+        "--type",
+        "risk-profile",
+        str(profile),
+        "--wait",
+        "20",
+        "--priority",
+        "urgent",
+    )
     assert sent["recipients"] == {"belgrade-accu": "delivered", "skopje-coord": "delivered"}
     for node in (bel, coord):
         msg = node.json("inbox", "show", sent["id"])
@@ -69,4 +88,8 @@ def test_operator_commands_without_a_running_node(pair: dict[str, NodeProc]) -> 
     for args in (["status"], ["outbox"], ["inbox"]):
         proc = bar.cli(*args, check=False)
         assert proc.returncode == 3
-        assert proc.stderr.count("\n") == 1 and "not running" in proc.stderr and "borderlink serve" in proc.stderr
+        assert (
+            proc.stderr.count("\n") == 1
+            and "not running" in proc.stderr
+            and "borderlink serve" in proc.stderr
+        )
