@@ -56,6 +56,26 @@ def seen_count(home: Path) -> int:
         return int(db.execute("SELECT COUNT(*) FROM seen").fetchone()[0])
 
 
+def seal_alert(homes: dict[str, Path], tmp_path: Path, *extra: str) -> Path:
+    """Bar PCU seals its template seizure alert for Belgrade ACCU; returns the sealed file."""
+    msg = tmp_path / "alert.json"
+    msg.write_text(cli(homes["bar"], "template", "seizure-alert").stdout)
+    sealed = tmp_path / "alert.sealed"
+    cli(
+        homes["bar"],
+        "seal",
+        "--to",
+        "belgrade-accu",
+        "--type",
+        "seizure-alert",
+        *extra,
+        str(msg),
+        "-o",
+        str(sealed),
+    )
+    return sealed
+
+
 def one_line_error(proc: subprocess.CompletedProcess[str], code: int, text: str) -> None:
     assert proc.returncode == code, proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
@@ -88,20 +108,7 @@ def test_seal_and_open(homes: dict[str, Path], tmp_path: Path, type_name: str) -
 
 
 def test_attacks_on_open(homes: dict[str, Path], tmp_path: Path) -> None:
-    msg = tmp_path / "alert.json"
-    msg.write_text(cli(homes["bar"], "template", "seizure-alert").stdout)
-    sealed = tmp_path / "alert.sealed"
-    cli(
-        homes["bar"],
-        "seal",
-        "--to",
-        "belgrade-accu",
-        "--type",
-        "seizure-alert",
-        str(msg),
-        "-o",
-        str(sealed),
-    )
+    sealed = seal_alert(homes, tmp_path)
     lines = sealed.read_text().splitlines()
     raw = bytearray(base64.b64decode("".join(lines[1:-1])))
     raw[-5] ^= 0x01
@@ -130,22 +137,7 @@ def test_attacks_on_open(homes: dict[str, Path], tmp_path: Path) -> None:
 
 
 def test_expired_file_is_rejected(homes: dict[str, Path], tmp_path: Path) -> None:
-    msg = tmp_path / "alert.json"
-    msg.write_text(cli(homes["bar"], "template", "seizure-alert").stdout)
-    sealed = tmp_path / "alert.sealed"
-    cli(
-        homes["bar"],
-        "seal",
-        "--to",
-        "belgrade-accu",
-        "--type",
-        "seizure-alert",
-        "--ttl",
-        "1s",
-        str(msg),
-        "-o",
-        str(sealed),
-    )
+    sealed = seal_alert(homes, tmp_path, "--ttl", "1s")
     time.sleep(1.2)
     one_line_error(cli(homes["bel"], "open", str(sealed), check=False), 5, "rejected (expired)")
     assert seen_count(homes["bel"]) == 0
