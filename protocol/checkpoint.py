@@ -225,4 +225,3 @@ def verify_cosignature(
             f"cosignature by {witness.name} is dated {timestamp - now} s in the future"
         )
     return timestamp
-

@@ -248,7 +248,10 @@ def open_envelope(
     try:
         message = decode_body(env.type, body)
     except ValidationError as exc:
-        raise Malformed(f"signed body is not a valid {env.type}: {exc.message}") from exc
+        # The rule text may quote field values (plaintext): name only the field path.
+        raise Malformed(
+            f"signed body is not a valid {env.type} (field {exc.path or '<root>'})"
+        ) from exc
     if seen(env.id):
         raise Replay("message id was already accepted")
     return Opened(

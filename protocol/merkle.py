@@ -68,8 +68,10 @@ def _mth(hashes: Sequence[bytes]) -> bytes:
         return EMPTY_ROOT
     level = list(hashes)
     while len(level) > 1:
-        nxt = [sha256(NODE_PREFIX + level[i] + level[i + 1]).digest()
-               for i in range(0, len(level) - 1, 2)]
+        nxt = [
+            sha256(NODE_PREFIX + level[i] + level[i + 1]).digest()
+            for i in range(0, len(level) - 1, 2)
+        ]
         if len(level) & 1:
             nxt.append(level[-1])
         level = nxt
@@ -319,8 +321,10 @@ class MerkleTree:
         self._levels: list[list[bytes]] = [leaves]
         level = leaves
         while len(level) > 1:
-            level = [sha256(NODE_PREFIX + level[i] + level[i + 1]).digest()
-                     for i in range(0, len(level) - 1, 2)]
+            level = [
+                sha256(NODE_PREFIX + level[i] + level[i + 1]).digest()
+                for i in range(0, len(level) - 1, 2)
+            ]
             self._levels.append(level)
 
     @property

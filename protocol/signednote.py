@@ -95,8 +95,11 @@ def key_id(name: str, alg: int, public_key: bytes) -> bytes:
 
 
 def is_valid_name(name: str) -> bool:
-    return bool(name) and "+" not in name and not any(c.isspace() for c in name) and all(
-        c >= " " for c in name
+    return (
+        bool(name)
+        and "+" not in name
+        and not any(c.isspace() for c in name)
+        and all(c >= " " for c in name)
     )
 
 

@@ -1,0 +1,421 @@
+"""Every attack of PROTOCOL.md 5-8, performed over HTTP against real running nodes.
+
+The attacker talks to ``POST /v1/envelopes`` directly with hand-built bodies. For each attack the
+node must answer with the exact status and ``{"error": reason}`` of protocol/batch.py, store
+nothing (``borderlink inbox --json`` is unchanged), and log a ``message.rejected`` event with the
+reason and the source address, but never the message plaintext.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from keys.card import parse_card
+from keys.identity import Identity, PublicIdentity
+from keys.keystore import open_keystore, read_keystore_file
+from node.transport import BATCH_CONTENT_TYPE, BATCH_PATH
+from protocol.batch import HTTP_STATUS, BatchResponse, encode_batch
+from protocol.envelope import (
+    CONTENT_NONCE,
+    SUITE,
+    Envelope,
+    Slot,
+    header_bytes,
+    hpke_info,
+    seal,
+)
+from protocol.labels import MAX_ENVELOPE_BYTES, MAX_RECIPIENTS, MESSAGE_SIGNATURE_LABEL
+from protocol.padding import pad, unpad
+from protocol.schemas import encode_body, template
+from tests.integration.harness import PASSPHRASE, NodeProc, make_network, stop_all
+
+NAMES = ["bar-pcu", "belgrade-accu", "skopje-coord"]
+DAY = 86400
+# A narrative no log line may ever contain: it only exists inside encrypted payloads.
+CANARY = "Canary narrative 7f3c: reefer MSCU-CANARY held at berth nine"
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def alert_body(narrative: str = CANARY) -> bytes:
+    return encode_body(msgspec.structs.replace(template("seizure-alert"), narrative=narrative))
+
+
+@dataclass(frozen=True)
+class Net:
+    root: Path
+    nodes: dict[str, NodeProc]
+    keys: dict[str, Identity]  # secret keys, read from each node's keystore
+
+    def card(self, name: str) -> PublicIdentity:
+        """A peer's public identity as anyone holding its card knows it."""
+        return parse_card((self.root / f"{name}.card").read_text(), now=None).identity
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    root = tmp_path_factory.mktemp("attacks")
+    nodes = make_network(root, NAMES)
+    try:
+        keys = {
+            name: Identity.from_secret_bytes(
+                open_keystore(read_keystore_file(node.home / "keystore.json"), PASSPHRASE.encode())
+            )
+            for name, node in nodes.items()
+        }
+        yield Net(root, nodes, keys)
+    finally:
+        stop_all(nodes)
+
+
+# -- the attacker's tools ---------------------------------------------------------------------
+
+
+def post(node: NodeProc, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(
+        node.url + BATCH_PATH,
+        data=body,
+        method="POST",
+        headers={"Content-Type": BATCH_CONTENT_TYPE, **(headers or {})},
+    )
+    try:
+        with OPENER.open(req, timeout=15) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def sealed(net: Net, sender: str | Identity, to: str, **kw: Any) -> Envelope:
+    signer = net.keys[sender] if isinstance(sender, str) else sender
+    args: dict[str, Any] = {"now": int(time.time()), "ttl": DAY}
+    args.update(kw)
+    body = args.pop("body", alert_body())
+    return seal(signer, [net.card(to)], "seizure-alert", body, **args)
+
+
+def craft(
+    signer: Identity,
+    claimed_sender: bytes,
+    slots_for: list[PublicIdentity],
+    signed_recipients: list[bytes],
+    *,
+    body: bytes,
+    signature: bytes | None = None,
+    msg_id: bytes | None = None,
+    created: int | None = None,
+    expires: int | None = None,
+) -> bytes:
+    """Build an envelope by hand, as an attacker holding ``signer``'s key would."""
+    now = int(time.time())
+    env = Envelope(
+        v=1,
+        id=msg_id or os.urandom(16),
+        type="seizure-alert",
+        sender=claimed_sender,
+        recipients=sorted(signed_recipients),
+        created=created if created is not None else now,
+        expires=expires if expires is not None else now + DAY,
+        slots=[],
+        payload=b"",
+    )
+    header = header_bytes(env)
+    sig = signature or signer.sign(MESSAGE_SIGNATURE_LABEL + header + body)
+    key = ChaCha20Poly1305.generate_key()
+    env.payload = ChaCha20Poly1305(key).encrypt(CONTENT_NONCE, pad(sig + body), header)
+    env.slots = [
+        Slot(
+            r.node_id,
+            SUITE.encrypt(key, r.encryption_key(), hpke_info(claimed_sender, r.node_id, env.id)),
+        )
+        for r in slots_for
+    ]
+    return env.encode()
+
+
+# -- what the node must do ----------------------------------------------------------------------
+
+
+def log_events(node: NodeProc, start: int = 0) -> list[dict[str, Any]]:
+    events = []
+    for line in node.log.read_bytes()[start:].decode(errors="replace").splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    return events
+
+
+def assert_no_plaintext_logged(net: Net) -> None:
+    for node in net.nodes.values():
+        text = node.log.read_text(errors="replace")
+        assert CANARY not in text and "MSCU-CANARY" not in text, f"plaintext in {node.name}'s log"
+
+
+def assert_rejected(
+    net: Net, node: NodeProc, body: bytes, reason: str, status: int
+) -> dict[str, Any]:
+    """POST ``body``; the answer, the inbox and the log must show one clean, audited refusal."""
+    assert HTTP_STATUS[reason] == status
+    inbox = node.json("inbox")
+    offset = node.log.stat().st_size
+    got, answer = post(node, body)
+    assert (got, json.loads(answer)["error"]) == (status, reason), answer
+    assert node.json("inbox") == inbox
+    event = wait_for_event(node, offset, "message.rejected")
+    assert event["reason"] == reason and event["source"] == "127.0.0.1", event
+    assert_no_plaintext_logged(net)
+    return event
+
+
+def wait_for_event(node: NodeProc, offset: int, name: str, timeout: float = 3) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        events = [e for e in log_events(node, offset) if e.get("event") == name]
+        if events or time.monotonic() > deadline:
+            assert len(events) == 1, f"expected one {name} event, got {events}"
+            return events[0]
+        time.sleep(0.05)
+
+
+def accept(node: NodeProc, envelope: bytes) -> BatchResponse:
+    status, answer = post(node, encode_batch([envelope]))
+    assert status == 200, answer
+    resp = msgspec.msgpack.decode(answer, type=BatchResponse)
+    assert [r.outcome for r in resp.results] == ["accepted"]
+    return resp
+
+
+# -- tampering and forgery ----------------------------------------------------------------------
+
+
+def test_tampered_payload_bit(net: Net) -> None:
+    env = sealed(net, "bar-pcu", "belgrade-accu")
+    env.payload = env.payload[:100] + bytes([env.payload[100] ^ 0x04]) + env.payload[101:]
+    event = assert_rejected(
+        net, net.nodes["belgrade-accu"], encode_batch([env.encode()]), "decryption_failed", 422
+    )
+    assert event["claimed_sender"] == net.keys["bar-pcu"].node_id.hex()
+
+
+def test_tampered_header_created(net: Net) -> None:
+    """``created`` is in the AEAD's associated data and under the signature."""
+    env = sealed(net, "bar-pcu", "belgrade-accu")
+    env.created -= 60
+    assert_rejected(
+        net, net.nodes["belgrade-accu"], encode_batch([env.encode()]), "decryption_failed", 422
+    )
+
+
+def test_forged_signature_claiming_a_trusted_peer(net: Net) -> None:
+    """Mallory encrypts correctly to Belgrade and claims to be Bar, but signs with her own key."""
+    mallory = Identity.generate()
+    data = craft(
+        mallory,
+        net.keys["bar-pcu"].node_id,
+        [net.card("belgrade-accu")],
+        [net.card("belgrade-accu").node_id],
+        body=alert_body(),
+    )
+    assert_rejected(net, net.nodes["belgrade-accu"], encode_batch([data]), "bad_signature", 422)
+
+
+@pytest.fixture(scope="module")
+def received(net: Net) -> tuple[Envelope, bytes, bytes]:
+    """A message Bar really sent to Belgrade, and what Belgrade learned from it: signature, body."""
+    env = sealed(net, "bar-pcu", "belgrade-accu")
+    accept(net.nodes["belgrade-accu"], env.encode())
+    bel = net.keys["belgrade-accu"]
+    key = SUITE.decrypt(
+        env.slots[0].key, bel.decryption_key, hpke_info(env.sender, bel.node_id, env.id)
+    )
+    plain = unpad(ChaCha20Poly1305(key).decrypt(CONTENT_NONCE, env.payload, env.header()))
+    return env, plain[:64], plain[64:]
+
+
+@pytest.mark.parametrize(
+    ("variant", "reason", "status"),
+    [("relabelled", "bad_signature", 422), ("kept-recipients", "not_recipient", 403)],
+)
+def test_surreptitious_forwarding(
+    net: Net, received: tuple[Envelope, bytes, bytes], variant: str, reason: str, status: int
+) -> None:
+    """Belgrade re-encrypts Bar's signed alert to Skopje, still claiming Bar sent it (Davis)."""
+    env, signature, body = received
+    skopje = net.card("skopje-coord")
+    signed_for = [skopje.node_id] if variant == "relabelled" else list(env.recipients)
+    data = craft(
+        net.keys["belgrade-accu"],
+        env.sender,
+        [skopje],
+        signed_for,
+        body=body,
+        signature=signature,
+        msg_id=env.id,
+        created=env.created,
+        expires=env.expires,
+    )
+    assert_rejected(net, net.nodes["skopje-coord"], encode_batch([data]), reason, status)
+
+
+# -- who may send, to whom ------------------------------------------------------------------------
+
+
+def test_wrong_recipient(net: Net) -> None:
+    data = sealed(net, "bar-pcu", "belgrade-accu").encode()
+    assert_rejected(net, net.nodes["skopje-coord"], encode_batch([data]), "not_recipient", 403)
+
+
+def test_unknown_sender(net: Net) -> None:
+    stranger = Identity.generate()
+    data = sealed(net, stranger, "belgrade-accu").encode()
+    event = assert_rejected(
+        net, net.nodes["belgrade-accu"], encode_batch([data]), "unknown_sender", 403
+    )
+    assert event["claimed_sender"] == stranger.node_id.hex()
+
+
+def test_removed_peer(net: Net) -> None:
+    """Skopje forgets Belgrade while running; Belgrade's next message is refused."""
+    skopje = net.nodes["skopje-coord"]
+    accept(skopje, sealed(net, "belgrade-accu", "skopje-coord").encode())
+    skopje.cli("peers", "remove", "belgrade-accu")
+    data = sealed(net, "belgrade-accu", "skopje-coord").encode()
+    assert_rejected(net, skopje, encode_batch([data]), "unknown_sender", 403)
+
+
+# -- time -----------------------------------------------------------------------------------------
+
+
+def test_expired_message(net: Net) -> None:
+    data = sealed(net, "bar-pcu", "belgrade-accu", now=int(time.time()) - 7200, ttl=3600).encode()
+    assert_rejected(net, net.nodes["belgrade-accu"], encode_batch([data]), "expired", 422)
+
+
+def test_created_far_in_the_future(net: Net) -> None:
+    data = sealed(net, "bar-pcu", "belgrade-accu", now=int(time.time()) + 3600).encode()
+    assert_rejected(net, net.nodes["belgrade-accu"], encode_batch([data]), "clock_skew", 422)
+
+
+# -- replay -----------------------------------------------------------------------------------------
+
+
+def test_exact_replay_returns_the_original_receipt(net: Net) -> None:
+    bel = net.nodes["belgrade-accu"]
+    env = sealed(net, "bar-pcu", "belgrade-accu")
+    first = accept(bel, env.encode())
+    inbox = bel.json("inbox")
+    status, answer = post(bel, encode_batch([env.encode()]))
+    assert status == 200
+    again = msgspec.msgpack.decode(answer, type=BatchResponse)
+    assert [(r.outcome, r.id) for r in again.results] == [("duplicate", env.id)]
+    assert again.receipts == first.receipts
+    assert bel.json("inbox") == inbox
+    assert [m["id"] for m in inbox].count(env.id.hex()) == 1
+    assert_no_plaintext_logged(net)
+
+
+def test_same_id_different_content_is_a_replay(net: Net) -> None:
+    """Even the real sender's key cannot reuse an accepted id for a different message."""
+    bel = net.nodes["belgrade-accu"]
+    env = sealed(net, "bar-pcu", "belgrade-accu")
+    accept(bel, env.encode())
+    other = sealed(net, "bar-pcu", "belgrade-accu", msg_id=env.id, body=alert_body(CANARY + " v2"))
+    assert_rejected(net, bel, encode_batch([other.encode()]), "replay", 409)
+    shown = bel.json("inbox", "show", env.id.hex())
+    assert shown["message"]["narrative"] == CANARY
+
+
+# -- size and shape ---------------------------------------------------------------------------------
+
+
+def declared_oversize(node: NodeProc) -> tuple[int, bytes]:
+    """Declare a body one byte over ``limits.max_body`` but send none: the answer must not wait."""
+    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=5)
+    try:
+        conn.putrequest("POST", BATCH_PATH)
+        conn.putheader("Content-Type", BATCH_CONTENT_TYPE)
+        conn.putheader("Content-Length", str(8 * 1024 * 1024 + 1))
+        conn.endheaders()
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_declared_oversize_body_refused_without_reading(net: Net) -> None:
+    bel = net.nodes["belgrade-accu"]
+    inbox = bel.json("inbox")
+    status, answer = declared_oversize(bel)
+    assert (status, json.loads(answer)["error"]) == (413, "oversize")
+    assert bel.json("inbox") == inbox
+
+
+def test_declared_oversize_body_is_audited(net: Net) -> None:
+    bel = net.nodes["belgrade-accu"]
+    offset = bel.log.stat().st_size
+    assert declared_oversize(bel)[0] == 413
+    event = wait_for_event(bel, offset, "message.rejected", timeout=1)
+    assert event["reason"] == "oversize" and event["source"] == "127.0.0.1"
+
+
+def test_envelope_over_one_mib_in_a_batch(net: Net) -> None:
+    body = encode_batch([b"\x00" * (MAX_ENVELOPE_BYTES + 1)])
+    assert_rejected(net, net.nodes["belgrade-accu"], body, "oversize", 413)
+
+
+def test_too_many_recipients(net: Net) -> None:
+    env = sealed(net, "bar-pcu", "belgrade-accu")
+    env.recipients = sorted(
+        [net.card("belgrade-accu").node_id] + [bytes([i]) * 32 for i in range(MAX_RECIPIENTS)]
+    )
+    assert_rejected(
+        net, net.nodes["belgrade-accu"], encode_batch([env.encode()]), "too_many_recipients", 400
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        random.Random(1337).randbytes(512),
+        b"",
+        json.dumps({"envelopes": ["aGVsbG8="]}).encode(),
+        encode_batch([b"not an envelope"]),
+        msgspec.msgpack.encode({"v": 1}),
+    ],
+    ids=["random", "empty", "json", "garbage-envelope", "map-not-array"],
+)
+def test_garbage_body(net: Net, body: bytes) -> None:
+    assert_rejected(net, net.nodes["belgrade-accu"], body, "malformed", 400)
+
+
+def test_batch_over_max_batch(net: Net) -> None:
+    body = encode_batch([b"x"] * 257)  # limits.max_batch defaults to 256
+    assert_rejected(net, net.nodes["belgrade-accu"], body, "malformed", 400)
+
+
+def test_invalid_signed_body_leaves_no_plaintext_in_the_log(net: Net) -> None:
+    """A trusted peer's signed body that fails the schema: refused, but its values stay secret."""
+    bel = net.nodes["belgrade-accu"]
+    body = json.loads(alert_body())
+    body["conveyance"]["container_number"] = "LEAKCANARY9"  # not an ISO 6346 number
+    env = sealed(net, "bar-pcu", "belgrade-accu", body=json.dumps(body).encode())
+    inbox, offset = bel.json("inbox"), bel.log.stat().st_size
+    status, answer = post(bel, encode_batch([env.encode()]))
+    assert (status, json.loads(answer)["error"]) == (400, "malformed")
+    assert bel.json("inbox") == inbox
+    event = wait_for_event(bel, offset, "message.rejected")
+    assert event["reason"] == "malformed" and event["source"] == "127.0.0.1"
+    assert "LEAKCANARY9" not in bel.log.read_bytes()[offset:].decode(errors="replace")
