@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -19,7 +20,7 @@ def peers_group() -> None:
 def read_text(path: str) -> str:
     try:
         if path == "-":
-            return click.get_text_stream("stdin").read()
+            return sys.stdin.read()
         with open(path) as fh:
             return fh.read()
     except (OSError, UnicodeDecodeError) as exc:

@@ -176,6 +176,11 @@ class Identity:
     def decryption_key(self) -> X25519PrivateKey:
         return self._enc
 
+    @property
+    def signing_key(self) -> Ed25519PrivateKey:
+        """For signed notes (checkpoints), which sign with the key object itself."""
+        return self._sign
+
     def __repr__(self) -> str:
         return f"Identity(node_id={self.node_id.hex()[:16]}..., keys=<hidden>)"
 

@@ -177,7 +177,7 @@ def make_admin_app(node: Node) -> web.Application:
     async def inbox_show(r: web.Request) -> web.Response:
         msg_id = _hex_id(r.match_info["id"])
         row, opened = await opened_message(msg_id)
-        await db(store.inbox_mark_read, msg_id, time.time())
+        await db(store.inbox_mark_read, msg_id, time.time(), "operator")
         view = _inbox_view(row, await names())
         view["message"] = msgspec.to_builtins(opened.message)
         return _json(view)
@@ -207,7 +207,7 @@ def make_admin_app(node: Node) -> web.Application:
         except ValidationError as exc:
             raise UsageError(f"cannot acknowledge: {exc.message}") from exc
         fb_id = await node.send([sender], "feedback", body, 3 * 86400)
-        await db(store.inbox_mark_acked, msg_id, req.action, time.time())
+        await db(store.inbox_mark_acked, msg_id, req.action, time.time(), fb_id)
         return _json(
             {"id": msg_id.hex(), "feedback_id": fb_id.hex(), "to": sender, "action": req.action}
         )

@@ -33,11 +33,18 @@ class Limits(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     burst: int = 400
 
 
+class Audit(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    checkpoint_interval: float = 5.0  # sign a checkpoint this often when the log grew
+    witness_interval: float = 30.0  # fetch, check and cosign each peer's checkpoint this often
+    prune_interval: float = 600.0  # forget expired replay-table entries this often
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     listen: str = "127.0.0.1:7443"
     log_format: str = "auto"  # auto | console | json
     delivery: Delivery = msgspec.field(default_factory=Delivery)
     limits: Limits = msgspec.field(default_factory=Limits)
+    audit: Audit = msgspec.field(default_factory=Audit)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -47,7 +54,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 def _overrides(env: Mapping[str, str]) -> dict[str, Any]:
     """Only names of real settings are taken; other BORDERLINK_* variables are not ours here."""
-    sections = {"delivery": Delivery.__struct_fields__, "limits": Limits.__struct_fields__}
+    sections = {
+        "delivery": Delivery.__struct_fields__,
+        "limits": Limits.__struct_fields__,
+        "audit": Audit.__struct_fields__,
+    }
     out: dict[str, Any] = {}
     for key, value in env.items():
         if not key.startswith("BORDERLINK_"):

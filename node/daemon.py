@@ -21,6 +21,7 @@ from aiohttp import web
 
 from keys.card import parse_card
 from keys.identity import Identity
+from node.audit_store import event
 from node.config import Config
 from node.delivery import PeerInfo, PeerWorker
 from node.home import Home
@@ -54,6 +55,7 @@ class Node:
         self.ready = False
         self.started = time.time()
         self._runners: list[web.AppRunner] = []
+        self._background: list[asyncio.Task[None]] = []
         self.listen_port: int | None = None
 
     async def run_db(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -95,6 +97,12 @@ class Node:
         self._runners = [peer_runner, admin_runner]
         for peer_id in await self.run_db(self.store.pending_peers):
             await self.ensure_worker(peer_id)
+        self._background = [
+            asyncio.create_task(
+                self._every(self.config.audit.checkpoint_interval, self.checkpoint)
+            ),
+            asyncio.create_task(self._every(self.config.audit.prune_interval, self._prune)),
+        ]
         self.ready = True
         self.log.info(
             "node.started",
@@ -106,6 +114,9 @@ class Node:
     async def stop(self) -> None:
         self.stopping = True
         self.ready = False
+        for t in self._background:
+            t.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         for w in list(self.workers.values()):
             await w.stop()
         for r in self._runners:
@@ -120,6 +131,25 @@ class Node:
         with contextlib.suppress(FileNotFoundError):
             self.home.admin_socket.unlink()
         self.log.info("node.stopped")
+
+    async def _every(self, interval: float, job: Any) -> None:
+        """Run ``job`` every ``interval`` seconds; a failure is logged and retried next time."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await job()
+            except Exception:
+                self.log.exception("node.background_error", job=getattr(job, "__name__", "?"))
+
+    async def checkpoint(self) -> str:
+        """Sign a checkpoint if the audit log grew (PROTOCOL.md 12.2); returns the latest note."""
+        note, new = await self.run_db(self.store.sign_checkpoint, self.identity)
+        if new:
+            self.log.info("checkpoint.published", size=note.split("\n")[1])
+        return str(note)
+
+    async def _prune(self) -> None:
+        await self.run_db(self.store.prune_seen, int(time.time()))
 
     async def serve_forever(self) -> None:
         stop = asyncio.Event()
@@ -202,6 +232,14 @@ class Node:
                 envelope=env.encode(),
                 peers=[r.node_id for r in recipients],
                 now=now,
+                audit=event(
+                    "message.queued",
+                    "operator",
+                    message_id=env.id.hex(),
+                    outcome=type_name,
+                    detail="to " + ",".join(r.name for r in recipients),
+                    hashes={"content": env.content_hash().hex()},
+                ),
             )
         )
         self.log.info(

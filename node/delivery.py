@@ -10,6 +10,7 @@ the schedule instead of hammering the peer. See PROTOCOL.md 11.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -84,21 +85,32 @@ class PeerWorker:
 
     async def _loop(self) -> None:
         while True:
-            now = time.time()
-            rows = await self.run_db(
-                self.store.take_batch, self.peer.node_id, now, self.policy.batch_size
-            )
-            if rows:
-                await self._deliver(rows)
-                continue
-            pending = await self.run_db(self.store.pending_peers)
-            due = pending.get(self.peer.node_id)
-            self.wake.clear()
-            timeout = None if due is None else max(0.0, due - time.time())
             try:
-                await asyncio.wait_for(self.wake.wait(), timeout=timeout)
-            except TimeoutError:
-                pass
+                await self._step()
+            except Exception:  # CancelledError is no Exception: stop() still ends the task
+                # A database error (locked, disk full) must not end delivery to this peer for
+                # good: log it, wait, try again (regression: test_outage, database locked).
+                log.exception("delivery.worker_error", peer=self.peer.name)
+                await asyncio.sleep(backoff(0, self.policy, self.rng))
+
+    async def _step(self) -> None:
+        rows = await self.run_db(
+            self.store.take_batch, self.peer.node_id, time.time(), self.policy.batch_size
+        )
+        if rows:
+            try:
+                await self._deliver(rows)
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await self._fail(rows, "internal error while delivering; see the node's log")
+                raise
+            return
+        pending = await self.run_db(self.store.pending_peers)
+        due = pending.get(self.peer.node_id)
+        self.wake.clear()
+        timeout = None if due is None else max(0.0, due - time.time())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout=timeout)
 
     async def _deliver(self, rows: list[tuple[bytes, bytes, bytes, int, int]]) -> None:
         peer = self.peer

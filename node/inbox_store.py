@@ -7,6 +7,7 @@ what it says. ``inbox show`` decrypts again with the node's key.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from node.outbox_store import _dicts
+from protocol.audit import AuditEntry
 from protocol.errors import Replay
 
 
@@ -21,6 +23,8 @@ class _Db(Protocol):
     db: sqlite3.Connection
 
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def audit_append(self, db: sqlite3.Connection, entry: AuditEntry) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -52,10 +56,38 @@ class InboxMixin:
         ).fetchone()
         return (bytes(row[0]), bytes(row[1]), bytes(row[2])) if row else None
 
-    def accept(self: _Db, items: Sequence[Accepted], receipt: bytes, now: float) -> None:
-        """Store messages, their replay-table entries and the receipt in one transaction."""
+    def accept(
+        self: _Db, items: Sequence[Accepted], receipt: bytes, now: float, source: str | None = None
+    ) -> None:
+        """Store messages, replay-table entries, receipt and audit entries in one transaction."""
+        from node.audit_store import event
+
         with self.transaction() as db:
             for it in items:
+                self.audit_append(
+                    db,
+                    event(
+                        "message.received",
+                        message_id=it.id.hex(),
+                        peer_id=it.sender.hex(),
+                        outcome=it.type,
+                        source=source,
+                        hashes={
+                            "content": it.content_hash.hex(),
+                            "receipt": hashlib.sha256(receipt).hexdigest(),
+                        },
+                    ),
+                )
+                if it.retracts is not None:
+                    self.audit_append(
+                        db,
+                        event(
+                            "message.retracted",
+                            message_id=it.retracts.hex(),
+                            peer_id=it.sender.hex(),
+                            detail=f"by {it.id.hex()}",
+                        ),
+                    )
                 try:
                     db.execute("INSERT INTO seen (id, expires) VALUES (?, ?)", (it.id, it.expires))
                 except sqlite3.IntegrityError as exc:
@@ -100,14 +132,30 @@ class InboxMixin:
         row = rows[0]
         return row, bytes(row.pop("envelope"))
 
-    def inbox_mark_read(self: _Db, msg_id: bytes, now: float) -> None:
+    def inbox_mark_read(self: _Db, msg_id: bytes, now: float, actor: str = "node") -> None:
+        from node.audit_store import event
+
         with self.transaction() as db:
+            self.audit_append(db, event("message.shown", actor, message_id=msg_id.hex()))
             db.execute(
                 "UPDATE inbox SET read_at = ? WHERE id = ? AND read_at IS NULL", (now, msg_id)
             )
 
-    def inbox_mark_acked(self: _Db, msg_id: bytes, action: str, now: float) -> None:
+    def inbox_mark_acked(
+        self: _Db, msg_id: bytes, action: str, now: float, feedback_id: bytes | None = None
+    ) -> None:
+        from node.audit_store import event
+
         with self.transaction() as db:
+            self.audit_append(
+                db,
+                event(
+                    "message.acknowledged",
+                    message_id=msg_id.hex(),
+                    outcome=action,
+                    detail=f"feedback {feedback_id.hex()}" if feedback_id else None,
+                ),
+            )
             db.execute(
                 "UPDATE inbox SET acked_at = ?, ack_action = ?, read_at = COALESCE(read_at, ?) "
                 "WHERE id = ?",

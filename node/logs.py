@@ -17,11 +17,16 @@ def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
     )
+    # JSON lines need the traceback as text; the console renderer formats exceptions itself.
+    exc: list[structlog.typing.Processor] = (
+        [structlog.processors.format_exc_info] if use_json else []
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *exc,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

@@ -8,16 +8,21 @@ on start every such row goes back to ``failed`` so the worker tries it again (at
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
+
+from protocol.audit import AuditEntry
 
 
 class _Db(Protocol):
     db: sqlite3.Connection
 
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def audit_append(self, db: sqlite3.Connection, entry: AuditEntry) -> int: ...
 
 
 class OutboxMixin:
@@ -32,9 +37,12 @@ class OutboxMixin:
         envelope: bytes,
         peers: Sequence[bytes],
         now: float,
+        audit: AuditEntry | None = None,
     ) -> None:
-        """The message and one row per recipient, in one durable transaction."""
+        """The message, one row per recipient and its audit entry, in one durable transaction."""
         with self.transaction() as db:
+            if audit is not None:
+                self.audit_append(db, audit)
             db.execute(
                 "INSERT INTO messages (id, type, created, expires, content_hash, envelope, queued_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -88,8 +96,21 @@ class OutboxMixin:
     def mark_delivered(
         self: _Db, peer: bytes, delivered: Sequence[tuple[bytes, bytes]], now: float
     ) -> None:
-        """``delivered``: (message id, verified receipt bytes) pairs."""
+        """``delivered``: (message id, verified receipt bytes) pairs; each is audited."""
+        from node.audit_store import event
+
         with self.transaction() as db:
+            for msg_id, receipt in delivered:
+                self.audit_append(
+                    db,
+                    event(
+                        "message.delivered",
+                        message_id=msg_id.hex(),
+                        peer_id=peer.hex(),
+                        outcome="receipt verified",
+                        hashes={"receipt": _sha256(receipt)},
+                    ),
+                )
             db.executemany(
                 "UPDATE outbox SET status = 'delivered', delivered_at = ?, receipt = ?, "
                 "attempts = attempts + 1, last_error = NULL WHERE msg_id = ? AND peer = ?",
@@ -107,7 +128,19 @@ class OutboxMixin:
 
     def mark_rejected(self: _Db, peer: bytes, msg_id: bytes, error: str, now: float) -> None:
         """The peer refused the message for good (e.g. expired, not a recipient): stop retrying."""
+        from node.audit_store import event
+
         with self.transaction() as db:
+            self.audit_append(
+                db,
+                event(
+                    "message.delivery_refused",
+                    message_id=msg_id.hex(),
+                    peer_id=peer.hex(),
+                    outcome="refused",
+                    detail=error,
+                ),
+            )
             db.execute(
                 "UPDATE outbox SET status = 'rejected', attempts = attempts + 1, last_error = ?, "
                 "next_attempt = ? WHERE msg_id = ? AND peer = ?",
@@ -141,6 +174,10 @@ class OutboxMixin:
             ).fetchall()
         )
         return {"by_status": by_status, "oldest_undelivered": oldest, "per_peer": per_peer}
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _dicts(cur: sqlite3.Cursor) -> Iterator[dict[str, Any]]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from aiohttp import web
 
+from node.audit_store import event
 from node.transport import BATCH_CONTENT_TYPE, BATCH_PATH
 from protocol.batch import HTTP_STATUS, decode_batch, encode_response
 from protocol.errors import Rejected
@@ -76,8 +77,18 @@ def make_app(node: Node) -> web.Application:
             return f"peer|{claimed}"
         return f"addr|{request.remote}"
 
-    def audit(reason: str, detail: str, request: web.Request) -> None:
+    async def audit(reason: str, detail: str, request: web.Request) -> None:
+        """Refusals before decoding: logged and kept in the audit log (PROTOCOL.md 12.1)."""
         node.log.warning("message.rejected", reason=reason, detail=detail, source=request.remote)
+        claimed = request.headers.get("X-Borderlink-Sender", "")[:64] or None
+        entry = event(
+            "message.rejected",
+            outcome=reason,
+            detail=detail,
+            peer_id=claimed,
+            source=str(request.remote),
+        )
+        await node.run_db(node.store.audit, entry)
 
     app = web.Application(client_max_size=limits.max_body)
 
@@ -86,27 +97,27 @@ def make_app(node: Node) -> web.Application:
             refused["rate_limited"] += 1
             n = refused["rate_limited"]
             if n & (n - 1) == 0:  # log the 1st, 2nd, 4th, 8th... refusal: a flood is no log flood
-                audit("rate_limited", f"{n} requests refused so far", request)
+                await audit("rate_limited", f"{n} requests refused so far", request)
             return error("rate_limited", "too many requests; retry later")
         if request.content_length is not None and request.content_length > limits.max_body:
-            audit("oversize", f"declared {request.content_length} bytes", request)
+            await audit("oversize", f"declared {request.content_length} bytes", request)
             return error("oversize", f"body over {limits.max_body} bytes")
         if node.stopping:
             return error("unavailable", "node is shutting down")
         try:
             body = await asyncio.wait_for(request.read(), timeout=limits.body_timeout)
         except TimeoutError:
-            audit("body_timeout", f"body not received within {limits.body_timeout} s", request)
+            await audit(
+                "body_timeout", f"body not received within {limits.body_timeout} s", request
+            )
             return error("body_timeout", f"body not received within {limits.body_timeout:.0f} s")
         except web.HTTPRequestEntityTooLarge:
-            audit("oversize", f"body over {limits.max_body} bytes", request)
+            await audit("oversize", f"body over {limits.max_body} bytes", request)
             return error("oversize", f"body over {limits.max_body} bytes")
         try:
             items = decode_batch(body, max_items=limits.max_batch)
         except Rejected as exc:
-            node.log.warning(
-                "message.rejected", reason=exc.reason, detail=exc.message, source=request.remote
-            )
+            await audit(exc.reason, exc.message, request)
             return error(exc.reason, exc.message)
         resp = await node.receiver.receive(items, source=str(request.remote))
         if len(resp.results) == 1 and resp.results[0].outcome == "rejected":

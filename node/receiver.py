@@ -18,6 +18,7 @@ import structlog
 from keys.card import parse_card
 from keys.identity import Identity, PublicIdentity
 from keys.trust import PeerRecord, require_trusted
+from node.audit_store import event
 from node.inbox_store import Accepted
 from node.store import Store
 from protocol.batch import BatchResponse, ItemResult
@@ -111,10 +112,27 @@ class Receiver:
                 receipt = sign_receipt(
                     self.me, sender, [(a.id, a.content_hash) for _, a in group], now=int(now)
                 )
-                self.store.accept([a for _, a in group], receipt, now)
+                self.store.accept([a for _, a in group], receipt, now, source)
                 receipts.append(receipt)
                 for i, _ in group:
                     results[i].receipt = len(receipts) - 1
+        rejected = [
+            (it, res) for it, res in zip(items, results, strict=True) if res.outcome == "rejected"
+        ]
+        if rejected:
+            with self.store.transaction() as db:
+                for it, res in rejected:
+                    self.store.audit_append(
+                        db,
+                        event(
+                            "message.rejected",
+                            outcome=res.reason,
+                            detail=it.detail[:200],
+                            peer_id=_claimed_sender(it.data),
+                            source=source,
+                            message_id=res.id.hex() if res.id else None,
+                        ),
+                    )
         for it, res in zip(items, results, strict=True):
             if res.outcome == "rejected":
                 log.warning(

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from keys.trust import PeerRecord
+from node.audit_store import AUDIT_SCHEMA, AuditMixin
 from node.inbox_store import InboxMixin
 from node.outbox_store import OutboxMixin
 from protocol.errors import NodeError, Replay
@@ -77,7 +78,7 @@ CREATE TABLE IF NOT EXISTS inbox (
 _PEER_COLUMNS = "name, node_id, fingerprint, card, verified_by, status, added_at, revoked_at"
 
 
-class Store(OutboxMixin, InboxMixin):
+class Store(OutboxMixin, InboxMixin, AuditMixin):
     """One node's database. Not shared between threads: the daemon gives it a thread of its own."""
 
     def __init__(self, path: Path) -> None:
@@ -88,7 +89,7 @@ class Store(OutboxMixin, InboxMixin):
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA busy_timeout=5000")
             # executescript commits on its own; every statement in the schema is idempotent.
-            self.db.executescript(_SCHEMA)
+            self.db.executescript(_SCHEMA + AUDIT_SCHEMA)
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise NodeError(f"cannot open database {path}: {exc}") from exc

@@ -1,0 +1,356 @@
+"""The peer API as documented in docs/peer-api.openapi.{json,yaml}, checked against a running node.
+
+The JSON file is the one the test reads (the project has no YAML parser as a dependency); the YAML
+file is generated from it by :func:`to_yaml` and must match byte for byte. After editing the JSON,
+regenerate with ``python -m tests.integration.test_openapi``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from tests.integration.harness import PASSPHRASE, NodeProc, make_network, stop_all
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+JSON_DOC = DOCS / "peer-api.openapi.json"
+YAML_DOC = DOCS / "peer-api.openapi.yaml"
+BATCH = "application/vnd.borderlink.batch+msgpack"
+# Small limits so every refusal is cheap to provoke; each probe uses its own rate-limit key.
+LIMITS = {
+    "BORDERLINK_LIMITS_MAX_BODY": "65536",
+    "BORDERLINK_LIMITS_BODY_TIMEOUT": "0.5",
+    "BORDERLINK_LIMITS_RATE": "1",
+    "BORDERLINK_LIMITS_BURST": "20",
+}
+
+
+def load_doc() -> dict[str, Any]:
+    return json.loads(JSON_DOC.read_text())
+
+
+# YAML from JSON ----------------------------------------------------------------------------------
+
+_PLAIN = re.compile(r"[A-Za-z/][\w./+-]*")
+_YAML_WORDS = {"true", "false", "null", "yes", "no", "on", "off", "y", "n"}
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, str):
+        plain = _PLAIN.fullmatch(value) and value.lower() not in _YAML_WORDS
+        return value if plain else json.dumps(value)
+    return json.dumps(value)  # numbers, true, false, null are spelled alike in JSON and YAML
+
+
+def to_yaml(value: Any, indent: int = 0) -> str:
+    """Block-style YAML for JSON data, deterministic, so the two files can be compared as text."""
+    pad = " " * indent
+    if isinstance(value, dict) and value:
+        lines = []
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) and item:
+                lines.append(f"{pad}{_scalar(key)}:\n{to_yaml(item, indent + 2)}")
+            else:
+                lines.append(f"{pad}{_scalar(key)}: {to_yaml(item).strip()}")
+        return "\n".join(lines)
+    if isinstance(value, list) and value:
+        lines = []
+        for item in value:
+            text = to_yaml(item, indent + 2)
+            lines.append(f"{pad}- {text.lstrip()}")
+        return "\n".join(lines)
+    if isinstance(value, dict):
+        return pad + "{}"
+    if isinstance(value, list):
+        return pad + "[]"
+    return pad + _scalar(value)
+
+
+def yaml_text(doc: dict[str, Any]) -> str:
+    return (
+        "# Generated from peer-api.openapi.json by tests/integration/test_openapi.py.\n"
+        + to_yaml(doc)
+        + "\n"
+    )
+
+
+# a JSON Schema subset, enough for this document ---------------------------------------------------
+
+
+def resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        node: Any = doc
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        schema = node
+    return schema
+
+
+_TYPES = {"object": dict, "array": list, "string": str, "integer": int, "boolean": bool}
+
+
+def validate(
+    doc: dict[str, Any], schema: dict[str, Any], value: Any, where: str = "$"
+) -> list[str]:
+    """Problems with ``value`` under ``schema`` (type, required, properties, enum, const, allOf)."""
+    schema = resolve(doc, schema)
+    problems: list[str] = []
+    for sub in schema.get("allOf", []):
+        problems += validate(doc, sub, value, where)
+    kind = schema.get("type")
+    if kind is not None and not isinstance(value, _TYPES[kind]):
+        return [*problems, f"{where}: expected {kind}, got {type(value).__name__}"]
+    if "enum" in schema and value not in schema["enum"]:
+        problems.append(f"{where}: {value!r} not in {schema['enum']}")
+    if "const" in schema and value != schema["const"]:
+        problems.append(f"{where}: {value!r} is not {schema['const']!r}")
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        problems += [f"{where}: missing {k}" for k in schema.get("required", []) if k not in value]
+        if schema.get("additionalProperties") is False:
+            problems += [f"{where}: unexpected {k}" for k in value if k not in props]
+        for k, sub in props.items():
+            if k in value:
+                problems += validate(doc, sub, value[k], f"{where}.{k}")
+    return problems
+
+
+def error_reasons(doc: dict[str, Any], response: dict[str, Any]) -> list[str]:
+    """The reasons a declared error response allows: the narrowest enum on its ``error``."""
+    schema = resolve(doc, response["content"]["application/json"]["schema"])
+    found = resolve(doc, schema).get("properties", {}).get("error", {}).get("enum")
+    for sub in schema.get("allOf", []):
+        enum = resolve(doc, sub).get("properties", {}).get("error", {}).get("enum")
+        if enum is not None and (found is None or len(enum) < len(found)):
+            found = enum
+    return list(found or [])
+
+
+# the running node and what it answers ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProc, Any, Any]]:
+    from keys.card import parse_card
+    from keys.identity import Identity
+    from keys.keystore import open_keystore, read_keystore_file
+
+    root = tmp_path_factory.mktemp("openapi")
+    nodes = make_network(root, ["bar-pcu", "belgrade-accu"], start=False, extra_env=LIMITS)
+    bar, peer = nodes["bar-pcu"], nodes["belgrade-accu"]
+    bar.start()
+    try:
+        me = parse_card((root / "bar-pcu.card").read_text(), now=None).identity
+        secret = open_keystore(read_keystore_file(peer.home / "keystore.json"), PASSPHRASE.encode())
+        yield bar, me, Identity.from_secret_bytes(secret)
+    finally:
+        stop_all(nodes)
+
+
+class Answer(msgspec.Struct):
+    status: int
+    content_type: str
+    body: bytes
+
+
+def request(url: str, method: str = "GET", body: bytes | None = None, sender: str = "t") -> Answer:
+    headers = {"X-Borderlink-Sender": sender}
+    if body is not None:
+        headers["Content-Type"] = BATCH
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return Answer(r.status, r.headers.get_content_type(), r.read())
+    except urllib.error.HTTPError as exc:
+        return Answer(exc.code, exc.headers.get_content_type(), exc.read())
+
+
+def raw_post(port: int, head_extra: str, body: bytes, wait: float = 0.0) -> Answer:
+    """A POST written by hand: to declare a length and then send less (or nothing)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(
+            (
+                f"POST /v1/envelopes HTTP/1.1\r\nHost: x\r\nContent-Type: {BATCH}\r\n"
+                f"X-Borderlink-Sender: raw-{head_extra[:8]}\r\n{head_extra}\r\n"
+            ).encode()
+            + body
+        )
+        time.sleep(wait)
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, payload = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines[1:])
+    ctype = fields.get("Content-Type", "").split(";")[0]
+    return Answer(int(lines[0].split()[1]), ctype, payload)
+
+
+def _length(data: bytes) -> int:
+    m = re.search(rb"Content-Length: (\d+)", data)
+    return int(m.group(1)) if m else 0
+
+
+def probes(bar: NodeProc, me: Any, peer: Any) -> list[tuple[str, str, Answer, str | None]]:
+    """(path, method, answer, expected reason or None) for every answer the node can give."""
+    from keys.identity import Identity
+    from protocol.batch import encode_batch
+    from protocol.envelope import seal
+    from protocol.schemas import encode_body, template
+
+    now = int(time.time())
+    body = encode_body(template("feedback"))
+
+    def env(
+        ident: Any = peer, to: Any = me, t: int = now, ttl: int = 600, msg_id: bytes | None = None
+    ) -> bytes:
+        return seal(ident, [to], "feedback", body, now=t, ttl=ttl, msg_id=msg_id).encode()
+
+    class Forger:  # claims the trusted peer's node id, signs with another key
+        node_id = peer.node_id
+        sign = Identity.generate().sign
+
+    good = env()
+    tampered = bytearray(good)
+    tampered[-1] ^= 1  # last byte of the payload: the AEAD tag
+    reused = bytes(16)
+    post = bar.url + "/v1/envelopes"
+    out: list[tuple[str, str, Answer, str | None]] = [
+        ("/v1/card", "get", request(bar.url + "/v1/card"), None),
+        ("/livez", "get", request(bar.url + "/livez"), None),
+        ("/readyz", "get", request(bar.url + "/readyz"), None),
+    ]
+    cases: list[tuple[bytes, str | None]] = [
+        (encode_batch([good]), None),
+        (encode_batch([good]), None),  # again: a duplicate, still 200
+        (encode_batch([good, b"junk"]), None),  # per-item outcomes in one 200
+        (b"\xc1 not msgpack", "malformed"),
+        (encode_batch([]), "malformed"),
+        (encode_batch([env(to=Identity.generate().public)]), "not_recipient"),
+        (encode_batch([env(ident=Identity.generate())]), "unknown_sender"),
+        (encode_batch([env(t=now - 1000, ttl=10)]), "expired"),
+        (encode_batch([env(t=now + 3600)]), "clock_skew"),
+        (encode_batch([bytes(tampered)]), "decryption_failed"),
+        (encode_batch([env(ident=Forger())]), "bad_signature"),
+        (encode_batch([env(msg_id=reused)]), None),
+        (encode_batch([env(msg_id=reused)]), "replay"),
+        (encode_batch([b"x" * 70_000]), "oversize"),
+    ]
+    for i, (data, reason) in enumerate(cases):
+        out.append(
+            ("/v1/envelopes", "post", request(post, "POST", data, sender=f"case-{i}"), reason)
+        )
+    out.append(
+        (
+            "/v1/envelopes",
+            "post",
+            raw_post(bar.port, "Content-Length: 10000000\r\n", b""),
+            "oversize",
+        )
+    )
+    out.append(
+        (
+            "/v1/envelopes",
+            "post",
+            raw_post(bar.port, "Content-Length: 100\r\n", b"\x91", wait=0.8),
+            "body_timeout",
+        )
+    )
+    flood = [request(post, "POST", b"\xc1", sender="flood") for _ in range(25)]
+    out.append(("/v1/envelopes", "post", flood[-1], "rate_limited"))
+    return out
+
+
+# the tests --------------------------------------------------------------------------------------
+
+
+def test_yaml_is_generated_from_json() -> None:
+    doc = load_doc()
+    assert YAML_DOC.read_text() == yaml_text(doc), (
+        "regenerate: python -m tests.integration.test_openapi"
+    )
+    yaml = pytest.importorskip("yaml")
+    assert yaml.safe_load(YAML_DOC.read_text()) == doc
+
+
+def test_every_reason_is_declared_with_its_status() -> None:
+    from protocol.batch import HTTP_STATUS
+
+    doc = load_doc()
+    responses = doc["paths"]["/v1/envelopes"]["post"]["responses"]
+    declared = {
+        r: int(code)
+        for code, resp in responses.items()
+        if code >= "400"
+        for r in error_reasons(doc, resp)
+    }
+    assert declared == HTTP_STATUS
+    assert set(doc["components"]["schemas"]["Error"]["properties"]["error"]["enum"]) == set(
+        HTTP_STATUS
+    )
+
+
+def test_every_route_of_the_app_is_documented() -> None:
+    from node.config import Config
+    from node.peer_api import make_app
+
+    class Stub:
+        config = Config()
+
+    app = make_app(Stub())  # type: ignore[arg-type]
+    routes = {
+        (r.resource.canonical, r.method.lower())
+        for r in app.router.routes()
+        if r.resource is not None and r.method != "HEAD"
+    }
+    documented = {(path, method) for path, ops in load_doc()["paths"].items() for method in ops}
+    assert routes == documented
+
+
+def test_the_running_node_answers_as_documented(node: tuple[NodeProc, Any, Any]) -> None:
+    doc = load_doc()
+    seen: set[tuple[str, str, str]] = set()
+    for path, method, ans, reason in probes(*node):
+        what = f"{method.upper()} {path} -> {ans.status} ({reason or 'ok'})"
+        responses = doc["paths"][path][method]["responses"]
+        assert str(ans.status) in responses, f"{what}: status not declared"
+        declared = responses[str(ans.status)]
+        assert ans.content_type in declared["content"], f"{what}: content type {ans.content_type}"
+        media = declared["content"][ans.content_type]
+        if ans.content_type == "application/json":
+            data = json.loads(ans.body)
+            assert validate(doc, media["schema"], data) == [], f"{what}: {data}"
+            if reason is not None:
+                assert data["error"] == reason, what
+        elif ans.content_type == BATCH:
+            from protocol.batch import BatchResponse
+
+            msgspec.msgpack.decode(ans.body, type=BatchResponse)
+        assert (ans.status >= 400) == (reason is not None), what
+        seen.add((path, method, str(ans.status)))
+    declared_all = {
+        (p, m, code)
+        for p, ops in doc["paths"].items()
+        for m, op in ops.items()
+        for code in op["responses"]
+    }
+    # Only the answers a healthy node never gives (shutting down) go unexercised.
+    assert declared_all - seen == {("/v1/envelopes", "post", "503"), ("/readyz", "get", "503")}
+
+
+if __name__ == "__main__":
+    YAML_DOC.write_text(yaml_text(load_doc()))
+    print(f"wrote {YAML_DOC}")
