@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import tempfile
 import threading
@@ -65,6 +66,12 @@ FULL = Plan(
     crypto_seconds=3.0,
     phase_timeout=60,
 )
+
+
+def limits_env() -> dict[str, str]:
+    """``BORDERLINK_LIMITS_*`` from this process's environment, passed on to both nodes (the test
+    harness gives nodes a clean environment), e.g. to see what the peer API rate limit costs."""
+    return {k: v for k, v in os.environ.items() if k.startswith("BORDERLINK_LIMITS_")}
 
 
 def body_1k() -> dict[str, Any]:
@@ -168,7 +175,7 @@ class Pair:
 
         self.root = root
         # Short retry delays so the backlog phase resumes as soon as the receiver is back.
-        self.nodes = make_network(root, [SENDER, RECEIVER], extra_env=RETRY_ENV)
+        self.nodes = make_network(root, [SENDER, RECEIVER], extra_env=RETRY_ENV | limits_env())
         self.sock = self.nodes[SENDER].home / "admin.sock"
         self.out = _readonly(self.nodes[SENDER].home / "node.db")
         self.inbox = _readonly(self.nodes[RECEIVER].home / "node.db")
@@ -375,6 +382,8 @@ def report(
     lines = [
         f"node throughput ({mode}): {SENDER} -> {RECEIVER}, two processes on 127.0.0.1, "
         f"{MESSAGE_TYPE} padded to 1 KiB, SQLite synchronous=FULL",
+        "limits: "
+        + (", ".join(f"{k}={v}" for k, v in sorted(limits_env().items())) or "node defaults"),
         "",
     ]
     lines.append(f"crypto ceiling, one core, per message (best of two, {ceiling.noise:.0%} apart):")

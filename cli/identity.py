@@ -73,7 +73,31 @@ def init_cmd(
         home.keystore, seal_keystore(identity.secret_bytes(), passphrase, profile=kdf_profile)
     )
     home.card.write_text(card.armored())
-    ctx.store()
+    from node.audit_store import cli_actor, event
+
+    store = ctx.store()
+    who = {"peer": name, "peer_id": identity.node_id.hex()}
+    with store.transaction() as db:
+        store.audit_append(
+            db,
+            event(
+                "node.initialised",
+                cli_actor(),
+                outcome=unit_type,
+                detail=f"{location.upper()} {country.upper()}",
+                **who,
+            ),
+        )
+        store.audit_append(
+            db,
+            event(
+                "key.created",
+                cli_actor(),
+                outcome=f"kdf {kdf_profile}",
+                detail=identity.public.fingerprint,
+                **who,
+            ),
+        )
     info = {
         "name": name,
         "node_id": identity.node_id.hex(),

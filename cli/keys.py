@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from cli.context import Ctx
-from cli.output import emit, json_option
+from cli.output import emit, json_option, note
+from cli.passphrase import passphrase_options
 
 
 @click.group("keys")
@@ -74,7 +75,10 @@ def show_cmd(ctx: Ctx, as_json: bool) -> None:
 @click.pass_obj
 def export_card_cmd(ctx: Ctx, output: str | None) -> None:
     """Write this node's signed contact card (armored text) to hand to peers."""
+    from node.audit_store import cli_actor, event
+
     _write(ctx.card().armored(), output)
+    ctx.store().audit(event("card.exported", cli_actor(), detail=output or "stdout"))
 
 
 @keys_group.command("export-public")
@@ -86,3 +90,30 @@ def export_card_cmd(ctx: Ctx, output: str | None) -> None:
 def export_public_cmd(ctx: Ctx, fmt: str, output: str | None) -> None:
     """Write the Ed25519 signing public key as PEM (SubjectPublicKeyInfo), for openssl."""
     _write(ctx.card().identity.sign_key_pem(), output)
+
+
+@keys_group.command("passphrase")
+@passphrase_options
+@click.pass_obj
+def passphrase_cmd(ctx: Ctx, passphrase_fd: int | None, passphrase_file: str | None) -> None:
+    """Change the keystore passphrase: the current one from the usual sources, the new one asked
+    twice at the terminal (or from BORDERLINK_NEW_PASSPHRASE)."""
+    import os
+
+    from cli.passphrase import get_passphrase
+    from keys.keystore import change_passphrase, read_keystore_file, write_keystore_file
+    from node.audit_store import cli_actor, event
+    from protocol.errors import UsageError
+
+    old = get_passphrase(fd=passphrase_fd, file=passphrase_file, confirm=False)
+    data = read_keystore_file(ctx.home.keystore)
+    new_env = os.environ.get("BORDERLINK_NEW_PASSPHRASE")
+    if new_env is not None:
+        if not new_env:
+            raise UsageError("BORDERLINK_NEW_PASSPHRASE is empty")
+        new = new_env.encode()
+    else:
+        new = get_passphrase(fd=None, file=None, confirm=True, env={}, purpose="new keystore")
+    write_keystore_file(ctx.home.keystore, change_passphrase(data, old, new), overwrite=True)
+    ctx.store().audit(event("key.passphrase_changed", cli_actor()))
+    note("keystore passphrase changed")

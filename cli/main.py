@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "outbox": ("cli.operator:outbox_cmd", "Delivery status per message and recipient."),
     "inbox": ("cli.operator:inbox_group", "List, show and acknowledge received messages."),
     "status": ("cli.operator:status_cmd", "Node health, peers, queue depths."),
+    "audit": ("cli.audit:audit_group", "Read, prove, verify and export the audit log."),
 }
 
 

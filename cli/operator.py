@@ -218,6 +218,17 @@ def status_cmd(ctx: Ctx, as_json: bool) -> None:
         lines += [
             f"  peer {p['name']:<16} link {p['link']:<8} queued {p['queued']}" for p in d["peers"]
         ]
+        a = d.get("audit")
+        if a:
+            lines.append(
+                f"audit log: {a['size']} entries, checkpoint at {a['checkpoint_size']}, "
+                f"{a['cosignatures']} cosignature(s)"
+            )
+            lines += [f"  witnessing {n}: {outcome}" for n, outcome in a["witnessing"].items()]
+        lines += [
+            f"  MISBEHAVIOUR by {m['peer']}: {m['kind']}: {m['detail']}"
+            for m in d.get("misbehaviour", [])
+        ]
         return "\n".join(lines)
 
     emit(st, as_json, human)

@@ -44,19 +44,27 @@ def add_cmd(
     """Add a peer from its contact card file (CARD, or - for stdin)."""
     from keys.card import parse_card
     from keys.trust import PeerRecord, decide_add
+    from node.audit_store import cli_actor, event
+    from protocol.errors import FingerprintMismatch, PeerKeyChanged, PeerRevoked
 
     card = parse_card(read_text(card_file), now=ctx.now())
     store = ctx.store()
     identity = card.identity
     if identity.node_id == ctx.card().identity.node_id:
         raise BorderlinkError("that is this node's own card")
-    outcome, method = decide_add(
-        card,
-        fingerprint=fingerprint,
-        trust_on_first_use=trust_on_first_use,
-        same_name=store.peer_by_name(card.name),
-        same_key=store.peer_by_id(identity.node_id),
-    )
+    who = {"peer": card.name, "peer_id": identity.node_id.hex()}
+    try:
+        outcome, method = decide_add(
+            card,
+            fingerprint=fingerprint,
+            trust_on_first_use=trust_on_first_use,
+            same_name=store.peer_by_name(card.name),
+            same_key=store.peer_by_id(identity.node_id),
+        )
+    except (PeerKeyChanged, FingerprintMismatch, PeerRevoked) as exc:
+        kind = "peer.key_changed" if isinstance(exc, PeerKeyChanged) else "peer.added"
+        store.audit(event(kind, cli_actor(), outcome="refused", detail=exc.message[:200], **who))
+        raise
     if outcome != "unchanged":
         store.put_peer(
             PeerRecord(
@@ -66,7 +74,14 @@ def add_cmd(
                 card=card.armored(),
                 verified_by=method,
                 added_at=ctx.now(),
-            )
+            ),
+            audit=event(
+                "peer.added" if outcome == "added" else "peer.updated",
+                cli_actor(),
+                outcome=f"verified by {method}",
+                detail=identity.fingerprint,
+                **who,
+            ),
         )
     if method == "tofu":
         note(f"warning: '{card.name}' trusted on first use, fingerprint NOT verified")
@@ -129,6 +144,37 @@ def list_cmd(ctx: Ctx, as_json: bool) -> None:
 @click.pass_obj
 def remove_cmd(ctx: Ctx, name: str) -> None:
     """Forget a peer: its messages will be refused until it is added again."""
-    if not ctx.store().remove_peer(name):
+    from node.audit_store import cli_actor, event
+
+    if not ctx.store().remove_peer(name, audit=event("peer.removed", cli_actor(), peer=name)):
         raise UnknownPeer(f"no peer named '{name}'")
     note(f"removed peer {name}")
+
+
+@peers_group.command("revoke")
+@click.argument("name")
+@click.pass_obj
+def revoke_cmd(ctx: Ctx, name: str) -> None:
+    """Revoke a peer's key for good: its messages are refused and it cannot be re-added."""
+    import msgspec
+
+    from node.audit_store import cli_actor, event
+
+    store = ctx.store()
+    rec = store.peer_by_name(name)
+    if rec is None:
+        raise UnknownPeer(f"no peer named '{name}'")
+    if rec.status == "revoked":
+        note(f"peer {name} was already revoked")
+        return
+    store.put_peer(
+        msgspec.structs.replace(rec, status="revoked", revoked_at=ctx.now()),
+        audit=event(
+            "peer.revoked",
+            cli_actor(),
+            peer=name,
+            peer_id=rec.node_id.hex(),
+            detail=rec.fingerprint,
+        ),
+    )
+    note(f"revoked peer {name}; messages from it will be refused")

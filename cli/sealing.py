@@ -118,8 +118,10 @@ def open_cmd(
     from keys.card import parse_card
     from keys.identity import PublicIdentity
     from keys.trust import require_trusted
+    from node.audit_store import cli_actor, event
     from protocol.armor import dearmor
     from protocol.envelope import open_envelope
+    from protocol.errors import Rejected, TrustError
     from protocol.labels import MAX_ENVELOPE_BYTES
 
     blocks = dearmor(MESSAGE_KIND, read_text(file), max_bytes=MAX_ENVELOPE_BYTES)
@@ -134,7 +136,36 @@ def open_cmd(
         senders[node_id] = record
         return parse_card(record.card, now=None).identity
 
-    opened = open_envelope(blocks[0], identity, sender_of=sender_of, now=ctx.now(), seen=store.seen)
+    source = f"file:{file}"
+    try:
+        opened = open_envelope(
+            blocks[0], identity, sender_of=sender_of, now=ctx.now(), seen=store.seen
+        )
+    except (Rejected, TrustError) as exc:
+        reason = getattr(exc, "reason", "unknown_sender")
+        store.audit(
+            event(
+                "message.rejected",
+                cli_actor(),
+                outcome=reason,
+                detail=exc.message[:200],
+                source=source,
+            )
+        )
+        raise
     with store.transaction() as db:
         store.mark_seen(db, opened.id, opened.expires)
+        store.audit_append(
+            db,
+            event(
+                "message.opened",
+                cli_actor(),
+                message_id=opened.id.hex(),
+                peer=senders[opened.sender].name,
+                peer_id=opened.sender.hex(),
+                outcome=opened.type,
+                source=source,
+                hashes={"content": opened.content_hash.hex()},
+            ),
+        )
     emit(opened_view(opened, senders[opened.sender]), as_json, _human)

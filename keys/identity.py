@@ -8,6 +8,7 @@ the libraries would otherwise accept.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -28,8 +29,11 @@ _FP_GROUPS = 6
 _FP_RE = re.compile(r"^\d{30}$")
 
 
+@functools.lru_cache(maxsize=1024)
 def node_id_of(sign_key: bytes) -> bytes:
-    """Node id = SHA-256(NODE_ID_LABEL || Ed25519 public key) (PROTOCOL.md 2.2)."""
+    """Node id = SHA-256(NODE_ID_LABEL || Ed25519 public key) (PROTOCOL.md 2.2).
+
+    Cached, like the key objects below: a node meets few keys and uses each for every message."""
     return hashlib.sha256(NODE_ID_LABEL + sign_key).digest()
 
 
@@ -95,6 +99,17 @@ def verify_signature(key: Ed25519PublicKey, signature: bytes, data: bytes) -> No
         raise BadSignature("signature does not verify") from exc
 
 
+@functools.lru_cache(maxsize=1024)
+def _verifier(sign_key: bytes) -> Ed25519PublicKey:
+    """One key object per public key (immutable, so shared), not one per message."""
+    return Ed25519PublicKey.from_public_bytes(sign_key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _encryption_key(enc_key: bytes) -> X25519PublicKey:
+    return X25519PublicKey.from_public_bytes(enc_key)
+
+
 def _raw_public(key: Ed25519PublicKey | X25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
@@ -115,10 +130,10 @@ class PublicIdentity:
         return fingerprint_of(self.sign_key)
 
     def verifier(self) -> Ed25519PublicKey:
-        return Ed25519PublicKey.from_public_bytes(self.sign_key)
+        return _verifier(self.sign_key)
 
     def encryption_key(self) -> X25519PublicKey:
-        return X25519PublicKey.from_public_bytes(self.enc_key)
+        return _encryption_key(self.enc_key)
 
     def sign_key_pem(self) -> str:
         """SubjectPublicKeyInfo PEM, readable by ``openssl pkey -pubin``."""

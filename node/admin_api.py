@@ -112,11 +112,14 @@ def make_admin_app(node: Node) -> web.Application:
                 "name": name,
                 "node_id": nid.hex(),
                 "link": node.workers[nid].link if nid in node.workers else "idle",
+                "in_flight": len(node.workers[nid].inflight) if nid in node.workers else 0,
                 "queued": out["per_peer"].get(nid, 0),
             }
             for nid, name in peer_names.items()
         ]
         oldest = out["oldest_undelivered"]
+        latest = await db(store.latest_checkpoint)
+        evidence = await db(store.evidence)
         return _json(
             {
                 "node": node.card.name,
@@ -126,6 +129,21 @@ def make_admin_app(node: Node) -> web.Application:
                 "uptime": round(time.time() - node.started, 1),
                 "peers": peers,
                 "outbox": out["by_status"],
+                "audit": {
+                    "size": await db(store.audit_size),
+                    "checkpoint_size": latest[0] if latest else 0,
+                    "cosignatures": len(await db(store.cosignatures, latest[0])) if latest else 0,
+                    "witnessing": node.witness.last,
+                },
+                "misbehaviour": [
+                    {
+                        "peer": peer_names.get(e["node"], e["node"].hex()),
+                        "kind": e["kind"],
+                        "detail": e["detail"],
+                        "at": e["at"],
+                    }
+                    for e in evidence
+                ],
                 "inbox": inbox,
                 "oldest_undelivered_age": round(time.time() - oldest, 1) if oldest else None,
             }
@@ -212,6 +230,16 @@ def make_admin_app(node: Node) -> web.Application:
             {"id": msg_id.hex(), "feedback_id": fb_id.hex(), "to": sender, "action": req.action}
         )
 
+    async def audit_checkpoint(_r: web.Request) -> web.Response:
+        await node.checkpoint(force=True)
+        return web.Response(text=await db(store.cosigned_note), content_type="text/plain")
+
+    async def witness_now(_r: web.Request) -> web.Response:
+        await node.witness.round()
+        return _json(node.witness.last)
+
+    app.router.add_post("/v1/audit/checkpoint", audit_checkpoint)
+    app.router.add_post("/v1/audit/witness", witness_now)
     app.router.add_get("/v1/status", status)
     app.router.add_post("/v1/send", send)
     app.router.add_get("/v1/outbox", outbox)

@@ -133,7 +133,9 @@ class AuditMixin:
         ).fetchone()
         return (int(row[0]), bytes(row[1]), str(row[2])) if row else None
 
-    def sign_checkpoint(self: _Db, identity: Identity, actor: str = "node") -> tuple[str, bool]:
+    def sign_checkpoint(
+        self: _Db, identity: Identity, actor: str = "node", force: bool = False
+    ) -> tuple[str, bool]:
         """Sign a checkpoint of the current log unless the latest one already covers it.
 
         Never signs a tree that does not extend the latest signed one: the log's first ``m``
@@ -144,6 +146,10 @@ class AuditMixin:
             latest = AuditMixin.latest_checkpoint(self)  # type: ignore[arg-type]
             size = AuditMixin.audit_size(self)  # type: ignore[arg-type]
             if latest is not None and latest[0] == size:
+                return latest[2], False
+            if latest is not None and not force and _only_witnessing(db, latest[0]):
+                # Entries about witnessing alone do not call for a new checkpoint: otherwise two
+                # nodes witnessing each other would extend each other's logs forever.
                 return latest[2], False
             if latest is not None:
                 if (
@@ -177,8 +183,17 @@ class AuditMixin:
             )
             return note, True
 
-    def add_cosignature(self: _Db, size: int, witness: bytes, line: str, ts: int) -> None:
+    def add_cosignature(
+        self: _Db, size: int, witness: bytes, line: str, ts: int, peer: str | None = None
+    ) -> None:
         with self.transaction() as db:
+            AuditMixin.audit_append(
+                self,
+                db,
+                event(  # type: ignore[arg-type]
+                    "checkpoint.cosigned", peer=peer, peer_id=witness.hex(), outcome=f"size {size}"
+                ),
+            )
             db.execute(
                 "INSERT OR REPLACE INTO cosignatures (size, witness, line, time) VALUES (?,?,?,?)",
                 (size, witness, line, ts),
@@ -257,6 +272,14 @@ class AuditMixin:
         )
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur]
+
+
+_WITNESSING = frozenset({"checkpoint.received", "checkpoint.cosigned", "checkpoint.published"})
+
+
+def _only_witnessing(db: sqlite3.Connection, since: int) -> bool:
+    rows = db.execute("SELECT entry FROM audit WHERE idx >= ?", (since,)).fetchall()
+    return all(msgspec.json.decode(bytes(r[0]))["kind"] in _WITNESSING for r in rows)
 
 
 def entries_json(rows: Sequence[tuple[int, bytes, bytes]]) -> list[dict[str, Any]]:

@@ -21,13 +21,15 @@ from aiohttp import web
 
 from keys.card import parse_card
 from keys.identity import Identity
+from keys.trust import PeerRecord
 from node.audit_store import event
 from node.config import Config
-from node.delivery import PeerInfo, PeerWorker
+from node.delivery import PeerInfo, PeerWorker, parsed_card
 from node.home import Home
 from node.receiver import Receiver
 from node.store import Store
 from node.transport import HttpTransport, Transport
+from node.witness import Witness
 from protocol.envelope import seal
 from protocol.errors import PeerRevoked, UnknownPeer, ValidationError
 from protocol.schemas import decode_body, encode_body
@@ -50,6 +52,7 @@ class Node:
         self.store = Store(home.database)
         self.transport = transport or HttpTransport(config.delivery.request_timeout)
         self.receiver = Receiver(identity, self.store, self.run_db, self.run_cpu)
+        self.witness = Witness(self)
         self.workers: dict[bytes, PeerWorker] = {}
         self.stopping = False
         self.ready = False
@@ -102,6 +105,9 @@ class Node:
                 self._every(self.config.audit.checkpoint_interval, self.checkpoint)
             ),
             asyncio.create_task(self._every(self.config.audit.prune_interval, self._prune)),
+            asyncio.create_task(
+                self._every(self.config.audit.witness_interval, self.witness.round)
+            ),
         ]
         self.ready = True
         self.log.info(
@@ -141,9 +147,9 @@ class Node:
             except Exception:
                 self.log.exception("node.background_error", job=getattr(job, "__name__", "?"))
 
-    async def checkpoint(self) -> str:
+    async def checkpoint(self, force: bool = False) -> str:
         """Sign a checkpoint if the audit log grew (PROTOCOL.md 12.2); returns the latest note."""
-        note, new = await self.run_db(self.store.sign_checkpoint, self.identity)
+        note, new = await self.run_db(self.store.sign_checkpoint, self.identity, "node", force)
         if new:
             self.log.info("checkpoint.published", size=note.split("\n")[1])
         return str(note)
@@ -164,20 +170,16 @@ class Node:
 
     # delivery --------------------------------------------------------------------------------
 
-    async def _peer_info(self, node_id: bytes) -> PeerInfo | None:
-        rec = await self.run_db(self.store.peer_by_id, node_id)
+    async def _peer_info(self, node_id: bytes, rec: PeerRecord | None = None) -> PeerInfo | None:
+        """``rec``: the peer's record if the caller has just read it (saves a database call)."""
+        if rec is None:
+            rec = await self.run_db(self.store.peer_by_id, node_id)
         if rec is None or rec.status != "trusted":
             return None
-        card = parse_card(rec.card, now=None)
-        return PeerInfo(
-            rec.name,
-            node_id,
-            card.identity,
-            card.body.endpoints[0] if card.body.endpoints else None,
-        )
+        return PeerInfo.of(rec)
 
-    async def ensure_worker(self, node_id: bytes) -> None:
-        info = await self._peer_info(node_id)
+    async def ensure_worker(self, node_id: bytes, rec: PeerRecord | None = None) -> None:
+        info = await self._peer_info(node_id, rec)
         if info is None:
             return
         worker = self.workers.get(node_id)
@@ -199,9 +201,9 @@ class Node:
         self, to: list[str], type_name: str, body: bytes, ttl: int, priority: str | None = None
     ) -> bytes:
         """Validate, seal, and queue durably; returns once the message would survive kill -9."""
+        records = await self.run_db(lambda: [self.store.peer_by_name(n) for n in to])
         recipients = []
-        for name in to:
-            rec = await self.run_db(self.store.peer_by_name, name)
+        for name, rec in zip(to, records, strict=True):
             if rec is None:
                 raise UnknownPeer(f"no peer named '{name}'")
             if rec.status != "trusted":
@@ -214,13 +216,14 @@ class Node:
             msg = msgspec.structs.replace(
                 msg, meta=msgspec.structs.replace(msg.meta, priority=priority)
             )
-        idents = [parse_card(r.card, now=None).identity for r in recipients]
+        idents = [parsed_card(r.card).identity for r in recipients]
         now = time.time()
         env = await self.run_cpu(
             functools.partial(
                 seal, self.identity, idents, type_name, encode_body(msg), now=int(now), ttl=ttl
             )
         )
+        content_hash = env.content_hash()
         await self.run_db(
             functools.partial(
                 self.store.enqueue,
@@ -228,7 +231,7 @@ class Node:
                 type_name=type_name,
                 created=env.created,
                 expires=env.expires,
-                content_hash=env.content_hash(),
+                content_hash=content_hash,
                 envelope=env.encode(),
                 peers=[r.node_id for r in recipients],
                 now=now,
@@ -238,7 +241,7 @@ class Node:
                     message_id=env.id.hex(),
                     outcome=type_name,
                     detail="to " + ",".join(r.name for r in recipients),
-                    hashes={"content": env.content_hash().hex()},
+                    hashes={"content": content_hash.hex()},
                 ),
             )
         )
@@ -249,5 +252,5 @@ class Node:
             to=[r.name for r in recipients],
         )
         for r in recipients:
-            await self.ensure_worker(r.node_id)
+            await self.ensure_worker(r.node_id, r)
         return env.id

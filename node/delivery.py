@@ -1,8 +1,9 @@
 """Per-peer delivery workers: at-least-once on the wire, with receipts proving each delivery.
 
-For each peer with work, ``concurrency`` tasks take due outbox rows in batches (up to
-``batch_size``: one when the queue is short, many when it is backed up), send each recipient only
-its own key slot, verify the signed receipt, and record the outcome. A failure schedules the next
+For each peer with work, one task takes due outbox rows in batches (up to ``batch_size``: one
+when the queue is short, many when it is backed up) and keeps up to ``concurrency`` batches in
+flight. A batch sends the peer only its own key slot of each envelope, verifies the signed
+receipt, and records the outcome. A failure schedules the next
 attempt with capped exponential backoff and jitter; the time is persisted, so a restart resumes
 the schedule instead of hammering the peer. See PROTOCOL.md 11.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -20,8 +22,11 @@ from typing import Any, TypeVar
 import msgspec
 import structlog
 
+from keys.card import Card, parse_card
 from keys.identity import PublicIdentity
+from keys.trust import PeerRecord
 from node.config import Delivery
+from node.outbox_store import Row
 from node.store import Store
 from node.transport import DeliveryFailed, Transport
 from protocol.batch import PERMANENT_REASONS, BatchResponse, ErrorBody, encode_batch
@@ -41,6 +46,24 @@ class PeerInfo:
     identity: PublicIdentity
     endpoint: str | None
 
+    @classmethod
+    def of(cls, rec: PeerRecord) -> PeerInfo:
+        card = parsed_card(rec.card)
+        return cls(
+            rec.name,
+            rec.node_id,
+            card.identity,
+            card.body.endpoints[0] if card.body.endpoints else None,
+        )
+
+
+@functools.lru_cache(maxsize=1024)
+def parsed_card(text: str) -> Card:
+    """A stored peer card, parsed and its signature checked once per card text, not per message.
+
+    Trust is not cached: callers read the peer's record (and so its status) every time."""
+    return parse_card(text, now=None)
+
 
 def backoff(attempts: int, policy: Delivery, rng: random.Random) -> float:
     """Delay before try number ``attempts + 1``: base * 2^attempts, capped, times U(0.5, 1)."""
@@ -49,6 +72,11 @@ def backoff(attempts: int, policy: Delivery, rng: random.Random) -> float:
 
 
 class PeerWorker:
+    """One peer's deliveries: a dispatcher task takes due rows and runs up to ``concurrency``
+    batches at once. The ids in flight are kept here, in memory, not written to the outbox: a
+    crash leaves them due in the database, so they are retried after a restart (PROTOCOL.md 11.4).
+    """
+
     def __init__(
         self,
         peer: PeerInfo,
@@ -70,18 +98,18 @@ class PeerWorker:
         self.rng = random.Random()  # noqa: S311 - jitter, not secrets
         self.on_delivered = on_delivered
         self.tasks: list[asyncio.Task[None]] = []
+        self.inflight: set[bytes] = set()  # message ids of the batches being delivered
+        self._batches: set[asyncio.Task[None]] = set()
         self.link = "unknown"  # up | down | unknown, for status
 
     def start(self) -> None:
-        self.tasks = [
-            asyncio.create_task(self._loop(), name=f"deliver-{self.peer.name}-{i}")
-            for i in range(max(1, self.policy.concurrency))
-        ]
+        self.tasks = [asyncio.create_task(self._loop(), name=f"deliver-{self.peer.name}")]
 
     async def stop(self) -> None:
-        for t in self.tasks:
+        tasks = [*self.tasks, *self._batches]
+        for t in tasks:
             t.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _loop(self) -> None:
         while True:
@@ -94,25 +122,50 @@ class PeerWorker:
                 await asyncio.sleep(backoff(0, self.policy, self.rng))
 
     async def _step(self) -> None:
-        rows = await self.run_db(
-            self.store.take_batch, self.peer.node_id, time.time(), self.policy.batch_size
-        )
-        if rows:
-            try:
-                await self._deliver(rows)
-            except Exception:
-                with contextlib.suppress(Exception):
-                    await self._fail(rows, "internal error while delivering; see the node's log")
-                raise
-            return
-        pending = await self.run_db(self.store.pending_peers)
-        due = pending.get(self.peer.node_id)
-        self.wake.clear()
-        timeout = None if due is None else max(0.0, due - time.time())
+        """Start one batch if there is room and work, else wait for a wake-up or the next due
+        time. A wake-up comes from a new message (``Node.ensure_worker``) or a finished batch."""
+        self.wake.clear()  # before reading: a wake-up during the read is not lost
+        timeout: float | None = None
+        if len(self._batches) < max(1, self.policy.concurrency):
+            rows, next_due = await self.run_db(
+                self.store.take_batch,
+                self.peer.node_id,
+                time.time(),
+                self.policy.batch_size,
+                tuple(self.inflight),
+            )
+            if rows:
+                self._launch(rows)
+                if len(rows) == self.policy.batch_size:
+                    return  # maybe more due now: fill the next slot at once
+                # Everything due is in flight; its end wakes us (no second read per message).
+            elif next_due is not None:
+                timeout = max(0.0, next_due - time.time())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout=timeout)
 
-    async def _deliver(self, rows: list[tuple[bytes, bytes, bytes, int, int]]) -> None:
+    def _launch(self, rows: list[Row]) -> None:
+        ids = [r[0] for r in rows]
+        self.inflight.update(ids)
+        task = asyncio.create_task(self._run_batch(rows, ids))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _run_batch(self, rows: list[Row], ids: list[bytes]) -> None:
+        try:
+            await self._deliver(rows)
+        except Exception:
+            log.exception("delivery.worker_error", peer=self.peer.name)
+            with contextlib.suppress(Exception):
+                await self._fail(rows, "internal error while delivering; see the node's log")
+            await asyncio.sleep(backoff(0, self.policy, self.rng))
+        finally:
+            # Free the slot before waking the dispatcher, so it sees the room.
+            self._batches.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self.inflight.difference_update(ids)
+            self.wake.set()
+
+    async def _deliver(self, rows: list[Row]) -> None:
         peer = self.peer
         started = time.time()
         try:
@@ -133,7 +186,7 @@ class PeerWorker:
 
     async def _settle(
         self,
-        rows: list[tuple[bytes, bytes, bytes, int, int]],
+        rows: list[Row],
         status: int,
         ctype: str,
         body: bytes,
@@ -166,7 +219,7 @@ class PeerWorker:
             await self._fail(rows, f"{peer.name} sent an invalid answer or receipt: {exc}")
             return
         delivered: list[tuple[bytes, bytes]] = []
-        retry: list[tuple[bytes, bytes, bytes, int, int]] = []
+        retry: list[Row] = []
         now = time.time()
         for row, result in zip(rows, resp.results, strict=True):
             msg_id, _, content_hash, _, _ = row
@@ -201,7 +254,7 @@ class PeerWorker:
         if retry:
             await self._fail(retry, f"{peer.name} did not confirm the message (no valid receipt)")
 
-    async def _fail(self, rows: list[tuple[bytes, bytes, bytes, int, int]], error: str) -> None:
+    async def _fail(self, rows: list[Row], error: str) -> None:
         now = time.time()
         failures = [(r[0], error, now + backoff(r[4], self.policy, self.rng)) for r in rows]
         await self.run_db(self.store.mark_failed, self.peer.node_id, failures)

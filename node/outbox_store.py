@@ -1,20 +1,29 @@
 """Outbox tables: what this node sent, and per recipient where delivery stands.
 
-Status of an outbox row (PROTOCOL.md 11.4): ``queued`` (never tried), ``delivering`` (a request is
-in flight), ``delivered`` (receipt verified and stored), ``failed`` (last try failed; retried at
-``next_attempt``), ``expired`` (the message expired before delivery). ``delivering`` is transient:
-on start every such row goes back to ``failed`` so the worker tries it again (at-least-once).
+Status of an outbox row (PROTOCOL.md 11.4): ``queued`` (never tried), ``delivered`` (receipt
+verified and stored), ``failed`` (last try failed; retried at ``next_attempt``), ``expired`` (the
+message expired before delivery), ``rejected`` (the peer refused it for good). A row in flight
+stays ``queued`` or ``failed`` on disk; the delivery worker keeps the in-flight set in memory (see
+``PeerWorker.inflight``), so taking a batch costs no write and a crash simply leaves the row due
+again (at-least-once; the receiver answers a re-delivery ``duplicate``). Databases written by
+older versions may still hold ``delivering`` rows: :meth:`OutboxMixin.resume_inflight` turns them
+back into ``failed`` at start.
+
+Due rows are found through the partial index ``outbox_pending`` (node/store.py), so taking a batch
+reads only the rows it returns, however long the history or the queue.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from protocol.audit import AuditEntry
+
+Row = tuple[bytes, bytes, bytes, int, int]  # (id, envelope, content_hash, expires, attempts)
 
 
 class _Db(Protocol):
@@ -54,6 +63,7 @@ class OutboxMixin:
             )
 
     def resume_inflight(self: _Db) -> int:
+        """Rows an older version left ``delivering`` go back to ``failed`` (retried at once)."""
         with self.transaction() as db:
             return db.execute(
                 "UPDATE outbox SET status = 'failed', last_error = COALESCE(last_error, "
@@ -69,29 +79,41 @@ class OutboxMixin:
         return {bytes(p): float(t) for p, t in rows}
 
     def take_batch(
-        self: _Db, peer: bytes, now: float, limit: int
-    ) -> list[tuple[bytes, bytes, bytes, int, int]]:
-        """Due rows for ``peer`` -> (id, envelope, content_hash, expires, attempts); marks them
-        ``delivering``. Expired rows are marked ``expired`` instead of being returned."""
-        with self.transaction() as db:
-            db.execute(
-                "UPDATE outbox SET status = 'expired', next_attempt = ? WHERE peer = ? AND "
-                "status IN ('queued', 'failed') AND msg_id IN "
-                "(SELECT id FROM messages WHERE expires <= ?)",
-                (now, peer, int(now)),
-            )
-            rows = db.execute(
-                "SELECT m.id, m.envelope, m.content_hash, m.expires, o.attempts FROM outbox o "
-                "JOIN messages m ON m.id = o.msg_id WHERE o.peer = ? AND "
-                "o.status IN ('queued', 'failed') AND o.next_attempt <= ? "
-                "ORDER BY o.next_attempt, m.queued_at LIMIT ?",
-                (peer, now, limit),
-            ).fetchall()
-            db.executemany(
-                "UPDATE outbox SET status = 'delivering' WHERE msg_id = ? AND peer = ?",
-                [(r[0], peer) for r in rows],
-            )
-        return [(bytes(a), bytes(b), bytes(c), int(d), int(e)) for a, b, c, d, e in rows]
+        self: _Db, peer: bytes, now: float, limit: int, exclude: Collection[bytes] = ()
+    ) -> tuple[list[Row], float | None]:
+        """Up to ``limit`` due rows for ``peer``, oldest ``next_attempt`` first, skipping the
+        message ids in ``exclude`` (those in flight) -> (rows, None); rows are (id, envelope,
+        content_hash, expires, attempts). With nothing due -> ([], when the next row falls due,
+        or None if there is none). Rows whose message expired are marked ``expired`` instead.
+
+        A read unless something expired: the in-flight state lives in the worker, not on disk.
+        """
+        skip = f" AND o.msg_id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
+        rows = self.db.execute(
+            "SELECT o.msg_id, m.envelope, m.content_hash, m.expires, o.attempts FROM outbox o "
+            "INDEXED BY outbox_pending JOIN messages m ON m.id = o.msg_id "
+            "WHERE o.peer = ? AND o.status IN ('queued', 'failed') AND o.next_attempt <= ?"
+            f"{skip} ORDER BY o.next_attempt LIMIT ?",
+            (peer, now, *exclude, limit),
+        ).fetchall()
+        expired = [r[0] for r in rows if r[3] <= now]
+        if expired:
+            with self.transaction() as db:
+                db.executemany(
+                    "UPDATE outbox SET status = 'expired', next_attempt = ? WHERE msg_id = ? "
+                    "AND peer = ? AND status IN ('queued', 'failed')",
+                    [(now, msg_id, peer) for msg_id in expired],
+                )
+            rows = [r for r in rows if r[3] > now]
+        if rows or expired:  # all expired: look again at once
+            taken = [(bytes(a), bytes(b), bytes(c), int(d), int(e)) for a, b, c, d, e in rows]
+            return taken, None if taken else now
+        nxt = self.db.execute(
+            "SELECT o.next_attempt FROM outbox o INDEXED BY outbox_pending WHERE o.peer = ? AND "
+            f"o.status IN ('queued', 'failed'){skip} ORDER BY o.next_attempt LIMIT 1",
+            (peer, *exclude),
+        ).fetchone()
+        return [], None if nxt is None else float(nxt[0])
 
     def mark_delivered(
         self: _Db, peer: bytes, delivered: Sequence[tuple[bytes, bytes]], now: float

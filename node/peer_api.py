@@ -10,6 +10,7 @@ details go to the local log only.
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
@@ -17,10 +18,15 @@ from typing import TYPE_CHECKING
 import msgspec
 from aiohttp import web
 
+from keys.card import parse_card
 from node.audit_store import event
+from node.store import Store
 from node.transport import BATCH_CONTENT_TYPE, BATCH_PATH
+from protocol.audit import origin_of
 from protocol.batch import HTTP_STATUS, decode_batch, encode_response
-from protocol.errors import Rejected
+from protocol.checkpoint import CosignatureVerifier, verify_cosignature
+from protocol.errors import AuditError, Rejected
+from protocol.merkle import MerkleTree
 
 if TYPE_CHECKING:
     from node.daemon import Node
@@ -30,6 +36,17 @@ GENERIC = {
     "bad_signature": "the envelope could not be verified",
     "unknown_sender": "the sender is not a trusted peer of this node",
 }
+
+
+class CosignatureIn(msgspec.Struct, forbid_unknown_fields=True):
+    witness: str
+    size: int
+    line: str
+
+
+def audit_proof(store: Store, old: int, new: int) -> list[bytes]:
+    """Consistency proof between two sizes of this node's log (runs on the database thread)."""
+    return MerkleTree(store.leaf_hashes(new)).consistency_proof(old, new)
 
 
 class RateLimiter:
@@ -135,6 +152,56 @@ def make_app(node: Node) -> web.Application:
             return web.json_response({"status": "unavailable"}, status=503)
         return web.json_response({"status": "ready"})
 
+    async def audit_checkpoint(request: web.Request) -> web.Response:
+        if not limiter.allow(await bucket_key(request), time.monotonic()):
+            return error("rate_limited", "too many requests; retry later")
+        note = await node.run_db(node.store.cosigned_note)
+        if note is None:
+            note = await node.checkpoint()
+        return web.Response(text=note, content_type="text/plain")
+
+    async def audit_consistency(request: web.Request) -> web.Response:
+        if not limiter.allow(await bucket_key(request), time.monotonic()):
+            return error("rate_limited", "too many requests; retry later")
+        try:
+            old, new = int(request.query["old"]), int(request.query["new"])
+        except (KeyError, ValueError):
+            return error("malformed", "give old=SIZE&new=SIZE")
+        latest = await node.run_db(node.store.latest_checkpoint)
+        if latest is None or not 0 < old <= new <= latest[0]:
+            return error("malformed", "sizes must satisfy 0 < old <= new <= latest checkpoint size")
+        proof = await node.run_db(audit_proof, node.store, old, new)
+        return web.json_response(
+            {"old": old, "new": new, "proof": [base64.b64encode(h).decode() for h in proof]}
+        )
+
+    async def audit_cosignature(request: web.Request) -> web.Response:
+        if not limiter.allow(await bucket_key(request), time.monotonic()):
+            return error("rate_limited", "too many requests; retry later")
+        try:
+            got = msgspec.json.decode(await request.read(), type=CosignatureIn)
+            witness = bytes.fromhex(got.witness)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+            return error("malformed", "expected JSON {witness, size, line}")
+        rec = await node.run_db(node.store.peer_by_id, witness)
+        if rec is None or rec.status != "trusted":
+            return error("unknown_sender")
+        cps = {size: note for size, _root, note in await node.run_db(node.store.own_checkpoints)}
+        if got.size not in cps:
+            return error("malformed", "no checkpoint of that size")
+        verifier = CosignatureVerifier(
+            origin_of(witness), parse_card(rec.card, now=None).body.sign_key
+        )
+        try:
+            ts = verify_cosignature(cps[got.size] + got.line, verifier, now=int(time.time()))
+        except AuditError:
+            return error("bad_signature")
+        await node.run_db(node.store.add_cosignature, got.size, witness, got.line, ts, rec.name)
+        return web.json_response({"status": "stored"})
+
+    app.router.add_get("/v1/audit/checkpoint", audit_checkpoint)
+    app.router.add_get("/v1/audit/consistency", audit_consistency)
+    app.router.add_post("/v1/audit/cosignature", audit_cosignature)
     app.router.add_post(BATCH_PATH, post_envelopes)
     app.router.add_get("/v1/card", card)
     app.router.add_get("/livez", livez)

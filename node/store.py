@@ -16,6 +16,7 @@ from keys.trust import PeerRecord
 from node.audit_store import AUDIT_SCHEMA, AuditMixin
 from node.inbox_store import InboxMixin
 from node.outbox_store import OutboxMixin
+from protocol.audit import AuditEntry
 from protocol.errors import NodeError, Replay
 
 SCHEMA_VERSION = 1
@@ -57,6 +58,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     PRIMARY KEY (msg_id, peer)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(peer, status, next_attempt);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(peer, next_attempt)
+    WHERE status IN ('queued', 'failed');
 CREATE TABLE IF NOT EXISTS inbox (
     id           BLOB PRIMARY KEY,
     sender       BLOB NOT NULL,
@@ -126,8 +129,10 @@ class Store(OutboxMixin, InboxMixin, AuditMixin):
         rows = self.db.execute(f"SELECT {_PEER_COLUMNS} FROM peers ORDER BY name").fetchall()
         return [_peer(r) for r in rows]
 
-    def put_peer(self, p: PeerRecord) -> None:
+    def put_peer(self, p: PeerRecord, audit: AuditEntry | None = None) -> None:
         with self.transaction() as db:
+            if audit is not None:
+                self.audit_append(db, audit)
             db.execute(
                 f"INSERT OR REPLACE INTO peers ({_PEER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -142,9 +147,12 @@ class Store(OutboxMixin, InboxMixin, AuditMixin):
                 ),
             )
 
-    def remove_peer(self, name: str) -> bool:
+    def remove_peer(self, name: str, audit: AuditEntry | None = None) -> bool:
         with self.transaction() as db:
-            return db.execute("DELETE FROM peers WHERE name = ?", (name,)).rowcount > 0
+            gone = db.execute("DELETE FROM peers WHERE name = ?", (name,)).rowcount > 0
+            if gone and audit is not None:
+                self.audit_append(db, audit)
+            return gone
 
     # replay table (PROTOCOL.md 6.2 step 9) ---------------------------------------------------
 

@@ -84,7 +84,7 @@ class Envelope(msgspec.Struct, forbid_unknown_fields=True):
 
     def content_hash(self) -> bytes:
         """Same for every recipient's copy: it covers the header and payload, not the slots."""
-        return hashlib.sha256(ENVELOPE_HASH_LABEL + self.header() + self.payload).digest()
+        return content_hash_of(self.header(), self.payload)
 
     def for_recipient(self, node_id: bytes) -> Envelope:
         return msgspec.structs.replace(self, slots=[s for s in self.slots if s.to == node_id])
@@ -126,6 +126,15 @@ def header_bytes(env: Envelope) -> bytes:
             struct.pack(">QQ", env.created, env.expires),
         ]
     )
+
+
+def content_hash_of(header: bytes, payload: bytes) -> bytes:
+    """PROTOCOL.md 5.7: SHA-256(ENVELOPE_HASH_LABEL || header || payload), without copying the
+    payload; for callers that have built the header already."""
+    h = hashlib.sha256(ENVELOPE_HASH_LABEL)
+    h.update(header)
+    h.update(payload)
+    return h.digest()
 
 
 def hpke_info(sender: bytes, recipient: bytes, msg_id: bytes) -> bytes:
@@ -263,5 +272,5 @@ def open_envelope(
         expires=env.expires,
         body=body,
         message=message,
-        content_hash=env.content_hash(),
+        content_hash=content_hash_of(header, env.payload),
     )

@@ -5,6 +5,7 @@ set -euo pipefail
 
 DEMO=${DEMO_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/borderlink-demo.XXXXXX")}
 export BORDERLINK_PASSPHRASE="demo-only-passphrase"   # demo only: real nodes use a prompt or --passphrase-fd
+export BORDERLINK_AUDIT_CHECKPOINT_INTERVAL=0.5 BORDERLINK_AUDIT_WITNESS_INTERVAL=1  # demo pace
 PIDS=()
 
 say()  { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -87,6 +88,12 @@ done
 run borderlink --home "$DEMO/bar-pcu" inbox
 run borderlink --home "$DEMO/bar-pcu" outbox
 run borderlink --home "$DEMO/skopje-coord" status
+
+say "8. Everything above is in each node's tamper-evident audit log, witnessed by its peers"
+sleep 2.5
+run borderlink --home "$DEMO/bar-pcu" audit log --kind message.
+run borderlink --home "$DEMO/bar-pcu" audit verify
+run borderlink --home "$DEMO/bar-pcu" status
 
 say "Done. The nodes stop now; the homes stay in $DEMO. To try by hand:"
 cat <<EOT

@@ -42,7 +42,7 @@ _MAX_RULE: Final = 300
 
 
 class _VersionOnly(msgspec.Struct):
-    """Read before the strict decode, so a body from a newer schema is refused for its version
+    """Read when the strict decode fails, so a body from a newer schema is refused for its version
     rather than for the first field this node does not know."""
 
     schema_version: int
@@ -90,11 +90,7 @@ def check_type_name(type_name: str) -> None:
         )
 
 
-def _check_version(data: bytes) -> None:
-    try:
-        version = _PROBE.decode(data).meta.schema_version
-    except _DECODE_ERRORS:
-        return  # the strict decode reports what is wrong
+def _check_version(version: int) -> None:
     if version not in SUPPORTED_SCHEMA_VERSIONS:
         supported = ", ".join(str(v) for v in sorted(SUPPORTED_SCHEMA_VERSIONS))
         raise ValidationError(
@@ -104,13 +100,23 @@ def _check_version(data: bytes) -> None:
 
 
 def decode_body(type_name: str, data: bytes) -> Message:
-    """Decode and fully validate a body of the named type."""
+    """Decode and fully validate a body of the named type.
+
+    A body from an unsupported schema version is refused for its version, not for the first field
+    this node does not know; the version is read on its own only when the strict decode fails, so
+    a valid body is parsed once."""
     check_type_name(type_name)
-    _check_version(data)
     try:
         msg = _DECODERS[type_name].decode(data)
     except _DECODE_ERRORS as exc:
+        try:
+            version = _PROBE.decode(data).meta.schema_version
+        except _DECODE_ERRORS:
+            version = None  # the strict decode's error says what is wrong
+        if version is not None:
+            _check_version(version)
         raise _translate(exc) from exc
+    _check_version(msg.meta.schema_version)
     msg.check("")
     return msg
 

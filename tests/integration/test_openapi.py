@@ -269,9 +269,93 @@ def probes(bar: NodeProc, me: Any, peer: Any) -> list[tuple[str, str, Answer, st
             "body_timeout",
         )
     )
+    out += audit_probes(bar, peer)
     flood = [request(post, "POST", b"\xc1", sender="flood") for _ in range(25)]
     out.append(("/v1/envelopes", "post", flood[-1], "rate_limited"))
+    # The flood emptied the address's bucket: the audit routes share it.
+    audit = bar.url + "/v1/audit"
+    out += [
+        (
+            "/v1/audit/checkpoint",
+            "get",
+            request(audit + "/checkpoint", sender="flood"),
+            "rate_limited",
+        ),
+        (
+            "/v1/audit/consistency",
+            "get",
+            request(audit + "/consistency?old=1&new=1", sender="flood"),
+            "rate_limited",
+        ),
+        (
+            "/v1/audit/cosignature",
+            "post",
+            request(audit + "/cosignature", "POST", b"{}", sender="flood"),
+            "rate_limited",
+        ),
+    ]
     return out
+
+
+def audit_probes(bar: NodeProc, peer: Any) -> list[tuple[str, str, Answer, str | None]]:
+    """The witnessing routes (PROTOCOL.md 12.3), as a trusted witness and as strangers."""
+    import json
+
+    from protocol.audit import origin_of
+    from protocol.checkpoint import cosign, parse_checkpoint
+
+    base = bar.url + "/v1/audit"
+    pid = peer.node_id.hex()
+    cp = request(base + "/checkpoint", sender=pid)
+    text = cp.body.decode().split("\n\n", 1)[0] + "\n"
+    size = parse_checkpoint(text).size
+    line = cosign(text, origin_of(peer.node_id), peer.signing_key, int(time.time()))
+
+    def cosig(witness: str, n: int, ln: str) -> Answer:
+        data = json.dumps({"witness": witness, "size": n, "line": ln}).encode()
+        req = urllib.request.Request(
+            base + "/cosignature",
+            data=data,
+            method="POST",
+            headers={"Content-Type": "application/json", "X-Borderlink-Sender": pid},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return Answer(r.status, r.headers.get_content_type(), r.read())
+        except urllib.error.HTTPError as exc:
+            return Answer(exc.code, exc.headers.get_content_type(), exc.read())
+
+    other = new_identity().node_id.hex()
+    return [
+        ("/v1/audit/checkpoint", "get", cp, None),
+        (
+            "/v1/audit/consistency",
+            "get",
+            request(f"{base}/consistency?old=1&new={size}", sender=pid),
+            None,
+        ),
+        (
+            "/v1/audit/consistency",
+            "get",
+            request(f"{base}/consistency?old=x", sender=pid),
+            "malformed",
+        ),
+        ("/v1/audit/cosignature", "post", cosig(pid, size, line), None),
+        ("/v1/audit/cosignature", "post", cosig(pid, size + 99, line), "malformed"),
+        ("/v1/audit/cosignature", "post", cosig(other, size, line), "unknown_sender"),
+        (
+            "/v1/audit/cosignature",
+            "post",
+            cosig(pid, size, line.replace("A", "B", 1)),
+            "bad_signature",
+        ),
+    ]
+
+
+def new_identity() -> Any:
+    from keys.identity import Identity
+
+    return Identity.generate()
 
 
 # the tests --------------------------------------------------------------------------------------
