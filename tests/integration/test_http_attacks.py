@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import random
 import time
 import urllib.error
@@ -33,14 +32,13 @@ from protocol.envelope import (
     CONTENT_NONCE,
     SUITE,
     Envelope,
-    Slot,
-    header_bytes,
     hpke_info,
     seal,
 )
-from protocol.labels import MAX_ENVELOPE_BYTES, MAX_RECIPIENTS, MESSAGE_SIGNATURE_LABEL
-from protocol.padding import pad, unpad
+from protocol.labels import MAX_ENVELOPE_BYTES, MAX_RECIPIENTS
+from protocol.padding import unpad
 from protocol.schemas import encode_body, template
+from tests.attacker import craft
 from tests.integration.harness import PASSPHRASE, NodeProc, make_network, stop_all
 
 NAMES = ["bar-pcu", "belgrade-accu", "skopje-coord"]
@@ -104,45 +102,6 @@ def sealed(net: Net, sender: str | Identity, to: str, **kw: Any) -> Envelope:
     args.update(kw)
     body = args.pop("body", alert_body())
     return seal(signer, [net.card(to)], "seizure-alert", body, **args)
-
-
-def craft(
-    signer: Identity,
-    claimed_sender: bytes,
-    slots_for: list[PublicIdentity],
-    signed_recipients: list[bytes],
-    *,
-    body: bytes,
-    signature: bytes | None = None,
-    msg_id: bytes | None = None,
-    created: int | None = None,
-    expires: int | None = None,
-) -> bytes:
-    """Build an envelope by hand, as an attacker holding ``signer``'s key would."""
-    now = int(time.time())
-    env = Envelope(
-        v=1,
-        id=msg_id or os.urandom(16),
-        type="seizure-alert",
-        sender=claimed_sender,
-        recipients=sorted(signed_recipients),
-        created=created if created is not None else now,
-        expires=expires if expires is not None else now + DAY,
-        slots=[],
-        payload=b"",
-    )
-    header = header_bytes(env)
-    sig = signature or signer.sign(MESSAGE_SIGNATURE_LABEL + header + body)
-    key = ChaCha20Poly1305.generate_key()
-    env.payload = ChaCha20Poly1305(key).encrypt(CONTENT_NONCE, pad(sig + body), header)
-    env.slots = [
-        Slot(
-            r.node_id,
-            SUITE.encrypt(key, r.encryption_key(), hpke_info(claimed_sender, r.node_id, env.id)),
-        )
-        for r in slots_for
-    ]
-    return env.encode()
 
 
 # -- what the node must do ----------------------------------------------------------------------

@@ -16,7 +16,6 @@ from protocol.envelope import (
     Envelope,
     Slot,
     decode_envelope,
-    header_bytes,
     hpke_info,
     open_envelope,
     seal,
@@ -35,9 +34,9 @@ from protocol.errors import (
     TooManyRecipients,
     UnknownSender,
 )
-from protocol.labels import MAX_ENVELOPE_BYTES, MAX_RECIPIENTS, MESSAGE_SIGNATURE_LABEL
-from protocol.padding import pad
+from protocol.labels import MAX_ENVELOPE_BYTES, MAX_RECIPIENTS
 from protocol.schemas import encode_body, template
+from tests import attacker
 from tests.conftest import NOW, directory, fixed_identity
 
 BODY = encode_body(template("seizure-alert"))
@@ -58,32 +57,18 @@ def craft(
     body: bytes = BODY,
     signature: bytes | None = None,
 ) -> bytes:
-    """Build an envelope by hand, as an attacker holding ``signer``'s key would."""
-    env = Envelope(
-        v=1,
-        id=b"\x42" * 16,
-        type="seizure-alert",
-        sender=claimed_sender,
-        recipients=sorted(signed_recipients),
+    """The shared attacker's envelope, at the fixed test time and id."""
+    return attacker.craft(
+        signer,
+        claimed_sender,
+        [r.public for r in recipients],
+        signed_recipients,
+        body=body,
+        signature=signature,
+        msg_id=b"\x42" * 16,
         created=NOW,
         expires=NOW + DAY,
-        slots=[],
-        payload=b"",
     )
-    header = header_bytes(env)
-    sig = signature or signer.sign(MESSAGE_SIGNATURE_LABEL + header + body)
-    key = ChaCha20Poly1305.generate_key()
-    env.payload = ChaCha20Poly1305(key).encrypt(CONTENT_NONCE, pad(sig + body), header)
-    env.slots = [
-        Slot(
-            r.node_id,
-            SUITE.encrypt(
-                key, r.public.encryption_key(), hpke_info(claimed_sender, r.node_id, env.id)
-            ),
-        )
-        for r in recipients
-    ]
-    return env.encode()
 
 
 def test_round_trip_every_type(alice: Identity, bob: Identity, carol: Identity) -> None:
