@@ -93,3 +93,47 @@ def test_operator_commands_without_a_running_node(pair: dict[str, NodeProc]) -> 
             and "not running" in proc.stderr
             and "borderlink serve" in proc.stderr
         )
+
+
+def test_partial_delivery_exits_6_and_undeliverable_messages_expire(
+    trio: dict[str, NodeProc], tmp_path: Path
+) -> None:
+    import os
+    import stat
+    import time
+
+    bar, coord = trio["bar-pcu"], trio["skopje-coord"]
+    assert stat.S_IMODE(os.stat(bar.home / "admin.sock").st_mode) == 0o600
+    coord.stop()
+    alert = write_template(tmp_path, "seizure-alert", bar)
+    proc = bar.cli(
+        "send",
+        "--to",
+        "belgrade-accu,skopje-coord",
+        "--type",
+        "seizure-alert",
+        "--ttl",
+        "3s",
+        str(alert),
+        "--wait",
+        "2",
+        check=False,
+    )
+    assert proc.returncode == 6
+    assert proc.stderr.splitlines()[-1].startswith(
+        "borderlink: error: not delivered within 2 s to: skopje-coord"
+    )
+    msg_id = proc.stdout.splitlines()[0]
+    status = {r["peer"]: r for r in bar.json("outbox") if r["id"] == msg_id}
+    assert status["belgrade-accu"]["status"] == "delivered"
+    assert status["skopje-coord"]["status"] == "failed"
+    assert "connection refused by skopje-coord" in status["skopje-coord"]["last_error"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        row = next(
+            r for r in bar.json("outbox") if r["id"] == msg_id and r["peer"] == "skopje-coord"
+        )
+        if row["status"] == "expired":
+            break
+        time.sleep(0.2)
+    assert row["status"] == "expired" and row["next_attempt"] is None
