@@ -13,7 +13,7 @@ import platform
 import sys
 from collections.abc import Sequence
 
-BENCHMARKS = ["crypto", "node_throughput"]
+BENCHMARKS = ["crypto", "node_throughput", "audit"]
 
 
 def machine() -> str:

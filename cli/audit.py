@@ -138,7 +138,10 @@ def _verify_file(ctx: Ctx, path: str) -> dict[str, Any]:
         raise BorderlinkError(f"cannot read audit export {path}: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
         raise AuditError(f"{path} is not a borderlink audit export")
-    card = parse_card(doc["card"], now=None)
+    try:
+        card = parse_card(doc["card"], now=None)
+    except KeyError as exc:
+        raise AuditError(f"{path} is not a well-formed audit export: no card") from exc
     node_id = card.identity.node_id
     own = ctx.card().identity
     if node_id != own.node_id:
@@ -150,19 +153,29 @@ def _verify_file(ctx: Ctx, path: str) -> dict[str, Any]:
             )
     origin = origin_of(node_id)
     cp = open_checkpoint(doc["checkpoint"], [Verifier(origin, card.identity.sign_key)])
-    entries = doc["entries"]
-    for e in entries:
-        data = base64.b64decode(e["entry"])
-        decode_entry(data)
-        proof = [base64.b64decode(p) for p in e["proof"]]
+    try:
+        entries = [
+            (
+                int(e["index"]),
+                base64.b64decode(e["entry"], validate=True),
+                [base64.b64decode(p, validate=True) for p in e["proof"]],
+            )
+            for e in doc["entries"]
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AuditError(f"{path} is not a well-formed audit export: {exc}") from exc
+    indices = [i for i, _, _ in entries]
+    if indices != list(range(cp.size)):
+        missing = next(i for i in range(cp.size) if i >= len(indices) or indices[i] != i)
+        raise AuditError(f"audit entry {missing} is missing from the export (or out of order)")
+    for index, data, proof in entries:
         try:
-            verify_inclusion(leaf_hash(data), e["index"], cp.size, proof, cp.root_hash)
+            decode_entry(data)
+            verify_inclusion(leaf_hash(data), index, cp.size, proof, cp.root_hash)
         except AuditError as exc:
-            raise AuditError(f"audit entry {e['index']} is damaged: {exc.message}") from exc
-    if [e["index"] for e in entries] == list(range(cp.size)):
-        leaves = [leaf_hash(base64.b64decode(e["entry"])) for e in entries]
-        if root_from_leaf_hashes(leaves) != cp.root_hash:
-            raise AuditError("the exported entries do not make the signed root")
+            raise AuditError(f"audit entry {index} is damaged: {exc.message}") from exc
+    if root_from_leaf_hashes([leaf_hash(d) for _, d, _ in entries]) != cp.root_hash:
+        raise AuditError("the exported entries do not make the signed root")
     return {
         "ok": True,
         "node": card.name,

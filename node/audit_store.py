@@ -248,10 +248,16 @@ class AuditMixin:
         new_note: str,
         detail: str,
         peer: str,
-    ) -> None:
+    ) -> bool:
+        """Keep both signed notes as evidence, once per offending note; True if it was new."""
         with self.transaction() as db:
+            if db.execute(
+                "SELECT 1 FROM evidence WHERE node = ? AND new_note = ?", (node, new_note)
+            ).fetchone():
+                return False
             db.execute(
-                "INSERT INTO evidence (node, kind, old_note, new_note, detail, at) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO evidence (node, kind, old_note, new_note, detail, at) "
+                "VALUES (?,?,?,?,?,?)",
                 (node, kind, old_note, new_note, detail, time.time()),
             )
             AuditMixin.audit_append(
@@ -265,6 +271,7 @@ class AuditMixin:
                     detail=detail,
                 ),
             )
+            return True
 
     def evidence(self: _Db) -> list[dict[str, Any]]:
         cur = self.db.execute(

@@ -83,7 +83,7 @@ class Witness:
             check_extension(old_cp if old_cp and old_cp.size > 0 else None, new, proof)
         except AuditError as exc:
             kind = type(exc).__name__.lower()
-            await self.node.run_db(
+            new_evidence = await self.node.run_db(
                 self.node.store.record_evidence,
                 peer.node_id,
                 kind,
@@ -92,7 +92,8 @@ class Witness:
                 exc.message,
                 peer.name,
             )
-            log.error("witness.misbehaviour", peer=peer.name, kind=kind, detail=exc.message)
+            if new_evidence:
+                log.error("witness.misbehaviour", peer=peer.name, kind=kind, detail=exc.message)
             return f"MISBEHAVIOUR: {exc.message}"
         await self.node.run_db(
             self.node.store.record_witnessed, peer.node_id, new, signed, peer.name

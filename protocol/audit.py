@@ -106,7 +106,12 @@ def verify_log(
     this log, any order. Raises AuditError naming the first bad entry index.
     """
     acc = MerkleAccumulator()
-    by_size = {cp.size: cp for cp in checkpoints}
+    by_size: dict[int, Checkpoint] = {}
+    for cp in checkpoints:
+        if by_size.setdefault(cp.size, cp).root_hash != cp.root_hash:
+            raise AuditError(
+                f"the signed checkpoint of size {cp.size} has two different roots: the log forked"
+            )
     good_until = 0
     if by_size.get(0) is not None and by_size[0].root_hash != acc.root():
         raise AuditError("the signed checkpoint of the empty log has a wrong root")
@@ -122,11 +127,11 @@ def verify_log(
                 f"audit entry {i} is damaged: the tree no longer matches the root "
                 "recorded when it was appended"
             )
-        cp = by_size.get(i + 1)
-        if cp is not None:
-            if cp.root_hash != root:
+        at = by_size.get(i + 1)
+        if at is not None:
+            if at.root_hash != root:
                 raise AuditError(
-                    f"audit log differs from the signed checkpoint of size {cp.size}: "
+                    f"audit log differs from the signed checkpoint of size {at.size}: "
                     f"the first damaged entry is at or after index {good_until}"
                 )
             good_until = i + 1

@@ -263,8 +263,14 @@ def test_worked_example_in_audit_formats_md() -> None:
     leaves = [leaf_hash(f"entry {i}".encode()) for i in range(3)]
     cp = Checkpoint(ORIGIN, 3, root_from_leaf_hashes(leaves))
     assert cp.root_hash.hex() == "94fbd0dd836f50301692e6d0eade728ee19ec52bfff1606ed807c8575d5aaa19"
-    assert _log().vkey == "borderlink.example/audit/node-a+c5ec7b9d+AdBKsjJ0K7SrOhNovUYV5ObQIkq3GgFrr4UgozLJd4c3"
-    assert _witness().vkey == "witness.example/w1+e0cd2864+BKCapfR6Z1mAL/lV+NwtKhSlyZ0jvpf4ZBJ/+Tg0VaTw"
+    assert (
+        _log().vkey
+        == "borderlink.example/audit/node-a+c5ec7b9d+AdBKsjJ0K7SrOhNovUYV5ObQIkq3GgFrr4UgozLJd4c3"
+    )
+    assert (
+        _witness().vkey
+        == "witness.example/w1+e0cd2864+BKCapfR6Z1mAL/lV+NwtKhSlyZ0jvpf4ZBJ/+Tg0VaTw"
+    )
     cosigned = sign_checkpoint(cp, ORIGIN, LOG_KEY) + cosign(
         format_checkpoint(cp), WITNESS, WITNESS_KEY, NOW
     )

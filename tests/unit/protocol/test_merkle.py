@@ -66,7 +66,9 @@ def _check_all(folder: Path, verify: Any) -> int:
 
 def test_inclusion_vectors() -> None:
     def verify(v: dict[str, Any]) -> None:
-        verify_inclusion(_b64(v["leafHash"]), v["leafIdx"], v["treeSize"], _proof(v), _b64(v["root"]))
+        verify_inclusion(
+            _b64(v["leafHash"]), v["leafIdx"], v["treeSize"], _proof(v), _b64(v["root"])
+        )
 
     assert _check_all(shared_vectors("merkle/inclusion"), verify) >= 50
 
@@ -258,5 +260,6 @@ def test_edited_entry_breaks_consistency_with_the_signed_root() -> None:
     old_root = root_from_leaf_hashes(leaves[:11])
     edited = [*leaves[:4], leaf_hash(b"edited"), *leaves[5:]]
     with pytest.raises(InvalidProof):
-        verify_consistency(11, 20, old_root, root_from_leaf_hashes(edited),
-                           consistency_proof(edited, 11, 20))
+        verify_consistency(
+            11, 20, old_root, root_from_leaf_hashes(edited), consistency_proof(edited, 11, 20)
+        )
