@@ -36,6 +36,7 @@ bench: $(VENV)/.installed-test
 
 vectors: $(VENV)/.installed
 	$(PY) -m tests.vectors_gen
+	$(PY) -m tests.schemas_gen
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

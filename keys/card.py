@@ -18,7 +18,8 @@ from protocol.labels import CARD_SIGNATURE_LABEL, MAX_CARD_BYTES
 
 CARD_KIND = "CARD"
 CARD_FORMAT = "borderlink-card"
-NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+# \Z, not $: in Python regexes "$" also matches before a final newline.
+NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,62}\Z"
 UnitType = Literal["PCU", "ACCU", "JAITF", "LBCU", "coordinator", "other"]
 UNIT_TYPES: tuple[str, ...] = ("PCU", "ACCU", "JAITF", "LBCU", "coordinator", "other")
 _ENDPOINT_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(:\d{1,5})?(/[\x21-\x7e]*)?$")
@@ -33,8 +34,8 @@ class CardBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     version: Literal[1] = 1
     name: Name
     unit_type: UnitType
-    country: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")]
-    location: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}[A-Z2-9]{3}$")]
+    country: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}\Z")]
+    location: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}[A-Z2-9]{3}\Z")]
     endpoints: Annotated[
         list[Annotated[str, msgspec.Meta(max_length=256)]], msgspec.Meta(max_length=8)
     ]
@@ -73,7 +74,7 @@ def _check_body(body: CardBody) -> None:
             "location", f"UN/LOCODE {body.location} is not in country {body.country}"
         )
     for i, url in enumerate(body.endpoints):
-        if not _ENDPOINT_RE.match(url):
+        if not _ENDPOINT_RE.fullmatch(url):
             raise ValidationError(f"endpoints[{i}]", "must be an http:// or https:// URL")
     if body.valid_until <= body.valid_from:
         raise ValidationError("valid_until", "must be after valid_from")

@@ -205,8 +205,9 @@ def decode_envelope(data: bytes) -> Envelope:
         raise TooManyRecipients(f"more than {MAX_RECIPIENTS} recipients")
     if not env.recipients or any(a >= b for a, b in itertools.pairwise(env.recipients)):
         raise Malformed("recipient list must be non-empty, sorted and without duplicates")
-    if len(env.slots) > len(env.recipients):
-        raise Malformed("more key slots than recipients")
+    slot_ids = {s.to for s in env.slots}
+    if len(slot_ids) != len(env.slots) or len(slot_ids) > len(env.recipients):
+        raise Malformed("key slots must be for distinct recipients, at most one each")
     if not env.created < env.expires <= env.created + MAX_TTL_SECONDS:
         raise Malformed("expiry must follow creation by at most 30 days")
     return env

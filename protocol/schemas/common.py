@@ -16,11 +16,11 @@ import msgspec
 SCHEMA_VERSION: Final = 1
 SUPPORTED_SCHEMA_VERSIONS: Final = frozenset({SCHEMA_VERSION})
 
-MESSAGE_ID_PATTERN: Final = "^[0-9a-f]{32}$"
-LINE_PATTERN: Final = r"^[^\x00-\x1f\x7f]+$"
-TEXT_PATTERN: Final = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+$"
-SLUG_PATTERN: Final = r"^[a-z0-9][a-z0-9 -]*$"
-FIELD_PATH_PATTERN: Final = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
+MESSAGE_ID_PATTERN: Final = r"^[0-9a-f]{32}\Z"
+LINE_PATTERN: Final = r"^[^\x00-\x1f\x7f]+\Z"
+TEXT_PATTERN: Final = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+\Z"
+SLUG_PATTERN: Final = r"^[a-z0-9][a-z0-9 -]*\Z"
+FIELD_PATH_PATTERN: Final = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z"
 
 # msgspec reports a pattern mismatch by quoting the regex; a clerk gets these words instead.
 PATTERN_WORDS: Final[dict[str, str]] = {

@@ -115,3 +115,13 @@ def test_invalid_fields_name_the_path(field: str, value: object, path: str) -> N
 def test_garbage_is_malformed(text: str) -> None:
     with pytest.raises(Malformed):
         parse_card(text, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("name", "bar-pcu\n"), ("country", "ME\n"), ("location", "MEBAR\n"),
+     ("endpoints", ["http://127.0.0.1:7443\n"])],
+)
+def test_regression_trailing_newline_in_card_fields(field: str, value: object) -> None:
+    with pytest.raises(ValidationError):
+        card_for(fixed_identity("alice"), **{field: value})

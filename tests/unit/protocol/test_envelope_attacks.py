@@ -292,3 +292,10 @@ def test_error_messages_carry_no_key_material(
                 open_envelope(tweak, me, sender_of=directory(alice), now=NOW)
             except Rejected as exc:
                 assert not any(s in str(exc) or s in repr(exc) for s in secrets)
+
+
+def test_duplicate_key_slots_are_malformed(alice: Identity, bob: Identity) -> None:
+    env = sealed(alice, bob)
+    env.slots = [env.slots[0], env.slots[0]]
+    with pytest.raises(Malformed, match="distinct recipients"):
+        decode_envelope(env.encode())

@@ -270,3 +270,16 @@ def test_strip_personal_data_leaves_other_types_alone(type_name: str) -> None:
     msg = template(type_name)
     copy = strip_personal_data(msg)
     assert copy == msg and copy is not msg
+
+
+def test_regression_trailing_newline_is_not_one_line() -> None:
+    """Python's "$" matches before a final newline; every pattern must end in \\Z instead
+    (found by an implementation written from PROTOCOL.md alone)."""
+    import json
+
+    for type_name, field in (("feedback", "refers_to"), ("risk-profile", "title")):
+        data = json.loads(encode_body(template(type_name)))
+        data[field] += "\n"
+        with pytest.raises(ValidationError) as err:
+            decode_body(type_name, json.dumps(data).encode())
+        assert err.value.path == field
