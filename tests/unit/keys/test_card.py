@@ -119,8 +119,12 @@ def test_garbage_is_malformed(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("name", "bar-pcu\n"), ("country", "ME\n"), ("location", "MEBAR\n"),
-     ("endpoints", ["http://127.0.0.1:7443\n"])],
+    [
+        ("name", "bar-pcu\n"),
+        ("country", "ME\n"),
+        ("location", "MEBAR\n"),
+        ("endpoints", ["http://127.0.0.1:7443\n"]),
+    ],
 )
 def test_regression_trailing_newline_in_card_fields(field: str, value: object) -> None:
     with pytest.raises(ValidationError):
