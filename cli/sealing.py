@@ -154,7 +154,7 @@ def open_cmd(
         )
         raise
     with store.transaction() as db:
-        store.mark_seen(db, opened.id, opened.expires)
+        store.mark_seen(db, opened.sender, opened.id, opened.expires)
         store.audit_append(
             db,
             event(

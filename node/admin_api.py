@@ -170,14 +170,27 @@ def make_admin_app(node: Node) -> web.Application:
         peer_names = await names()
         return _json([_inbox_view(row, peer_names) for row in rows])
 
-    async def opened_message(msg_id: bytes) -> tuple[dict[str, Any], Any]:
-        found = await db(store.inbox_get, msg_id)
-        if found is None:
+    async def opened_message(r: web.Request, msg_id: bytes) -> tuple[dict[str, Any], Any]:
+        sender_id = None
+        if "from" in r.query:
+            peer = await db(store.peer_by_name, r.query["from"])
+            if peer is None:
+                raise UnknownPeer(f"no peer named '{r.query['from']}'")
+            sender_id = peer.node_id
+        found = await db(store.inbox_get, msg_id, sender_id)
+        if not found:
             raise BorderlinkError(
                 f"no message {msg_id.hex()} in the inbox",
                 hint="list messages with 'borderlink inbox'",
             )
-        row, envelope = found
+        if len(found) > 1:
+            peer_names = await names()
+            who = ", ".join(peer_names.get(row["sender"], row["sender"].hex()) for row, _ in found)
+            raise UsageError(
+                f"message id {msg_id.hex()} was used by several senders ({who})",
+                hint="say which with --from NAME",
+            )
+        row, envelope = found[0]
         rec = await db(store.peer_by_id, row["sender"])
         if rec is None:
             raise UnknownPeer("the sender of that message is no longer a known peer")
@@ -194,8 +207,8 @@ def make_admin_app(node: Node) -> web.Application:
 
     async def inbox_show(r: web.Request) -> web.Response:
         msg_id = _hex_id(r.match_info["id"])
-        row, opened = await opened_message(msg_id)
-        await db(store.inbox_mark_read, msg_id, time.time(), "operator")
+        row, opened = await opened_message(r, msg_id)
+        await db(store.inbox_mark_read, row["sender"], msg_id, time.time(), "operator")
         view = _inbox_view(row, await names())
         view["message"] = msgspec.to_builtins(opened.message)
         return _json(view)
@@ -203,7 +216,7 @@ def make_admin_app(node: Node) -> web.Application:
     async def inbox_ack(r: web.Request) -> web.Response:
         msg_id = _hex_id(r.match_info["id"])
         req = msgspec.json.decode(await r.read() or b"{}", type=AckRequest)
-        row, opened = await opened_message(msg_id)
+        row, opened = await opened_message(r, msg_id)
         sender = (await names())[row["sender"]]
         meta = opened.message.meta
         fb = Feedback(
@@ -225,7 +238,7 @@ def make_admin_app(node: Node) -> web.Application:
         except ValidationError as exc:
             raise UsageError(f"cannot acknowledge: {exc.message}") from exc
         fb_id = await node.send([sender], "feedback", body, 3 * 86400)
-        await db(store.inbox_mark_acked, msg_id, req.action, time.time(), fb_id)
+        await db(store.inbox_mark_acked, row["sender"], msg_id, req.action, time.time(), fb_id)
         return _json(
             {"id": msg_id.hex(), "feedback_id": fb_id.hex(), "to": sender, "action": req.action}
         )

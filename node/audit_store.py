@@ -134,13 +134,18 @@ class AuditMixin:
         return (int(row[0]), bytes(row[1]), str(row[2])) if row else None
 
     def sign_checkpoint(
-        self: _Db, identity: Identity, actor: str = "node", force: bool = False
+        self: _Db,
+        identity: Identity,
+        actor: str = "node",
+        force: bool = False,
+        full: bool = True,
     ) -> tuple[str, bool]:
         """Sign a checkpoint of the current log unless the latest one already covers it.
 
-        Never signs a tree that does not extend the latest signed one: the log's first ``m``
-        entries are recomputed and must give the root signed at size ``m`` (PROTOCOL.md 12.2).
-        Returns (note, whether it is new).
+        Never signs a tree that does not extend the latest signed one (PROTOCOL.md 12.2). With
+        ``full`` the whole tree is recomputed from the entries, O(n); without, the roots recorded
+        at append time are compared, O(log n), and the node runs the full check at start and
+        every ``audit.full_check_interval``. Returns (note, whether it is new).
         """
         with self.transaction() as db:
             latest = AuditMixin.latest_checkpoint(self)  # type: ignore[arg-type]
@@ -152,13 +157,11 @@ class AuditMixin:
                 # nodes witnessing each other would extend each other's logs forever.
                 return latest[2], False
             if latest is not None:
-                if (
-                    size < latest[0]
-                    or root_from_leaf_hashes(
-                        AuditMixin.leaf_hashes(self, latest[0])  # type: ignore[arg-type]
-                    )
-                    != latest[1]
-                ):
+                try:
+                    prefix = _prefix_root(self, db, latest[0], full)
+                except AuditError:
+                    prefix = b""
+                if size < latest[0] or prefix != latest[1]:
                     raise AuditError(
                         f"refusing to sign: the audit log no longer extends the checkpoint of size "
                         f"{latest[0]} signed before; run 'borderlink audit verify'"
@@ -174,7 +177,7 @@ class AuditMixin:
                 ),
             )
             size += 1
-            root = root_from_leaf_hashes(AuditMixin.leaf_hashes(self, size))  # type: ignore[arg-type]
+            root = _prefix_root(self, db, size, full)
             origin = origin_of(identity.node_id)
             note = sign_checkpoint(Checkpoint(origin, size, root), origin, identity.signing_key)
             db.execute(
@@ -279,6 +282,19 @@ class AuditMixin:
         )
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur]
+
+
+def _prefix_root(store: Any, db: sqlite3.Connection, size: int, full: bool) -> bytes:
+    """Root of the first ``size`` entries as recorded at append time; with ``full``, also
+    recomputed from the entries themselves, refusing when the two differ."""
+    row = db.execute("SELECT root FROM audit WHERE idx = ?", (size - 1,)).fetchone()
+    recorded = bytes(row[0]) if row else b""
+    if full and root_from_leaf_hashes(AuditMixin.leaf_hashes(store, size)) != recorded:
+        raise AuditError(
+            f"refusing to sign: the first {size} audit entries no longer give the root recorded "
+            "when they were appended; run 'borderlink audit verify'"
+        )
+    return recorded
 
 
 _WITNESSING = frozenset({"checkpoint.received", "checkpoint.cosigned", "checkpoint.published"})

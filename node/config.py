@@ -37,6 +37,7 @@ class Audit(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     checkpoint_interval: float = 5.0  # sign a checkpoint this often when the log grew
     witness_interval: float = 30.0  # fetch, check and cosign each peer's checkpoint this often
     prune_interval: float = 600.0  # forget expired replay-table entries this often
+    full_check_interval: float = 600.0  # recompute the whole tree before signing this often
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -59,6 +59,7 @@ class Node:
         self.started = time.time()
         self._runners: list[web.AppRunner] = []
         self._background: list[asyncio.Task[None]] = []
+        self._full_checked = 0.0  # the first checkpoint after start recomputes the whole tree
         self.listen_port: int | None = None
 
     async def run_db(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -149,7 +150,12 @@ class Node:
 
     async def checkpoint(self, force: bool = False) -> str:
         """Sign a checkpoint if the audit log grew (PROTOCOL.md 12.2); returns the latest note."""
-        note, new = await self.run_db(self.store.sign_checkpoint, self.identity, "node", force)
+        full = time.time() - self._full_checked >= self.config.audit.full_check_interval
+        note, new = await self.run_db(
+            self.store.sign_checkpoint, self.identity, "node", force, full
+        )
+        if full:
+            self._full_checked = time.time()
         if new:
             self.log.info("checkpoint.published", size=note.split("\n")[1])
         return str(note)

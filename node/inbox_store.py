@@ -49,12 +49,13 @@ _INBOX_COLUMNS = (
 
 
 class InboxMixin:
-    def inbox_lookup(self: _Db, msg_id: bytes) -> tuple[bytes, bytes, bytes] | None:
-        """(sender, content hash, receipt) of an accepted message, for idempotent re-delivery."""
+    def inbox_lookup(self: _Db, sender: bytes, msg_id: bytes) -> tuple[bytes, bytes] | None:
+        """(content hash, receipt) of a message accepted from ``sender``, for idempotent
+        re-delivery. Ids are scoped by sender: another peer cannot pre-empt one."""
         row = self.db.execute(
-            "SELECT sender, content_hash, receipt FROM inbox WHERE id = ?", (msg_id,)
+            "SELECT content_hash, receipt FROM inbox WHERE sender = ? AND id = ?", (sender, msg_id)
         ).fetchone()
-        return (bytes(row[0]), bytes(row[1]), bytes(row[2])) if row else None
+        return (bytes(row[0]), bytes(row[1])) if row else None
 
     def accept(
         self: _Db, items: Sequence[Accepted], receipt: bytes, now: float, source: str | None = None
@@ -89,12 +90,16 @@ class InboxMixin:
                         ),
                     )
                 try:
-                    db.execute("INSERT INTO seen (id, expires) VALUES (?, ?)", (it.id, it.expires))
+                    db.execute(
+                        "INSERT INTO seen (sender, id, expires) VALUES (?, ?, ?)",
+                        (it.sender, it.id, it.expires),
+                    )
                 except sqlite3.IntegrityError as exc:
                     raise Replay("message id was already accepted") from exc
                 db.execute(
                     "INSERT INTO inbox (id, sender, type, created, expires, received_at, "
-                    "content_hash, envelope, receipt, refers_to) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "content_hash, envelope, receipt, refers_to, retracts) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         it.id,
                         it.sender,
@@ -106,13 +111,20 @@ class InboxMixin:
                         it.envelope,
                         receipt,
                         it.refers_to,
+                        it.retracts,
                     ),
                 )
+                # A retraction withdraws its target from the same sender, whichever arrives first.
                 if it.retracts is not None:
                     db.execute(
                         "UPDATE inbox SET withdrawn_by = ? WHERE id = ? AND sender = ?",
                         (it.id, it.retracts, it.sender),
                     )
+                db.execute(
+                    "UPDATE inbox SET withdrawn_by = (SELECT id FROM inbox WHERE sender = :s AND "
+                    "retracts = :i LIMIT 1) WHERE sender = :s AND id = :i AND withdrawn_by IS NULL",
+                    {"s": it.sender, "i": it.id},
+                )
 
     def inbox_rows(self: _Db, *, unread: bool = False, limit: int = 500) -> list[dict[str, Any]]:
         where = "WHERE read_at IS NULL" if unread else ""
@@ -122,27 +134,43 @@ class InboxMixin:
         )
         return list(_dicts(cur))
 
-    def inbox_get(self: _Db, msg_id: bytes) -> tuple[dict[str, Any], bytes] | None:
-        cur = self.db.execute(
-            f"SELECT {_INBOX_COLUMNS}, envelope FROM inbox WHERE id = ?", (msg_id,)
-        )
-        rows = list(_dicts(cur))
-        if not rows:
-            return None
-        row = rows[0]
-        return row, bytes(row.pop("envelope"))
+    def inbox_get(
+        self: _Db, msg_id: bytes, sender: bytes | None = None
+    ) -> list[tuple[dict[str, Any], bytes]]:
+        """Rows with this id (from ``sender`` if given): more than one means two senders used
+        the same id, and the caller must ask which one is meant."""
+        if sender is None:
+            cur = self.db.execute(
+                f"SELECT {_INBOX_COLUMNS}, envelope FROM inbox WHERE id = ?", (msg_id,)
+            )
+        else:
+            cur = self.db.execute(
+                f"SELECT {_INBOX_COLUMNS}, envelope FROM inbox WHERE id = ? AND sender = ?",
+                (msg_id, sender),
+            )
+        return [(row, bytes(row.pop("envelope"))) for row in _dicts(cur)]
 
-    def inbox_mark_read(self: _Db, msg_id: bytes, now: float, actor: str = "node") -> None:
+    def inbox_mark_read(
+        self: _Db, sender: bytes, msg_id: bytes, now: float, actor: str = "node"
+    ) -> None:
         from node.audit_store import event
 
         with self.transaction() as db:
-            self.audit_append(db, event("message.shown", actor, message_id=msg_id.hex()))
+            self.audit_append(
+                db, event("message.shown", actor, message_id=msg_id.hex(), peer_id=sender.hex())
+            )
             db.execute(
-                "UPDATE inbox SET read_at = ? WHERE id = ? AND read_at IS NULL", (now, msg_id)
+                "UPDATE inbox SET read_at = ? WHERE sender = ? AND id = ? AND read_at IS NULL",
+                (now, sender, msg_id),
             )
 
     def inbox_mark_acked(
-        self: _Db, msg_id: bytes, action: str, now: float, feedback_id: bytes | None = None
+        self: _Db,
+        sender: bytes,
+        msg_id: bytes,
+        action: str,
+        now: float,
+        feedback_id: bytes | None = None,
     ) -> None:
         from node.audit_store import event
 
@@ -152,14 +180,15 @@ class InboxMixin:
                 event(
                     "message.acknowledged",
                     message_id=msg_id.hex(),
+                    peer_id=sender.hex(),
                     outcome=action,
                     detail=f"feedback {feedback_id.hex()}" if feedback_id else None,
                 ),
             )
             db.execute(
                 "UPDATE inbox SET acked_at = ?, ack_action = ?, read_at = COALESCE(read_at, ?) "
-                "WHERE id = ?",
-                (now, action, now, msg_id),
+                "WHERE sender = ? AND id = ?",
+                (now, action, now, sender, msg_id),
             )
 
     def inbox_stats(self: _Db) -> dict[str, int]:

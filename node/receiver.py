@@ -8,6 +8,7 @@ original receipt back, so a sender's retry after a lost answer is harmless.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ class Receiver:
         self.run_db = run_db
         self.run_cpu = run_cpu
         self._cards: dict[str, PublicIdentity] = {}
+        self.sampler = Sampler()
 
     def _identity(self, record: PeerRecord) -> PublicIdentity:
         ident = self._cards.get(record.card)
@@ -88,19 +90,22 @@ class Receiver:
             if op is None:
                 results.append(ItemResult("rejected", reason=it.reason))
                 continue
-            known = self.store.inbox_lookup(op.id)
-            if known is not None:
-                sender, content_hash, receipt = known
-                if sender == op.sender and content_hash == op.content_hash:
-                    idx = by_receipt.setdefault(receipt, len(receipts))
-                    if idx == len(receipts):
-                        receipts.append(receipt)
-                    results.append(ItemResult("duplicate", id=op.id, receipt=idx))
-                else:
-                    it.reason, it.detail = Replay.reason, "message id was already accepted"
-                    results.append(ItemResult("rejected", id=op.id, reason=Replay.reason))
+            known = self.store.inbox_lookup(op.sender, op.id)
+            if known is not None and known[0] == op.content_hash:
+                receipt = known[1]
+                idx = by_receipt.setdefault(receipt, len(receipts))
+                if idx == len(receipts):
+                    receipts.append(receipt)
+                results.append(ItemResult("duplicate", id=op.id, receipt=idx))
                 continue
-            if any(a.id == op.id for _, a in fresh):
+            # Same sender and id with other content, an id already opened offline from a sealed
+            # file, or twice in this batch: a replay (ids are scoped by sender, PROTOCOL.md 6.2).
+            if (
+                known is not None
+                or self.store.seen(op.sender, op.id)
+                or any((a.sender, a.id) == (op.sender, op.id) for _, a in fresh)
+            ):
+                it.reason, it.detail = Replay.reason, "message id was already accepted"
                 results.append(ItemResult("rejected", id=op.id, reason=Replay.reason))
                 continue
             fresh.append((len(results), _accepted(op, it.data)))
@@ -116,29 +121,13 @@ class Receiver:
                 receipts.append(receipt)
                 for i, _ in group:
                     results[i].receipt = len(receipts) - 1
-        rejected = [
-            (it, res) for it, res in zip(items, results, strict=True) if res.outcome == "rejected"
-        ]
-        if rejected:
-            with self.store.transaction() as db:
-                for it, res in rejected:
-                    self.store.audit_append(
-                        db,
-                        event(
-                            "message.rejected",
-                            outcome=res.reason,
-                            detail=it.detail[:200],
-                            peer_id=_claimed_sender(it.data),
-                            source=source,
-                            message_id=res.id.hex() if res.id else None,
-                        ),
-                    )
+        self._audit_rejections(items, results, source)
         for it, res in zip(items, results, strict=True):
             if res.outcome == "rejected":
                 log.warning(
                     "message.rejected",
                     reason=res.reason,
-                    detail=it.detail,
+                    detail=it.detail[:200],
                     source=source,
                     claimed_sender=_claimed_sender(it.data),
                 )
@@ -150,6 +139,47 @@ class Receiver:
                     source=source,
                 )
         return BatchResponse(results, receipts)
+
+
+    def _audit_rejections(
+        self, items: list[_Item], results: list[ItemResult], source: str
+    ) -> None:
+        """Rejections by an authenticated sender are always audited. Unauthenticated junk is
+        sampled per (source, reason): the 1st, 2nd, 4th, 8th... with the running count, so
+        anonymous traffic cannot grow the permanent, witnessed log one entry per item."""
+        entries = []
+        for it, res in zip(items, results, strict=True):
+            if res.outcome != "rejected":
+                continue
+            reason = res.reason or "rejected"
+            detail = it.detail[:200]
+            if it.opened is None:
+                n = self.sampler.count(f"{source}|{reason}")
+                if n & (n - 1):
+                    continue
+                detail = f"{n} so far from this source; last: {detail}"
+            entries.append(event("message.rejected", outcome=reason, detail=detail,
+                                 peer_id=_claimed_sender(it.data), source=source,
+                                 message_id=res.id.hex() if res.id else None))
+        if entries:
+            with self.store.transaction() as db:
+                for entry in entries:
+                    self.store.audit_append(db, entry)
+
+
+class Sampler:
+    """Counts per key, remembering a bounded number of keys (oldest forgotten first)."""
+
+    def __init__(self, max_keys: int = 10_000) -> None:
+        self.counts: OrderedDict[str, int] = OrderedDict()
+        self.max_keys = max_keys
+
+    def count(self, key: str) -> int:
+        n = self.counts.pop(key, 0) + 1
+        self.counts[key] = n
+        while len(self.counts) > self.max_keys:
+            self.counts.popitem(last=False)
+        return n
 
 
 def _accepted(op: Opened, data: bytes) -> Accepted:

@@ -7,6 +7,7 @@ daemon runs them on one dedicated thread so the event loop never waits on fsync.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,8 +34,10 @@ CREATE TABLE IF NOT EXISTS peers (
     revoked_at  INTEGER
 );
 CREATE TABLE IF NOT EXISTS seen (
-    id       BLOB PRIMARY KEY,
-    expires  INTEGER NOT NULL
+    sender   BLOB NOT NULL,
+    id       BLOB NOT NULL,
+    expires  INTEGER NOT NULL,
+    PRIMARY KEY (sender, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_expires ON seen(expires);
 CREATE TABLE IF NOT EXISTS messages (
@@ -61,7 +64,7 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox(peer, status, next_attempt);
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(peer, next_attempt)
     WHERE status IN ('queued', 'failed');
 CREATE TABLE IF NOT EXISTS inbox (
-    id           BLOB PRIMARY KEY,
+    id           BLOB NOT NULL,
     sender       BLOB NOT NULL,
     type         TEXT NOT NULL,
     created      INTEGER NOT NULL,
@@ -71,11 +74,15 @@ CREATE TABLE IF NOT EXISTS inbox (
     envelope     BLOB NOT NULL,
     receipt      BLOB NOT NULL,
     refers_to    BLOB,
+    retracts     BLOB,
     read_at      REAL,
     acked_at     REAL,
     ack_action   TEXT,
-    withdrawn_by BLOB
+    withdrawn_by BLOB,
+    PRIMARY KEY (sender, id)
 );
+CREATE INDEX IF NOT EXISTS inbox_id ON inbox(id);
+CREATE INDEX IF NOT EXISTS inbox_retracts ON inbox(sender, retracts);
 """
 
 _PEER_COLUMNS = "name, node_id, fingerprint, card, verified_by, status, added_at, revoked_at"
@@ -86,6 +93,8 @@ class Store(OutboxMixin, InboxMixin, AuditMixin):
 
     def __init__(self, path: Path) -> None:
         try:
+            # Private from the first byte: SQLite gives the -wal and -shm files the same mode.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
@@ -94,7 +103,7 @@ class Store(OutboxMixin, InboxMixin, AuditMixin):
             # executescript commits on its own; every statement in the schema is idempotent.
             self.db.executescript(_SCHEMA + AUDIT_SCHEMA)
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise NodeError(f"cannot open database {path}: {exc}") from exc
 
     def close(self) -> None:
@@ -156,17 +165,21 @@ class Store(OutboxMixin, InboxMixin, AuditMixin):
 
     # replay table (PROTOCOL.md 6.2 step 9) ---------------------------------------------------
 
-    def seen(self, msg_id: bytes) -> bool:
-        return self.db.execute("SELECT 1 FROM seen WHERE id = ?", (msg_id,)).fetchone() is not None
+    def seen(self, sender: bytes, msg_id: bytes) -> bool:
+        """Ids are scoped by sender: a peer that reuses another sender's id pre-empts nothing."""
+        row = self.db.execute("SELECT 1 FROM seen WHERE sender = ? AND id = ?", (sender, msg_id))
+        return row.fetchone() is not None
 
-    def mark_seen(self, db: sqlite3.Connection, msg_id: bytes, expires: int) -> None:
+    def mark_seen(self, db: sqlite3.Connection, sender: bytes, msg_id: bytes, expires: int) -> None:
         """Inside the caller's transaction, together with whatever else accepting a message stores.
 
         The primary key makes this the authoritative replay check: of two racing accepts of one
         id, the second fails here even if both passed :meth:`seen`.
         """
         try:
-            db.execute("INSERT INTO seen (id, expires) VALUES (?, ?)", (msg_id, expires))
+            db.execute(
+                "INSERT INTO seen (sender, id, expires) VALUES (?, ?, ?)", (sender, msg_id, expires)
+            )
         except sqlite3.IntegrityError as exc:
             raise Replay("message id was already accepted") from exc
 

@@ -219,13 +219,14 @@ def open_envelope(
     *,
     sender_of: Callable[[bytes], PublicIdentity],
     now: int,
-    seen: Callable[[bytes], bool] = lambda _id: False,
+    seen: Callable[[bytes, bytes], bool] = lambda _sender, _id: False,
     skew: int = DEFAULT_CLOCK_SKEW_SECONDS,
 ) -> Opened:
     """Verify and decrypt; return the message or raise the one Rejected that explains why.
 
     ``sender_of`` maps a node id to a trusted identity or raises (UnknownSender, PeerRevoked);
-    ``seen`` answers whether the id was accepted before (the node backs it with a table).
+    ``seen(sender, id)`` answers whether that sender's id was accepted before (ids are scoped
+    by sender, so one peer cannot pre-empt another's; the node backs it with a table).
     """
     env = decode_envelope(data)
     mine = me.node_id
@@ -262,7 +263,7 @@ def open_envelope(
         raise Malformed(
             f"signed body is not a valid {env.type} (field {exc.path or '<root>'})"
         ) from exc
-    if seen(env.id):
+    if seen(env.sender, env.id):
         raise Replay("message id was already accepted")
     return Opened(
         id=env.id,

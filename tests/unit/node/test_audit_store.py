@@ -224,11 +224,15 @@ def test_refuses_to_sign_after_the_tail_was_deleted(store: Store, alice: Identit
 
 
 def test_signs_afresh_once_the_checkpoints_are_gone(store: Store, alice: Identity) -> None:
-    """Why witnesses exist: with its own checkpoints deleted, nothing local stops the node."""
+    """Why witnesses exist: with its own checkpoints deleted, the full recomputation still
+    refuses an edited entry, but the fast check (recorded roots only) signs afresh, and an
+    attacker who also rewrites the recorded roots passes both: only witnesses catch that."""
     _signed_then(store, alice, "UPDATE audit SET entry = ? WHERE idx = 5", encode_entry(queued(99)))
     with raw(store) as db:
         db.execute("DELETE FROM checkpoints")
-    note, new = store.sign_checkpoint(alice)
+    with pytest.raises(AuditError, match="no longer give the root recorded"):
+        store.sign_checkpoint(alice)
+    note, new = store.sign_checkpoint(alice, full=False)
     assert new and opened(note, alice).size == 14
 
 
