@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 
 from cli.context import Ctx
 from cli.output import emit, json_option, note
@@ -125,6 +126,43 @@ def _verify_local(ctx: Ctx) -> dict[str, Any]:
     }
 
 
+class _ExportEntry(msgspec.Struct):
+    index: int
+    entry: bytes  # base64 in the file
+    proof: list[bytes]
+
+
+class _Export(msgspec.Struct):
+    """The shape of an export file (PROTOCOL.md 12.4), checked before anything in it is used."""
+
+    format: str
+    card: str
+    checkpoint: str
+    entries: list[_ExportEntry]
+
+
+def _read_export(path: str) -> _Export:
+    try:
+        doc = msgspec.json.decode(Path(path).read_bytes())
+    except OSError as exc:
+        raise BorderlinkError(f"cannot read audit export {path}: {exc.strerror}") from exc
+    except msgspec.DecodeError as exc:
+        raise BorderlinkError(f"cannot read audit export {path}: {exc}") from exc
+    except RecursionError as exc:
+        raise BorderlinkError(f"cannot read audit export {path}: JSON nested too deeply") from exc
+    if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
+        raise AuditError(f"{path} is not a borderlink audit export")
+    try:
+        return msgspec.convert(doc, _Export)
+    except msgspec.ValidationError as exc:
+        rule, _, where = str(exc).partition(" - at `$")
+        where = where.rstrip("`").lstrip(".")
+        rule = rule[:1].lower() + rule[1:]
+        raise AuditError(
+            f"{path} is not a well-formed audit export: {where + ': ' if where else ''}{rule}"
+        ) from exc
+
+
 def _verify_file(ctx: Ctx, path: str) -> dict[str, Any]:
     from keys.card import parse_card
     from protocol.audit import decode_entry, origin_of
@@ -132,16 +170,8 @@ def _verify_file(ctx: Ctx, path: str) -> dict[str, Any]:
     from protocol.merkle import leaf_hash, root_from_leaf_hashes, verify_inclusion
     from protocol.signednote import Verifier
 
-    try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise BorderlinkError(f"cannot read audit export {path}: {exc}") from exc
-    if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
-        raise AuditError(f"{path} is not a borderlink audit export")
-    try:
-        card = parse_card(doc["card"], now=None)
-    except KeyError as exc:
-        raise AuditError(f"{path} is not a well-formed audit export: no card") from exc
+    doc = _read_export(path)
+    card = parse_card(doc.card, now=None)
     node_id = card.identity.node_id
     own = ctx.card().identity
     if node_id != own.node_id:
@@ -152,22 +182,15 @@ def _verify_file(ctx: Ctx, path: str) -> dict[str, Any]:
                 hint="add the node's card with 'borderlink peers add' first",
             )
     origin = origin_of(node_id)
-    cp = open_checkpoint(doc["checkpoint"], [Verifier(origin, card.identity.sign_key)])
-    try:
-        entries = [
-            (
-                int(e["index"]),
-                base64.b64decode(e["entry"], validate=True),
-                [base64.b64decode(p, validate=True) for p in e["proof"]],
-            )
-            for e in doc["entries"]
-        ]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise AuditError(f"{path} is not a well-formed audit export: {exc}") from exc
-    indices = [i for i, _, _ in entries]
-    if indices != list(range(cp.size)):
-        missing = next(i for i in range(cp.size) if i >= len(indices) or indices[i] != i)
-        raise AuditError(f"audit entry {missing} is missing from the export (or out of order)")
+    cp = open_checkpoint(doc.checkpoint, [Verifier(origin, card.identity.sign_key)])
+    entries = [(e.index, e.entry, e.proof) for e in doc.entries]
+    if len(entries) > cp.size:
+        raise AuditError(f"export has entries beyond the signed checkpoint (size {cp.size})")
+    for expected, (index, _, _) in enumerate(entries):
+        if index != expected:
+            raise AuditError(f"audit entry {expected} is missing from the export (or out of order)")
+    if len(entries) < cp.size:
+        raise AuditError(f"audit entry {len(entries)} is missing from the export")
     for index, data, proof in entries:
         try:
             decode_entry(data)

@@ -73,10 +73,11 @@ def send_cmd(
             ) from None
     try:
         body = json.loads(read_text(file))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         from protocol.errors import ValidationError
 
-        raise ValidationError("", f"{file} is not JSON: {exc}") from exc
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ValidationError("", f"{file} is not JSON: {why}") from exc
     res = _admin(
         ctx,
         "POST",
@@ -163,13 +164,25 @@ def inbox_group(click_ctx: click.Context, unread: bool, as_json: bool) -> None:
     emit(rows, as_json, human)
 
 
+FROM_HELP = "Sender name, when two senders used the same message id."
+
+
+def _inbox_path(msg_id: str, sender: str | None, suffix: str = "") -> str:
+    from urllib.parse import quote
+
+    return f"/v1/inbox/{quote(msg_id, safe='')}{suffix}" + (
+        f"?from={quote(sender, safe='')}" if sender else ""
+    )
+
+
 @inbox_group.command("show")
 @click.argument("msg_id", metavar="ID")
+@click.option("--from", "sender", metavar="NAME", help=FROM_HELP)
 @json_option
 @click.pass_obj
-def inbox_show_cmd(ctx: Ctx, msg_id: str, as_json: bool) -> None:
+def inbox_show_cmd(ctx: Ctx, msg_id: str, sender: str | None, as_json: bool) -> None:
     """Decrypt and show one message (marks it read)."""
-    view = _admin(ctx, "GET", f"/v1/inbox/{msg_id}")
+    view = _admin(ctx, "GET", _inbox_path(msg_id, sender))
 
     def human(d: dict[str, Any]) -> str:
         head = (
@@ -186,11 +199,16 @@ def inbox_show_cmd(ctx: Ctx, msg_id: str, as_json: bool) -> None:
 @click.argument("msg_id", metavar="ID")
 @click.option("--action", type=click.Choice(ACTIONS), default="controlled", show_default=True)
 @click.option("--details", help="Free text for the sender.")
+@click.option("--from", "sender", metavar="NAME", help=FROM_HELP)
 @json_option
 @click.pass_obj
-def inbox_ack_cmd(ctx: Ctx, msg_id: str, action: str, details: str | None, as_json: bool) -> None:
+def inbox_ack_cmd(
+    ctx: Ctx, msg_id: str, action: str, details: str | None, sender: str | None, as_json: bool
+) -> None:
     """Acknowledge a message: sends Feedback with the action taken to its sender."""
-    res = _admin(ctx, "POST", f"/v1/inbox/{msg_id}/ack", {"action": action, "details": details})
+    res = _admin(
+        ctx, "POST", _inbox_path(msg_id, sender, "/ack"), {"action": action, "details": details}
+    )
     emit(
         res,
         as_json,

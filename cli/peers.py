@@ -45,7 +45,7 @@ def add_cmd(
     from keys.card import parse_card
     from keys.trust import PeerRecord, decide_add
     from node.audit_store import cli_actor, event
-    from protocol.errors import FingerprintMismatch, PeerKeyChanged, PeerRevoked
+    from protocol.errors import PeerKeyChanged, TrustError
 
     card = parse_card(read_text(card_file), now=ctx.now())
     store = ctx.store()
@@ -61,7 +61,7 @@ def add_cmd(
             same_name=store.peer_by_name(card.name),
             same_key=store.peer_by_id(identity.node_id),
         )
-    except (PeerKeyChanged, FingerprintMismatch, PeerRevoked) as exc:
+    except TrustError as exc:
         kind = "peer.key_changed" if isinstance(exc, PeerKeyChanged) else "peer.added"
         store.audit(event(kind, cli_actor(), outcome="refused", detail=exc.message[:200], **who))
         raise
@@ -143,10 +143,30 @@ def list_cmd(ctx: Ctx, as_json: bool) -> None:
 @click.argument("name")
 @click.pass_obj
 def remove_cmd(ctx: Ctx, name: str) -> None:
-    """Forget a peer: its messages will be refused until it is added again."""
+    """Forget a peer: its messages will be refused until it is added again (not if revoked)."""
     from node.audit_store import cli_actor, event
+    from protocol.errors import PeerRevoked
 
-    if not ctx.store().remove_peer(name, audit=event("peer.removed", cli_actor(), peer=name)):
+    store = ctx.store()
+    rec = store.peer_by_name(name)
+    if rec is not None and rec.status == "revoked":
+        # The revoked record is the tombstone that keeps the key from being trusted again
+        # (PROTOCOL.md 4); removing it would undo the revocation.
+        store.audit(
+            event(
+                "peer.removed",
+                cli_actor(),
+                outcome="refused",
+                detail="peer is revoked",
+                peer=name,
+                peer_id=rec.node_id.hex(),
+            )
+        )
+        raise PeerRevoked(
+            f"peer '{name}' is revoked and revocation is permanent: its record is kept "
+            "so its key is never trusted again"
+        )
+    if not store.remove_peer(name, audit=event("peer.removed", cli_actor(), peer=name)):
         raise UnknownPeer(f"no peer named '{name}'")
     note(f"removed peer {name}")
 

@@ -3,21 +3,23 @@
 Pure decisions over records the node stores (PROTOCOL.md section 4). A key is trusted only after a
 custodian compared its fingerprint out of band, or explicitly chose trust-on-first-use (which is
 recorded and audited). A name is bound to one signing key for good: a different key under a known
-name is refused, never silently replaced.
+name is refused, never silently replaced; a known card is replaced only by a newer one.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 import msgspec
 
-from keys.card import Card
+from keys.card import Card, parse_card
 from keys.identity import normalize_fingerprint
 from protocol.errors import (
     FingerprintMismatch,
     PeerKeyChanged,
     PeerRevoked,
+    TrustError,
     UnknownSender,
     UsageError,
 )
@@ -78,9 +80,22 @@ def decide_add(
         return "added", method
     if known.card == card.armored():
         return "unchanged", known.verified_by
-    # Same key, same name, new card (endpoints, validity): keep the stronger verification.
+    # Same key, same name, another card: only a newer one replaces it (PROTOCOL.md 4), else a stale
+    # card, still validly signed, could point deliveries back at an old endpoint.
+    known_from = parse_card(known.card, now=None).body.valid_from
+    if card.body.valid_from <= known_from:
+        raise TrustError(
+            f"card for '{card.name}' is not newer than the one already trusted "
+            f"(valid from {_utc(known_from)}); not updated",
+            hint="ask the peer for its current card",
+        )
+    # The newer card is signed by the same, already verified key: keep the stronger verification.
     best: Verification = "fingerprint" if "fingerprint" in (method, known.verified_by) else "tofu"
     return "updated", best
+
+
+def _utc(ts: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
 
 
 def require_trusted(record: PeerRecord | None, node_id: bytes) -> PeerRecord:

@@ -277,3 +277,55 @@ def test_an_export_with_an_entry_dropped_is_damaged(homes: dict[str, Path], tmp_
         5,
         "audit entry 5 is missing",
     )
+
+
+def _set(key: str, value: object) -> object:
+    def apply(doc: dict[str, object]) -> None:
+        doc[key] = value
+
+    return apply
+
+
+def _drop(key: str) -> object:
+    def apply(doc: dict[str, object]) -> None:
+        del doc[key]
+
+    return apply
+
+
+def _entry_past_the_checkpoint(doc: dict[str, list[dict[str, object]]]) -> None:
+    extra = dict(doc["entries"][-1])
+    extra["index"] = len(doc["entries"])
+    doc["entries"].append(extra)
+
+
+@pytest.mark.parametrize(
+    ("damage", "text"),
+    [
+        (_drop("checkpoint"), "not a well-formed audit export: "),
+        (_set("checkpoint", None), "not a well-formed audit export: checkpoint: "),
+        (_set("card", 5), "not a well-formed audit export: card: "),
+        (_set("entries", {"0": {}}), "not a well-formed audit export: entries: "),
+        (_set("entries", [7]), "not a well-formed audit export: entries[0]: "),
+        (_entry_past_the_checkpoint, "export has entries beyond the signed checkpoint"),
+    ],
+    ids=["no-checkpoint", "null-checkpoint", "card-5", "entries-dict", "entry-int", "extra-entry"],
+)
+def test_regression_damaged_export_gave_a_traceback(
+    homes: dict[str, Path], tmp_path: Path, damage: object, text: str
+) -> None:
+    out = export(homes, tmp_path)
+    bad = _tampered(out, damage)
+    one_line_error(cli(homes["bel"], "audit", "verify", "--file", str(bad), check=False), 5, text)
+
+
+def test_regression_deeply_nested_export_gave_a_recursion_traceback(
+    homes: dict[str, Path], tmp_path: Path
+) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    one_line_error(
+        cli(homes["bel"], "audit", "verify", "--file", str(deep), check=False),
+        1,
+        f"cannot read audit export {deep}: JSON nested too deeply",
+    )

@@ -9,6 +9,7 @@ from protocol.errors import (
     FingerprintMismatch,
     PeerKeyChanged,
     PeerRevoked,
+    TrustError,
     UnknownSender,
     UsageError,
 )
@@ -106,7 +107,9 @@ def test_readding_same_card_is_unchanged_and_keeps_stronger_verification() -> No
     assert decide_add(
         card, fingerprint=None, trust_on_first_use=True, same_name=rec, same_key=rec
     ) == ("unchanged", "fingerprint")
-    newer = card_for(fixed_identity("alice"), endpoints=["http://127.0.0.1:9000"])
+    newer = card_for(
+        fixed_identity("alice"), endpoints=["http://127.0.0.1:9000"], valid_from=NOW + 60
+    )
     tofu = record(card, verified_by="tofu")
     assert decide_add(
         newer,
@@ -114,6 +117,28 @@ def test_readding_same_card_is_unchanged_and_keeps_stronger_verification() -> No
         trust_on_first_use=False,
         same_name=tofu,
         same_key=tofu,
+    ) == ("updated", "fingerprint")
+
+
+def test_regression_older_card_does_not_replace_a_newer_one() -> None:
+    """A stale card, still validly signed by the peer's key, must not repoint its endpoints."""
+    alice = fixed_identity("alice")
+    current = card_for(alice, endpoints=["http://127.0.0.1:9000"], valid_from=NOW + 60)
+    stale = card_for(alice, endpoints=["http://10.0.0.1:7443"], valid_from=NOW)
+    same_age = card_for(alice, endpoints=["http://10.0.0.1:7443"], valid_from=NOW + 60)
+    rec = record(current, verified_by="fingerprint")
+    for old in (stale, same_age):
+        for fp, tofu in ((None, True), (alice.public.fingerprint, False)):
+            with pytest.raises(TrustError, match="not newer than the one already trusted") as exc:
+                decide_add(
+                    old, fingerprint=fp, trust_on_first_use=tofu, same_name=rec, same_key=rec
+                )
+            assert "valid from 2026-09-21 " in exc.value.message
+            assert exc.value.message.endswith("; not updated")
+    # a newer card by TOFU: the key is the one already verified by fingerprint, which stays recorded
+    newest = card_for(alice, endpoints=["http://127.0.0.1:9001"], valid_from=NOW + 120)
+    assert decide_add(
+        newest, fingerprint=None, trust_on_first_use=True, same_name=rec, same_key=rec
     ) == ("updated", "fingerprint")
 
 
