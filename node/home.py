@@ -1,6 +1,7 @@
 """The home directory: where one node keeps its keystore, card, database and config.
 
-One class knows every path, so the CLI, the daemon and the tests agree on the layout:
+One class knows every path, so the CLI, the daemon and the tests agree on the layout (the
+directory itself is private: 0700 and owned by the user; ``require`` refuses one that is not):
 
     HOME/keystore.json   secret keys, Argon2id + XChaCha20-Poly1305 (mode 0600)
     HOME/card.txt        this node's signed contact card (public)
@@ -12,6 +13,7 @@ One class knows every path, so the CLI, the daemon and the tests agree on the la
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +58,20 @@ class Home:
                 f"no borderlink identity in {self.root}",
                 hint="run 'borderlink init --name NAME ...' or pass the right --home",
             )
+        self.check_private()
+
+    def check_private(self) -> None:
+        """Refuse a home that group or others can enter or list (like ssh with ~/.ssh): its
+        database and sockets are only as private as the directory holding them."""
+        try:
+            mode = stat.S_IMODE(self.root.stat().st_mode)
+        except OSError as exc:
+            raise BorderlinkError(f"cannot read home {self.root}: {exc.strerror}") from exc
+        if mode & 0o077:
+            raise BorderlinkError(
+                f"home {self.root} is accessible by group or others (mode {mode:04o}); "
+                f"run: chmod 700 {self.root}"
+            )
 
     def create(self) -> None:
         """Create the directory private to the user (0700); refuse to reuse an initialised home."""
@@ -66,5 +82,9 @@ class Home:
             )
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # mkdir's mode applies only to a directory it creates: an existing one keeps its own.
+            if self.root.stat().st_uid != os.getuid():
+                raise BorderlinkError(f"home {self.root} belongs to another user")
+            self.root.chmod(0o700)
         except OSError as exc:
             raise BorderlinkError(f"cannot create home {self.root}: {exc.strerror}") from exc

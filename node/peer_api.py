@@ -21,12 +21,13 @@ from aiohttp import web
 from keys.card import parse_card
 from node.audit_store import event
 from node.store import Store
-from node.transport import BATCH_CONTENT_TYPE, BATCH_PATH
+from node.transport import BATCH_CONTENT_TYPE, BATCH_PATH, read_limited
 from protocol.audit import origin_of
 from protocol.batch import HTTP_STATUS, decode_batch, encode_response
 from protocol.checkpoint import CosignatureVerifier, verify_cosignature
 from protocol.errors import AuditError, Rejected
 from protocol.merkle import MerkleTree
+from protocol.signednote import Signature, parse_note
 
 if TYPE_CHECKING:
     from node.daemon import Node
@@ -38,10 +39,28 @@ GENERIC = {
 }
 
 
+MAX_COSIGNATURE_BODY = 4096  # the JSON of one cosignature: a node id, a size, a line
+MAX_COSIGNATURE_LINE = 512  # an Ed25519 cosignature line is about 190 bytes
+
+
 class CosignatureIn(msgspec.Struct, forbid_unknown_fields=True):
     witness: str
     size: int
     line: str
+
+
+def cosignature_line(signed_checkpoint: str, line: str) -> Signature:
+    """The one signature line a witness sent for ``signed_checkpoint`` (PROTOCOL.md 12.3).
+
+    A line with a newline anywhere but at its end would smuggle more lines into the note we serve,
+    e.g. a forged signature under our own key name that every honest witness then rejects.
+    """
+    body = line.removesuffix("\n")
+    if "\n" in body:
+        raise AuditError("a cosignature is one line")
+    if len(line.encode("utf-8", "surrogatepass")) > MAX_COSIGNATURE_LINE:
+        raise AuditError(f"a cosignature line is at most {MAX_COSIGNATURE_LINE} bytes")
+    return parse_note(signed_checkpoint + body + "\n").signatures[-1]
 
 
 def audit_proof(store: Store, old: int, new: int) -> list[bytes]:
@@ -178,8 +197,25 @@ def make_app(node: Node) -> web.Application:
     async def audit_cosignature(request: web.Request) -> web.Response:
         if not limiter.allow(await bucket_key(request), time.monotonic()):
             return error("rate_limited", "too many requests; retry later")
+        declared = request.content_length
+        if declared is not None and declared > MAX_COSIGNATURE_BODY:
+            await audit("oversize", f"declared {declared} bytes", request)
+            return error("oversize", f"body over {MAX_COSIGNATURE_BODY} bytes")
         try:
-            got = msgspec.json.decode(await request.read(), type=CosignatureIn)
+            raw = await asyncio.wait_for(
+                read_limited(request.content, None, MAX_COSIGNATURE_BODY),
+                timeout=limits.body_timeout,
+            )
+        except TimeoutError:
+            await audit(
+                "body_timeout", f"body not received within {limits.body_timeout} s", request
+            )
+            return error("body_timeout", f"body not received within {limits.body_timeout:.0f} s")
+        if raw is None:
+            await audit("oversize", f"body over {MAX_COSIGNATURE_BODY} bytes", request)
+            return error("oversize", f"body over {MAX_COSIGNATURE_BODY} bytes")
+        try:
+            got = msgspec.json.decode(raw, type=CosignatureIn)
             witness = bytes.fromhex(got.witness)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
             return error("malformed", "expected JSON {witness, size, line}")
@@ -193,10 +229,17 @@ def make_app(node: Node) -> web.Application:
             origin_of(witness), parse_card(rec.card, now=None).body.sign_key
         )
         try:
-            ts = verify_cosignature(cps[got.size] + got.line, verifier, now=int(time.time()))
+            sig = cosignature_line(cps[got.size], got.line)
+        except AuditError as exc:
+            return error("malformed", exc.message)
+        if sig.name != verifier.name or sig.key_id != verifier.key_id:
+            return error("bad_signature")
+        try:
+            ts = verify_cosignature(cps[got.size] + sig.line(), verifier, now=int(time.time()))
         except AuditError:
             return error("bad_signature")
-        await node.run_db(node.store.add_cosignature, got.size, witness, got.line, ts, rec.name)
+        # What we serve is our own spelling of the one line that verified, never the client's text.
+        await node.run_db(node.store.add_cosignature, got.size, witness, sig.line(), ts, rec.name)
         return web.json_response({"status": "stored"})
 
     app.router.add_get("/v1/audit/checkpoint", audit_checkpoint)

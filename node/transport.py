@@ -16,10 +16,29 @@ from protocol.errors import NodeError
 
 BATCH_PATH = "/v1/envelopes"
 BATCH_CONTENT_TYPE = "application/vnd.borderlink.batch+msgpack"
+MAX_BATCH_RESPONSE = 4 * 1024 * 1024  # receipts for a full batch are a few hundred KiB at most
 
 
 class DeliveryFailed(NodeError):
     """The request did not produce an answer from the peer; always worth retrying."""
+
+
+async def read_limited(
+    stream: aiohttp.StreamReader, declared: int | None, limit: int
+) -> bytes | None:
+    """A whole HTTP body, or None if it declares or turns out to be over ``limit`` bytes.
+
+    Never holds more than ``limit + 1`` bytes, whatever the other side sends.
+    """
+    if declared is not None and declared > limit:
+        return None
+    buf = bytearray()
+    while len(buf) <= limit:
+        chunk = await stream.read(limit + 1 - len(buf))
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+    return None
 
 
 class Transport(Protocol):
@@ -52,7 +71,11 @@ class HttpTransport:
             async with self._session.post(
                 endpoint.rstrip("/") + BATCH_PATH, data=body, headers=headers
             ) as resp:
-                return resp.status, resp.content_type, await resp.read()
+                answer = await read_limited(resp.content, resp.content_length, MAX_BATCH_RESPONSE)
+                if answer is None:
+                    limit = f"{MAX_BATCH_RESPONSE // 2**20} MiB"
+                    raise DeliveryFailed(f"{where} answered with more than {limit}")
+                return resp.status, resp.content_type, answer
         except aiohttp.ClientConnectorError as exc:
             reason = (
                 "connection refused"

@@ -2,10 +2,12 @@
 
 Every ``witness_interval`` this node fetches each trusted peer's latest signed checkpoint, checks
 the signature with the key from the peer's card, and compares it with the newest checkpoint it
-kept from that peer: a smaller tree (rollback), another root at the same size (fork) or a failed
-consistency proof is misbehaviour, kept with both signed notes as evidence. A consistent extension
-is stored and cosigned, and the cosignature is sent back to the peer, so a node that later shows
-anyone a different history contradicts what its witnesses signed.
+kept from that peer: a smaller tree (rollback) or another root at the same size (fork) is
+misbehaviour, kept with both signed notes as evidence. A consistency proof is not signed (a proxy
+or anyone on the path to an http:// endpoint could alter it), so one that fails is fetched once
+more, and only a second failure is kept as evidence, with the proof. Answers are read up to a size
+limit. A consistent extension is stored and cosigned, and the cosignature is sent back to the peer,
+so a node that later shows anyone a different history contradicts what its witnesses signed.
 """
 
 from __future__ import annotations
@@ -19,8 +21,15 @@ import msgspec
 import structlog
 
 from node.delivery import PeerInfo
+from node.transport import read_limited
 from protocol.audit import origin_of
-from protocol.checkpoint import Checkpoint, check_extension, cosign, open_checkpoint
+from protocol.checkpoint import (
+    BadConsistencyProof,
+    Checkpoint,
+    check_extension,
+    cosign,
+    open_checkpoint,
+)
 from protocol.errors import AuditError
 from protocol.signednote import Verifier
 
@@ -28,6 +37,9 @@ if TYPE_CHECKING:
     from node.daemon import Node
 
 log = structlog.get_logger("borderlink.witness")
+
+MAX_NOTE = 64 * 1024  # a checkpoint with up to 100 signature lines is under 16 KiB
+MAX_PROOF = 16 * 1024  # a proof for 2^63 entries is at most 63 hashes, about 3 KiB as JSON
 
 
 class ProofBody(msgspec.Struct):
@@ -60,7 +72,13 @@ class Witness:
         async with session.get(f"{base}/v1/audit/checkpoint") as resp:
             if resp.status != 200:
                 return f"no checkpoint (HTTP {resp.status})"
-            note = await resp.text()
+            raw = await read_limited(resp.content, resp.content_length, MAX_NOTE)
+        if raw is None:
+            raise AuditError(f"checkpoint is over {MAX_NOTE // 1024} KiB")
+        try:
+            note = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise AuditError("checkpoint is not UTF-8") from exc
         origin = origin_of(peer.node_id)
         new = open_checkpoint(note, [Verifier(origin, peer.identity.sign_key)])
         if new.origin != origin:
@@ -69,37 +87,68 @@ class Witness:
         signed = body + "\n" + _line_of(note, origin)
         seen = await self.node.run_db(self.node.store.witnessed, peer.node_id)
         old_cp, old_note = seen if seen else (None, None)
-        proof: list[bytes] = []
-        if old_cp is not None and new.size > old_cp.size and old_cp.size > 0:
-            url = f"{base}/v1/audit/consistency?old={old_cp.size}&new={new.size}"
-            async with session.get(url) as resp:
-                if resp.status != 200:
-                    return f"no consistency proof (HTTP {resp.status})"
-                got = msgspec.json.decode(await resp.read(), type=ProofBody)
-            proof = [base64.b64decode(p) for p in got.proof]
         if old_cp is not None and new.size == old_cp.size and new.root_hash == old_cp.root_hash:
             return f"consistent at size {new.size}"
-        try:
-            check_extension(old_cp if old_cp and old_cp.size > 0 else None, new, proof)
-        except AuditError as exc:
-            kind = type(exc).__name__.lower()
-            new_evidence = await self.node.run_db(
-                self.node.store.record_evidence,
-                peer.node_id,
-                kind,
-                old_note,
-                signed,
-                exc.message,
-                peer.name,
-            )
-            if new_evidence:
-                log.error("witness.misbehaviour", peer=peer.name, kind=kind, detail=exc.message)
-            return f"MISBEHAVIOUR: {exc.message}"
+        old = old_cp if old_cp is not None and old_cp.size > 0 else None
+        proof: list[bytes] = []
+        for attempt in (1, 2):
+            if old is not None and new.size > old.size:
+                got = await self._proof(session, base, old.size, new.size)
+                if isinstance(got, str):
+                    return got
+                proof = got
+            try:
+                check_extension(old, new, proof)
+                break
+            except BadConsistencyProof as exc:
+                # The proof is unsigned: a proxy or anyone on the path of an http:// endpoint
+                # could have altered it. Ask once more before blaming the log (PROTOCOL.md 12.3).
+                if attempt == 1:
+                    log.warning("witness.bad_proof_retry", peer=peer.name, detail=exc.message)
+                    continue
+                detail = exc.message + "\nproof:\n" + "".join(_b64(h) + "\n" for h in proof)
+                return await self._misbehaviour(
+                    peer, "badconsistencyproof", old_note, signed, detail
+                )
+            except AuditError as exc:  # rollback or fork: both are in notes the log signed
+                kind = type(exc).__name__.lower()
+                return await self._misbehaviour(peer, kind, old_note, signed, exc.message)
         await self.node.run_db(
             self.node.store.record_witnessed, peer.node_id, new, signed, peer.name
         )
         await self._cosign(session, base, peer, new, body)
         return f"cosigned size {new.size}"
+
+    async def _proof(
+        self, session: aiohttp.ClientSession, base: str, old: int, new: int
+    ) -> list[bytes] | str:
+        """The log's consistency proof from ``old`` to ``new``, or the status line if it has none."""
+        async with session.get(f"{base}/v1/audit/consistency?old={old}&new={new}") as resp:
+            if resp.status != 200:
+                return f"no consistency proof (HTTP {resp.status})"
+            raw = await read_limited(resp.content, resp.content_length, MAX_PROOF)
+        if raw is None:
+            raise AuditError(f"consistency proof is over {MAX_PROOF // 1024} KiB")
+        got = msgspec.json.decode(raw, type=ProofBody)
+        return [base64.b64decode(p) for p in got.proof]
+
+    async def _misbehaviour(
+        self, peer: PeerInfo, kind: str, old_note: str | None, new_note: str, detail: str
+    ) -> str:
+        """Keep the evidence (once per offending note), log it, and say so in the status."""
+        new_evidence = await self.node.run_db(
+            self.node.store.record_evidence,
+            peer.node_id,
+            kind,
+            old_note,
+            new_note,
+            detail,
+            peer.name,
+        )
+        summary = detail.split("\n", 1)[0]
+        if new_evidence:
+            log.error("witness.misbehaviour", peer=peer.name, kind=kind, detail=detail)
+        return f"MISBEHAVIOUR: {summary}"
 
     async def _cosign(
         self, session: aiohttp.ClientSession, base: str, peer: PeerInfo, cp: Checkpoint, body: str
@@ -110,6 +159,10 @@ class Witness:
         async with session.post(f"{base}/v1/audit/cosignature", json=payload) as resp:
             if resp.status != 200:
                 log.warning("witness.cosignature_refused", peer=peer.name, status=resp.status)
+
+
+def _b64(h: bytes) -> str:
+    return base64.b64encode(h).decode("ascii")
 
 
 def _line_of(note: str, name: str) -> str:

@@ -1,0 +1,337 @@
+"""Witnessing against hostile answers (PROTOCOL.md 12.3), each bug pinned with real aiohttp servers
+on 127.0.0.1 and real nodes (not started: the tests call the peer API and the witness directly).
+
+Bob keeps the log; Alice witnesses it. A proxy between them stands for whatever sits on the path of
+an http:// endpoint: it can change the unsigned consistency proof, not the signed notes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from structlog.testing import capture_logs
+
+from keys.card import make_card
+from keys.trust import PeerRecord
+from node.audit_store import event
+from node.config import Config, Limits
+from node.daemon import Node
+from node.delivery import PeerInfo
+from node.home import Home
+from node.peer_api import make_app
+from protocol.audit import origin_of
+from protocol.checkpoint import CosignatureVerifier, cosign, open_checkpoint, verify_cosignature
+from protocol.errors import AuditError
+from protocol.signednote import (
+    ALG_COSIGNATURE_V1,
+    ALG_ED25519,
+    SIG_PREFIX,
+    Verifier,
+    key_id,
+    parse_note,
+)
+from protocol.signednote import public_key_bytes as raw_key
+from tests.conftest import fixed_identity
+
+COSIGNATURE = "/v1/audit/cosignature"
+
+
+def make_node(root: Path, name: str, **limits: Any) -> Node:
+    ident = fixed_identity(name)
+    home = Home(root / name)
+    home.create()
+    now = int(time.time())
+    card = make_card(
+        ident,
+        name=name,
+        unit_type="PCU",
+        country="ME",
+        location="MEBAR",
+        endpoints=["http://127.0.0.1:1"],
+        valid_from=now - 10,
+        valid_until=now + 86400,
+    )
+    home.card.write_text(card.armored())
+    return Node(home, Config(limits=Limits(**limits)), ident)
+
+
+def trust(node: Node, other: Node) -> None:
+    node.store.put_peer(
+        PeerRecord(
+            name=other.card.name,
+            node_id=other.identity.node_id,
+            fingerprint=other.card.identity.fingerprint,
+            card=other.card_text,
+            verified_by="fingerprint",
+            added_at=int(time.time()),
+        )
+    )
+
+
+async def grow(log: Node, entries: int) -> tuple[int, str]:
+    for _ in range(entries):
+        await log.run_db(log.store.audit, event("node.initialised"))
+    await log.checkpoint(force=True)
+    size, _root, note = await log.run_db(log.store.latest_checkpoint)
+    return int(size), str(note)
+
+
+def log_verifier(log: Node) -> Verifier:
+    return Verifier(origin_of(log.identity.node_id), log.identity.signing_key.public_key())
+
+
+def cosignature(witness: Node, note: str) -> str:
+    name = origin_of(witness.identity.node_id)
+    return cosign(parse_note(note).text, name, witness.identity.signing_key, int(time.time()))
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
+    bob = make_node(tmp_path, "bob", body_timeout=0.5)
+    alice = make_node(tmp_path, "alice")
+    trust(bob, alice)
+    trust(alice, bob)
+    try:
+        yield bob, alice
+    finally:
+        await bob.stop()
+        await alice.stop()
+
+
+@pytest.fixture
+async def bob_api(nodes: tuple[Node, Node]) -> AsyncIterator[TestClient[Any, Any]]:
+    bob, _alice = nodes
+    await grow(bob, 1)
+    async with TestClient(TestServer(make_app(bob))) as client:
+        yield client
+
+
+# Bug 3: POST /v1/audit/cosignature stored the client's line verbatim -----------------------------
+
+
+async def test_cosignature_line_smuggling_a_forged_log_signature_is_refused(
+    nodes: tuple[Node, Node], bob_api: TestClient[Any, Any]
+) -> None:
+    bob, alice = nodes
+    size, note = await grow(bob, 0)
+    logname = origin_of(bob.identity.node_id)
+    kid = key_id(logname, ALG_ED25519, raw_key(bob.identity.signing_key.public_key()))
+    forged = f"{SIG_PREFIX}{logname} {base64.b64encode(kid + bytes(64)).decode()}\n"
+    line = cosignature(alice, note) + forged
+    payload = {"witness": alice.identity.node_id.hex(), "size": size, "line": line}
+    resp = await bob_api.post(COSIGNATURE, json=payload)
+    assert resp.status == 400
+    assert (await resp.json())["error"] == "malformed"
+    served = await (await bob_api.get("/v1/audit/checkpoint")).text()
+    assert served == note
+    open_checkpoint(served, [log_verifier(bob)])  # every honest witness still accepts it
+
+
+async def test_cosignature_is_stored_in_the_nodes_own_spelling(
+    nodes: tuple[Node, Node], bob_api: TestClient[Any, Any]
+) -> None:
+    bob, alice = nodes
+    size, note = await grow(bob, 0)
+    line = cosignature(alice, note)
+    payload = {"witness": alice.identity.node_id.hex(), "size": size, "line": line.rstrip("\n")}
+    resp = await bob_api.post(COSIGNATURE, json=payload)
+    assert resp.status == 200, await resp.text()
+    served = await (await bob_api.get("/v1/audit/checkpoint")).text()
+    assert served == note + line
+    open_checkpoint(served, [log_verifier(bob)])
+    witness = CosignatureVerifier(origin_of(alice.identity.node_id), alice.card.body.sign_key)
+    verify_cosignature(served, witness)
+
+
+async def test_cosignature_under_another_name_than_the_witness_is_refused(
+    nodes: tuple[Node, Node], bob_api: TestClient[Any, Any]
+) -> None:
+    bob, alice = nodes
+    size, note = await grow(bob, 0)
+    line = cosignature(alice, note).replace(
+        origin_of(alice.identity.node_id), origin_of(bob.identity.node_id)
+    )
+    payload = {"witness": alice.identity.node_id.hex(), "size": size, "line": line}
+    resp = await bob_api.post(COSIGNATURE, json=payload)
+    assert (await resp.json())["error"] == "bad_signature"
+    assert await (await bob_api.get("/v1/audit/checkpoint")).text() == note
+
+
+async def test_cosignature_line_over_512_bytes_is_refused(
+    nodes: tuple[Node, Node], bob_api: TestClient[Any, Any]
+) -> None:
+    bob, alice = nodes
+    size, _note = await grow(bob, 0)
+    name = origin_of(alice.identity.node_id)
+    kid = key_id(name, ALG_COSIGNATURE_V1, raw_key(alice.identity.signing_key.public_key()))
+    line = f"{SIG_PREFIX}{name} {base64.b64encode(kid + bytes(600)).decode()}\n"
+    payload = {"witness": alice.identity.node_id.hex(), "size": size, "line": line}
+    resp = await bob_api.post(COSIGNATURE, json=payload)
+    assert resp.status == 400
+    assert (await resp.json())["error"] == "malformed"
+
+
+async def test_cosignature_body_over_4_kib_is_refused(bob_api: TestClient[Any, Any]) -> None:
+    declared = await bob_api.post(COSIGNATURE, data=b"{" + b" " * 5000 + b"}")
+    assert declared.status == 413
+    assert (await declared.json())["error"] == "oversize"
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(8):
+            yield b" " * 1024
+
+    streamed = await bob_api.post(COSIGNATURE, data=chunks())
+    assert streamed.status == 413
+
+
+async def test_cosignature_body_trickling_in_times_out(bob_api: TestClient[Any, Any]) -> None:
+    assert bob_api.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", bob_api.port)
+    try:
+        writer.write(
+            f"POST {COSIGNATURE} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100\r\n\r\n{".encode()
+        )
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(4096), timeout=5)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408")
+
+
+# Bug 4: the witness read answers of any size ----------------------------------------------------
+
+
+@dataclass
+class Proxy:
+    """Forwards the witness's requests to the log, handing each proof to ``change``."""
+
+    upstream: TestClient[Any, Any]
+    change: Callable[[int, dict[str, Any]], bytes | None]
+    proofs_served: int = 0
+    given: list[list[str]] = field(default_factory=list)
+
+    def app(self) -> web.Application:
+        async def checkpoint(_request: web.Request) -> web.Response:
+            return web.Response(text=await (await self.upstream.get("/v1/audit/checkpoint")).text())
+
+        async def consistency(request: web.Request) -> web.Response:
+            got = await (await self.upstream.get(request.path_qs)).json()
+            self.proofs_served += 1
+            body = self.change(self.proofs_served, got)
+            if body is None:
+                body = json.dumps(got).encode()
+            return web.Response(body=body, content_type="application/json")
+
+        async def cosign_(request: web.Request) -> web.Response:
+            resp = await self.upstream.post(COSIGNATURE, data=await request.read())
+            return web.Response(status=resp.status, body=await resp.read())
+
+        app = web.Application()
+        app.router.add_get("/v1/audit/checkpoint", checkpoint)
+        app.router.add_get("/v1/audit/consistency", consistency)
+        app.router.add_post(COSIGNATURE, cosign_)
+        return app
+
+
+def altered(given: list[list[str]]) -> Callable[[int, dict[str, Any]], bytes]:
+    def change(_n: int, got: dict[str, Any]) -> bytes:
+        proof = [base64.b64encode(bytes(32)).decode(), *got["proof"][1:]]
+        given.append(proof)
+        return json.dumps({**got, "proof": proof}).encode()
+
+    return change
+
+
+async def witnessed_twice(
+    nodes: tuple[Node, Node], change: Callable[[int, dict[str, Any]], bytes | None]
+) -> tuple[str, str, Proxy]:
+    """Alice witnesses Bob once through the proxy, Bob's log grows, Alice witnesses again."""
+    bob, alice = nodes
+    await grow(bob, 1)
+    async with AsyncExitStack() as stack:
+        upstream = await stack.enter_async_context(TestClient(TestServer(make_app(bob))))
+        proxy = Proxy(upstream, change)
+        server = await stack.enter_async_context(TestServer(proxy.app()))
+        peer = PeerInfo("bob", bob.identity.node_id, bob.card.identity, str(server.make_url("")))
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        first = await alice.witness.check(session, peer)
+        await grow(bob, 5)
+        second = await alice.witness.check(session, peer)
+    return first, second, proxy
+
+
+async def test_witness_read_a_checkpoint_answer_of_any_size(nodes: tuple[Node, Node]) -> None:
+    bob, alice = nodes
+    sent = [0]
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        chunk = b"A" * 2**20
+        try:
+            for _ in range(256):
+                await resp.write(chunk)
+                sent[0] += len(chunk)
+        except ConnectionError:
+            pass
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/v1/audit/checkpoint", endless)
+    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+        peer = PeerInfo("bob", bob.identity.node_id, bob.card.identity, str(server.make_url("")))
+        with pytest.raises(AuditError, match="checkpoint is over 64 KiB"):
+            await alice.witness.check(session, peer)
+    assert sent[0] < 64 * 2**20
+
+
+async def test_witness_read_a_proof_answer_of_any_size(nodes: tuple[Node, Node]) -> None:
+    huge = b'{"proof": ["' + b"A" * 2**20 + b'"]}'
+    with pytest.raises(AuditError, match="consistency proof is over 16 KiB"):
+        await witnessed_twice(nodes, lambda _n, _got: huge)
+    assert nodes[1].store.evidence() == []
+
+
+# Bug 10: one altered proof (unsigned data) was taken as evidence against the log ----------------
+
+
+async def test_witness_took_one_altered_proof_as_misbehaviour(nodes: tuple[Node, Node]) -> None:
+    given: list[list[str]] = []
+    tamper = altered(given)
+    first, second, proxy = await witnessed_twice(
+        nodes, lambda n, got: tamper(n, got) if n == 1 else None
+    )
+    assert first.startswith("cosigned size ")
+    assert second.startswith("cosigned size "), second
+    assert proxy.proofs_served == 2
+    assert nodes[1].store.evidence() == []
+
+
+async def test_witness_keeps_a_proof_that_fails_twice_with_the_evidence(
+    nodes: tuple[Node, Node],
+) -> None:
+    given: list[list[str]] = []
+    with capture_logs() as logs:
+        _first, second, proxy = await witnessed_twice(nodes, altered(given))
+    assert second.startswith("MISBEHAVIOUR: ")
+    assert "\n" not in second
+    assert proxy.proofs_served == 2
+    [evidence] = nodes[1].store.evidence()
+    assert evidence["kind"] == "badconsistencyproof"
+    assert evidence["detail"].endswith("proof:\n" + "".join(h + "\n" for h in given[-1]))
+    events = [e["event"] for e in logs]
+    assert events.count("witness.bad_proof_retry") == 1
+    assert events.count("witness.misbehaviour") == 1
