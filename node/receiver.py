@@ -140,10 +140,7 @@ class Receiver:
                 )
         return BatchResponse(results, receipts)
 
-
-    def _audit_rejections(
-        self, items: list[_Item], results: list[ItemResult], source: str
-    ) -> None:
+    def _audit_rejections(self, items: list[_Item], results: list[ItemResult], source: str) -> None:
         """Rejections by an authenticated sender are always audited. Unauthenticated junk is
         sampled per (source, reason): the 1st, 2nd, 4th, 8th... with the running count, so
         anonymous traffic cannot grow the permanent, witnessed log one entry per item."""
@@ -158,9 +155,16 @@ class Receiver:
                 if n & (n - 1):
                     continue
                 detail = f"{n} so far from this source; last: {detail}"
-            entries.append(event("message.rejected", outcome=reason, detail=detail,
-                                 peer_id=_claimed_sender(it.data), source=source,
-                                 message_id=res.id.hex() if res.id else None))
+            entries.append(
+                event(
+                    "message.rejected",
+                    outcome=reason,
+                    detail=detail,
+                    peer_id=_claimed_sender(it.data),
+                    source=source,
+                    message_id=res.id.hex() if res.id else None,
+                )
+            )
         if entries:
             with self.store.transaction() as db:
                 for entry in entries:

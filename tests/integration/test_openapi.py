@@ -175,12 +175,14 @@ def request(url: str, method: str = "GET", body: bytes | None = None, sender: st
         return Answer(exc.code, exc.headers.get_content_type(), exc.read())
 
 
-def raw_post(port: int, head_extra: str, body: bytes, wait: float = 0.0) -> Answer:
+def raw_post(
+    port: int, head_extra: str, body: bytes, wait: float = 0.0, path: str = "/v1/envelopes"
+) -> Answer:
     """A POST written by hand: to declare a length and then send less (or nothing)."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(
             (
-                f"POST /v1/envelopes HTTP/1.1\r\nHost: x\r\nContent-Type: {BATCH}\r\n"
+                f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {BATCH}\r\n"
                 f"X-Borderlink-Sender: raw-{head_extra[:8]}\r\n{head_extra}\r\n"
             ).encode()
             + body
@@ -343,6 +345,15 @@ def audit_probes(bar: NodeProc, peer: Any) -> list[tuple[str, str, Answer, str |
         ("/v1/audit/cosignature", "post", cosig(pid, size, line), None),
         ("/v1/audit/cosignature", "post", cosig(pid, size + 99, line), "malformed"),
         ("/v1/audit/cosignature", "post", cosig(other, size, line), "unknown_sender"),
+        ("/v1/audit/cosignature", "post", cosig(pid, size, "x" * 5000), "oversize"),
+        (
+            "/v1/audit/cosignature",
+            "post",
+            raw_post(
+                bar.port, "Content-Length: 100\r\n", b"{", wait=0.8, path="/v1/audit/cosignature"
+            ),
+            "body_timeout",
+        ),
         (
             "/v1/audit/cosignature",
             "post",
