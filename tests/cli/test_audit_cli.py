@@ -19,42 +19,19 @@ from protocol.audit import AuditEntry, origin_of
 from protocol.checkpoint import open_checkpoint
 from protocol.merkle import leaf_hash, verify_inclusion
 from protocol.signednote import Verifier
-from tests.integration.harness import cli, cli_json, env
+from tests.integration.harness import cli, cli_json, env, init_home, one_line_error
 
 MSG = "0123456789abcdef" * 2
 DAY_MS = 86_400_000
-
-
-def init(home: Path, name: str, unit: str, cc: str, loc: str) -> None:
-    cli(
-        home,
-        "init",
-        "--name",
-        name,
-        "--unit-type",
-        unit,
-        "--country",
-        cc,
-        "--location",
-        loc,
-        "--kdf-profile",
-        "interactive",
-    )
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str], code: int, text: str) -> None:
-    assert proc.returncode == code, proc.stderr
-    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert text in proc.stderr, proc.stderr
 
 
 @pytest.fixture
 def homes(tmp_path: Path) -> dict[str, Path]:
     """bar (the log), bel (trusts bar's card) and zag (trusts nobody); bar has some history."""
     h = {n: tmp_path / n for n in ("bar", "bel", "zag")}
-    init(h["bar"], "bar-pcu", "PCU", "ME", "MEBAR")
-    init(h["bel"], "belgrade-accu", "ACCU", "RS", "RSBEG")
-    init(h["zag"], "zagreb-jaitf", "JAITF", "HR", "HRZAG")
+    init_home(h["bar"], "bar-pcu")
+    init_home(h["bel"], "belgrade-accu")
+    init_home(h["zag"], "zagreb-jaitf")
     cli(h["bar"], "keys", "export-card", "-o", str(tmp_path / "bar.card"))
     fp = cli_json(h["bar"], "keys", "show")["fingerprint"]
     cli(h["bel"], "peers", "add", str(tmp_path / "bar.card"), "--fingerprint", fp)

@@ -14,34 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import cli, cli_json, env
+from tests.integration.harness import cli, cli_json, env, init_home, one_line_error
 
 TYPES = ["seizure-alert", "risk-profile"]
-
-
-def init(home: Path, name: str, unit: str, cc: str, loc: str) -> None:
-    cli(
-        home,
-        "init",
-        "--name",
-        name,
-        "--unit-type",
-        unit,
-        "--country",
-        cc,
-        "--location",
-        loc,
-        "--kdf-profile",
-        "interactive",
-    )
 
 
 @pytest.fixture
 def homes(tmp_path: Path) -> dict[str, Path]:
     h = {n: tmp_path / n for n in ("bar", "bel", "zag")}
-    init(h["bar"], "bar-pcu", "PCU", "ME", "MEBAR")
-    init(h["bel"], "belgrade-accu", "ACCU", "RS", "RSBEG")
-    init(h["zag"], "zagreb-jaitf", "JAITF", "HR", "HRZAG")
+    init_home(h["bar"], "bar-pcu")
+    init_home(h["bel"], "belgrade-accu")
+    init_home(h["zag"], "zagreb-jaitf")
     for n, home in h.items():
         cli(home, "keys", "export-card", "-o", str(tmp_path / f"{n}.card"))
     fp = {n: cli_json(home, "keys", "show")["fingerprint"] for n, home in h.items()}
@@ -74,12 +57,6 @@ def seal_alert(homes: dict[str, Path], tmp_path: Path, *extra: str) -> Path:
         str(sealed),
     )
     return sealed
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str], code: int, text: str) -> None:
-    assert proc.returncode == code, proc.stderr
-    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
-    assert text in proc.stderr
 
 
 @pytest.mark.parametrize("type_name", TYPES)
@@ -165,7 +142,7 @@ def test_trust_mistakes(homes: dict[str, Path], tmp_path: Path) -> None:
     )
     # a new identity under a known name is refused
     impostor = tmp_path / "impostor"
-    init(impostor, "belgrade-accu", "ACCU", "RS", "RSBEG")
+    init_home(impostor, "belgrade-accu")
     cli(impostor, "keys", "export-card", "-o", str(tmp_path / "impostor.card"))
     one_line_error(
         cli(

@@ -3,7 +3,6 @@ terminal doing what used to go wrong, and now gets one line and the right exit c
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,39 +10,15 @@ import pytest
 from keys.card import make_card, parse_card
 from keys.identity import Identity
 from keys.keystore import open_keystore, read_keystore_file
-from tests.integration.harness import PASSPHRASE, cli, cli_json
-
-
-def init(home: Path, name: str, unit: str, cc: str, loc: str, *extra: str) -> None:
-    cli(
-        home,
-        "init",
-        "--name",
-        name,
-        "--unit-type",
-        unit,
-        "--country",
-        cc,
-        "--location",
-        loc,
-        "--kdf-profile",
-        "interactive",
-        *extra,
-    )
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str], code: int, text: str) -> None:
-    assert proc.returncode == code, proc.stderr
-    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert text in proc.stderr, proc.stderr
+from tests.integration.harness import PASSPHRASE, cli, cli_json, init_home, one_line_error
 
 
 @pytest.fixture
 def homes(tmp_path: Path) -> dict[str, Path]:
     """Bar PCU trusts Belgrade ACCU's card, fingerprint compared."""
     h = {"bar": tmp_path / "bar", "bel": tmp_path / "bel"}
-    init(h["bar"], "bar-pcu", "PCU", "ME", "MEBAR")
-    init(h["bel"], "belgrade-accu", "ACCU", "RS", "RSBEG", "--endpoint", "http://127.0.0.1:7443")
+    init_home(h["bar"], "bar-pcu")
+    init_home(h["bel"], "belgrade-accu", "--endpoint", "http://127.0.0.1:7443")
     cli(h["bel"], "keys", "export-card", "-o", str(tmp_path / "bel.card"))
     fp = cli_json(h["bel"], "keys", "show")["fingerprint"]
     cli(h["bar"], "peers", "add", str(tmp_path / "bel.card"), "--fingerprint", fp)

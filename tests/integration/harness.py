@@ -131,31 +131,42 @@ class NodeProc:
         return cli_json(self.home, *args)
 
 
+def init_home(home: Path, name: str, *extra: str) -> None:
+    """``borderlink init`` for one of the UNITS, with the fast KDF profile tests use."""
+    unit, cc, loc = UNITS[name]
+    cli(
+        home,
+        "init",
+        "--name",
+        name,
+        "--unit-type",
+        unit,
+        "--country",
+        cc,
+        "--location",
+        loc,
+        "--kdf-profile",
+        "interactive",
+        *extra,
+    )
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+    """What a person must see for a mistake: one line on stderr, no traceback, the exit code."""
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert text in proc.stderr, proc.stderr
+
+
 def make_network(
     root: Path, names: list[str], *, start: bool = True, extra_env: dict[str, str] | None = None
 ) -> dict[str, NodeProc]:
     """Init one home per name, exchange cards with fingerprints both ways, start the nodes."""
     nodes: dict[str, NodeProc] = {}
     for name in names:
-        unit, cc, loc = UNITS[name]
         port = free_port()
         home = root / name
-        cli(
-            home,
-            "init",
-            "--name",
-            name,
-            "--unit-type",
-            unit,
-            "--country",
-            cc,
-            "--location",
-            loc,
-            "--endpoint",
-            f"http://127.0.0.1:{port}",
-            "--kdf-profile",
-            "interactive",
-        )
+        init_home(home, name, "--endpoint", f"http://127.0.0.1:{port}")
         cli(home, "keys", "export-card", "-o", str(root / f"{name}.card"))
         nodes[name] = NodeProc(name, home, port, root / f"{name}.log", dict(extra_env or {}))
     for a in nodes.values():

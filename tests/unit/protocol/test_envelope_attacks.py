@@ -207,7 +207,9 @@ def test_replay_is_detected_only_after_authentication(
 ) -> None:
     env = sealed(alice, bob)
     with pytest.raises(Replay):
-        open_envelope(env.encode(), bob, sender_of=directory(alice), now=NOW, seen=lambda _s, _i: True)
+        open_envelope(
+            env.encode(), bob, sender_of=directory(alice), now=NOW, seen=lambda _s, _i: True
+        )
     # An unauthenticated message with a seen id learns nothing about the id: it fails on crypto.
     forged = craft(mallory, alice.node_id, [bob], [bob.node_id])
     with pytest.raises(BadSignature):
