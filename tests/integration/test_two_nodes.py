@@ -137,3 +137,18 @@ def test_partial_delivery_exits_6_and_undeliverable_messages_expire(
             break
         time.sleep(0.2)
     assert row["status"] == "expired" and row["next_attempt"] is None
+
+
+def test_serve_on_a_taken_port_is_one_line_exit_3(pair: dict[str, NodeProc]) -> None:
+    import socket
+
+    from tests.integration.harness import one_line_error
+
+    bar = pair["bar-pcu"]
+    assert bar.stop() == 0
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", bar.port))
+        taken.listen()
+        proc = bar.cli("serve", "--listen", f"127.0.0.1:{bar.port}", check=False, timeout=30)
+    one_line_error(proc, 3, "address already in use")
