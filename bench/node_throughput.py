@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sqlite3
 import tempfile
 import threading
 import time
@@ -35,10 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SENDER, RECEIVER = "bar-pcu", "belgrade-accu"
-MESSAGE_TYPE = "seizure-alert"
-TTL = 3600
-RETRY_ENV = {"BORDERLINK_DELIVERY_BACKOFF_BASE": "0.05", "BORDERLINK_DELIVERY_BACKOFF_MAX": "0.25"}
+from bench.node_pair import (
+    MESSAGE_TYPE,
+    RECEIVER,
+    SENDER,
+    TTL,
+    Pair,
+    limits_env,
+)
+
 TARGETS = {"backed_up": 4000.0, "one_at_a_time": 1500.0, "steady_p99_ms": 20.0}
 UNBATCHED_CONCURRENCY = (2, 8)  # 2 is the default; the target is judged on the first
 SEQUENTIAL = "sequential send-and-wait (latency bound)"
@@ -73,12 +76,6 @@ FULL = Plan(
     crypto_seconds=3.0,
     phase_timeout=60,
 )
-
-
-def limits_env() -> dict[str, str]:
-    """``BORDERLINK_LIMITS_*`` from this process's environment, passed on to both nodes (the test
-    harness gives nodes a clean environment), e.g. to see what the peer API rate limit costs."""
-    return {k: v for k, v in os.environ.items() if k.startswith("BORDERLINK_LIMITS_")}
 
 
 def body_1k() -> dict[str, Any]:
@@ -172,119 +169,6 @@ def crypto_ceiling(seconds: float, body: bytes) -> Ceiling:
 
 
 # the two nodes ---------------------------------------------------------------------------------
-
-
-class Pair:
-    """The running pair, the admin socket of the sender and read-only views of both databases."""
-
-    def __init__(self, root: Path) -> None:
-        from tests.integration.harness import make_network
-
-        self.root = root
-        # Short retry delays so the backlog phase resumes as soon as the receiver is back.
-        self.nodes = make_network(root, [SENDER, RECEIVER], extra_env=RETRY_ENV | limits_env())
-        self.sock = self.nodes[SENDER].home / "admin.sock"
-        self.out = _readonly(self.nodes[SENDER].home / "node.db")
-        self.inbox = _readonly(self.nodes[RECEIVER].home / "node.db")
-
-    def restart_sender(self, env: dict[str, str]) -> None:
-        """Restart the sender with ``env`` on top of the bench's own settings (bounded: 20 s)."""
-        node = self.nodes[SENDER]
-        node.stop()
-        node.extra_env = RETRY_ENV | limits_env() | env
-        node.start()
-
-    def close(self) -> None:
-        from tests.integration.harness import stop_all
-
-        self.out.close()
-        self.inbox.close()
-        stop_all(self.nodes)
-
-    def send(self, body: dict[str, Any]) -> str:
-        from cli.admin_client import call
-
-        res = call(
-            self.sock,
-            "POST",
-            "/v1/send",
-            {"to": [RECEIVER], "type": MESSAGE_TYPE, "body": body, "ttl": TTL},
-        )
-        return str(res["id"])
-
-    def delivered(self) -> int:
-        return int(
-            self.out.execute("SELECT COUNT(*) FROM outbox WHERE status = 'delivered'").fetchone()[0]
-        )
-
-    def is_delivered(self, msg_id: str) -> bool:
-        row = self.out.execute(
-            "SELECT status FROM outbox WHERE msg_id = ?", (bytes.fromhex(msg_id),)
-        ).fetchone()
-        return row is not None and row[0] == "delivered"
-
-    def times(self, ids: Sequence[str]) -> list[tuple[float, float]]:
-        """(queued_at, delivered_at) of delivered messages among ``ids``."""
-        out = []
-        for msg_id in ids:
-            row = self.out.execute(
-                "SELECT m.queued_at, o.delivered_at FROM messages m JOIN outbox o ON o.msg_id = m.id"
-                " WHERE m.id = ? AND o.status = 'delivered'",
-                (bytes.fromhex(msg_id),),
-            ).fetchone()
-            if row is not None:
-                out.append((float(row[0]), float(row[1])))
-        return out
-
-    def receipts(self, ids: Sequence[str]) -> int:
-        """Distinct receipts covering ``ids``: one per POST that delivered any of them."""
-        found = set()
-        for msg_id in ids:
-            row = self.out.execute(
-                "SELECT receipt FROM outbox WHERE msg_id = ? AND status = 'delivered'",
-                (bytes.fromhex(msg_id),),
-            ).fetchone()
-            if row is not None:
-                found.add(row[0])
-        return len(found)
-
-    def wait_delivered(self, target: int, deadline: float, interval: float = 0.005) -> bool:
-        while time.monotonic() < deadline:
-            if self.delivered() >= target:
-                return True
-            time.sleep(interval)
-        return self.delivered() >= target
-
-    def audit(self) -> list[str]:
-        """Re-verify every stored receipt and count the receiver's inbox; returns problems."""
-        from keys.card import parse_card
-        from protocol.receipt import receipt_covers, verify_receipt
-
-        signer = parse_card((self.root / f"{RECEIVER}.card").read_text(), now=None).identity
-        me = parse_card((self.root / f"{SENDER}.card").read_text(), now=None).identity.node_id
-        rows = self.out.execute(
-            "SELECT o.msg_id, m.content_hash, o.receipt FROM outbox o JOIN messages m"
-            " ON m.id = o.msg_id WHERE o.status = 'delivered'"
-        ).fetchall()
-        verified: dict[bytes, Any] = {}
-        problems = []
-        for msg_id, content_hash, receipt in rows:
-            body = verified.get(receipt)
-            if body is None:
-                body = verified[receipt] = verify_receipt(receipt, signer=signer, sender=me)
-            if not receipt_covers(body, msg_id, content_hash):
-                problems.append(f"receipt does not cover {msg_id.hex()}")
-        stored = self.inbox.execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
-        if stored != len(rows):
-            problems.append(f"receiver stored {stored} messages, sender holds {len(rows)} receipts")
-        return problems
-
-
-def _readonly(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-
-
-# phases ----------------------------------------------------------------------------------------
 
 
 def backed_up(pair: Pair, body: dict[str, Any], plan: Plan) -> Phase:
