@@ -32,13 +32,4 @@ def serve_cmd(
         config.host_port  # noqa: B018 - validates
     configure(config.log_format)
     identity = ctx.unlock(passphrase_fd, passphrase_file)
-    try:
-        asyncio.run(Node(ctx.home, config, identity).serve_forever())
-    except OSError as exc:  # port taken, socket path too long, no permission...
-        from protocol.errors import NodeError
-
-        reason = exc.strerror or str(exc)
-        raise NodeError(
-            f"cannot start the node on {config.listen}: {reason}",
-            hint="pick another address with --listen HOST:PORT, or stop the other process",
-        ) from exc
+    asyncio.run(Node(ctx.home, config, identity).serve_forever())

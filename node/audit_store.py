@@ -116,9 +116,12 @@ class AuditMixin:
         row = self.db.execute("SELECT size FROM audit_state WHERE id = 0").fetchone()
         return int(row[0]) if row else 0
 
-    def leaf_hashes(self: _Db, size: int | None = None) -> list[bytes]:
-        sql = "SELECT entry FROM audit ORDER BY idx" + (" LIMIT ?" if size is not None else "")
-        rows = self.db.execute(sql, (size,) if size is not None else ()).fetchall()
+    def leaf_hashes(self: _Db, size: int | None = None, start: int = 0) -> list[bytes]:
+        """Leaf hashes of entries ``start`` to ``size`` (exclusive; None: to the end)."""
+        end = size if size is not None else 2**62
+        rows = self.db.execute(
+            "SELECT entry FROM audit WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+        ).fetchall()
         return [leaf_hash(bytes(r[0])) for r in rows]
 
     # own checkpoints ------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from node.store import Store
 from node.transport import HttpTransport, Transport
 from node.witness import Witness
 from protocol.envelope import seal
-from protocol.errors import PeerRevoked, UnknownPeer, ValidationError
+from protocol.errors import NodeError, PeerRevoked, UnknownPeer, ValidationError
 from protocol.schemas import decode_body, encode_body
 
 T = TypeVar("T")
@@ -80,10 +80,19 @@ class Node:
 
         resumed = await self.run_db(self.store.resume_inflight)
         host, port = self.config.host_port
-        peer_runner = web.AppRunner(make_app(self), access_log=None, handler_cancellation=True)
+        peer_runner = web.AppRunner(
+            make_app(self), access_log=None, handler_cancellation=True, shutdown_timeout=5.0
+        )
         await peer_runner.setup()
-        site = web.TCPSite(peer_runner, host, port, shutdown_timeout=5.0)
-        await site.start()
+        site = web.TCPSite(peer_runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:  # port taken, no permission: a start-up error, said in one line
+            await peer_runner.cleanup()
+            raise NodeError(
+                f"cannot start the node on {host}:{port}: {exc.strerror or exc}",
+                hint="pick another address with --listen HOST:PORT, or stop the other process",
+            ) from exc
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.listen_port = sockets[0].getsockname()[1] if sockets else port
@@ -95,6 +104,12 @@ class Node:
         old_umask = os.umask(0o177)
         try:
             await web.UnixSite(admin_runner, str(sock_path)).start()
+        except OSError as exc:
+            await peer_runner.cleanup()
+            raise NodeError(
+                f"cannot create the admin socket {sock_path}: {exc.strerror or exc}",
+                hint="a Unix socket path must be under 108 bytes: use a shorter --home",
+            ) from exc
         finally:
             os.umask(old_umask)
         os.chmod(sock_path, 0o600)
@@ -154,7 +169,7 @@ class Node:
         note, new = await self.run_db(
             self.store.sign_checkpoint, self.identity, "node", force, full
         )
-        if full:
+        if full and new:  # an early return (nothing to sign) recomputed nothing
             self._full_checked = time.time()
         if new:
             self.log.info("checkpoint.published", size=note.split("\n")[1])

@@ -64,19 +64,18 @@ def cosignature_line(signed_checkpoint: str, line: str) -> Signature:
 
 
 class ProofCache:
-    """The tree at the latest checkpoint size, built once per checkpoint (O(n)); each proof from
-    it is a lookup (O(log n)). Without it every anonymous proof request re-hashed the whole log
-    on the node's only database thread."""
+    """One tree of this node's log, extended as checkpoints grow (each leaf hashed once); a
+    proof for any signed size is then a lookup, O(log n). Without it every anonymous proof
+    request re-hashed the whole log on the node's only database thread."""
 
     def __init__(self) -> None:
-        self.size = -1
         self.tree = MerkleTree()
 
     def proof(self, store: Store, old: int, new: int) -> list[bytes]:
-        """Runs on the database thread; ``new`` is a signed checkpoint size (in practice the
-        latest, which every witness asks for)."""
-        if self.size != new:
-            self.tree, self.size = MerkleTree(store.leaf_hashes(new)), new
+        """Runs on the database thread; ``new`` is a signed checkpoint size."""
+        if new > self.tree.size:
+            for h in store.leaf_hashes(new, start=self.tree.size):
+                self.tree.append(h)
         return self.tree.consistency_proof(old, new)
 
 
@@ -126,13 +125,17 @@ def make_app(node: Node) -> web.Application:
         return f"addr|{request.remote}"
 
     async def audit(reason: str, detail: str, request: web.Request) -> None:
-        """Refusals before decoding: logged and kept in the audit log (PROTOCOL.md 12.1)."""
+        """Refusals before decoding: every one logged, the audit log sampled per source and
+        reason like other unauthenticated rejections (PROTOCOL.md 12.1)."""
         node.log.warning("message.rejected", reason=reason, detail=detail, source=request.remote)
+        n = node.receiver.sampler.count(f"{request.remote}|{reason}")
+        if n & (n - 1):
+            return
         claimed = request.headers.get("X-Borderlink-Sender", "")[:64] or None
         entry = event(
             "message.rejected",
             outcome=reason,
-            detail=detail,
+            detail=f"{n} so far from this source; last: {detail}",
             peer_id=claimed,
             source=str(request.remote),
         )

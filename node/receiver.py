@@ -150,7 +150,9 @@ class Receiver:
                 continue
             reason = res.reason or "rejected"
             detail = it.detail[:200]
-            if it.opened is None:
+            # Anyone can re-post a validly signed envelope (a replay proves who wrote it, not
+            # who sent it now): replays are sampled like unauthenticated junk.
+            if it.opened is None or reason == Replay.reason:
                 n = self.sampler.count(f"{source}|{reason}")
                 if n & (n - 1):
                     continue

@@ -20,7 +20,9 @@ from node.outbox_store import OutboxMixin
 from protocol.audit import AuditEntry
 from protocol.errors import NodeError, Replay
 
-SCHEMA_VERSION = 1
+# 2: message ids scoped by sender (seen and inbox keys), inbox.retracts. Version 1 existed only
+# in development builds of this repository; such a database is refused, not silently misread.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS peers (
@@ -100,6 +102,13 @@ class Store(OutboxMixin, InboxMixin, AuditMixin):
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA busy_timeout=5000")
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise NodeError(
+                    f"database {path} has schema version {version}; this borderlink needs "
+                    f"{SCHEMA_VERSION}",
+                    hint="it comes from a development build: initialise a new home",
+                )
             # executescript commits on its own; every statement in the schema is idempotent.
             self.db.executescript(_SCHEMA + AUDIT_SCHEMA)
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

@@ -141,3 +141,53 @@ def test_regression_anonymous_junk_is_sampled_in_the_audit_log(net: Any) -> None
     asyncio.run(rx.receive([b"junk"] * 256, source="203.0.113.9"))
     added = store.audit_size() - before
     assert added == 9  # the 1st, 2nd, 4th, ..., 256th rejection, each with its running count
+
+
+def test_regression_reposted_signed_envelopes_are_sampled_too(net: Any) -> None:
+    """A replay proves who wrote a message, not who re-posts it: 256 copies of an envelope
+    already opened offline must not add 256 audit entries."""
+    ids, store, rx = net
+    offline = sealed(ids, "alice")
+    with store.transaction() as db:
+        store.mark_seen(db, ids["alice"].node_id, offline.id, offline.expires)
+    before = store.audit_size()
+    copy = offline.for_recipient(ids["bob"].node_id).encode()
+    asyncio.run(rx.receive([copy] * 256, source="203.0.113.9"))
+    assert store.audit_size() - before == 9
+
+
+def test_regression_proof_cache_hashes_each_leaf_once(tmp_path: Path) -> None:
+    """Alternating signed sizes used to rebuild the whole tree per request."""
+    from node.audit_store import event
+    from node.peer_api import ProofCache
+    from protocol.merkle import MerkleTree, verify_consistency
+
+    class Counting(Store):
+        hashed = 0
+
+        def leaf_hashes(self, size: int | None = None, start: int = 0) -> list[bytes]:
+            out = super().leaf_hashes(size, start)
+            Counting.hashed += len(out)
+            return out
+
+    store = Counting(tmp_path / "node.db")
+    for i in range(300):
+        store.audit(event("peer.added", peer=f"p{i}"))
+    full = MerkleTree(Store.leaf_hashes(store))
+    cache = ProofCache()
+    for new in (200, 300, 200, 300, 250):
+        proof = cache.proof(store, 100, new)
+        verify_consistency(100, new, full.root(100), full.root(new), proof)
+    assert Counting.hashed == 300
+
+
+def test_regression_database_of_an_older_schema_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    from protocol.errors import NodeError
+
+    path = tmp_path / "node.db"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version=1")
+    with pytest.raises(NodeError, match="schema version 1; this borderlink needs 2"):
+        Store(path)

@@ -1,0 +1,84 @@
+"""Regressions from the second review: refusals before decoding must not grow the audit log one
+entry per request, and the node's full recomputation of its log must really run after a start."""
+
+from __future__ import annotations
+
+import sqlite3
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from keys.identity import Identity
+from keys.keystore import open_keystore, read_keystore_file
+from node.audit_store import event
+from node.config import load_config
+from node.daemon import Node
+from node.home import Home
+from node.store import Store
+from protocol.audit import encode_entry
+from protocol.errors import AuditError
+from tests.integration.harness import PASSPHRASE, NodeProc, make_network, stop_all
+
+
+@pytest.fixture
+def bar(tmp_path: Path) -> Iterator[NodeProc]:
+    nodes = make_network(tmp_path, ["bar-pcu", "belgrade-accu"], start=False)
+    nodes["bar-pcu"].start()
+    yield nodes["bar-pcu"]
+    stop_all(nodes)
+
+
+def rejected_entries(node: NodeProc) -> int:
+    return len(node.json("audit", "log", "--kind", "message.rejected"))
+
+
+def post(url: str, body: bytes, ctype: str = "application/vnd.borderlink.batch+msgpack") -> int:
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": ctype})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_regression_refusals_before_decoding_are_sampled(bar: NodeProc) -> None:
+    before = rejected_entries(bar)
+    codes = {post(bar.url + "/v1/envelopes", b"\xc1 garbage") for _ in range(64)}
+    codes |= {
+        post(bar.url + "/v1/audit/cosignature", b"x" * 5000, "application/json") for _ in range(64)
+    }
+    assert codes == {400, 413}
+    # 1st, 2nd, 4th, ..., 64th of each reason from this address: 7 + 7, not 128
+    assert rejected_entries(bar) - before == 14
+    last = bar.json("audit", "log", "--kind", "message.rejected")[-1]
+    assert last["detail"].startswith("64 so far from this source")
+
+
+async def test_regression_full_check_runs_after_a_start(tmp_path: Path) -> None:
+    """An unchanged log at start used to consume the full check, so an edited entry was signed
+    over by the fast path for the next full_check_interval."""
+    nodes = make_network(tmp_path, ["bar-pcu"], start=False)
+    home = Home(nodes["bar-pcu"].home)
+    secret = open_keystore(read_keystore_file(home.keystore), PASSPHRASE.encode())
+    identity = Identity.from_secret_bytes(secret)
+    store = Store(home.database)
+    store.sign_checkpoint(identity)
+    with sqlite3.connect(home.database) as db:
+        db.execute(
+            "UPDATE audit SET entry = ? WHERE idx = 1",
+            (encode_entry(event("peer.added", peer="forged")),),
+        )
+    store.close()
+    config = load_config(home.config, env={"BORDERLINK_LISTEN": "127.0.0.1:0"})
+    node = Node(home, config, identity)
+    await node.start()
+    try:
+        await node.checkpoint()  # nothing new: no signature, and no full check either
+        await node.run_db(node.store.audit, event("peer.added", peer="carol"))
+        with pytest.raises(AuditError, match="refusing to sign"):
+            await node.checkpoint()
+    finally:
+        await node.stop()
