@@ -20,6 +20,7 @@ from aiohttp import web
 
 from keys.card import parse_card
 from node.audit_store import event
+from node.sources import source_key
 from node.store import Store
 from node.transport import BATCH_CONTENT_TYPE, BATCH_PATH, read_limited
 from protocol.audit import origin_of
@@ -122,13 +123,13 @@ def make_app(node: Node) -> web.Application:
         claimed = request.headers.get("X-Borderlink-Sender", "")
         if claimed in known["ids"]:  # type: ignore[operator]
             return f"peer|{claimed}"
-        return f"addr|{request.remote}"
+        return f"addr|{source_key(request.remote)}"
 
     async def audit(reason: str, detail: str, request: web.Request) -> None:
         """Refusals before decoding: every one logged, the audit log sampled per source and
         reason like other unauthenticated rejections (PROTOCOL.md 12.1)."""
         node.log.warning("message.rejected", reason=reason, detail=detail, source=request.remote)
-        n = node.receiver.sampler.count(f"{request.remote}|{reason}")
+        n = node.receiver.sampler.count(f"{source_key(request.remote)}|{reason}")
         if n & (n - 1):
             return
         claimed = request.headers.get("X-Borderlink-Sender", "")[:64] or None

@@ -21,6 +21,7 @@ from keys.identity import Identity, PublicIdentity
 from keys.trust import PeerRecord, require_trusted
 from node.audit_store import event
 from node.inbox_store import Accepted
+from node.sources import source_key
 from node.store import Store
 from protocol.batch import BatchResponse, ItemResult
 from protocol.envelope import Opened, open_envelope
@@ -153,7 +154,7 @@ class Receiver:
             # Anyone can re-post a validly signed envelope (a replay proves who wrote it, not
             # who sent it now): replays are sampled like unauthenticated junk.
             if it.opened is None or reason == Replay.reason:
-                n = self.sampler.count(f"{source}|{reason}")
+                n = self.sampler.count(f"{source_key(source)}|{reason}")
                 if n & (n - 1):
                     continue
                 detail = f"{n} so far from this source; last: {detail}"
