@@ -29,8 +29,16 @@ class _UnixConnection(http.client.HTTPConnection):
 
 
 def call(
-    socket_path: Path, method: str, path: str, body: Any = None, *, timeout: float = 30.0
+    socket_path: Path,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    timeout: float = 30.0,
+    text: bool = False,
 ) -> Any:
+    """One admin request. The answer is JSON, or with ``text`` the body as text; errors are
+    always JSON and come back as the node's BorderlinkError."""
     conn = _UnixConnection(socket_path, timeout)
     payload = None if body is None else json.dumps(body).encode()
     try:
@@ -43,6 +51,8 @@ def call(
         raise NodeUnreachable(f"cannot talk to the node in {socket_path.parent}: {exc}") from exc
     finally:
         conn.close()
+    if text and resp.status < 400:
+        return data.decode()
     try:
         result = json.loads(data) if data else None
     except ValueError as exc:

@@ -229,37 +229,17 @@ def verify_cmd(ctx: Ctx, file: str | None, as_json: bool) -> None:
 
 
 def _fresh_checkpoint(ctx: Ctx, fd: int | None, file: str | None) -> str:
+    """Ask the running node to sign (and give) its latest checkpoint, or sign it here."""
     from cli.admin_client import call
 
     try:
-        return str(_admin_text(ctx, call))
+        return str(call(ctx.home.admin_socket, "POST", "/v1/audit/checkpoint", text=True))
     except NodeUnreachable:
         from node.audit_store import cli_actor
 
         identity = ctx.unlock(fd, file)
         ctx.store().sign_checkpoint(identity, cli_actor(), force=True)
         return str(ctx.store().cosigned_note())
-
-
-def _admin_text(ctx: Ctx, call: Any) -> str:
-    import http.client
-    import socket
-
-    # The checkpoint endpoint answers text/plain; call() expects JSON, so ask directly.
-    sock_path = ctx.home.admin_socket
-    try:
-        conn = http.client.HTTPConnection("localhost", timeout=30)
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(str(sock_path))
-        conn.sock = s
-        conn.request("POST", "/v1/audit/checkpoint")
-        resp = conn.getresponse()
-        body = resp.read().decode()
-    except (FileNotFoundError, ConnectionRefusedError) as exc:
-        raise NodeUnreachable("node not running") from exc
-    if resp.status != 200:
-        raise BorderlinkError(f"the node could not sign a checkpoint: {body[:200]}")
-    return body
 
 
 @audit_group.command("checkpoint")
