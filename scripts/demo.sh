@@ -97,6 +97,7 @@ run borderlink --home "$DEMO/bar-pcu" status
 
 say "Done. The nodes stop now; the homes stay in $DEMO. To try by hand:"
 cat <<EOT
+  export PATH="${BORDERLINK_BIN:-$(dirname "$(command -v borderlink)")}:\$PATH"
   export BORDERLINK_PASSPHRASE=demo-only-passphrase
   borderlink --home $DEMO/bar-pcu serve --listen 127.0.0.1:${PORT[bar-pcu]} &
   borderlink --home $DEMO/belgrade-accu serve --listen 127.0.0.1:${PORT[belgrade-accu]} &
