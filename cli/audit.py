@@ -18,7 +18,14 @@ import msgspec
 from cli.context import Ctx
 from cli.output import emit, json_option, note
 from cli.passphrase import passphrase_options
-from protocol.errors import AuditError, BorderlinkError, NodeUnreachable, UsageError
+from protocol.decoding import convert, decode_json
+from protocol.errors import (
+    AuditError,
+    BorderlinkError,
+    NodeUnreachable,
+    UsageError,
+    ValidationError,
+)
 
 EXPORT_FORMAT = "borderlink-audit-export"
 
@@ -143,24 +150,19 @@ class _Export(msgspec.Struct):
 
 def _read_export(path: str) -> _Export:
     try:
-        doc = msgspec.json.decode(Path(path).read_bytes())
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise BorderlinkError(f"cannot read audit export {path}: {exc.strerror}") from exc
-    except msgspec.DecodeError as exc:
-        raise BorderlinkError(f"cannot read audit export {path}: {exc}") from exc
-    except RecursionError as exc:
-        raise BorderlinkError(f"cannot read audit export {path}: JSON nested too deeply") from exc
+    try:
+        doc = decode_json(data, what="the file")
+    except ValidationError as exc:
+        raise BorderlinkError(f"cannot read audit export {path}: {exc.message}") from exc
     if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
         raise AuditError(f"{path} is not a borderlink audit export")
     try:
-        return msgspec.convert(doc, _Export)
-    except msgspec.ValidationError as exc:
-        rule, _, where = str(exc).partition(" - at `$")
-        where = where.rstrip("`").lstrip(".")
-        rule = rule[:1].lower() + rule[1:]
-        raise AuditError(
-            f"{path} is not a well-formed audit export: {where + ': ' if where else ''}{rule}"
-        ) from exc
+        return convert(doc, _Export, what="the export")
+    except ValidationError as exc:
+        raise AuditError(f"{path} is not a well-formed audit export: {exc.message}") from exc
 
 
 def _verify_file(ctx: Ctx, path: str) -> dict[str, Any]:

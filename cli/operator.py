@@ -13,7 +13,7 @@ from cli.admin_client import call
 from cli.context import Ctx
 from cli.options import Duration, split_names
 from cli.output import emit, json_option, note
-from cli.peers import read_text
+from cli.peers import read_bytes
 from protocol.errors import PartialDelivery
 
 TYPES = ["seizure-alert", "risk-profile", "feedback", "retraction"]
@@ -71,13 +71,13 @@ def send_cmd(
             raise click.UsageError(
                 f"--wait takes seconds, not '{wait}'; write --wait=SECS or put --wait after FILE"
             ) from None
-    try:
-        body = json.loads(read_text(file))
-    except (ValueError, RecursionError) as exc:
-        from protocol.errors import ValidationError
+    from protocol.decoding import decode_json
+    from protocol.errors import ValidationError
 
-        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise ValidationError("", f"{file} is not JSON: {why}") from exc
+    try:
+        body = decode_json(read_bytes(file), what="standard input" if file == "-" else file)
+    except ValidationError as exc:
+        raise ValidationError("", exc.message, kind=exc.kind) from exc
     res = _admin(
         ctx,
         "POST",

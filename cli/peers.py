@@ -17,15 +17,24 @@ def peers_group() -> None:
     """Add, list and remove trusted peers (contact cards)."""
 
 
-def read_text(path: str) -> str:
+def read_bytes(path: str) -> bytes:
+    """A file's bytes, or standard input's for '-': decoding is the parser's job, so a file
+    that is not UTF-8 gets the parser's exact error rather than the locale's guess."""
     try:
         if path == "-":
-            return sys.stdin.read()
-        with open(path) as fh:
+            return sys.stdin.buffer.read()
+        with open(path, "rb") as fh:
             return fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "not a text file"
-        raise BorderlinkError(f"cannot read {path}: {reason}") from exc
+    except OSError as exc:
+        raise BorderlinkError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def read_text(path: str) -> str:
+    try:
+        return read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        name = "standard input" if path == "-" else path
+        raise BorderlinkError(f"cannot read {name}: not UTF-8 text (byte {exc.start})") from exc
 
 
 @peers_group.command("add")

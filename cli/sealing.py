@@ -10,7 +10,7 @@ from cli.context import Ctx
 from cli.options import Duration, split_names
 from cli.output import emit, json_option, note
 from cli.passphrase import passphrase_options
-from cli.peers import read_text
+from cli.peers import read_bytes, read_text
 from protocol.errors import BorderlinkError, Malformed
 
 MESSAGE_KIND = "MESSAGE"
@@ -61,7 +61,8 @@ def seal_cmd(
     from protocol.envelope import seal
     from protocol.schemas import decode_body, encode_body
 
-    body = encode_body(decode_body(type_name, read_text(file).encode()))
+    name = "standard input" if file == "-" else file
+    body = encode_body(decode_body(type_name, read_bytes(file), what=name))
     recipients = resolve_recipients(ctx, split_names(to))
     identity = ctx.unlock(passphrase_fd, passphrase_file)
     env = seal(identity, recipients, type_name, body, now=ctx.now(), ttl=ttl)  # type: ignore[arg-type]

@@ -13,13 +13,21 @@ import msgspec
 
 from keys.identity import Identity, PublicIdentity, check_enc_key, check_sign_key, verify_signature
 from protocol.armor import armor, dearmor
+from protocol.decoding import Decoder, convert, describe_pattern
 from protocol.errors import Expired, Malformed, ValidationError
 from protocol.labels import CARD_SIGNATURE_LABEL, MAX_CARD_BYTES
 
 CARD_KIND = "CARD"
 CARD_FORMAT = "borderlink-card"
 # \Z, not $: in Python regexes "$" also matches before a final newline.
-NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,62}\Z"
+NAME_RE = describe_pattern(
+    r"^[a-z0-9][a-z0-9._-]{0,62}\Z",
+    "1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit",
+)
+COUNTRY_RE = describe_pattern(r"^[A-Z]{2}\Z", "a two-letter country code such as ME")
+LOCATION_RE = describe_pattern(
+    r"^[A-Z]{2}[A-Z2-9]{3}\Z", "a UN/LOCODE: five characters such as MEBAR"
+)
 UnitType = Literal["PCU", "ACCU", "JAITF", "LBCU", "coordinator", "other"]
 UNIT_TYPES: tuple[str, ...] = ("PCU", "ACCU", "JAITF", "LBCU", "coordinator", "other")
 _ENDPOINT_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(:\d{1,5})?(/[\x21-\x7e]*)?$")
@@ -34,8 +42,8 @@ class CardBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     version: Literal[1] = 1
     name: Name
     unit_type: UnitType
-    country: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}\Z")]
-    location: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}[A-Z2-9]{3}\Z")]
+    country: Annotated[str, msgspec.Meta(pattern=COUNTRY_RE)]
+    location: Annotated[str, msgspec.Meta(pattern=LOCATION_RE)]
     endpoints: Annotated[
         list[Annotated[str, msgspec.Meta(max_length=256)]], msgspec.Meta(max_length=8)
     ]
@@ -43,6 +51,9 @@ class CardBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     enc_key: bytes
     valid_from: int
     valid_until: int
+
+
+_BODY = Decoder[CardBody](CardBody, what="card body")
 
 
 class Card(msgspec.Struct, frozen=True):
@@ -92,32 +103,24 @@ def make_card(
     valid_until: int,
 ) -> Card:
     """Build and sign this node's card; the inputs are validated as an importer would."""
-    try:
-        body = msgspec.convert(
-            {
-                "name": name,
-                "unit_type": unit_type,
-                "country": country,
-                "location": location,
-                "endpoints": endpoints,
-                "sign_key": identity.public.sign_key,
-                "enc_key": identity.public.enc_key,
-                "valid_from": valid_from,
-                "valid_until": valid_until,
-            },
-            CardBody,
-        )
-    except msgspec.ValidationError as exc:
-        raise _validation(exc) from exc
+    body = convert(
+        {
+            "name": name,
+            "unit_type": unit_type,
+            "country": country,
+            "location": location,
+            "endpoints": endpoints,
+            "sign_key": identity.public.sign_key,
+            "enc_key": identity.public.enc_key,
+            "valid_from": valid_from,
+            "valid_until": valid_until,
+        },
+        CardBody,
+        what="card",
+    )
     _check_body(body)
     body_bytes = msgspec.json.encode(body)
     return Card(body, body_bytes, identity.sign(CARD_SIGNATURE_LABEL + body_bytes))
-
-
-def _validation(exc: msgspec.ValidationError) -> ValidationError:
-    text = str(exc)
-    rule, _, where = text.partition(" - at `$.")
-    return ValidationError(where.rstrip("`").replace("`", ""), rule)
 
 
 def parse_card(text: str | bytes, *, now: int | None) -> Card:
@@ -132,11 +135,9 @@ def parse_card(text: str | bytes, *, now: int | None) -> Card:
         raise Malformed("card must have a body and exactly one signature line")
     body_bytes, signature = blocks
     try:
-        body = msgspec.json.decode(body_bytes, type=CardBody)
-    except msgspec.ValidationError as exc:
-        raise Malformed(f"card field {_validation(exc)}") from exc
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise Malformed("card body is not valid JSON") from exc
+        body = _BODY.decode(body_bytes)
+    except ValidationError as exc:
+        raise Malformed(f"card field {exc.message}" if exc.path else exc.message) from exc
     try:
         _check_body(body)
     except ValidationError as exc:

@@ -40,7 +40,14 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.pwhash.argon2id as argon2id
 
-from protocol.errors import InsecureKeystore, KeystoreError, UsageError, WrongPassphrase
+from protocol.decoding import Decoder
+from protocol.errors import (
+    InsecureKeystore,
+    KeystoreError,
+    UsageError,
+    ValidationError,
+    WrongPassphrase,
+)
 
 FORMAT = "borderlink-keystore"
 VERSION = 1
@@ -90,6 +97,9 @@ class KeystoreDocument(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     def header(self) -> Header:
         return Header(self.format, self.version, self.kdf, self.aead)
+
+
+_DOCUMENT = Decoder[KeystoreDocument](KeystoreDocument, what="the file")
 
 
 def seal_keystore(
@@ -146,12 +156,9 @@ def _parse(data: bytes) -> KeystoreDocument:
     if len(data) > MAX_FILE_BYTES:
         raise KeystoreError(f"keystore file is too large ({len(data)} bytes)")
     try:
-        doc = msgspec.json.decode(data, type=KeystoreDocument)
-    except (msgspec.DecodeError, ValueError) as exc:
-        # ValueError: msgspec raises UnicodeDecodeError for invalid UTF-8 in a field name.
-        # Its messages name a JSON path or byte offset, never a value; keep them to one line.
-        detail = " ".join(str(exc).split())[:120]
-        raise KeystoreError(f"keystore file is damaged or not a keystore ({detail})") from exc
+        doc = _DOCUMENT.decode(data)
+    except ValidationError as exc:
+        raise KeystoreError(f"keystore file is damaged or not a keystore ({exc.message})") from exc
     if doc.format != FORMAT:
         raise KeystoreError("not a borderlink keystore file")
     if doc.version != VERSION:

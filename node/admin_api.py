@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 import structlog
@@ -17,6 +17,7 @@ from aiohttp import web
 
 from keys.card import parse_card
 from keys.identity import PublicIdentity
+from protocol.decoding import Decoder
 from protocol.envelope import open_envelope
 from protocol.errors import BorderlinkError, UnknownPeer, UsageError, ValidationError
 from protocol.schemas import SCHEMA_VERSION, Feedback, Meta, encode_body
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from node.daemon import Node
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
 
 
 class SendRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -38,6 +40,18 @@ class SendRequest(msgspec.Struct, forbid_unknown_fields=True):
 class AckRequest(msgspec.Struct, forbid_unknown_fields=True):
     action: str = "controlled"
     details: str | None = None
+
+
+_SEND = Decoder[SendRequest](SendRequest, what="admin request")
+_ACK = Decoder[AckRequest](AckRequest, what="admin request")
+
+
+def _request(decoder: Decoder[T], data: bytes) -> T:
+    """The CLI sent something this node does not understand: a usage error, said in our words."""
+    try:
+        return decoder.decode(data)
+    except ValidationError as exc:
+        raise UsageError(f"bad admin request: {exc.message}") from exc
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -67,16 +81,6 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                 "message": exc.message,
                 "hint": exc.hint,
                 "exit_code": exc.exit_code,
-            },
-            status=400,
-        )
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return _json(
-            {
-                "error": "UsageError",
-                "message": f"bad admin request: {exc}",
-                "hint": None,
-                "exit_code": 2,
             },
             status=400,
         )
@@ -150,7 +154,7 @@ def make_admin_app(node: Node) -> web.Application:
         )
 
     async def send(r: web.Request) -> web.Response:
-        req = msgspec.json.decode(await r.read(), type=SendRequest)
+        req = _request(_SEND, await r.read())
         msg_id = await node.send(req.to, req.type, bytes(req.body), req.ttl, req.priority)
         return _json({"id": msg_id.hex(), "to": req.to, "status": "queued"})
 
@@ -215,7 +219,7 @@ def make_admin_app(node: Node) -> web.Application:
 
     async def inbox_ack(r: web.Request) -> web.Response:
         msg_id = _hex_id(r.match_info["id"])
-        req = msgspec.json.decode(await r.read() or b"{}", type=AckRequest)
+        req = _request(_ACK, await r.read() or b"{}")
         row, opened = await opened_message(r, msg_id)
         sender = (await names())[row["sender"]]
         meta = opened.message.meta

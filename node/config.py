@@ -14,7 +14,8 @@ from typing import Any
 
 import msgspec
 
-from protocol.errors import BorderlinkError
+from protocol.decoding import convert
+from protocol.errors import BorderlinkError, ValidationError
 
 
 class Delivery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -91,9 +92,12 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
             raise BorderlinkError(f"cannot read config {path}: {exc}") from exc
     data = _merge(data, _overrides(os.environ if env is None else env))
     try:
-        cfg = msgspec.convert(data, Config, strict=False)
-    except msgspec.ValidationError as exc:
-        raise BorderlinkError(f"config {path}: {exc}") from exc
+        cfg = convert(data, Config, strict=False, what="config")
+    except ValidationError as exc:
+        raise BorderlinkError(
+            f"config {path}: {exc.message}",
+            hint="see node/config.py for every setting, its type and its default",
+        ) from exc
     try:
         cfg.host_port  # noqa: B018 - validate the listen address early
     except ValueError as exc:

@@ -26,7 +26,8 @@ from node.transport import BATCH_CONTENT_TYPE, BATCH_PATH, read_limited
 from protocol.audit import origin_of
 from protocol.batch import HTTP_STATUS, decode_batch, encode_response
 from protocol.checkpoint import CosignatureVerifier, verify_cosignature
-from protocol.errors import AuditError, Rejected
+from protocol.decoding import Decoder
+from protocol.errors import AuditError, Rejected, ValidationError
 from protocol.merkle import MerkleTree
 from protocol.signednote import Signature, parse_note
 
@@ -48,6 +49,9 @@ class CosignatureIn(msgspec.Struct, forbid_unknown_fields=True):
     witness: str
     size: int
     line: str
+
+
+_COSIGNATURE = Decoder[CosignatureIn](CosignatureIn, what="cosignature request")
 
 
 def cosignature_line(signed_checkpoint: str, line: str) -> Signature:
@@ -232,9 +236,9 @@ def make_app(node: Node) -> web.Application:
             await audit("oversize", f"body over {MAX_COSIGNATURE_BODY} bytes", request)
             return error("oversize", f"body over {MAX_COSIGNATURE_BODY} bytes")
         try:
-            got = msgspec.json.decode(raw, type=CosignatureIn)
+            got = _COSIGNATURE.decode(raw)
             witness = bytes.fromhex(got.witness)
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+        except (ValidationError, ValueError):
             return error("malformed", "expected JSON {witness, size, line}")
         rec = await node.run_db(node.store.peer_by_id, witness)
         if rec is None or rec.status != "trusted":

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import msgspec
 
 from protocol.checkpoint import Checkpoint
-from protocol.errors import AuditError
+from protocol.decoding import Decoder
+from protocol.errors import AuditError, ValidationError
 from protocol.merkle import MerkleAccumulator, leaf_hash
 
 # Every kind of event the log records (PROTOCOL.md 12.1).
@@ -66,7 +67,7 @@ class AuditEntry(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True,
 
 
 _ENC = msgspec.json.Encoder()
-_DEC = msgspec.json.Decoder(AuditEntry)
+_DEC = Decoder[AuditEntry](AuditEntry, what="audit entry")
 
 
 def encode_entry(entry: AuditEntry) -> bytes:
@@ -78,8 +79,8 @@ def encode_entry(entry: AuditEntry) -> bytes:
 def decode_entry(data: bytes) -> AuditEntry:
     try:
         return _DEC.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-        raise AuditError("audit entry is not well formed") from exc
+    except ValidationError as exc:
+        raise AuditError(f"audit entry is not well formed ({exc.message})") from exc
 
 
 def origin_of(node_id: bytes) -> str:

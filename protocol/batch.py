@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from protocol.errors import Malformed, Oversize
+from protocol.decoding import Decoder
+from protocol.errors import Malformed, Oversize, ValidationError
 from protocol.labels import MAX_ENVELOPE_BYTES
 
 Outcome = Literal["accepted", "duplicate", "rejected"]
@@ -69,19 +70,22 @@ _ITEMS = Annotated[
 ]
 
 
+_ITEMS_DECODER = Decoder[list[bytes]](_ITEMS, fmt="msgpack", what="batch")
+
+
 def encode_batch(envelopes: list[bytes]) -> bytes:
     return _ENC.encode(envelopes)
 
 
 def decode_batch(data: bytes, *, max_items: int) -> list[bytes]:
     try:
-        items = msgspec.msgpack.decode(data, type=_ITEMS)
-    except msgspec.ValidationError as exc:
-        if "length" in str(exc) and "<=" in str(exc):
+        items = _ITEMS_DECODER.decode(data)
+    except ValidationError as exc:
+        if exc.kind == "too_long" and exc.path:
             raise Oversize("an envelope in the batch is too large") from exc
+        if exc.kind in ("syntax", "encoding", "empty"):
+            raise Malformed("batch is not valid MessagePack") from exc
         raise Malformed("batch must be a non-empty MessagePack array of envelopes") from exc
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise Malformed("batch is not valid MessagePack") from exc
     if len(items) > max_items:
         raise Malformed(f"batch holds more than {max_items} envelopes")
     return items

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from keys.identity import Identity, PublicIdentity, verify_signature
+from protocol.decoding import Decoder
 from protocol.errors import (
     BadSignature,
     ClockSkew,
@@ -108,7 +109,7 @@ class Opened(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _ENCODER = msgspec.msgpack.Encoder()
-_DECODER = msgspec.msgpack.Decoder(Envelope)
+_DECODER = Decoder[Envelope](Envelope, fmt="msgpack", what="envelope")
 
 
 def header_bytes(env: Envelope) -> bytes:
@@ -195,10 +196,8 @@ def decode_envelope(data: bytes) -> Envelope:
         raise Oversize(f"envelope is {len(data)} bytes; the limit is {MAX_ENVELOPE_BYTES}")
     try:
         env = _DECODER.decode(data)
-    except msgspec.ValidationError as exc:
-        raise Malformed(f"envelope: {exc}") from exc
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise Malformed("envelope is not valid MessagePack") from exc
+    except ValidationError as exc:
+        raise Malformed(f"envelope field {exc.message}" if exc.path else exc.message) from exc
     if env.v != PROTOCOL_VERSION:
         raise Malformed(f"unsupported protocol version {env.v}")
     if len(env.recipients) > MAX_RECIPIENTS:

@@ -51,13 +51,18 @@ class UsageError(BorderlinkError):
 
 
 class ValidationError(BorderlinkError):
-    """A field breaks a rule. ``path`` is the dotted field path, e.g. ``conveyance.container``."""
+    """A field breaks a rule. ``path`` is the dotted field path, e.g. ``conveyance.container``;
+    ``kind`` names the rule for callers that branch on it ("too_long", "missing", "syntax", ...;
+    see protocol/decoding.py), so no caller ever reads the text to decide."""
 
-    def __init__(self, path: str, rule: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self, path: str, rule: str, *, hint: str | None = None, kind: str = "invalid"
+    ) -> None:
         where = f"{path}: " if path else ""
         super().__init__(f"{where}{rule}", hint=hint)
         self.path = path
         self.rule = rule
+        self.kind = kind
 
 
 class KeystoreError(BorderlinkError):

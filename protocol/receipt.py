@@ -13,7 +13,8 @@ from typing import Annotated
 import msgspec
 
 from keys.identity import Identity, PublicIdentity, verify_signature
-from protocol.errors import BadSignature, Malformed
+from protocol.decoding import Decoder
+from protocol.errors import BadSignature, Malformed, ValidationError
 from protocol.labels import RECEIPT_SIGNATURE_LABEL
 
 Id16 = Annotated[bytes, msgspec.Meta(min_length=16, max_length=16)]
@@ -39,8 +40,8 @@ class SignedReceipt(msgspec.Struct, forbid_unknown_fields=True):
     sig: Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
 
 
-_BODY = msgspec.msgpack.Decoder(ReceiptBody)
-_SIGNED = msgspec.msgpack.Decoder(SignedReceipt)
+_BODY = Decoder[ReceiptBody](ReceiptBody, fmt="msgpack", what="receipt body")
+_SIGNED = Decoder[SignedReceipt](SignedReceipt, fmt="msgpack", what="receipt")
 _ENC = msgspec.msgpack.Encoder()
 
 
@@ -58,8 +59,8 @@ def verify_receipt(data: bytes, *, signer: PublicIdentity, sender: bytes) -> Rec
     try:
         signed = _SIGNED.decode(data)
         body = _BODY.decode(signed.body)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-        raise Malformed("receipt is not well formed") from exc
+    except ValidationError as exc:
+        raise Malformed(f"receipt is not well formed ({exc.message})") from exc
     if body.v != 1 or body.recipient != signer.node_id or body.sender != sender:
         raise Malformed("receipt names another signer, sender or version")
     try:

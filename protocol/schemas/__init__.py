@@ -8,7 +8,7 @@ id, times, sender and recipients. Import from here; the submodules are an implem
     conveyance.py   sea / air / road / rail / postal, tagged by ``mode``
     seizure.py      SeizureAlert     risk.py  RiskProfile
     feedback.py     Feedback         retraction.py  Retraction
-    codec.py        decode_body / encode_body, the one place msgspec errors are translated
+    codec.py        decode_body / encode_body (errors in our words: protocol/decoding.py)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bytes to messages and back: the one place msgspec's errors become ``ValidationError``.
+"""Bytes to messages and back (msgspec's errors become ours in protocol/decoding.py).
 
 Decoding is strict (unknown fields, wrong types and out-of-range values are errors) and is
 followed by the semantic checks each Struct's ``check`` method makes. Whatever bytes come in, the
@@ -7,13 +7,13 @@ result is a message or a ``ValidationError``; nothing else escapes (PROTOCOL.md,
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 import msgspec
 
+from protocol.decoding import DECODE_ERRORS, Decoder
 from protocol.errors import ValidationError
-from protocol.schemas.common import PATTERN_WORDS, SUPPORTED_SCHEMA_VERSIONS
+from protocol.schemas.common import SUPPORTED_SCHEMA_VERSIONS
 from protocol.schemas.feedback import Feedback
 from protocol.schemas.retraction import Retraction
 from protocol.schemas.risk import RiskProfile
@@ -28,17 +28,10 @@ MESSAGE_TYPES: Final[dict[str, type[Message]]] = {
     "retraction": Retraction,
 }
 _NAMES: Final[dict[type[Message], str]] = {cls: name for name, cls in MESSAGE_TYPES.items()}
-_DECODERS: Final[dict[str, msgspec.json.Decoder[Message]]] = {
-    name: msgspec.json.Decoder(cls) for name, cls in MESSAGE_TYPES.items()
+_DECODERS: Final[dict[str, Decoder[Message]]] = {
+    name: Decoder(cls, what="body") for name, cls in MESSAGE_TYPES.items()
 }
 _ENCODER: Final = msgspec.json.Encoder()
-
-# msgspec ends its messages with " - at `$.a.b[0].c`".
-_AT: Final = re.compile(r"^(?P<rule>.*) - at `\$\.?(?P<path>.*)`$", re.DOTALL)
-# msgspec quotes an unknown field's name as sent; a rule is printed and logged, so control
-# characters in it are escaped (no terminal or log-line injection) and its length is capped.
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_MAX_RULE: Final = 300
 
 
 class _VersionOnly(msgspec.Struct):
@@ -53,33 +46,6 @@ class _Probe(msgspec.Struct):
 
 
 _PROBE: Final = msgspec.json.Decoder(_Probe)
-
-
-_PATTERN_RULES: Final = {
-    f"Expected `str` matching regex {pattern!r}": f"Expected {words}"
-    for pattern, words in PATTERN_WORDS.items()
-}
-
-
-# What msgspec can raise on bad input: its own errors, plus a UnicodeDecodeError for invalid UTF-8
-# in a string and a RecursionError when skipping a deeply nested value it has no type for.
-_DECODE_ERRORS: Final = (msgspec.MsgspecError, UnicodeDecodeError, RecursionError)
-
-
-def _translate(exc: Exception) -> ValidationError:
-    """msgspec's " - at `$.a[0].b`" suffix becomes the path ``a[0].b``; the two plain Python errors
-    become whole-body errors."""
-    if isinstance(exc, UnicodeDecodeError):
-        return ValidationError("", "body is not valid UTF-8")
-    if isinstance(exc, RecursionError):
-        return ValidationError("", "body is nested too deeply")
-    text = str(exc)
-    match = _AT.match(text)
-    path, rule = (match["path"], match["rule"]) if match else ("", text)
-    rule = _CONTROL.sub(lambda c: f"\\x{ord(c[0]):02x}", _PATTERN_RULES.get(rule, rule))
-    if len(rule) > _MAX_RULE:
-        rule = rule[: _MAX_RULE - 3] + "..."
-    return ValidationError(path, rule)
 
 
 def check_type_name(type_name: str) -> None:
@@ -99,23 +65,24 @@ def _check_version(version: int) -> None:
         )
 
 
-def decode_body(type_name: str, data: bytes) -> Message:
-    """Decode and fully validate a body of the named type.
+def decode_body(type_name: str, data: bytes, *, what: str = "body") -> Message:
+    """Decode and fully validate a body of the named type (``what`` names it in errors about the
+    whole input: "alert.json is empty").
 
     A body from an unsupported schema version is refused for its version, not for the first field
     this node does not know; the version is read on its own only when the strict decode fails, so
     a valid body is parsed once."""
     check_type_name(type_name)
     try:
-        msg = _DECODERS[type_name].decode(data)
-    except _DECODE_ERRORS as exc:
+        msg = _DECODERS[type_name].decode(data, what=what)
+    except ValidationError:
         try:
             version = _PROBE.decode(data).meta.schema_version
-        except _DECODE_ERRORS:
+        except DECODE_ERRORS:
             version = None  # the strict decode's error says what is wrong
         if version is not None:
             _check_version(version)
-        raise _translate(exc) from exc
+        raise
     _check_version(msg.meta.schema_version)
     msg.check("")
     return msg

@@ -13,23 +13,28 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
+from protocol.decoding import describe_pattern
+
 SCHEMA_VERSION: Final = 1
 SUPPORTED_SCHEMA_VERSIONS: Final = frozenset({SCHEMA_VERSION})
 
-MESSAGE_ID_PATTERN: Final = r"^[0-9a-f]{32}\Z"
-LINE_PATTERN: Final = r"^[^\x00-\x1f\x7f]+\Z"
-TEXT_PATTERN: Final = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+\Z"
-SLUG_PATTERN: Final = r"^[a-z0-9][a-z0-9 -]*\Z"
-FIELD_PATH_PATTERN: Final = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z"
-
-# msgspec reports a pattern mismatch by quoting the regex; a clerk gets these words instead.
-PATTERN_WORDS: Final[dict[str, str]] = {
-    MESSAGE_ID_PATTERN: "a message id (32 lowercase hex characters)",
-    LINE_PATTERN: "one line of text without control characters",
-    TEXT_PATTERN: "text without control characters other than tab and newline",
-    SLUG_PATTERN: "lowercase letters, digits, spaces and hyphens",
-    FIELD_PATH_PATTERN: "a dotted field name such as route.origin",
-}
+# Each pattern is registered with the words a clerk reads when a value does not match it.
+MESSAGE_ID_PATTERN: Final = describe_pattern(
+    r"^[0-9a-f]{32}\Z", "a message id (32 lowercase hex characters)"
+)
+LINE_PATTERN: Final = describe_pattern(
+    r"^[^\x00-\x1f\x7f]+\Z", "one line of text without control characters"
+)
+TEXT_PATTERN: Final = describe_pattern(
+    r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+\Z",
+    "text without control characters other than tab and newline",
+)
+SLUG_PATTERN: Final = describe_pattern(
+    r"^[a-z0-9][a-z0-9 -]*\Z", "lowercase letters, digits, spaces and hyphens"
+)
+FIELD_PATH_PATTERN: Final = describe_pattern(
+    r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z", "a dotted field name such as route.origin"
+)
 
 # A 128-bit message id as 32 lowercase hex characters, as the envelope header carries it.
 MessageId = Annotated[str, msgspec.Meta(pattern=MESSAGE_ID_PATTERN)]

@@ -118,8 +118,8 @@ def test_encode_refuses_a_message_built_wrong_in_code() -> None:
 
 def test_body_of_one_type_is_not_another() -> None:
     assert rule_for("retraction", encode_body(template("feedback"))) == (
-        "",
-        "Object contains unknown field `refers_to`",
+        "refers_to",
+        "is not a field here (known fields: meta, retracts, kind, reason, replacement)",
     )
 
 
@@ -148,24 +148,24 @@ def test_newer_version_is_refused_for_its_version_not_its_new_fields() -> None:
 def test_schema_version_must_be_an_int() -> None:
     data = body("feedback")
     data["meta"]["schema_version"] = "1"
-    assert rule_for("feedback", data) == ("meta.schema_version", "Expected `int`, got `str`")
+    assert rule_for("feedback", data) == ("meta.schema_version", "must be a whole number, not text")
 
 
-# msgspec errors translated to (path, rule) ------------------------------------------------------
+# Decoding errors in the project's words (path, rule) ------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("raw", "rule"),
     [
-        (b"", "Input data was truncated"),
-        (b"{", "Input data was truncated"),
-        (b"[1]", "Expected `object`, got `array`"),
-        (b"null", "Expected `object`, got `null`"),
-        (b"\xff", "JSON is malformed: invalid character (byte 0)"),
-        (FEEDBACK.replace(b"Container", b"\xffontainer"), "body is not valid UTF-8"),
+        (b"", "body is empty"),
+        (b"{", "body ends in the middle of a value"),
+        (b"[1]", "must be an object, not a list"),
+        (b"null", "must be an object, not null"),
+        (b"\xff", "body is not valid UTF-8 (byte 0)"),
+        (FEEDBACK.replace(b"Container", b"\xffontainer"), "body is not valid UTF-8 (byte 248)"),
         (
             FEEDBACK.replace(b"Container", b"\\ud800ontainer"),
-            "JSON is malformed: unexpected end of escaped utf-16 surrogate pair (byte 254)",
+            "body is not valid JSON",
         ),
     ],
 )
@@ -198,27 +198,57 @@ def edit(type_name: str, path: str, value: Any) -> Any:
 @pytest.mark.parametrize(
     ("path", "value", "where", "rule"),
     [
-        ("meta.colour", "red", "meta", "Object contains unknown field `colour`"),
-        ("meta.priority", ..., "meta", "Object missing required field `priority`"),
-        ("meta.priority", "asap", "meta.priority", "Invalid enum value 'asap'"),
-        ("meta.tlp", "WHITE", "meta.tlp", "Invalid enum value 'WHITE'"),
-        ("meta.tlp", "amber", "meta.tlp", "Invalid enum value 'amber'"),
-        ("meta.handling", "H4", "meta.handling", "Invalid enum value 'H4'"),
-        ("meta.source_reliability", "D", "meta.source_reliability", "Invalid enum value 'D'"),
-        ("meta.info_accuracy", 5, "meta.info_accuracy", "Expected `int` <= 4"),
-        ("meta.info_accuracy", 0, "meta.info_accuracy", "Expected `int` >= 1"),
-        ("meta.info_accuracy", 2.0, "meta.info_accuracy", "Expected `int`, got `float`"),
+        (
+            "meta.colour",
+            "red",
+            "meta.colour",
+            "is not a field here (known fields: schema_version, priority, tlp, handling, source_reliability, info_accuracy, supersedes, in_reply_to)",
+        ),
+        ("meta.priority", ..., "meta.priority", "is required"),
+        (
+            "meta.priority",
+            "asap",
+            "meta.priority",
+            "must be one of routine, urgent, flash (not 'asap')",
+        ),
+        (
+            "meta.tlp",
+            "WHITE",
+            "meta.tlp",
+            "must be one of RED, AMBER+STRICT, AMBER, GREEN, CLEAR (not 'WHITE')",
+        ),
+        (
+            "meta.tlp",
+            "amber",
+            "meta.tlp",
+            "must be one of RED, AMBER+STRICT, AMBER, GREEN, CLEAR (not 'amber')",
+        ),
+        ("meta.handling", "H4", "meta.handling", "must be one of H0, H1, H2, H3 (not 'H4')"),
+        (
+            "meta.source_reliability",
+            "D",
+            "meta.source_reliability",
+            "must be one of A, B, C, X (not 'D')",
+        ),
+        ("meta.info_accuracy", 5, "meta.info_accuracy", "must be at most 4 (this is 5)"),
+        ("meta.info_accuracy", 0, "meta.info_accuracy", "must be at least 1 (this is 0)"),
+        (
+            "meta.info_accuracy",
+            2.0,
+            "meta.info_accuracy",
+            "must be a whole number, not a decimal number",
+        ),
         (
             "meta.supersedes",
             "5F2B8C0E9D4A4E6B8A1C3D7E9F0A1B2C",
             "meta.supersedes",
-            "Expected a message id (32 lowercase hex characters)",
+            "must be a message id (32 lowercase hex characters)",
         ),
         (
             "meta.in_reply_to",
             "5f2b8c0e9d4a4e6b8a1c3d7e9f0a1b2",
             "meta.in_reply_to",
-            "Expected a message id (32 lowercase hex characters)",
+            "must be a message id (32 lowercase hex characters)",
         ),
     ],
 )
@@ -232,16 +262,15 @@ def test_regression_unknown_field_name_reached_the_terminal_raw() -> None:
     whoever ran ``borderlink validate`` and could forge log lines."""
     data = edit("feedback", "meta.\x1b[2J\nok: valid", 1)
     assert rule_for("feedback", data) == (
-        "meta",
-        "Object contains unknown field `\\x1b[2J\\x0aok: valid`",
+        "meta.\\u001b[2J\\u000aok: valid",
+        "is not a field here (known fields: schema_version, priority, tlp, handling, source_reliability, info_accuracy, supersedes, in_reply_to)",
     )
 
 
 def test_long_unknown_field_name_is_cut() -> None:
     path, rule = rule_for("feedback", edit("feedback", "x" * 5000, 1))
-    assert path == ""
-    assert len(rule) == 300 and rule.startswith("Object contains unknown field `xxx")
-    assert rule.endswith("x...")
+    assert path == "x" * 57 + "..."
+    assert rule.startswith("is not a field here (known fields: meta, refers_to, action")
 
 
 def test_meta_optional_ids_may_be_null() -> None:

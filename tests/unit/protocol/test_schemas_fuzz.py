@@ -125,10 +125,10 @@ SEIZURE = TEMPLATES["seizure-alert"]
         ),
         (
             SEIZURE.replace(b'"parties":[', b'"parties":[' + DEEP + b","),
-            "parties[0]",
-            "Expected `object`, got `array`",
+            "",
+            "body is nested too deeply",
         ),
-        (SEIZURE[:-1] + b',"x":' + DEEP + b"}", "", "Object contains unknown field `x`"),
+        (SEIZURE[:-1] + b',"x":' + DEEP + b"}", "", "body is nested too deeply"),
     ],
 )
 def test_regression_deep_nesting_raised_recursion_error(raw: bytes, path: str, rule: str) -> None:
