@@ -6,7 +6,7 @@ SQLite commit and one receipt signature serve many messages.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 import msgspec
 
@@ -65,12 +65,11 @@ class ErrorBody(msgspec.Struct):
 
 
 _ENC = msgspec.msgpack.Encoder()
-_ITEMS = Annotated[
-    list[Annotated[bytes, msgspec.Meta(max_length=MAX_ENVELOPE_BYTES)]], msgspec.Meta(min_length=1)
-]
-
-
-_ITEMS_DECODER = Decoder[list[bytes]](_ITEMS, fmt="msgpack", what="batch")
+# Each item is decoded only after the count is checked: a batch of millions of tiny items is
+# refused after one pass that builds no bytes objects.
+_RAW_ITEMS = Decoder[list[msgspec.Raw]](list[msgspec.Raw], fmt="msgpack", what="batch")
+_ITEM = Decoder[bytes](bytes, fmt="msgpack", what="batch item")
+_NOT_A_BATCH = "batch must be a non-empty MessagePack array of envelopes"
 
 
 def encode_batch(envelopes: list[bytes]) -> bytes:
@@ -79,15 +78,24 @@ def encode_batch(envelopes: list[bytes]) -> bytes:
 
 def decode_batch(data: bytes, *, max_items: int) -> list[bytes]:
     try:
-        items = _ITEMS_DECODER.decode(data)
+        raws = _RAW_ITEMS.decode(data)
     except ValidationError as exc:
-        if exc.kind == "too_long" and exc.path:
-            raise Oversize("an envelope in the batch is too large") from exc
         if exc.kind in ("syntax", "encoding", "empty"):
             raise Malformed("batch is not valid MessagePack") from exc
-        raise Malformed("batch must be a non-empty MessagePack array of envelopes") from exc
-    if len(items) > max_items:
+        raise Malformed(_NOT_A_BATCH) from exc
+    if not raws:
+        raise Malformed(_NOT_A_BATCH)
+    if len(raws) > max_items:
         raise Malformed(f"batch holds more than {max_items} envelopes")
+    items = []
+    for raw in raws:
+        try:
+            item = _ITEM.decode(raw)
+        except ValidationError as exc:
+            raise Malformed(_NOT_A_BATCH) from exc
+        if len(item) > MAX_ENVELOPE_BYTES:
+            raise Oversize("an envelope in the batch is too large")
+        items.append(item)
     return items
 
 

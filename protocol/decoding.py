@@ -32,6 +32,7 @@ from protocol.errors import ValidationError
 
 T = TypeVar("T")
 Format = Literal["json", "msgpack"]
+Buffer = bytes | bytearray | memoryview | msgspec.Raw
 
 # What msgspec can raise on bad input: its own errors, a UnicodeDecodeError for invalid UTF-8 in
 # some strings, and a RecursionError for a deeply nested value.
@@ -46,6 +47,9 @@ _UNSAFE: Final = re.compile(
 )
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1
+# Values the walk looks at before it gives up: a hostile input whose only fault is deep inside
+# millions of good items costs a bounded amount of work, and gets the general refusal.
+_WALK_BUDGET: Final = 100_000
 
 
 def describe_pattern(pattern: str, words: str) -> str:
@@ -65,6 +69,10 @@ def shown(value: object) -> str:
     if len(text) > _MAX_SHOWN:
         text = text[: _MAX_SHOWN - 3] + "..."
     return "'" + _UNSAFE.sub(lambda m: f"\\u{ord(m[0]):04x}", text) + "'"
+
+
+class _GaveUp(Exception):
+    """The walk's budget ran out before it found the fault."""
 
 
 class _Problem(Exception):
@@ -87,13 +95,13 @@ class Decoder(Generic[T]):
         self.type = type_
         self.fmt = fmt
         self.what = what
-        self._decoder: Callable[[bytes], T]
+        self._decoder: Callable[[Buffer], T]
         if fmt == "json":
             self._decoder = msgspec.json.Decoder(type_).decode
         else:
             self._decoder = msgspec.msgpack.Decoder(type_).decode
 
-    def decode(self, data: bytes, *, what: str | None = None) -> T:
+    def decode(self, data: Buffer, *, what: str | None = None) -> T:
         """``what`` overrides the input's name for this call (a file name, say)."""
         try:
             return self._decoder(data)
@@ -114,8 +122,9 @@ def convert(value: object, type_: type[T], *, strict: bool = True, what: str = "
         raise _explain_value(value, type_, fmt="builtins", what=what, strict=strict) from exc
 
 
-def explain(data: bytes, type_: Any, *, fmt: Format, what: str) -> ValidationError:
+def explain(data: Buffer, type_: Any, *, fmt: Format, what: str) -> ValidationError:
     """Why ``data`` does not decode as ``type_``, found without reading msgspec's message."""
+    data = bytes(data)
     if not data.strip():
         return problem("", f"{what} is empty", "empty")
     if fmt == "json":
@@ -192,6 +201,8 @@ def _explain_value(
         return problem("", f"{what} is nested too deeply", "nesting")
     except _Problem as p:
         return problem(p.path, p.rule, p.kind)
+    except _GaveUp:
+        pass
     # The walk found nothing msgspec objected to: say so without guessing at a field.
     return problem("", f"{what} does not have the expected form", "invalid")
 
@@ -292,6 +303,7 @@ class _Walker:
     def __init__(self, fmt: Format | Literal["builtins"], strict: bool) -> None:
         self.fmt = fmt
         self.strict = strict
+        self.budget = _WALK_BUDGET
         self._owner: tuple[type, str] | None = None  # the Struct field being checked
 
     def fail_type(self, value: object, t: mi.Type, path: str) -> typing.NoReturn:
@@ -300,6 +312,9 @@ class _Walker:
         )
 
     def check(self, value: object, t: mi.Type, path: str, words: str | None = None) -> None:
+        self.budget -= 1
+        if self.budget < 0:
+            raise _GaveUp
         if isinstance(t, mi.Metadata):
             extra = t.extra or {}
             self.check(value, t.type, path, extra.get("words", words))
