@@ -16,6 +16,7 @@ import click
 import msgspec
 
 from cli.context import Ctx
+from cli.options import WholeNumber
 from cli.output import emit, json_option, note
 from cli.passphrase import passphrase_options
 from protocol.decoding import convert, decode_json
@@ -25,6 +26,7 @@ from protocol.errors import (
     NodeUnreachable,
     UsageError,
     ValidationError,
+    os_reason,
 )
 
 EXPORT_FORMAT = "borderlink-audit-export"
@@ -152,7 +154,7 @@ def _read_export(path: str) -> _Export:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise BorderlinkError(f"cannot read audit export {path}: {exc.strerror}") from exc
+        raise BorderlinkError(f"cannot read audit export {path}: {os_reason(exc)}") from exc
     try:
         doc = decode_json(data, what="the file")
     except ValidationError as exc:
@@ -253,7 +255,7 @@ def checkpoint_cmd(ctx: Ctx, passphrase_fd: int | None, passphrase_file: str | N
 
 
 @audit_group.command("prove")
-@click.argument("entry", type=int)
+@click.argument("entry", type=WholeNumber(min=0))
 @json_option
 @click.pass_obj
 def prove_cmd(ctx: Ctx, entry: int, as_json: bool) -> None:
@@ -325,6 +327,6 @@ def export_cmd(
     try:
         Path(output).write_text(json.dumps(doc, indent=1) + "\n")
     except OSError as exc:
-        raise BorderlinkError(f"cannot write {output}: {exc.strerror}") from exc
+        raise BorderlinkError(f"cannot write {output}: {os_reason(exc)}") from exc
     store.audit(event("audit.exported", cli_actor(), outcome=f"size {size}", detail=output))
     note(f"exported {size} audit entries and checkpoint to {output}")

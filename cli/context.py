@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from node.home import Home, default_home
-from protocol.errors import BorderlinkError
+from protocol.errors import BorderlinkError, os_reason
 
 if TYPE_CHECKING:
     from keys.card import Card
@@ -44,7 +44,7 @@ class Ctx:
             text = self.home.card.read_text()
         except OSError as exc:
             raise BorderlinkError(
-                f"cannot read this node's card {self.home.card}: {exc.strerror}"
+                f"cannot read this node's card {self.home.card}: {os_reason(exc)}"
             ) from exc
         return parse_card(text, now=self.now())
 

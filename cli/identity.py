@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.context import Ctx
+from cli.options import OneOf, WholeNumber
 from cli.output import emit, json_option, note
 from cli.passphrase import passphrase_options
 
@@ -16,16 +17,16 @@ DAY = 86400
 @click.option(
     "--unit-type",
     required=True,
-    type=click.Choice(["PCU", "ACCU", "JAITF", "LBCU", "coordinator", "other"]),
+    type=OneOf(["PCU", "ACCU", "JAITF", "LBCU", "coordinator", "other"]),
     help="PCU port, ACCU air cargo, JAITF airport task force, LBCU land border, or coordinator.",
 )
 @click.option("--country", required=True, help="ISO 3166 alpha-2 country code, e.g. ME.")
 @click.option("--location", required=True, help="UN/LOCODE of the unit, e.g. MEBAR.")
 @click.option("--endpoint", "endpoints", multiple=True, help="URL peers reach this node at.")
-@click.option("--valid-days", default=365, show_default=True, type=click.IntRange(1, 3650))
+@click.option("--valid-days", default=365, show_default=True, type=WholeNumber(1, 3650))
 @click.option(
     "--kdf-profile",
-    type=click.Choice(["moderate", "interactive"]),
+    type=OneOf(["moderate", "interactive"]),
     default="moderate",
     show_default=True,
     help="Argon2id cost for the keystore; 'interactive' is faster and weaker.",

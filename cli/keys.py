@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from cli.context import Ctx
+from cli.options import OneOf
 from cli.output import emit, json_option, note
 from cli.passphrase import passphrase_options
 
@@ -25,9 +26,9 @@ def _write(text: str, output: str | None) -> None:
         with open(output, "w") as fh:
             fh.write(text)
     except OSError as exc:
-        from protocol.errors import BorderlinkError
+        from protocol.errors import BorderlinkError, os_reason
 
-        raise BorderlinkError(f"cannot write {output}: {exc.strerror}") from exc
+        raise BorderlinkError(f"cannot write {output}: {os_reason(exc)}") from exc
 
 
 def card_summary(card: Any) -> dict[str, Any]:
@@ -82,7 +83,7 @@ def export_card_cmd(ctx: Ctx, output: str | None) -> None:
 
 
 @keys_group.command("export-public")
-@click.option("--format", "fmt", type=click.Choice(["pem"]), default="pem", show_default=True)
+@click.option("--format", "fmt", type=OneOf(["pem"]), default="pem", show_default=True)
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="File to write (default stdout)."
 )

@@ -40,7 +40,9 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         entry = COMMANDS.get(cmd_name)
         if entry is None:
-            return None
+            raise click.UsageError(
+                f"there is no command {cmd_name!r}; the commands are " + ", ".join(COMMANDS), ctx
+            )
         module_name, _, attr = entry[0].partition(":")
         cmd = getattr(importlib.import_module(module_name), attr)
         assert isinstance(cmd, click.Command)
@@ -80,6 +82,11 @@ def main(argv: list[str] | None = None) -> Any:
         click.echo(line, err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        from cli.usage import usage_line
+
+        click.echo(usage_line(exc, cli, sys.argv[1:] if argv is None else argv), err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import click
 import msgspec
 
+from cli.options import OneOf
 from cli.output import emit, json_option
 from cli.peers import read_bytes
 from protocol.errors import ValidationError
 from protocol.schemas import MESSAGE_TYPES, decode_body, encode_body, template
 
-TYPE_ARG = click.argument("type_name", metavar="TYPE", type=click.Choice(list(MESSAGE_TYPES)))
+TYPE_ARG = click.argument("type_name", metavar="TYPE", type=OneOf(list(MESSAGE_TYPES)))
 
 
 @click.command("template")

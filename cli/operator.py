@@ -11,7 +11,7 @@ import click
 
 from cli.admin_client import call
 from cli.context import Ctx
-from cli.options import Duration, split_names
+from cli.options import Duration, OneOf, split_names
 from cli.output import emit, json_option, note
 from cli.peers import read_bytes
 from protocol.errors import PartialDelivery
@@ -33,9 +33,9 @@ def _when(ts: float | None) -> str:
 
 @click.command("send")
 @click.option("--to", "to", required=True, help="Recipient peer names, comma separated.")
-@click.option("--type", "type_name", required=True, type=click.Choice(TYPES))
+@click.option("--type", "type_name", required=True, type=OneOf(TYPES))
 @click.option(
-    "--priority", type=click.Choice(["routine", "urgent", "flash"]), help="Override meta.priority."
+    "--priority", type=OneOf(["routine", "urgent", "flash"]), help="Override meta.priority."
 )
 @click.option(
     "--ttl", type=Duration(), default="3d", show_default=True, help="Lifetime, e.g. 12h, 3d."
@@ -197,7 +197,7 @@ def inbox_show_cmd(ctx: Ctx, msg_id: str, sender: str | None, as_json: bool) -> 
 
 @inbox_group.command("ack")
 @click.argument("msg_id", metavar="ID")
-@click.option("--action", type=click.Choice(ACTIONS), default="controlled", show_default=True)
+@click.option("--action", type=OneOf(ACTIONS), default="controlled", show_default=True)
 @click.option("--details", help="Free text for the sender.")
 @click.option("--from", "sender", metavar="NAME", help=FROM_HELP)
 @json_option

@@ -36,3 +36,52 @@ def split_names(value: str) -> list[str]:
     if not names:
         raise click.BadParameter("name at least one peer")
     return names
+
+
+def _listing(values: Any) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+class OneOf(click.Choice):  # type: ignore[type-arg]
+    """click.Choice (help, completion) that refuses in our words, listing every valid value."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value in self.choices:
+            return value
+        from protocol.decoding import shown
+
+        self.fail(f"must be one of {_listing(self.choices)} (not {shown(value)})", param, ctx)
+
+
+class WholeNumber(click.ParamType):
+    """An integer option or argument, optionally bounded, refused in our words."""
+
+    name = "integer"
+
+    def __init__(self, min: int | None = None, max: int | None = None) -> None:
+        self.min, self.max = min, max
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = int(str(value).strip(), 10)
+            except ValueError:
+                from protocol.decoding import shown
+
+                self.fail(f"must be a whole number (not {shown(value)})", param, ctx)
+        if (self.min is not None and number < self.min) or (
+            self.max is not None and number > self.max
+        ):
+            if self.max is None:
+                bounds = f"at least {self.min}"
+            elif self.min is None:
+                bounds = f"at most {self.max}"
+            else:
+                bounds = f"from {self.min} to {self.max}"
+            self.fail(f"must be {bounds} (not {number})", param, ctx)
+        return number

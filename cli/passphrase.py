@@ -30,8 +30,9 @@ from typing import Any, TypeVar
 
 import click
 
+from cli.options import WholeNumber
 from cli.output import note
-from protocol.errors import PassphraseUnavailable, UsageError
+from protocol.errors import PassphraseUnavailable, UsageError, os_reason
 
 ENV_VAR = "BORDERLINK_PASSPHRASE"
 MAX_PASSPHRASE_BYTES = 4096  # bounds the read from an fd or file that is not what the user meant
@@ -53,7 +54,7 @@ def passphrase_options(f: F) -> F:
     )(f)
     f = click.option(
         "--passphrase-fd",
-        type=click.IntRange(min=0),
+        type=WholeNumber(min=0),
         metavar="N",
         help="Read the keystore passphrase from file descriptor N, up to the first newline.",
     )(f)
@@ -133,7 +134,7 @@ def _read_fd(fd: int) -> bytes:
             if byte == b"\n":
                 break
     except OSError as exc:
-        raise UsageError(f"cannot read the passphrase from {source}: {exc.strerror}") from exc
+        raise UsageError(f"cannot read the passphrase from {source}: {os_reason(exc)}") from exc
     return _first_line(bytes(data), source)
 
 
@@ -144,7 +145,7 @@ def _read_file(path: str, warn: Callable[[str], None]) -> bytes:
             st = os.fstat(f.fileno())
             data = f.read(MAX_PASSPHRASE_BYTES + 2)  # room for the "\r\n"
     except OSError as exc:
-        raise UsageError(f"cannot read the passphrase from {source}: {exc.strerror}") from exc
+        raise UsageError(f"cannot read the passphrase from {source}: {os_reason(exc)}") from exc
     mode = stat.S_IMODE(st.st_mode)
     if stat.S_ISREG(st.st_mode) and mode & 0o077:
         warn(

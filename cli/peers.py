@@ -9,7 +9,7 @@ import click
 
 from cli.context import Ctx
 from cli.output import emit, json_option, note
-from protocol.errors import BorderlinkError, UnknownPeer
+from protocol.errors import BorderlinkError, UnknownPeer, os_reason
 
 
 @click.group("peers")
@@ -26,7 +26,7 @@ def read_bytes(path: str) -> bytes:
         with open(path, "rb") as fh:
             return fh.read()
     except OSError as exc:
-        raise BorderlinkError(f"cannot read {path}: {exc.strerror}") from exc
+        raise BorderlinkError(f"cannot read {path}: {os_reason(exc)}") from exc
 
 
 def read_text(path: str) -> str:

@@ -7,11 +7,11 @@ from typing import Any
 import click
 
 from cli.context import Ctx
-from cli.options import Duration, split_names
+from cli.options import Duration, OneOf, split_names
 from cli.output import emit, json_option, note
 from cli.passphrase import passphrase_options
 from cli.peers import read_bytes, read_text
-from protocol.errors import BorderlinkError, Malformed
+from protocol.errors import BorderlinkError, Malformed, os_reason
 
 MESSAGE_KIND = "MESSAGE"
 TYPES = ["seizure-alert", "risk-profile", "feedback", "retraction"]
@@ -36,7 +36,7 @@ def resolve_recipients(ctx: Ctx, names: list[str]) -> list[Any]:
 
 @click.command("seal")
 @click.option("--to", "to", required=True, help="Recipient peer names, comma separated.")
-@click.option("--type", "type_name", required=True, type=click.Choice(TYPES))
+@click.option("--type", "type_name", required=True, type=OneOf(TYPES))
 @click.option(
     "--ttl", type=Duration(), default="3d", show_default=True, help="Lifetime, e.g. 12h, 3d."
 )
@@ -74,7 +74,7 @@ def seal_cmd(
             with open(output, "w") as fh:
                 fh.write(text)
         except OSError as exc:
-            raise BorderlinkError(f"cannot write {output}: {exc.strerror}") from exc
+            raise BorderlinkError(f"cannot write {output}: {os_reason(exc)}") from exc
     note(f"sealed {type_name} {env.id.hex()} for {to}")
 
 

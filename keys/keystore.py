@@ -47,6 +47,7 @@ from protocol.errors import (
     UsageError,
     ValidationError,
     WrongPassphrase,
+    os_reason,
 )
 
 FORMAT = "borderlink-keystore"
@@ -223,7 +224,7 @@ def write_keystore_file(path: Path, data: bytes, *, overwrite: bool = False) -> 
             hint="move the old keystore away first if you really mean to replace it",
         ) from exc
     except OSError as exc:
-        raise KeystoreError(f"cannot write keystore {path}: {exc.strerror}") from exc
+        raise KeystoreError(f"cannot write keystore {path}: {os_reason(exc)}") from exc
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)  # only still there if something failed
@@ -264,7 +265,7 @@ def read_keystore_file(path: Path) -> bytes:
             f"no keystore at {path}", hint="create one with 'borderlink init'"
         ) from exc
     except OSError as exc:
-        raise KeystoreError(f"cannot read keystore {path}: {exc.strerror}") from exc
+        raise KeystoreError(f"cannot read keystore {path}: {os_reason(exc)}") from exc
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -285,6 +286,6 @@ def read_keystore_file(path: Path) -> bytes:
                 raise KeystoreError(f"keystore {path} is too large to be a keystore")
         return b"".join(chunks)
     except OSError as exc:
-        raise KeystoreError(f"cannot read keystore {path}: {exc.strerror}") from exc
+        raise KeystoreError(f"cannot read keystore {path}: {os_reason(exc)}") from exc
     finally:
         os.close(fd)

@@ -31,7 +31,7 @@ from node.store import Store
 from node.transport import HttpTransport, Transport
 from node.witness import Witness
 from protocol.envelope import seal
-from protocol.errors import NodeError, PeerRevoked, UnknownPeer, ValidationError
+from protocol.errors import NodeError, PeerRevoked, UnknownPeer, ValidationError, os_reason
 from protocol.schemas import decode_body, encode_body
 
 T = TypeVar("T")
@@ -90,7 +90,7 @@ class Node:
         except OSError as exc:  # port taken, no permission: a start-up error, said in one line
             await peer_runner.cleanup()
             raise NodeError(
-                f"cannot start the node on {host}:{port}: {exc.strerror or exc}",
+                f"cannot start the node on {host}:{port}: {os_reason(exc)}",
                 hint="pick another address with --listen HOST:PORT, or stop the other process",
             ) from exc
         server = site._server
@@ -107,7 +107,7 @@ class Node:
         except OSError as exc:
             await peer_runner.cleanup()
             raise NodeError(
-                f"cannot create the admin socket {sock_path}: {exc.strerror or exc}",
+                f"cannot create the admin socket {sock_path}: {os_reason(exc)}",
                 hint="a Unix socket path must be under 108 bytes: use a shorter --home",
             ) from exc
         finally:

@@ -17,7 +17,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.errors import BorderlinkError, KeystoreError
+from protocol.errors import BorderlinkError, KeystoreError, os_reason
 
 
 def default_home() -> Path:
@@ -66,7 +66,7 @@ class Home:
         try:
             mode = stat.S_IMODE(self.root.stat().st_mode)
         except OSError as exc:
-            raise BorderlinkError(f"cannot read home {self.root}: {exc.strerror}") from exc
+            raise BorderlinkError(f"cannot read home {self.root}: {os_reason(exc)}") from exc
         if mode & 0o077:
             raise BorderlinkError(
                 f"home {self.root} is accessible by group or others (mode {mode:04o}); "
@@ -87,4 +87,4 @@ class Home:
                 raise BorderlinkError(f"home {self.root} belongs to another user")
             self.root.chmod(0o700)
         except OSError as exc:
-            raise BorderlinkError(f"cannot create home {self.root}: {exc.strerror}") from exc
+            raise BorderlinkError(f"cannot create home {self.root}: {os_reason(exc)}") from exc

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from protocol.errors import NodeError
+from protocol.errors import NodeError, os_reason
 
 BATCH_PATH = "/v1/envelopes"
 BATCH_CONTENT_TYPE = "application/vnd.borderlink.batch+msgpack"
@@ -77,17 +77,16 @@ class HttpTransport:
                     raise DeliveryFailed(f"{where} answered with more than {limit}")
                 return resp.status, resp.content_type, answer
         except aiohttp.ClientConnectorError as exc:
-            reason = (
-                "connection refused"
-                if isinstance(exc.os_error, ConnectionRefusedError)
-                else (f"cannot connect ({exc.os_error.strerror or exc.os_error})")
-            )
-            raise DeliveryFailed(f"{reason} by {where}") from exc
+            if isinstance(exc.os_error, ConnectionRefusedError):
+                raise DeliveryFailed(f"connection refused by {where}") from exc
+            raise DeliveryFailed(f"cannot connect to {where}: {os_reason(exc.os_error)}") from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise DeliveryFailed(
                 f"no answer from {where} within {self._timeout.total:.0f} s"
             ) from exc
         except aiohttp.ClientError as exc:
             raise DeliveryFailed(f"connection to {where} failed: {exc.__class__.__name__}") from exc
-        except (OSError, ValueError) as exc:
-            raise DeliveryFailed(f"cannot reach {where}: {exc}") from exc
+        except OSError as exc:
+            raise DeliveryFailed(f"cannot reach {where}: {os_reason(exc)}") from exc
+        except ValueError as exc:  # yarl/aiohttp refusing the endpoint URL
+            raise DeliveryFailed(f"cannot reach {where}: the endpoint is not a usable URL") from exc

@@ -172,3 +172,31 @@ class NodeUnreachable(NodeError):
 
 class PartialDelivery(BorderlinkError):
     exit_code = 6
+
+
+_OS_REASONS = {
+    "ENOENT": "no such file or directory",
+    "EACCES": "permission denied",
+    "EPERM": "operation not permitted",
+    "EISDIR": "it is a directory",
+    "ENOTDIR": "a part of the path is not a directory",
+    "EEXIST": "it already exists",
+    "ENOSPC": "no space left on the device",
+    "EROFS": "the file system is read-only",
+    "EADDRINUSE": "the address is already in use",
+    "EADDRNOTAVAIL": "the address is not on this machine",
+    "ECONNREFUSED": "connection refused",
+    "ENAMETOOLONG": "the name is too long",
+    "EBADF": "not an open file descriptor",
+    "ENXIO": "no such device",
+    "ETIMEDOUT": "timed out",
+}
+
+
+def os_reason(exc: OSError) -> str:
+    """An operating-system error in our words, chosen by errno: the C library's text depends on
+    the locale (LANG=de_DE says "Datei oder Verzeichnis nicht gefunden")."""
+    import errno
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    return _OS_REASONS.get(name) or (exc.strerror or type(exc).__name__).lower()

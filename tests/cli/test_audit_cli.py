@@ -304,5 +304,5 @@ def test_regression_deeply_nested_export_gave_a_recursion_traceback(
     one_line_error(
         cli(homes["bel"], "audit", "verify", "--file", str(deep), check=False),
         1,
-        f"cannot read audit export {deep}: JSON nested too deeply",
+        f"cannot read audit export {deep}: the file is nested too deeply",
     )

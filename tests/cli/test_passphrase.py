@@ -194,7 +194,7 @@ def test_file_readable_by_others_is_used_with_a_warning(tmp_path: Path) -> None:
 
 def test_file_missing_or_empty(tmp_path: Path) -> None:
     with pytest.raises(
-        UsageError, match=r"cannot read the passphrase from --passphrase-file .*: No"
+        UsageError, match=r"cannot read the passphrase from --passphrase-file .*: no such file"
     ):
         ask(file=str(tmp_path / "nope"))
     with pytest.raises(UsageError, match=r"^empty passphrase from --passphrase-file"):
@@ -260,11 +260,16 @@ print("got a passphrase?!")
 """
 
 
-def run_without_terminal(stdin: int) -> tuple[subprocess.CompletedProcess[str], float]:
+def run_without_terminal(stdin: int) -> subprocess.CompletedProcess[str]:
+    """A real process: what is checked is the process's own (missing) controlling terminal.
+
+    "Fails at once" is checked by behaviour, not the clock: the documented error with nothing
+    typed. A prompt instead would read EOF from /dev/null (another error) or wait on the
+    terminal no one types into until the timeout, which fails the test too.
+    """
     env = {k: v for k, v in os.environ.items() if k != "BORDERLINK_PASSPHRASE"}
     env["PYTHONPATH"] = str(ROOT)
-    start = time.monotonic()
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", SCRIPT],
         stdin=stdin,
         capture_output=True,
@@ -272,31 +277,29 @@ def run_without_terminal(stdin: int) -> tuple[subprocess.CompletedProcess[str], 
         env=env,
         cwd=ROOT,
         start_new_session=True,  # no controlling terminal: /dev/tty cannot be opened
-        timeout=30,
+        timeout=60,
     )
-    return proc, time.monotonic() - start
 
 
-def assert_fails_fast(proc: subprocess.CompletedProcess[str], elapsed: float) -> None:
+def assert_fails_at_once(proc: subprocess.CompletedProcess[str]) -> None:
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert proc.stderr.startswith(
         "borderlink: error: no passphrase given and no terminal to ask on (hint: give the"
     )
     assert proc.stderr.count("\n") == 1
-    assert elapsed < 10
 
 
 def test_no_terminal_subprocess_stdin_devnull() -> None:
     with open(os.devnull, "rb") as devnull:
-        assert_fails_fast(*run_without_terminal(devnull.fileno()))
+        assert_fails_at_once(run_without_terminal(devnull.fileno()))
 
 
 def test_no_terminal_subprocess_stdin_is_a_tty_but_not_ours() -> None:
     """stdin is a terminal, yet there is no controlling tty: getpass would read stdin with echo."""
     controller, terminal = os.openpty()
     try:
-        assert_fails_fast(*run_without_terminal(terminal))
+        assert_fails_at_once(run_without_terminal(terminal))
     finally:
         os.close(controller)
         os.close(terminal)

@@ -107,5 +107,5 @@ def test_regression_deeply_nested_send_file_gave_a_recursion_traceback(
             check=False,
         ),
         1,
-        f"borderlink: error: {deep} is not JSON: nested too deeply",
+        f"borderlink: error: {deep} is nested too deeply",
     )

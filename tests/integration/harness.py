@@ -1,5 +1,8 @@
 """Real nodes for integration tests: throwaway homes, real ``borderlink serve`` processes on
 127.0.0.1, the real CLI. Nothing here is mocked; a test reads like an operator's session.
+
+``cli`` runs commands other than ``serve`` in the test process (tests/inprocess.py): a fresh
+interpreter per command was most of the suite's run time, and few tests are about the process.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.inprocess import run_main
+
+ROOT = Path(__file__).resolve().parents[2]
 PASSPHRASE = "integration-test-passphrase"
 UNITS = {
     "bar-pcu": ("PCU", "ME", "MEBAR"),
@@ -39,18 +45,40 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def cli(
-    home: Path, *args: str, check: bool = True, timeout: float = 60, **kw: Any
+    home: Path,
+    *args: str,
+    check: bool = True,
+    timeout: float = 60,
+    process: bool = False,
+    **kw: Any,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``borderlink --home HOME ARGS`` as a person would; returns the completed process."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "cli.main", "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        env=kw.pop("env", env()),
-        timeout=timeout,
-        cwd=Path(__file__).resolve().parents[2],
-        **kw,
-    )
+    """Run ``borderlink --home HOME ARGS`` as a person would; returns the completed process.
+
+    ``env`` is the command's whole environment (default ``env()``), ``input`` or ``stdin`` its
+    stdin. It runs in this process unless the process is the point: ``serve`` (an event loop,
+    signal handlers and logging set up for the whole process) or ``process=True`` (e.g. with
+    ``start_new_session=True``: no controlling terminal). ``timeout`` bounds a real process.
+    """
+    argv = ["--home", str(home), *args]
+    environ = kw.pop("env", None)
+    if environ is None:
+        environ = env()
+    if process or args[:1] == ("serve",):
+        proc = subprocess.run(
+            [sys.executable, "-m", "cli.main", *argv],
+            capture_output=True,
+            text=True,
+            env=environ,
+            timeout=timeout,
+            cwd=ROOT,
+            **kw,
+        )
+    else:
+        stdin_data = kw.pop("input", None)
+        stdin = kw.pop("stdin", None)  # DEVNULL is the empty stdin run_main gives anyway
+        if kw or stdin not in (None, subprocess.DEVNULL):
+            raise TypeError(f"cli({', '.join(kw) or 'stdin'}=...) needs process=True")
+        proc = run_main(argv, env=environ, input=stdin_data, cwd=ROOT)
     if check and proc.returncode != 0:
         raise AssertionError(f"borderlink {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
     return proc
@@ -89,7 +117,7 @@ class NodeProc:
             stdout=logf,
             stderr=logf,
             env=env(**self.extra_env),
-            cwd=Path(__file__).resolve().parents[2],
+            cwd=ROOT,
         )
         logf.close()
         if wait:

@@ -361,7 +361,7 @@ def test_overwrite_replaces_a_loose_file_with_a_0600_one(tmp_path: Path) -> None
 
 def test_write_into_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(
-        KeystoreError, match=r"^cannot write keystore .*: No such file or directory"
+        KeystoreError, match=r"^cannot write keystore .*: no such file or directory"
     ):
         write_keystore_file(tmp_path / "nope" / "keystore.json", b"x")
 

@@ -329,6 +329,10 @@ def test_every_refusal_of_a_mutated_envelope_has_a_located_reason(data: Any) -> 
 def test_a_fault_behind_a_million_good_items_costs_a_bounded_walk() -> None:
     data = msgspec.json.encode([1] * 1_000_000 + ["x"])
     err = refusal(data, list[int], what="input")
-    assert (err.path, err.rule, err.kind) == ("", "input does not have the expected form", "invalid")
+    assert (err.path, err.rule, err.kind) == (
+        "",
+        "input does not have the expected form",
+        "invalid",
+    )
     err = refusal(msgspec.json.encode([1] * 1000 + ["x"]), list[int])
     assert (err.path, err.kind) == ("[1000]", "type")

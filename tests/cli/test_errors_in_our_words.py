@@ -1,0 +1,118 @@
+"""Every mistake a person can make at the command line answers in one line of borderlink's own
+words, with the documented exit code: never a regex, a traceback or another library's message.
+
+Each case reads like a transcript: the command, then exactly what it prints on stderr."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.inprocess import run_main
+from tests.integration.harness import env
+
+TLP = "RED, AMBER+STRICT, AMBER, GREEN, CLEAR"
+INIT = ["init", "--unit-type", "PCU", "--country", "ME", "--location", "MEBAR"]
+
+
+def borderlink(tmp_path: Path, *args: str, stdin: bytes = b"") -> tuple[int, str]:
+    proc = run_main(args, env=env(BORDERLINK_HOME=str(tmp_path / "home")), input=stdin)
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    return proc.returncode, proc.stderr.rstrip("\n")
+
+
+def alert(tmp_path: Path, **meta: object) -> str:
+    code = run_main(["template", "seizure-alert"])
+    doc = json.loads(code.stdout)
+    doc["meta"].update(meta)
+    path = tmp_path / "alert.json"
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def test_a_name_outside_the_rules_is_explained(tmp_path: Path) -> None:
+    assert borderlink(tmp_path, *INIT, "--name", "bär-pcu") == (
+        1,
+        "borderlink: error: name: must be 1-63 of a-z, 0-9, '.', '_', '-', "
+        "starting with a letter or digit",
+    )
+    assert not (tmp_path / "home").exists() or not any((tmp_path / "home").iterdir())
+
+
+def test_an_unknown_tlp_lists_the_five_labels(tmp_path: Path) -> None:
+    path = alert(tmp_path, tlp="PURPLE")
+    assert borderlink(tmp_path, "validate", "seizure-alert", path) == (
+        1,
+        f"borderlink: error: meta.tlp: must be one of {TLP} (not 'PURPLE')",
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"", "is empty"),
+        (b'{"meta": {"schema_version": 1, "prio', "ends in the middle of a value"),
+        (b'{"meta": 1,, }', "is not valid JSON (line 1, column 12)"),
+        (b'{"narrative": "caf\xe9"}', "is not valid UTF-8 (byte 18)"),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "seal"])
+def test_a_broken_file_is_named(tmp_path: Path, content: bytes, says: str, command: str) -> None:
+    path = tmp_path / "alert.json"
+    path.write_bytes(content)
+    args = ["validate", "seizure-alert", str(path)]
+    if command == "seal":
+        args = ["seal", "--to", "nobody", "--type", "seizure-alert", str(path)]
+    assert borderlink(tmp_path, *args) == (1, f"borderlink: error: {path} {says}")
+
+
+def test_standard_input_is_named_as_such(tmp_path: Path) -> None:
+    assert borderlink(tmp_path, "validate", "feedback", "-", stdin=b"\xff") == (
+        1,
+        "borderlink: error: standard input is not valid UTF-8 (byte 0)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["template", "warning"],
+            "TYPE must be one of seizure-alert, risk-profile, feedback, retraction (not 'warning')"
+            " (see 'borderlink template --help')",
+        ),
+        (
+            ["validate"],
+            "TYPE is missing (one of seizure-alert, risk-profile, feedback, retraction)"
+            " (see 'borderlink validate --help')",
+        ),
+        (
+            ["send", "--nope"],
+            "there is no option --nope; did you mean --to or --type? (see 'borderlink send --help')",
+        ),
+        (["send", "--to"], "--to needs a value (see 'borderlink send --help')"),
+        (["status", "--json=yes"], "--json takes no value (see 'borderlink status --help')"),
+        (
+            ["audit", "prove", "first"],
+            "ENTRY must be a whole number (not 'first') (see 'borderlink audit prove --help')",
+        ),
+        (
+            [*INIT, "--name", "bar-pcu", "--valid-days", "0"],
+            "--valid-days must be from 1 to 3650 (not 0) (see 'borderlink init --help')",
+        ),
+        (
+            [*INIT[:2], "ship", "--name", "x"],
+            "--unit-type must be one of PCU, ACCU, JAITF, LBCU, coordinator, other (not 'ship')"
+            " (see 'borderlink init --help')",
+        ),
+        (
+            ["sned"],
+            "there is no command 'sned'; the commands are init, keys, peers, template, validate,"
+            " seal, open, serve, send, outbox, inbox, status, audit (see 'borderlink --help')",
+        ),
+    ],
+)
+def test_usage_mistakes(tmp_path: Path, args: list[str], line: str) -> None:
+    assert borderlink(tmp_path, *args) == (2, f"borderlink: usage: {line}")
