@@ -42,8 +42,8 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _project() -> dict[str, object]:
-    return tomllib.loads(PYPROJECT.read_text())
+def _project(root: Path = ROOT) -> dict[str, object]:
+    return tomllib.loads((root / "pyproject.toml").read_text())
 
 
 def _inputs(doc: dict[str, object], extras: tuple[str, ...]) -> list[str]:
@@ -67,12 +67,12 @@ def digest(doc: dict[str, object], extras: tuple[str, ...]) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def check() -> str | None:
+def check(root: Path = ROOT) -> str | None:
     """None when every lock file was made from the pyproject.toml here, else the one-line reason."""
-    doc = _project()
+    doc = _project(root)
     for filename, extras in LOCKS.items():
-        path = REQUIREMENTS / filename
-        rel = path.relative_to(ROOT)
+        path = root / "requirements" / filename
+        rel = path.relative_to(root)
         if not path.exists():
             return f"{rel} is missing; run 'make lock' and commit requirements/"
         text = path.read_text()
