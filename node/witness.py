@@ -13,6 +13,7 @@ so a node that later shows anyone a different history contradicts what its witne
 from __future__ import annotations
 
 import base64
+import binascii
 import time
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,8 @@ from protocol.checkpoint import (
     cosign,
     open_checkpoint,
 )
-from protocol.errors import AuditError
+from protocol.decoding import Decoder
+from protocol.errors import AuditError, ValidationError
 from protocol.signednote import Verifier
 
 if TYPE_CHECKING:
@@ -44,6 +46,9 @@ MAX_PROOF = 16 * 1024  # a proof for 2^63 entries is at most 63 hashes, about 3 
 
 class ProofBody(msgspec.Struct):
     proof: list[str]
+
+
+_PROOF = Decoder[ProofBody](ProofBody, what="consistency proof")
 
 
 class Witness:
@@ -129,8 +134,13 @@ class Witness:
             raw = await read_limited(resp.content, resp.content_length, MAX_PROOF)
         if raw is None:
             raise AuditError(f"consistency proof is over {MAX_PROOF // 1024} KiB")
-        got = msgspec.json.decode(raw, type=ProofBody)
-        return [base64.b64decode(p) for p in got.proof]
+        try:
+            got = _PROOF.decode(raw)
+            return [base64.b64decode(p, validate=True) for p in got.proof]
+        except ValidationError as exc:
+            raise AuditError(f"consistency proof is not well formed ({exc.message})") from exc
+        except binascii.Error as exc:
+            raise AuditError("consistency proof holds a hash that is not base64") from exc
 
     async def _misbehaviour(
         self, peer: PeerInfo, kind: str, old_note: str | None, new_note: str, detail: str
