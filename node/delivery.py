@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import msgspec
 import structlog
 
 from keys.card import Card, parse_card
@@ -29,7 +28,7 @@ from node.config import Delivery
 from node.outbox_store import Row
 from node.store import Store
 from node.transport import DeliveryFailed, Transport
-from protocol.batch import PERMANENT_REASONS, BatchResponse, ErrorBody, encode_batch
+from protocol.batch import PERMANENT_REASONS, decode_response, encode_batch, error_reason
 from protocol.envelope import decode_envelope
 from protocol.errors import BorderlinkError
 from protocol.receipt import receipt_covers, verify_receipt
@@ -87,6 +86,7 @@ class PeerWorker:
         transport: Transport,
         policy: Delivery,
         on_delivered: Callable[[int], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.peer = peer
         self.me = me
@@ -101,6 +101,9 @@ class PeerWorker:
         self.inflight: set[bytes] = set()  # message ids of the batches being delivered
         self._batches: set[asyncio.Task[None]] = set()
         self.link = "unknown"  # up | down | unknown, for status
+        # Wall-clock seconds, as persisted in next_attempt. Injected so tests can drive the
+        # schedule (what is due, when the next try is) without waiting for real time to pass.
+        self.clock = clock
 
     def start(self) -> None:
         self.tasks = [asyncio.create_task(self._loop(), name=f"deliver-{self.peer.name}")]
@@ -130,7 +133,7 @@ class PeerWorker:
             rows, next_due = await self.run_db(
                 self.store.take_batch,
                 self.peer.node_id,
-                time.time(),
+                self.clock(),
                 self.policy.batch_size,
                 tuple(self.inflight),
             )
@@ -140,7 +143,7 @@ class PeerWorker:
                     return  # maybe more due now: fill the next slot at once
                 # Everything due is in flight; its end wakes us (no second read per message).
             elif next_due is not None:
-                timeout = max(0.0, next_due - time.time())
+                timeout = max(0.0, next_due - self.clock())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout=timeout)
 
@@ -167,7 +170,7 @@ class PeerWorker:
 
     async def _deliver(self, rows: list[Row]) -> None:
         peer = self.peer
-        started = time.time()
+        started = self.clock()
         try:
             if not peer.endpoint:
                 raise DeliveryFailed(f"{peer.name} has no endpoint in its contact card")
@@ -194,11 +197,11 @@ class PeerWorker:
     ) -> None:
         peer = self.peer
         if status != 200:
-            reason = _error_reason(body)
+            reason = error_reason(body)
             text = f"{peer.name} refused the message ({reason}, HTTP {status})"
             if reason in PERMANENT_REASONS and len(rows) == 1:
                 await self.run_db(
-                    self.store.mark_rejected, peer.node_id, rows[0][0], text, time.time()
+                    self.store.mark_rejected, peer.node_id, rows[0][0], text, self.clock()
                 )
                 log.warning(
                     "delivery.rejected", peer=peer.name, message_id=rows[0][0].hex(), reason=reason
@@ -207,7 +210,7 @@ class PeerWorker:
                 await self._fail(rows, text)
             return
         try:
-            resp = msgspec.msgpack.decode(body, type=BatchResponse)
+            resp = decode_response(body)
             if len(resp.results) != len(rows):
                 raise DeliveryFailed(
                     f"{peer.name} answered for {len(resp.results)} of {len(rows)} messages"
@@ -215,12 +218,12 @@ class PeerWorker:
             verified = [
                 verify_receipt(r, signer=peer.identity, sender=self.me) for r in resp.receipts
             ]
-        except (msgspec.DecodeError, msgspec.ValidationError, BorderlinkError) as exc:
-            await self._fail(rows, f"{peer.name} sent an invalid answer or receipt: {exc}")
+        except BorderlinkError as exc:
+            await self._fail(rows, f"{peer.name} sent an invalid answer or receipt: {exc.message}")
             return
         delivered: list[tuple[bytes, bytes]] = []
         retry: list[Row] = []
-        now = time.time()
+        now = self.clock()
         for row, result in zip(rows, resp.results, strict=True):
             msg_id, _, content_hash, _, _ = row
             if (
@@ -255,7 +258,7 @@ class PeerWorker:
             await self._fail(retry, f"{peer.name} did not confirm the message (no valid receipt)")
 
     async def _fail(self, rows: list[Row], error: str) -> None:
-        now = time.time()
+        now = self.clock()
         failures = [(r[0], error, now + backoff(r[4], self.policy, self.rng)) for r in rows]
         await self.run_db(self.store.mark_failed, self.peer.node_id, failures)
         for msg_id, _, nxt in failures:
@@ -266,10 +269,3 @@ class PeerWorker:
                 error=error,
                 retry_in=round(nxt - now, 2),
             )
-
-
-def _error_reason(body: bytes) -> str:
-    try:
-        return msgspec.json.decode(body, type=ErrorBody).error
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-        return "unexpected answer"

@@ -10,7 +10,7 @@ from typing import Literal
 
 import msgspec
 
-from protocol.decoding import Decoder
+from protocol.decoding import Decoder, printable
 from protocol.errors import Malformed, Oversize, ValidationError
 from protocol.labels import MAX_ENVELOPE_BYTES
 
@@ -97,6 +97,26 @@ def decode_batch(data: bytes, *, max_items: int) -> list[bytes]:
             raise Oversize("an envelope in the batch is too large")
         items.append(item)
     return items
+
+
+_RESPONSE = Decoder[BatchResponse](BatchResponse, fmt="msgpack", what="batch answer")
+_ERROR = Decoder[ErrorBody](ErrorBody, what="error answer")
+
+
+def decode_response(data: bytes) -> BatchResponse:
+    try:
+        return _RESPONSE.decode(data)
+    except ValidationError as exc:
+        raise Malformed(f"batch answer is not well formed ({exc.message})") from exc
+
+
+def error_reason(data: bytes) -> str:
+    """The reason code of a peer's error answer, escaped for display; a body that is not one
+    of ours is "unexpected answer"."""
+    try:
+        return printable(_ERROR.decode(data).error)
+    except ValidationError:
+        return "unexpected answer"
 
 
 def encode_response(resp: BatchResponse) -> bytes:

@@ -63,12 +63,16 @@ def pattern_words(pattern: str) -> str | None:
     return _PATTERN_WORDS.get(pattern)
 
 
+def printable(text: str, limit: int = _MAX_SHOWN) -> str:
+    """Text from outside, safe for a terminal or a log line: unsafe characters escaped, cut."""
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+
+
 def shown(value: object) -> str:
-    """A value from outside, quoted for a terminal or a log line: unsafe characters escaped."""
-    text = value if isinstance(value, str) else repr(value)
-    if len(text) > _MAX_SHOWN:
-        text = text[: _MAX_SHOWN - 3] + "..."
-    return "'" + _UNSAFE.sub(lambda m: f"\\u{ord(m[0]):04x}", text) + "'"
+    """A value from outside, quoted: ``'PURPLE'``."""
+    return "'" + printable(value if isinstance(value, str) else repr(value)) + "'"
 
 
 class _GaveUp(Exception):

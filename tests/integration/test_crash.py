@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,14 @@ from keys.card import parse_card
 from protocol.errors import NodeUnreachable
 from protocol.receipt import ReceiptBody, receipt_covers, verify_receipt
 from tests.integration.harness import NodeProc, make_network, stop_all
+from tests.integration.waiting import PATIENCE, log_events, start, wait_until
 
 STREAM = 1000  # the required minimum
 SENDER_THREADS = 4
-SEND_DEADLINE = 90.0  # the whole stream, outages included
-DRAIN_DEADLINE = 120.0
+# Bounds that end a failing test, not budgets: on a loaded machine the stream takes many times
+# its usual second or two, and the tests assert on what the databases hold, never on speed.
+SEND_DEADLINE = 2 * PATIENCE  # the whole stream, outages included
+DRAIN_DEADLINE = 2 * PATIENCE
 
 
 @pytest.fixture
@@ -87,7 +90,7 @@ class Stream:
                     return
                 self._claimed += 1
             try:
-                res = call(self.socket, "POST", "/v1/send", self.request, timeout=20)
+                res = call(self.socket, "POST", "/v1/send", self.request, timeout=PATIENCE)
             except NodeUnreachable:
                 with self._lock:
                     self._claimed -= 1
@@ -101,12 +104,12 @@ class Stream:
             with self._lock:
                 self.ids.append(res["id"])
 
-    def wait_for(self, accepted: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while self.accepted < accepted:
-            assert time.monotonic() < deadline, f"only {self.accepted} of {accepted} sends accepted"
+    def wait_for(self, accepted: int) -> None:
+        def enough() -> bool:
             assert not self.errors, self.errors
-            time.sleep(0.01)
+            return self.accepted >= accepted
+
+        wait_until(enough, lambda: f"{accepted} sends accepted (only {self.accepted})")
 
     def join(self) -> None:
         for t in self._threads:
@@ -130,28 +133,30 @@ def query(node: NodeProc, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return db.execute(sql, args).fetchall()
 
 
-def wait_until(cond: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"no {what} within {timeout:.0f} s"
-        time.sleep(0.02)
+def inbox_count(node: NodeProc) -> int:
+    return int(query(node, "SELECT COUNT(*) FROM inbox")[0][0])
 
 
 def outbox_counts(node: NodeProc) -> dict[str, int]:
     return dict(query(node, "SELECT status, COUNT(*) FROM outbox GROUP BY status"))
 
 
-def wait_drained(sender: NodeProc, expected: int, timeout: float = DRAIN_DEADLINE) -> float:
-    """Until every one of ``expected`` outbox rows is delivered; returns the seconds it took."""
-    start = time.monotonic()
-    counts: dict[str, int] = {}
-    while time.monotonic() - start < timeout:
-        counts = outbox_counts(sender)
-        if counts == {"delivered": expected}:
-            return time.monotonic() - start
+def wait_drained(sender: NodeProc, expected: int) -> float:
+    """Until every one of ``expected`` outbox rows is delivered; returns the seconds it took (for
+    the report only: no test asserts on it)."""
+    began = time.monotonic()
+
+    def drained() -> bool:
         assert sender.proc is not None and sender.proc.poll() is None, "the sender died"
-        time.sleep(0.1)
-    raise AssertionError(f"outbox not drained in {timeout:.0f} s: {counts}")
+        return outbox_counts(sender) == {"delivered": expected}
+
+    wait_until(
+        drained,
+        lambda: f"the outbox drained: {outbox_counts(sender)}",
+        timeout=DRAIN_DEADLINE,
+        interval=0.1,
+    )
+    return time.monotonic() - began
 
 
 def assert_exactly_once(sender: NodeProc, receiver: NodeProc, ids: set[str]) -> None:
@@ -184,17 +189,6 @@ def assert_exactly_once(sender: NodeProc, receiver: NodeProc, ids: set[str]) -> 
         assert receipt_covers(verified[receipt], bytes(msg_id), bytes(content_hash))
 
 
-def log_events(node: NodeProc, event: str) -> list[dict[str, Any]]:
-    """The node's JSON log lines (stderr is not a terminal) for one event, across restarts."""
-    out = []
-    for line in node.log.read_text().splitlines():
-        if line.startswith("{") and f'"{event}"' in line:
-            rec = json.loads(line)
-            if rec.get("event") == event:
-                out.append(rec)
-    return out
-
-
 def accepted_at_most_once(receiver: NodeProc) -> None:
     """No id was ever accepted twice (a retry after a lost answer must come back ``duplicate``)."""
     accepted = Counter(
@@ -223,12 +217,14 @@ def test_receiver_killed_mid_stream_gets_every_message_exactly_once(
     bar, bel = pair["bar-pcu"], pair["belgrade-accu"]
     with Stream(bar, "belgrade-accu", template(bar), STREAM) as stream:
         stream.wait_for(300)
+        # Deliveries trail the sends, the more so on a loaded machine: kill once some arrived.
+        wait_until(lambda: inbox_count(bel) > 0, "a first delivery")
         bel.kill9()
         at_kill = stream.accepted
-        inbox_at_kill = query(bel, "SELECT COUNT(*) FROM inbox")[0][0]
+        inbox_at_kill = inbox_count(bel)
         stream.wait_for(at_kill + 150)  # sending goes on while the peer is down
         wait_until(lambda: outbox_counts(bar).get("failed", 0) > 0, "a delivery failing")
-        bel.start()
+        start(bel)
     drained = wait_drained(bar, STREAM)
     assert 0 < inbox_at_kill < STREAM, "the kill did not land in the middle of the stream"
     assert_exactly_once(bar, bel, set(stream.ids))
@@ -252,7 +248,7 @@ def test_sender_killed_mid_stream_resumes_and_delivers_exactly_once(
         stream.wait_for(500)
         bar.kill9()
         at_kill = outbox_counts(bar)
-        bar.start()
+        start(bar)
     # Rows that were in flight at the kill went back to 'failed' on start, and were retried.
     started = log_events(bar, "node.started")
     assert len(started) == 2 and started[-1]["resumed"] == at_kill.get("delivering", 0)
@@ -292,8 +288,8 @@ def test_sigterm_with_queued_work_exits_0_and_loses_nothing(pair: dict[str, Node
     assert [e["node"] for e in log_events(bar, "node.stopped")] == ["bar-pcu"]
     assert [e["node"] for e in log_events(bel, "node.stopped")] == ["belgrade-accu"]
     bel.start(wait=False)
-    bar.start()
-    bel.wait_ready()
+    start(bar)
+    bel.wait_ready(timeout=PATIENCE)
     wait_drained(bar, total)
     assert_exactly_once(bar, bel, set(stream.ids))
     accepted_at_most_once(bel)

@@ -40,6 +40,7 @@ from protocol.padding import unpad
 from protocol.schemas import encode_body, template
 from tests.attacker import craft
 from tests.integration.harness import PASSPHRASE, NodeProc, make_network, stop_all
+from tests.integration.waiting import PATIENCE, log_events, wait_until
 
 NAMES = ["bar-pcu", "belgrade-accu", "skopje-coord"]
 DAY = 86400
@@ -90,7 +91,7 @@ def post(node: NodeProc, body: bytes, headers: dict[str, str] | None = None) -> 
         headers={"Content-Type": BATCH_CONTENT_TYPE, **(headers or {})},
     )
     try:
-        with OPENER.open(req, timeout=15) as resp:
+        with OPENER.open(req, timeout=PATIENCE) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -105,16 +106,6 @@ def sealed(net: Net, sender: str | Identity, to: str, **kw: Any) -> Envelope:
 
 
 # -- what the node must do ----------------------------------------------------------------------
-
-
-def log_events(node: NodeProc, start: int = 0) -> list[dict[str, Any]]:
-    events = []
-    for line in node.log.read_bytes()[start:].decode(errors="replace").splitlines():
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            continue
-    return events
 
 
 def assert_no_plaintext_logged(net: Net) -> None:
@@ -139,14 +130,14 @@ def assert_rejected(
     return event
 
 
-def wait_for_event(node: NodeProc, offset: int, name: str, timeout: float = 3) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        events = [e for e in log_events(node, offset) if e.get("event") == name]
-        if events or time.monotonic() > deadline:
-            assert len(events) == 1, f"expected one {name} event, got {events}"
-            return events[0]
-        time.sleep(0.05)
+def wait_for_event(node: NodeProc, offset: int, name: str) -> dict[str, Any]:
+    """The one ``name`` event in the node's log since byte ``offset``. The node may log it after
+    answering, so it is waited for; once there, a second one would be a fault."""
+    events = wait_until(
+        lambda: log_events(node, name, offset), f"a {name} event in {node.name}'s log"
+    )
+    assert len(events) == 1, f"expected one {name} event, got {events}"
+    return events[0]
 
 
 def accept(node: NodeProc, envelope: bytes) -> BatchResponse:
@@ -302,7 +293,7 @@ def test_same_id_different_content_is_a_replay(net: Net) -> None:
 
 def declared_oversize(node: NodeProc) -> tuple[int, bytes]:
     """Declare a body one byte over ``limits.max_body`` but send none: the answer must not wait."""
-    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=5)
+    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=PATIENCE)
     try:
         conn.putrequest("POST", BATCH_PATH)
         conn.putheader("Content-Type", BATCH_CONTENT_TYPE)
@@ -326,7 +317,7 @@ def test_declared_oversize_body_is_audited(net: Net) -> None:
     bel = net.nodes["belgrade-accu"]
     offset = bel.log.stat().st_size
     assert declared_oversize(bel)[0] == 413
-    event = wait_for_event(bel, offset, "message.rejected", timeout=1)
+    event = wait_for_event(bel, offset, "message.rejected")
     assert event["reason"] == "oversize" and event["source"] == "127.0.0.1"
 
 

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import stat
 from pathlib import Path
+from typing import Any
 
-from tests.integration.harness import NodeProc
+from tests.integration.harness import NodeProc, one_line_error
+from tests.integration.waiting import PATIENCE, wait_until
+
+WAIT = str(int(PATIENCE))  # ``send --wait``: returns once delivered, so only a failure waits it out
 
 
 def write_template(tmp: Path, type_name: str, node: NodeProc) -> Path:
@@ -20,7 +27,7 @@ def test_alert_sent_delivered_read_and_acknowledged(
     bar, bel = pair["bar-pcu"], pair["belgrade-accu"]
     alert = write_template(tmp_path, "seizure-alert", bar)
     sent = bar.json(
-        "send", "--to", "belgrade-accu", "--type", "seizure-alert", str(alert), "--wait", "20"
+        "send", "--to", "belgrade-accu", "--type", "seizure-alert", str(alert), "--wait", WAIT
     )
     assert sent["recipients"] == {"belgrade-accu": "delivered"}
     inbox = bel.json("inbox")
@@ -32,14 +39,7 @@ def test_alert_sent_delivered_read_and_acknowledged(
     ack = bel.json("inbox", "ack", sent["id"], "--action", "seized")
     assert ack["to"] == "bar-pcu"
     # The feedback travels back and links to the alert.
-    import time
-
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        back = bar.json("inbox")
-        if back:
-            break
-        time.sleep(0.1)
+    back = wait_until(lambda: bar.json("inbox"), "the feedback in the sender's inbox")
     assert [(m["type"], m["refers_to"], m["from"]) for m in back] == [
         ("feedback", sent["id"], "belgrade-accu")
     ]
@@ -61,7 +61,7 @@ def test_three_nodes_and_a_retraction(trio: dict[str, NodeProc], tmp_path: Path)
         "risk-profile",
         str(profile),
         "--wait",
-        "20",
+        WAIT,
         "--priority",
         "urgent",
     )
@@ -76,7 +76,7 @@ def test_three_nodes_and_a_retraction(trio: dict[str, NodeProc], tmp_path: Path)
     retraction["meta"].pop("supersedes", None)
     path = tmp_path / "retract.json"
     path.write_text(json.dumps(retraction))
-    bar.json("send", "--to", "belgrade-accu", "--type", "retraction", str(path), "--wait", "20")
+    bar.json("send", "--to", "belgrade-accu", "--type", "retraction", str(path), "--wait", WAIT)
     original = next(m for m in bel.json("inbox") if m["id"] == sent["id"])
     assert original["withdrawn_by"] is not None
     assert next(m for m in coord.json("inbox") if m["id"] == sent["id"])["withdrawn_by"] is None
@@ -98,57 +98,64 @@ def test_operator_commands_without_a_running_node(pair: dict[str, NodeProc]) -> 
 def test_partial_delivery_exits_6_and_undeliverable_messages_expire(
     trio: dict[str, NodeProc], tmp_path: Path
 ) -> None:
-    import os
-    import stat
-    import time
-
+    """Whether belgrade-accu's copy arrives within the 2 s of ``--wait`` depends on the machine's
+    load, so the error is checked against the statuses the same command printed, and expiry on a
+    message of its own, so the delivered copy cannot expire first on a slow machine."""
     bar, coord = trio["bar-pcu"], trio["skopje-coord"]
     assert stat.S_IMODE(os.stat(bar.home / "admin.sock").st_mode) == 0o600
     coord.stop()
     alert = write_template(tmp_path, "seizure-alert", bar)
+    # Queued first, so its 3 s to live run out while the other send waits.
+    short = bar.json(
+        "send", "--to", "skopje-coord", "--type", "seizure-alert", "--ttl", "3s", str(alert)
+    )["id"]
     proc = bar.cli(
         "send",
         "--to",
         "belgrade-accu,skopje-coord",
         "--type",
         "seizure-alert",
-        "--ttl",
-        "3s",
         str(alert),
         "--wait",
         "2",
         check=False,
     )
-    assert proc.returncode == 6
-    assert proc.stderr.splitlines()[-1].startswith(
-        "borderlink: error: not delivered within 2 s to: skopje-coord"
-    )
-    msg_id = proc.stdout.splitlines()[0]
-    status = {r["peer"]: r for r in bar.json("outbox") if r["id"] == msg_id}
-    assert status["belgrade-accu"]["status"] == "delivered"
-    assert status["skopje-coord"]["status"] == "failed"
-    assert "connection refused by skopje-coord" in status["skopje-coord"]["last_error"]
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        row = next(
-            r for r in bar.json("outbox") if r["id"] == msg_id and r["peer"] == "skopje-coord"
-        )
-        if row["status"] == "expired":
-            break
-        time.sleep(0.2)
-    assert row["status"] == "expired" and row["next_attempt"] is None
+    assert proc.returncode == 6, proc.stderr
+    msg_id, *lines = proc.stdout.splitlines()
+    printed = dict(line.strip().split(": ") for line in lines)  # "  peer: status" per recipient
+    assert set(printed) == {"belgrade-accu", "skopje-coord"}, proc.stdout
+    missing = [peer for peer, st in printed.items() if st != "delivered"]
+    assert "skopje-coord" in missing
+    said = f"borderlink: error: not delivered within 2 s to: {', '.join(missing)}"
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith(said) and not last[len(said) :].startswith(","), last
+
+    def status() -> dict[str, Any]:
+        return {r["peer"]: r for r in bar.json("outbox") if r["id"] == msg_id}
+
+    def partly_delivered() -> bool:
+        st = status()
+        return bool(st["belgrade-accu"]["status"] == "delivered" and st["skopje-coord"]["attempts"])
+
+    wait_until(partly_delivered, lambda: f"delivery to the peer that is up only: {status()}")
+    down = status()["skopje-coord"]
+    assert down["status"] == "failed"
+    assert "connection refused by skopje-coord" in down["last_error"]
+
+    def row() -> dict[str, Any]:
+        [r] = [r for r in bar.json("outbox") if r["id"] == short]
+        return dict(r)
+
+    wait_until(lambda: row()["status"] == "expired", lambda: f"expiry: {row()}")
+    assert row()["next_attempt"] is None
 
 
 def test_serve_on_a_taken_port_is_one_line_exit_3(pair: dict[str, NodeProc]) -> None:
-    import socket
-
-    from tests.integration.harness import one_line_error
-
     bar = pair["bar-pcu"]
     assert bar.stop() == 0
     with socket.socket() as taken:
         taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         taken.bind(("127.0.0.1", bar.port))
         taken.listen()
-        proc = bar.cli("serve", "--listen", f"127.0.0.1:{bar.port}", check=False, timeout=30)
-    one_line_error(proc, 3, "address already in use")
+        proc = bar.cli("serve", "--listen", f"127.0.0.1:{bar.port}", check=False, timeout=PATIENCE)
+    one_line_error(proc, 3, "the address is already in use")  # os_reason(), not strerror

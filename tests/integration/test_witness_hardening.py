@@ -44,6 +44,7 @@ from protocol.signednote import (
 )
 from protocol.signednote import public_key_bytes as raw_key
 from tests.conftest import fixed_identity
+from tests.integration.waiting import PATIENCE
 
 COSIGNATURE = "/v1/audit/cosignature"
 
@@ -205,7 +206,7 @@ async def test_cosignature_body_trickling_in_times_out(bob_api: TestClient[Any, 
             "Content-Length: 100\r\n\r\n{".encode()
         )
         await writer.drain()
-        answer = await asyncio.wait_for(reader.read(4096), timeout=5)
+        answer = await asyncio.wait_for(reader.read(4096), timeout=PATIENCE)  # body_timeout=0.5
     finally:
         writer.close()
     assert answer.startswith(b"HTTP/1.1 408")

@@ -254,6 +254,20 @@ json_values = st.recursive(
 )
 
 
+# MessagePack carries integers of at most 64 bits.
+msgpack_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
 def _paths(value: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     out = [at]
     if isinstance(value, dict):
@@ -316,7 +330,7 @@ def _sample_envelope() -> Any:
 def test_every_refusal_of_a_mutated_envelope_has_a_located_reason(data: Any) -> None:
     doc = _sample_envelope()
     where = data.draw(st.sampled_from(_paths(doc)))
-    new = data.draw(json_values | st.binary(max_size=40))
+    new = data.draw(msgpack_values | st.binary(max_size=40))
     raw = msgspec.msgpack.encode(_mutate(doc, where, new, data.draw(st.booleans())))
     try:
         msgspec.msgpack.decode(raw, type=Envelope)
