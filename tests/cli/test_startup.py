@@ -31,6 +31,6 @@ def test_every_listed_command_loads_and_has_help() -> None:
 
     runner = CliRunner()
     for name in COMMANDS:
-        res = runner.invoke(cli, [name, "--help"])
+        res = runner.invoke(cli, [name, "--help"], prog_name="borderlink")
         assert res.exit_code == 0, (name, res.output)
-        assert "Usage:" in res.output
+        assert f"borderlink {name} [OPTIONS]" in res.output, res.output

@@ -1,4 +1,4 @@
-"""The codec: type names, versions, round trips, and how msgspec's errors reach the user.
+"""The codec: type names, versions, round trips, and decoding errors in the project's words.
 
 Helpers here (``body``, ``rule_for``) are shared by the other test_schemas_* files: a test edits the
 template's JSON as plain data and reads back the one (path, rule) the decoder reports.
