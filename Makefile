@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := PIP_DISABLE_PIP_VERSION_CHECK=1 $(PY) -m pip
-LOCKED := $(PIP) install -qq --require-hashes --no-deps
+# --only-binary: an sdist would be built with build requirements fetched unpinned.
+LOCKED := $(PIP) install -qq --require-hashes --no-deps --only-binary :all:
 # The project itself: no dependency resolution, no index, build requirements from the lock.
 SELF   := $(PIP) install -qq --no-deps --no-index --no-build-isolation -e .
 
@@ -23,12 +24,14 @@ $(VENV)/.installed: pyproject.toml requirements/runtime.txt | $(PY)
 	@$(PYTHON) scripts/lock.py --check
 	$(LOCKED) -r requirements/runtime.txt
 	$(SELF)
+	@$(PIP) check -q >/dev/null || { $(PIP) check; echo "the lock is incomplete: run 'make lock'"; exit 1; }
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml requirements/test.txt | $(PY)
 	@$(PYTHON) scripts/lock.py --check
 	$(LOCKED) -r requirements/test.txt
 	$(SELF)
+	@$(PIP) check -q >/dev/null || { $(PIP) check; echo "the lock is incomplete: run 'make lock'"; exit 1; }
 	@touch $@ $(VENV)/.installed
 
 # `make install` then `export PATH="$PWD/.venv/bin:$PATH"` puts `borderlink` on the PATH.

@@ -16,7 +16,7 @@ import click
 import msgspec
 
 from cli.context import Ctx
-from cli.options import WholeNumber
+from cli.options import Group, PathArg, WholeNumber
 from cli.output import emit, json_option, note
 from cli.passphrase import passphrase_options
 from protocol.decoding import convert, decode_json
@@ -32,7 +32,7 @@ from protocol.errors import (
 EXPORT_FORMAT = "borderlink-audit-export"
 
 
-@click.group("audit")
+@click.group("audit", cls=Group)
 def audit_group() -> None:
     """Read, prove, verify and export the tamper-evident audit log."""
 
@@ -213,7 +213,7 @@ def _verify_file(ctx: Ctx, path: str) -> dict[str, Any]:
 
 
 @audit_group.command("verify")
-@click.option("--file", "file", type=click.Path(dir_okay=False), help="Verify an export instead.")
+@click.option("--file", "file", type=PathArg(dir_okay=False), help="Verify an export instead.")
 @json_option
 @click.pass_obj
 def verify_cmd(ctx: Ctx, file: str | None, as_json: bool) -> None:
@@ -294,7 +294,7 @@ def prove_cmd(ctx: Ctx, entry: int, as_json: bool) -> None:
 
 
 @audit_group.command("export")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=PathArg(dir_okay=False))
 @passphrase_options
 @click.pass_obj
 def export_cmd(

@@ -8,12 +8,12 @@ from typing import Any
 import click
 
 from cli.context import Ctx
-from cli.options import OneOf
+from cli.options import Group, OneOf, PathArg
 from cli.output import emit, json_option, note
 from cli.passphrase import passphrase_options
 
 
-@click.group("keys")
+@click.group("keys", cls=Group)
 def keys_group() -> None:
     """Show and export this node's keys and contact card."""
 
@@ -71,7 +71,7 @@ def show_cmd(ctx: Ctx, as_json: bool) -> None:
 
 @keys_group.command("export-card")
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False), help="File to write (default stdout)."
+    "-o", "--output", type=PathArg(dir_okay=False), help="File to write (default stdout)."
 )
 @click.pass_obj
 def export_card_cmd(ctx: Ctx, output: str | None) -> None:
@@ -85,7 +85,7 @@ def export_card_cmd(ctx: Ctx, output: str | None) -> None:
 @keys_group.command("export-public")
 @click.option("--format", "fmt", type=OneOf(["pem"]), default="pem", show_default=True)
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False), help="File to write (default stdout)."
+    "-o", "--output", type=PathArg(dir_okay=False), help="File to write (default stdout)."
 )
 @click.pass_obj
 def export_public_cmd(ctx: Ctx, fmt: str, output: str | None) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from cli.options import PathArg
 from protocol.errors import BorderlinkError, Rejected
 
 # name -> (module:attribute, one-line help). Help lives here so listing commands imports nothing.
@@ -58,7 +59,7 @@ class LazyGroup(click.Group):
 @click.option(
     "--home",
     envvar="BORDERLINK_HOME",
-    type=click.Path(file_okay=False),
+    type=PathArg(file_okay=False),
     help="Node home directory [env BORDERLINK_HOME; default $XDG_DATA_HOME/borderlink].",
 )
 @click.version_option(package_name="borderlink", prog_name="borderlink")
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:  # a group run without its subcommand
+        click.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
+        sys.exit(exc.exit_code)
     except click.UsageError as exc:
         from cli.usage import usage_line
 
@@ -97,6 +101,14 @@ def main(argv: list[str] | None = None) -> Any:
     except KeyboardInterrupt:
         click.echo("borderlink: interrupted", err=True)
         sys.exit(130)
+    except BrokenPipeError:  # the reader went away (| head): nothing more to say
+        sys.stderr.close()
+        sys.exit(0)
+    except OSError as exc:  # writing the output failed (disk full, closed stdout)
+        from protocol.errors import os_reason
+
+        click.echo(f"borderlink: error: cannot write the output: {os_reason(exc)}", err=True)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ status. When the node is not running each says so in one line (exit 3)."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -11,9 +10,10 @@ import click
 
 from cli.admin_client import call
 from cli.context import Ctx
-from cli.options import Duration, OneOf, split_names
+from cli.options import Duration, Group, OneOf, split_names
 from cli.output import emit, json_option, note
 from cli.peers import read_bytes
+from protocol.decoding import json_for_terminal
 from protocol.errors import PartialDelivery
 
 TYPES = ["seizure-alert", "risk-profile", "feedback", "retraction"]
@@ -135,7 +135,7 @@ def outbox_cmd(ctx: Ctx, as_json: bool) -> None:
     emit(rows, as_json, human)
 
 
-@click.group("inbox", invoke_without_command=True)
+@click.group("inbox", cls=Group, invoke_without_command=True)
 @click.option("--unread", is_flag=True, help="Only messages not yet shown.")
 @json_option
 @click.pass_context
@@ -190,7 +190,7 @@ def inbox_show_cmd(ctx: Ctx, msg_id: str, sender: str | None, as_json: bool) -> 
         )
         if d["withdrawn_by"]:
             head += f"WITHDRAWN by {d['withdrawn_by']}\n"
-        return head + json.dumps(d["message"], indent=2, ensure_ascii=False)
+        return head + json_for_terminal(d["message"])
 
     emit(view, as_json, human)
 

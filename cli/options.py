@@ -15,7 +15,9 @@ def parse_duration(text: str) -> int:
     """'90s', '15m', '12h', '3d' -> seconds."""
     m = _DURATION.match(text.strip())
     if not m or int(m.group(1)) == 0:
-        raise click.BadParameter(f"'{text}' is not a duration like 90s, 15m, 12h or 3d")
+        from protocol.decoding import shown
+
+        raise click.BadParameter(f"{shown(text)} is not a duration like 90s, 15m, 12h or 3d")
     return int(m.group(1)) * _UNIT[m.group(2)]
 
 
@@ -85,3 +87,36 @@ class WholeNumber(click.ParamType):
                 bounds = f"from {self.min} to {self.max}"
             self.fail(f"must be {bounds} (not {number})", param, ctx)
         return number
+
+
+class Group(click.Group):
+    """A command group whose unknown subcommand is refused in our words, listing the real ones."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is None and not ctx.resilient_parsing:
+            from protocol.decoding import shown
+
+            known = ", ".join(self.list_commands(ctx))
+            raise click.UsageError(
+                f"there is no command {shown(cmd_name)}; the commands are {known}", ctx
+            )
+        return cmd
+
+
+class PathArg(click.Path):
+    """A file path (``dir_okay=False``) or directory path (``file_okay=False``) that need not
+    exist yet, refused in our words when it names the other kind."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import os
+
+        from protocol.decoding import printable
+
+        text = os.fspath(value)
+        quoted = "'" + printable(text, limit=4096) + "'"
+        if not self.dir_okay and os.path.isdir(text):
+            self.fail(f"{quoted} is a directory; give a file name", param, ctx)
+        if not self.file_okay and os.path.exists(text) and not os.path.isdir(text):
+            self.fail(f"{quoted} is not a directory", param, ctx)
+        return text

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import click
 
-from cli.options import WholeNumber
+from cli.options import PathArg, WholeNumber
 from cli.output import note
 from protocol.errors import PassphraseUnavailable, UsageError, os_reason
 
@@ -48,7 +48,7 @@ def passphrase_options(f: F) -> F:
     )
     f = click.option(
         "--passphrase-file",
-        type=click.Path(dir_okay=False),
+        type=PathArg(dir_okay=False),
         metavar="PATH",
         help=f"Read the keystore passphrase from the first line of PATH. {precedence}",
     )(f)

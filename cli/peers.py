@@ -8,11 +8,12 @@ from typing import Any
 import click
 
 from cli.context import Ctx
+from cli.options import Group
 from cli.output import emit, json_option, note
 from protocol.errors import BorderlinkError, UnknownPeer, os_reason
 
 
-@click.group("peers")
+@click.group("peers", cls=Group)
 def peers_group() -> None:
     """Add, list and remove trusted peers (contact cards)."""
 

@@ -7,10 +7,11 @@ from typing import Any
 import click
 
 from cli.context import Ctx
-from cli.options import Duration, OneOf, split_names
+from cli.options import Duration, OneOf, PathArg, split_names
 from cli.output import emit, json_option, note
 from cli.passphrase import passphrase_options
 from cli.peers import read_bytes, read_text
+from protocol.decoding import json_for_terminal, shown
 from protocol.errors import BorderlinkError, Malformed, os_reason
 
 MESSAGE_KIND = "MESSAGE"
@@ -27,7 +28,7 @@ def resolve_recipients(ctx: Ctx, names: list[str]) -> list[Any]:
     for name in names:
         peer = store.peer_by_name(name)
         if peer is None:
-            raise UnknownPeer(f"no peer named '{name}'")
+            raise UnknownPeer(f"no peer named {shown(name)}")
         if peer.status != "trusted":
             raise PeerRevoked(f"peer '{name}' is revoked")
         out.append(parse_card(peer.card, now=None).identity)
@@ -41,7 +42,7 @@ def resolve_recipients(ctx: Ctx, names: list[str]) -> list[Any]:
     "--ttl", type=Duration(), default="3d", show_default=True, help="Lifetime, e.g. 12h, 3d."
 )
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False), help="File to write (default stdout)."
+    "-o", "--output", type=PathArg(dir_okay=False), help="File to write (default stdout)."
 )
 @click.argument("file", metavar="FILE")
 @passphrase_options
@@ -96,14 +97,13 @@ def opened_view(opened: Any, sender: Any) -> dict[str, Any]:
 
 
 def _human(d: dict[str, Any]) -> str:
-    import json
 
     return (
         f"from:        {d['sender']} (verified signature, fingerprint {d['sender_fingerprint']})\n"
         f"type:        {d['type']}\n"
         f"id:          {d['id']}\n"
         f"created:     {d['created']}  expires: {d['expires']}\n"
-        f"{json.dumps(d['message'], indent=2, ensure_ascii=False)}"
+        f"{json_for_terminal(d['message'])}"
     )
 
 

@@ -22,14 +22,17 @@ def serve_cmd(
 
     import msgspec
 
-    from node.config import load_config
+    from node.config import load_config, parse_listen
     from node.daemon import Node
     from node.logs import configure
 
     config = load_config(ctx.home.config)
     if listen:
+        try:
+            parse_listen(listen)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--listen") from exc
         config = msgspec.structs.replace(config, listen=listen)
-        config.host_port  # noqa: B018 - validates
     configure(config.log_format)
     identity = ctx.unlock(passphrase_fd, passphrase_file)
     asyncio.run(Node(ctx.home, config, identity).serve_forever())

@@ -64,7 +64,8 @@ def usage_line(exc: click.UsageError, root: click.Group, argv: list[str]) -> str
     elif isinstance(exc, click.MissingParameter):
         what = f"{_name(exc.param)} is missing{_choices(exc.param)}"
     elif isinstance(exc, click.BadParameter):
-        what = f"{_name(exc.param)} {exc.message}"
+        name = _name(exc.param) if exc.param is not None else exc.param_hint or "a value"
+        what = f"{name}: {exc.message}" if exc.param is None else f"{name} {exc.message}"
     elif isinstance(exc, click.BadOptionUsage):
         option = _option(command, exc.option_name)
         if option is not None and option.is_flag:

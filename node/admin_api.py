@@ -17,7 +17,7 @@ from aiohttp import web
 
 from keys.card import parse_card
 from keys.identity import PublicIdentity
-from protocol.decoding import Decoder
+from protocol.decoding import Decoder, shown
 from protocol.envelope import open_envelope
 from protocol.errors import BorderlinkError, UnknownPeer, UsageError, ValidationError
 from protocol.schemas import SCHEMA_VERSION, Feedback, Meta, encode_body
@@ -66,7 +66,7 @@ def _hex_id(text: str) -> bytes:
     except ValueError:
         raw = b""
     if len(raw) != 16:
-        raise UsageError(f"'{text}' is not a message id (32 hex digits)")
+        raise UsageError(f"{shown(text)} is not a message id (32 hex digits)")
     return raw
 
 

@@ -10,96 +10,127 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from protocol.decoding import convert
-from protocol.errors import BorderlinkError, ValidationError
+from protocol.decoding import convert, shown
+from protocol.errors import BorderlinkError, ValidationError, os_reason
+
+# Bounds keep a typo from making a node that never retries, spins, or waits for ever.
+Count = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=365 * 86400)]
+PerSecond = Annotated[float, msgspec.Meta(gt=0, le=1e9)]
 
 
 class Delivery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    batch_size: int = 64  # envelopes per POST when a queue is backed up
-    backoff_base: float = 1.0  # first retry after about this many seconds
-    backoff_max: float = 300.0  # retries never wait longer than this
-    request_timeout: float = 15.0
-    concurrency: int = 2  # requests in flight per peer
+    batch_size: Count = 64  # envelopes per POST when a queue is backed up
+    backoff_base: Seconds = 1.0  # first retry after about this many seconds
+    backoff_max: Seconds = 300.0  # retries never wait longer than this
+    request_timeout: Seconds = 15.0
+    concurrency: Count = 2  # requests in flight per peer
 
 
 class Limits(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    max_body: int = 8 * 1024 * 1024  # one POST (a batch of envelopes)
-    max_batch: int = 256
-    body_timeout: float = 10.0  # a slow sender must send its whole body within this
-    rate: float = 2000.0  # requests per second per caller, sustained: never binds a real peer
-    burst: int = 4000
+    max_body: Annotated[int, msgspec.Meta(ge=1024)] = 8 * 1024 * 1024  # one POST (a batch)
+    max_batch: Count = 256
+    body_timeout: Seconds = 10.0  # a slow sender must send its whole body within this
+    rate: PerSecond = 2000.0  # requests per second per caller, sustained: never binds a real peer
+    burst: Count = 4000
 
 
 class Audit(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    checkpoint_interval: float = 5.0  # sign a checkpoint this often when the log grew
-    witness_interval: float = 30.0  # fetch, check and cosign each peer's checkpoint this often
-    prune_interval: float = 600.0  # forget expired replay-table entries this often
-    full_check_interval: float = 600.0  # recompute the whole tree before signing this often
+    checkpoint_interval: Seconds = 5.0  # sign a checkpoint this often when the log grew
+    witness_interval: Seconds = 30.0  # fetch, check and cosign each peer's checkpoint this often
+    prune_interval: Seconds = 600.0  # forget expired replay-table entries this often
+    full_check_interval: Seconds = 600.0  # recompute the whole tree before signing this often
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     listen: str = "127.0.0.1:7443"
-    log_format: str = "auto"  # auto | console | json
+    log_format: Literal["auto", "console", "json"] = "auto"
     delivery: Delivery = msgspec.field(default_factory=Delivery)
     limits: Limits = msgspec.field(default_factory=Limits)
     audit: Audit = msgspec.field(default_factory=Audit)
 
     @property
     def host_port(self) -> tuple[str, int]:
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]") or "127.0.0.1", int(port)
+        return parse_listen(self.listen)
 
 
-def _overrides(env: Mapping[str, str]) -> dict[str, Any]:
-    """Only names of real settings are taken; other BORDERLINK_* variables are not ours here."""
-    sections = {
-        "delivery": Delivery.__struct_fields__,
-        "limits": Limits.__struct_fields__,
-        "audit": Audit.__struct_fields__,
-    }
-    out: dict[str, Any] = {}
+def parse_listen(text: str) -> tuple[str, int]:
+    """HOST:PORT (``[::1]:7443`` for IPv6) -> (host, port); ValueError says what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isascii() or not port.isdigit():
+        raise ValueError(f"the address must be HOST:PORT such as 127.0.0.1:7443, not {text!r}")
+    if not 0 <= int(port) <= 65535:
+        raise ValueError(f"the port must be 0 to 65535, not {port}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+_SECTIONS: Final = {
+    "delivery": Delivery.__struct_fields__,
+    "limits": Limits.__struct_fields__,
+    "audit": Audit.__struct_fields__,
+}
+
+
+def _overrides(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """setting path ("delivery.batch_size") -> (variable, value), for the BORDERLINK_* variables
+    that name real settings; other BORDERLINK_* variables are not ours here."""
+    out: dict[str, tuple[str, str]] = {}
     for key, value in env.items():
         if not key.startswith("BORDERLINK_"):
             continue
         path = key[len("BORDERLINK_") :].lower()
-        for section, fields in sections.items():
+        for section, fields in _SECTIONS.items():
             name = path[len(section) + 1 :]
             if path.startswith(section + "_") and name in fields:
-                out.setdefault(section, {})[name] = value
+                out[f"{section}.{name}"] = (key, value)
                 break
         else:
-            if path in Config.__struct_fields__ and path not in sections:
-                out[path] = value
+            if path in Config.__struct_fields__ and path not in _SECTIONS:
+                out[path] = (key, value)
     return out
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    for k, v in over.items():
-        base[k] = _merge(base.get(k, {}), v) if isinstance(v, dict) else v
-    return base
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise BorderlinkError(f"cannot read config {path}: {os_reason(exc)}") from exc
+    except UnicodeDecodeError as exc:
+        raise BorderlinkError(f"config {path} is not UTF-8 text (byte {exc.start})") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # Python 3.14 says where; 3.11 to 3.13 carry no structured position.
+        line, column = getattr(exc, "lineno", None), getattr(exc, "colno", None)
+        where = f" (line {line}, column {column})" if line else ""
+        raise BorderlinkError(f"config {path} is not valid TOML{where}") from exc
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise BorderlinkError(f"cannot read config {path}: {exc}") from exc
-    data = _merge(data, _overrides(os.environ if env is None else env))
+    data = _read(path) if path.exists() else {}
+    overrides = _overrides(os.environ if env is None else env)
+    for setting, (_, value) in overrides.items():
+        section, _, name = setting.rpartition(".")
+        table = data.setdefault(section, {}) if section else data
+        if not isinstance(table, dict):  # [delivery] written as a value in the file
+            table = data[section] = {}
+        table[name] = value
     try:
         cfg = convert(data, Config, strict=False, what="config")
     except ValidationError as exc:
+        variable, value = overrides.get(exc.path, ("", ""))
+        text = f"{variable}={shown(value)}: {exc.rule}" if variable else f"config {path}: {exc}"
         raise BorderlinkError(
-            f"config {path}: {exc.message}",
+            text,
             hint="see node/config.py for every setting, its type and its default",
         ) from exc
     try:
         cfg.host_port  # noqa: B018 - validate the listen address early
     except ValueError as exc:
-        raise BorderlinkError(f"config: listen must be HOST:PORT, not {cfg.listen!r}") from exc
+        variable = overrides.get("listen", ("", ""))[0]
+        raise BorderlinkError(f"{variable or f'config {path}'}: listen: {exc}") from exc
     return cfg

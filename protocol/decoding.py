@@ -34,17 +34,18 @@ T = TypeVar("T")
 Format = Literal["json", "msgpack"]
 Buffer = bytes | bytearray | memoryview | msgspec.Raw
 
-# What msgspec can raise on bad input: its own errors, a UnicodeDecodeError for invalid UTF-8 in
-# some strings, and a RecursionError for a deeply nested value.
-DECODE_ERRORS: Final = (msgspec.MsgspecError, UnicodeDecodeError, RecursionError)
+# What msgspec can raise on bad input: its own errors (ValueErrors), a UnicodeDecodeError (also
+# one) for invalid UTF-8 in some strings, and a RecursionError for a deeply nested value.
+DECODE_ERRORS: Final = (msgspec.MsgspecError, ValueError, RecursionError)
 
 _PATTERN_WORDS: dict[str, str] = {}
 _MAX_SHOWN: Final = 60
 _MAX_LISTED: Final = 12
 # C0, DEL, C1, and the Unicode bidi controls and isolates, plus line/paragraph separators.
-_UNSAFE: Final = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
-)
+_UNSAFE_OTHERS: Final = "\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_UNSAFE: Final = re.compile(f"[\x00-\x1f{_UNSAFE_OTHERS}]")
+# The same less the newline, which json.dumps writes only between values.
+_UNSAFE_IN_JSON: Final = re.compile(f"[\x00-\x09\x0b-\x1f{_UNSAFE_OTHERS}]")
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1
 # Values the walk looks at before it gives up: a hostile input whose only fault is deep inside
@@ -71,8 +72,25 @@ def printable(text: str, limit: int = _MAX_SHOWN) -> str:
 
 
 def shown(value: object) -> str:
-    """A value from outside, quoted: ``'PURPLE'``."""
-    return "'" + printable(value if isinstance(value, str) else repr(value)) + "'"
+    """A value from outside, as a person reads it: text quoted (``'PURPLE'``), other values as
+    JSON writes them (``null``, ``true``, ``12``), bytes by their length."""
+    if isinstance(value, str):
+        return "'" + printable(value) + "'"
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int | float):
+        return printable(str(value))
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"{len(value)} bytes"
+    return f"{_kind_of(value, 'json')}"
+
+
+def json_for_terminal(value: object) -> str:
+    """Indented JSON of a message for a person: non-ASCII text kept readable, but control, bidi
+    and separator characters written as JSON \\u escapes, so the output is still exact JSON
+    and a peer's text cannot move the cursor or reorder what the terminal shows."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)  # escapes C0 inside strings
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
 
 
 class _GaveUp(Exception):
@@ -123,12 +141,25 @@ def convert(value: object, type_: type[T], *, strict: bool = True, what: str = "
     try:
         return msgspec.convert(value, type_, strict=strict)
     except (msgspec.ValidationError, RecursionError) as exc:
-        raise _explain_value(value, type_, fmt="builtins", what=what, strict=strict) from exc
+        try:
+            err = _explain_value(value, type_, fmt="builtins", what=what, strict=strict)
+        except Exception:
+            err = problem("", f"{what} does not have the expected form", "invalid")
+        raise err from exc
 
 
 def explain(data: Buffer, type_: Any, *, fmt: Format, what: str) -> ValidationError:
-    """Why ``data`` does not decode as ``type_``, found without reading msgspec's message."""
-    data = bytes(data)
+    """Why ``data`` does not decode as ``type_``, found without reading msgspec's message.
+
+    It never raises: whatever goes wrong while explaining (the input is hostile), the answer is
+    still a refusal, at worst the general one."""
+    try:
+        return _explain(bytes(data), type_, fmt=fmt, what=what)
+    except Exception:
+        return problem("", f"{what} does not have the expected form", "invalid")
+
+
+def _explain(data: bytes, type_: Any, *, fmt: Format, what: str) -> ValidationError:
     if not data.strip():
         return problem("", f"{what} is empty", "empty")
     if fmt == "json":
@@ -145,8 +176,10 @@ def explain(data: Buffer, type_: Any, *, fmt: Format, what: str) -> ValidationEr
     except RecursionError:
         return problem("", f"{what} is nested too deeply", "nesting")
     except msgspec.MsgspecError:
-        name = "JSON" if fmt == "json" else "MessagePack"
-        return problem("", f"{what} is not valid {name}", "syntax")
+        if fmt == "json":  # the standard library parsed it: a value msgspec cannot hold
+            rule = f"{what} holds a number too large, or text that is not valid Unicode"
+            return problem("", rule, "invalid")
+        return problem("", f"{what} is not valid MessagePack", "syntax")
     return _explain_value(value, type_, fmt=fmt, what=what, strict=True)
 
 
@@ -160,7 +193,9 @@ def _json_syntax(data: bytes, what: str) -> ValidationError | None:
         json.loads(text)
     except RecursionError:
         return problem("", f"{what} is nested too deeply", "nesting")
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or a number past Python's 4300-digit limit
+        if not isinstance(exc, json.JSONDecodeError):
+            return None  # the syntax is fine: the walk judges the value
         if _unfinished_from(text, exc.pos):
             return problem("", f"{what} ends in the middle of a value", "truncated")
         return problem(
@@ -435,20 +470,14 @@ class _Walker:
             if isinstance(value, float) and not self.strict and value.is_integer():
                 value = int(value)
             if isinstance(value, str) and not self.strict:
-                try:
-                    value = int(value)
-                except ValueError:
-                    self.fail_type(value, t, path)
+                value = self.lax_number(value, int, t, path)
             if not isinstance(value, int) or isinstance(value, bool):
                 self.fail_type(value, t, path)
             if not _INT_MIN <= value <= _INT_MAX:
                 raise _Problem(path, "is too large a number", "too_large")
         else:
             if isinstance(value, str) and not self.strict:
-                try:
-                    value = float(value)
-                except ValueError:
-                    self.fail_type(value, t, path)
+                value = self.lax_number(value, float, t, path)
             if not isinstance(value, int | float) or isinstance(value, bool):
                 self.fail_type(value, t, path)
         lows = [(t.ge, "at least"), (t.gt, "greater than")]
@@ -463,6 +492,15 @@ class _Walker:
                 raise _Problem(path, rule, "too_large")
         if t.multiple_of is not None and value % t.multiple_of:
             raise _Problem(path, f"must be a multiple of {t.multiple_of}", "invalid")
+
+    def lax_number(self, value: str, kind: type[float], t: mi.Type, path: str) -> float:
+        """Text read as a number by msgspec's own lax rule (not Python's, which also takes
+        "1_000" and other digits): the walk must agree with the decoder it explains."""
+        try:
+            number: float = msgspec.convert(value, kind, strict=False)
+        except msgspec.ValidationError:
+            self.fail_type(value, t, path)
+        return number
 
     def check_bool(self, value: object, t: mi.BoolType, path: str, _w: str | None) -> None:
         if (

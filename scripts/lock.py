@@ -67,9 +67,28 @@ def digest(doc: dict[str, object], extras: tuple[str, ...]) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
+def _specifier_check() -> object | None:
+    """packaging's Requirement, from pip's own copy when nothing else is installed (this runs
+    before the venv exists); None if neither is there, and then versions go unchecked."""
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:
+        try:
+            from pip._vendor.packaging.requirements import Requirement
+        except ImportError:
+            return None
+    return Requirement
+
+
+def _pins(text: str) -> dict[str, str]:
+    return {_normal(m[1]): m[2] for m in PIN.finditer(text)}
+
+
 def check(root: Path = ROOT) -> str | None:
     """None when every lock file was made from the pyproject.toml here, else the one-line reason."""
     doc = _project(root)
+    requirement = _specifier_check()
+    texts = {}
     for filename, extras in LOCKS.items():
         path = root / "requirements" / filename
         rel = path.relative_to(root)
@@ -84,7 +103,8 @@ def check(root: Path = ROOT) -> str | None:
             ),
             None,
         )
-        pinned = {_normal(m[1]) for m in PIN.finditer(text)}
+        texts[filename] = text
+        pinned = _pins(text)
         for req in _inputs(doc, extras):
             name = NAME.match(req)
             if name and _normal(name[1]) not in pinned:
@@ -92,6 +112,14 @@ def check(root: Path = ROOT) -> str | None:
                     f"{rel} does not pin {name[1]}, which pyproject.toml asks for; "
                     "run 'make lock' and commit requirements/"
                 )
+            if name and requirement is not None:
+                spec = requirement(req).specifier  # type: ignore[operator]
+                version = pinned[_normal(name[1])]
+                if not spec.contains(version, prereleases=True):
+                    return (
+                        f"{rel} pins {name[1]} {version}, outside pyproject.toml's "
+                        f"'{req}'; run 'make lock' and commit requirements/"
+                    )
         if recorded != digest(doc, extras):
             return (
                 f"{rel} was made from another pyproject.toml (dependencies changed since); "
@@ -99,6 +127,13 @@ def check(root: Path = ROOT) -> str | None:
             )
         if "--hash=sha256:" not in text:
             return f"{rel} carries no hashes; run 'make lock' and commit requirements/"
+    test_pins = _pins(texts["test.txt"])
+    for name, version in _pins(texts["runtime.txt"]).items():
+        if test_pins.get(name) != version:
+            return (
+                f"requirements/runtime.txt pins {name} {version} but requirements/test.txt "
+                f"pins {test_pins.get(name, 'nothing')}; run 'make lock' and commit requirements/"
+            )
     return None
 
 

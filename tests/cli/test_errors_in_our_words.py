@@ -108,6 +108,24 @@ def test_standard_input_is_named_as_such(tmp_path: Path) -> None:
             " (see 'borderlink init --help')",
         ),
         (
+            ["keys", "bogus"],
+            "there is no command 'bogus'; the commands are export-card, export-public,"
+            " passphrase, show (see 'borderlink keys --help')",
+        ),
+        (
+            ["seal", "--to", "x", "--type", "feedback", "f.json", "-o", "/"],
+            "--output '/' is a directory; give a file name (see 'borderlink seal --help')",
+        ),
+        (
+            ["serve", "--listen", "127.0.0.1:99999"],
+            "--listen: the port must be 0 to 65535, not 99999 (see 'borderlink serve --help')",
+        ),
+        (
+            ["seal", "--to", "x", "--type", "feedback", "--ttl", "\u202e3d", "f.json"],
+            "--ttl '\\u202e3d' is not a duration like 90s, 15m, 12h or 3d"
+            " (see 'borderlink seal --help')",
+        ),
+        (
             ["sned"],
             "there is no command 'sned'; the commands are init, keys, peers, template, validate,"
             " seal, open, serve, send, outbox, inbox, status, audit (see 'borderlink --help')",
@@ -116,3 +134,43 @@ def test_standard_input_is_named_as_such(tmp_path: Path) -> None:
 )
 def test_usage_mistakes(tmp_path: Path, args: list[str], line: str) -> None:
     assert borderlink(tmp_path, *args) == (2, f"borderlink: usage: {line}")
+
+
+def test_a_home_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    assert borderlink(tmp_path, "--home", str(tmp_path / "file"), "keys", "show") == (
+        2,
+        f"borderlink: usage: --home '{tmp_path / 'file'}' is not a directory"
+        " (see 'borderlink --help')",
+    )
+
+
+def test_a_number_too_long_for_python_is_refused_in_words(tmp_path: Path) -> None:
+    path = tmp_path / "alert.json"
+    path.write_text('{"meta": {"schema_version": 1' + "0" * 5000 + "}}")
+    assert borderlink(tmp_path, "validate", "seizure-alert", str(path)) == (
+        1,
+        f"borderlink: error: {path} holds a number too large, or text that is not valid Unicode",
+    )
+
+
+def test_output_that_cannot_be_written(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    full = Path("/dev/full")
+    if not full.exists():
+        pytest.skip("/dev/full is not on this system")
+    with full.open("w") as out:
+        proc = subprocess.run(
+            [sys.executable, "-m", "cli.main", "template", "feedback"],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+    assert (proc.returncode, proc.stderr) == (
+        3,
+        "borderlink: error: cannot write the output: no space left on the device\n",
+    )

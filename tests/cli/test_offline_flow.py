@@ -232,3 +232,31 @@ def test_pem_export_verifies_card_with_openssl(homes: dict[str, Path], tmp_path:
         text=True,
     )
     assert bad.returncode != 0
+
+
+def test_a_peers_bidi_and_control_text_is_escaped_on_the_terminal_and_exact_in_json(
+    homes: dict[str, Path], tmp_path: Path
+) -> None:
+    """A narrative may hold any character but C0 controls; U+202E (right-to-left override) and
+    U+009B (the 8-bit CSI) would let a sender reorder or rewrite what the recipient reads."""
+    doc = json.loads(cli(homes["bar"], "template", "seizure-alert").stdout)
+    doc["narrative"] = "paid \u202e0001\u202c EUR \u009b2J done"
+    msg = tmp_path / "alert.json"
+    msg.write_text(json.dumps(doc))
+    sealed = tmp_path / "alert.sealed"
+    cli(
+        homes["bar"],
+        "seal",
+        "--to",
+        "belgrade-accu",
+        "--type",
+        "seizure-alert",
+        str(msg),
+        "-o",
+        str(sealed),
+    )
+    shown = cli(homes["bel"], "open", str(sealed)).stdout
+    assert '"narrative": "paid \\u202e0001\\u202c EUR \\u009b2J done"' in shown
+    assert "\u202e" not in shown and "\u009b" not in shown
+    body = shown[shown.index("{") :]
+    assert json.loads(body)["narrative"] == doc["narrative"]  # still exact JSON

@@ -80,3 +80,25 @@ def test_the_command_says_one_line_and_exits_1(tree: Path) -> None:
         "lock check failed: requirements/test.txt was made from another pyproject.toml "
         "(dependencies changed since); run 'make lock' and commit requirements/\n"
     )
+
+
+def test_a_pin_outside_the_declared_range_is_refused(tree: Path) -> None:
+    lock_file = tree / "requirements" / "runtime.txt"
+    text = lock_file.read_text()
+    version = lock.PIN.search(text[text.index("\nmsgspec==") + 1 :])[2]  # type: ignore[index]
+    lock_file.write_text(text.replace(f"msgspec=={version}", "msgspec==0.17.0"))
+    assert lock.check(tree) == (
+        "requirements/runtime.txt pins msgspec 0.17.0, outside pyproject.toml's 'msgspec>=0.18'; "
+        "run 'make lock' and commit requirements/"
+    )
+
+
+def test_runtime_and_test_locks_must_agree(tree: Path) -> None:
+    lock_file = tree / "requirements" / "runtime.txt"
+    text = lock_file.read_text()
+    version = lock.PIN.search(text[text.index("\nfrozenlist==") + 1 :])[2]  # type: ignore[index]
+    lock_file.write_text(text.replace(f"frozenlist=={version}", "frozenlist==1.0.0"))
+    assert lock.check(tree) == (
+        f"requirements/runtime.txt pins frozenlist 1.0.0 but requirements/test.txt pins "
+        f"{version}; run 'make lock' and commit requirements/"
+    )

@@ -34,13 +34,78 @@ def test_file_then_env_override(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["listen = 5\n", "[delivery]\nbogus = 1\n", 'listen = "nope"\n', "= broken"]
+    ("text", "says"),
+    [
+        (b"listen = 5\n", "config {path}: listen: must be text, not a whole number"),
+        (
+            b"[delivery]\nbogus = 1\n",
+            "config {path}: delivery.bogus: is not a field here (known fields: batch_size, "
+            "backoff_base, backoff_max, request_timeout, concurrency)",
+        ),
+        (
+            b'listen = "nope"\n',
+            "config {path}: listen: the address must be HOST:PORT such as 127.0.0.1:7443, "
+            "not 'nope'",
+        ),
+        (
+            b'listen = "127.0.0.1:70000"\n',
+            "config {path}: listen: the port must be 0 to 65535, not 70000",
+        ),
+        (b"= broken", "config {path} is not valid TOML"),
+        (b'listen = "\xff"', "config {path} is not UTF-8 text (byte 10)"),
+        (
+            b"[delivery]\nconcurrency = 0\n",
+            "config {path}: delivery.concurrency: must be at least 1 (this is 0)",
+        ),
+        (
+            b"[audit]\nwitness_interval = nan\n",
+            "config {path}: audit.witness_interval: must be greater than 0 (this is nan)",
+        ),
+        (
+            b'log_format = "xml"\n',
+            "config {path}: log_format: must be one of auto, console, json (not 'xml')",
+        ),
+    ],
 )
-def test_bad_config_is_one_clear_error(tmp_path: Path, text: str) -> None:
+def test_bad_config_is_one_clear_error(tmp_path: Path, text: bytes, says: str) -> None:
     path = tmp_path / "config.toml"
-    path.write_text(text)
-    with pytest.raises(BorderlinkError, match="config"):
+    path.write_bytes(text)
+    with pytest.raises(BorderlinkError) as info:
         load_config(path, env={})
+    assert info.value.message == says.format(path=path)
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        (
+            {"BORDERLINK_LIMITS_RATE": "fast"},
+            "BORDERLINK_LIMITS_RATE='fast': must be a number, not text",
+        ),
+        (
+            {"BORDERLINK_DELIVERY_BATCH_SIZE": "1_000"},
+            "BORDERLINK_DELIVERY_BATCH_SIZE='1_000': must be a whole number, not text",
+        ),
+        (
+            {"BORDERLINK_LISTEN": "127.0.0.1:x"},
+            "BORDERLINK_LISTEN: listen: the address must be HOST:PORT such as 127.0.0.1:7443, "
+            "not '127.0.0.1:x'",
+        ),
+    ],
+)
+def test_a_bad_environment_value_is_blamed_on_its_variable(
+    tmp_path: Path, env: dict[str, str], says: str
+) -> None:
+    with pytest.raises(BorderlinkError) as info:
+        load_config(tmp_path / "config.toml", env=env)
+    assert info.value.message == says
+
+
+def test_an_env_override_of_a_section_the_file_wrote_as_a_value(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('delivery = "x"\n')
+    cfg = load_config(path, env={"BORDERLINK_DELIVERY_BATCH_SIZE": "5"})
+    assert cfg.delivery.batch_size == 5
 
 
 def test_backoff_grows_with_jitter_and_is_capped() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 from typing import Annotated, Any
 
 import msgspec
@@ -350,3 +351,39 @@ def test_a_fault_behind_a_million_good_items_costs_a_bounded_walk() -> None:
     )
     err = refusal(msgspec.json.encode([1] * 1000 + ["x"]), list[int])
     assert (err.path, err.kind) == ("[1000]", "type")
+
+
+def test_a_number_past_pythons_digit_limit_is_a_refusal_not_a_crash() -> None:
+    data = b'{"meta": {"schema_version": 1' + b"0" * 5000 + b"}}"
+    err = refusal(data, MESSAGE_TYPES["feedback"], what="body")
+    assert err.rule == "body holds a number too large, or text that is not valid Unicode"
+
+
+def test_lax_numbers_follow_msgspecs_rule_not_pythons() -> None:
+    class Settings(msgspec.Struct):
+        size: int = 1
+
+    for text in ("1_000", "\u0665", " 5 "):
+        with pytest.raises(ValidationError) as info:
+            convert({"size": text}, Settings, strict=False)
+        assert (info.value.path, info.value.rule) == ("size", "must be a whole number, not text")
+
+
+def test_values_are_shown_as_a_person_reads_them() -> None:
+    assert [shown(v) for v in (None, True, 12, 1.5, b"abc", [1])] == [
+        "null",
+        "true",
+        "12",
+        "1.5",
+        "3 bytes",
+        "a list",
+    ]
+
+
+def test_json_for_a_terminal_is_exact_json_without_unsafe_characters() -> None:
+    from protocol.decoding import json_for_terminal
+
+    value = {"a": "x\u202ey\u009b\n\x1b", "b": ["\u2066"]}
+    text = json_for_terminal(value)
+    assert not any(c in text for c in "\u202e\u009b\x1b\u2066")
+    assert json.loads(text) == value

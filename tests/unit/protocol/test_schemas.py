@@ -165,7 +165,7 @@ def test_schema_version_must_be_an_int() -> None:
         (FEEDBACK.replace(b"Container", b"\xffontainer"), "body is not valid UTF-8 (byte 248)"),
         (
             FEEDBACK.replace(b"Container", b"\\ud800ontainer"),
-            "body is not valid JSON",
+            "body holds a number too large, or text that is not valid Unicode",
         ),
     ],
 )
