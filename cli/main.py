@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from cli.options import PathArg
-from protocol.errors import BorderlinkError, Rejected
+from protocol.errors import BorderlinkError, Rejected, UsageError
 
 # name -> (module:attribute, one-line help). Help lives here so listing commands imports nothing.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> Any:
         return cli.main(args=argv, prog_name="borderlink", standalone_mode=False)
     except BorderlinkError as exc:
         line = f"borderlink: error: {exc.message}"
+        if isinstance(exc, UsageError):
+            line = f"borderlink: usage: {exc.message}"
         if isinstance(exc, Rejected):
             line = f"borderlink: rejected ({exc.reason}): {exc.message}"
         if exc.hint:

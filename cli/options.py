@@ -71,7 +71,10 @@ class WholeNumber(click.ParamType):
             number = value
         else:
             try:
-                number = int(str(value).strip(), 10)
+                text = str(value).strip()
+                if not text.isascii():  # int() also reads Arabic-Indic and other digits
+                    raise ValueError(text)
+                number = int(text, 10)
             except ValueError:
                 from protocol.decoding import shown
 

@@ -185,9 +185,14 @@ def _explain(data: bytes, type_: Any, *, fmt: Format, what: str) -> ValidationEr
 
 def _json_syntax(data: bytes, what: str) -> ValidationError | None:
     """Encoding and syntax errors, located by the standard library's decoder and parser."""
+    if data.startswith(_BOM):
+        rule = f"{what} starts with a byte order mark; save it as UTF-8 without one"
+        return problem("", rule, "syntax")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
+        if _utf8_cut(data, exc):
+            return problem("", f"{what} ends in the middle of a character", "truncated")
         return problem("", f"{what} is not valid UTF-8 (byte {exc.start})", "encoding")
     try:
         json.loads(text)
@@ -205,7 +210,25 @@ def _json_syntax(data: bytes, what: str) -> ValidationError | None:
 
 
 _LITERALS: Final = ("true", "false", "null")
-_NUMBER_TAIL: Final = re.compile(r"(\.\d*([eE][+-]?)?|[eE][+-]?)")
+# A JSON number that could still be completed: "1.", "2e", "-", "1.5e+".
+_NUMBER_PREFIX: Final = re.compile(r"-?(\d+(\.\d*)?([eE][+-]?\d*)?)?")
+_NUMBER_CHARS: Final = frozenset("0123456789+-.eE")
+_BOM: Final = b"\xef\xbb\xbf"
+
+
+def _utf8_cut(data: bytes, exc: UnicodeDecodeError) -> bool:
+    """Whether invalid UTF-8 is only the input stopping in the middle of a character."""
+    lead = data[exc.start]
+    need = (
+        2
+        if 0xC2 <= lead <= 0xDF
+        else 3
+        if 0xE0 <= lead <= 0xEF
+        else 4
+        if 0xF0 <= lead <= 0xF4
+        else 0
+    )
+    return exc.end == len(data) and 0 < len(data) - exc.start < need
 
 
 def _unfinished_from(text: str, pos: int) -> bool:
@@ -227,7 +250,13 @@ def _unfinished_from(text: str, pos: int) -> bool:
     if any(word.startswith(tail) for word in _LITERALS) or tail == "-":
         return True
     # "1." or "2e": the parser stops after the digits it could use
-    return pos > 0 and text[pos - 1].isdigit() and _NUMBER_TAIL.fullmatch(tail) is not None
+    if text[pos - 1 : pos] == "\\" and tail[0] == "u" and len(tail) < 5:  # "\u12" cut short
+        return all(c in "0123456789abcdefABCDEF" for c in tail[1:])
+    start = pos
+    while start > 0 and text[start - 1] in _NUMBER_CHARS:
+        start -= 1
+    number = text[start:].rstrip()
+    return start < pos and _NUMBER_PREFIX.fullmatch(number) is not None
 
 
 def _explain_value(

@@ -108,6 +108,10 @@ def test_standard_input_is_named_as_such(tmp_path: Path) -> None:
             " (see 'borderlink init --help')",
         ),
         (
+            ["audit", "prove", "\u0661\u0662"],
+            "ENTRY must be a whole number (not '\u0661\u0662') (see 'borderlink audit prove --help')",
+        ),
+        (
             ["keys", "bogus"],
             "there is no command 'bogus'; the commands are export-card, export-public,"
             " passphrase, show (see 'borderlink keys --help')",
@@ -173,4 +177,15 @@ def test_output_that_cannot_be_written(tmp_path: Path) -> None:
     assert (proc.returncode, proc.stderr) == (
         3,
         "borderlink: error: cannot write the output: no space left on the device\n",
+    )
+
+
+def test_our_own_usage_errors_read_like_clicks(tmp_path: Path) -> None:
+    from tests.integration.harness import init_home
+
+    init_home(tmp_path / "home", "bar-pcu")
+    assert borderlink(tmp_path, "audit", "prove", "99999") == (
+        2,
+        "borderlink: usage: entry 99999 is not covered by a signed checkpoint yet"
+        " (hint: run 'borderlink audit checkpoint' first)",
     )
