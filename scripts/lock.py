@@ -186,7 +186,8 @@ def lock(uv: str, *, upgrade: bool) -> None:
                 "# The lock, made by 'make lock' (scripts/lock.py) from "
                 f"{made_from}; do not edit by hand.\n"
                 "# Installed with pip --require-hashes --no-deps by make demo, make test, .ci/run.\n"
-                f"{DIGEST_LINE}{digest(doc, extras)}\n" + out.read_text()
+                f"{DIGEST_LINE}{digest(doc, extras)}\n" + out.read_text().replace(f"{tmp}/", "")
+                # uv's "via" notes name the temporary inputs: keep the lock the same every run
             )
 
 

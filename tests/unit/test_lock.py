@@ -102,3 +102,10 @@ def test_runtime_and_test_locks_must_agree(tree: Path) -> None:
         f"requirements/runtime.txt pins frozenlist 1.0.0 but requirements/test.txt pins "
         f"{version}; run 'make lock' and commit requirements/"
     )
+
+
+def test_the_lock_names_no_temporary_file() -> None:
+    """uv's "via" notes once named the lock maker's temporary inputs, so every 'make lock'
+    rewrote the lock although nothing had changed."""
+    for path in (ROOT / "requirements").glob("*.txt"):
+        assert "/tmp" not in path.read_text(), path.name
