@@ -218,7 +218,7 @@ def _verify_file(ctx: Ctx, path: str) -> dict[str, Any]:
 @click.pass_obj
 def verify_cmd(ctx: Ctx, file: str | None, as_json: bool) -> None:
     """Recompute the tree and check every entry, checkpoint and cosignature (exit 5 on damage)."""
-    result = _verify_file(ctx, file) if file else _verify_local(ctx)
+    result = _verify_file(ctx, file) if file is not None else _verify_local(ctx)
 
     def human(d: dict[str, Any]) -> str:
         who = f" of {d['node']}" if "node" in d else ""

@@ -117,6 +117,8 @@ class PathArg(click.Path):
         from protocol.decoding import printable
 
         text = os.fspath(value)
+        if not text:
+            self.fail("must not be empty", param, ctx)
         quoted = "'" + printable(text, limit=4096) + "'"
         if not self.dir_okay and os.path.isdir(text):
             self.fail(f"{quoted} is a directory; give a file name", param, ctx)

@@ -112,6 +112,10 @@ def test_standard_input_is_named_as_such(tmp_path: Path) -> None:
             "ENTRY must be a whole number (not '\u0661\u0662') (see 'borderlink audit prove --help')",
         ),
         (
+            ["audit", "verify", "--file", ""],
+            "--file must not be empty (see 'borderlink audit verify --help')",
+        ),
+        (
             ["keys", "bogus"],
             "there is no command 'bogus'; the commands are export-card, export-public,"
             " passphrase, show (see 'borderlink keys --help')",
