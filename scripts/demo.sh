@@ -51,7 +51,7 @@ for n in "${NAMES[@]}"; do
   python3 - "${PORT[$n]}" "$DEMO/$n/admin.sock" <<'PY'
 import os, sys, time, urllib.request
 port, sock = sys.argv[1], sys.argv[2]
-for _ in range(200):
+for _ in range(1200):  # up to a minute on a loaded machine; a second when idle
     try:
         if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).status == 200 and os.path.exists(sock):
             sys.exit(0)
@@ -81,7 +81,7 @@ printf '\033[2m$ borderlink template risk-profile > profile.json\033[0m\n'
 run borderlink --home "$DEMO/belgrade-accu" send --to bar-pcu --type risk-profile "$DEMO/profile.json" --wait 30
 
 say "7. Bar PCU sees the feedback and the profile; every recipient's receipt is stored"
-for _ in $(seq 1 100); do
+for _ in $(seq 1 600); do
   [ "$(borderlink --home "$DEMO/bar-pcu" inbox --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" -ge 2 ] && break
   sleep 0.1
 done
