@@ -5,14 +5,14 @@ from __future__ import annotations
 import click
 
 from cli.context import Ctx
-from cli.options import OneOf, WholeNumber
+from cli.options import Command, OneOf, WholeNumber
 from cli.output import emit, json_option, note
 from cli.passphrase import passphrase_options
 
 DAY = 86400
 
 
-@click.command("init")
+@click.command("init", cls=Command)
 @click.option("--name", required=True, help="Short unique node name, e.g. bar-pcu.")
 @click.option(
     "--unit-type",

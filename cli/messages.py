@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import msgspec
 
-from cli.options import OneOf
+from cli.options import Command, OneOf
 from cli.output import emit, json_option
 from cli.peers import read_bytes
 from protocol.errors import ValidationError
@@ -14,7 +14,7 @@ from protocol.schemas import MESSAGE_TYPES, decode_body, encode_body, template
 TYPE_ARG = click.argument("type_name", metavar="TYPE", type=OneOf(list(MESSAGE_TYPES)))
 
 
-@click.command("template")
+@click.command("template", cls=Command)
 @TYPE_ARG
 def template_cmd(type_name: str) -> None:
     """Print a filled example message of TYPE as JSON, to edit and then seal."""
@@ -22,7 +22,7 @@ def template_cmd(type_name: str) -> None:
     click.echo(msgspec.json.format(body, indent=2).decode())
 
 
-@click.command("validate")
+@click.command("validate", cls=Command)
 @TYPE_ARG
 @click.argument("file", metavar="FILE")
 @json_option

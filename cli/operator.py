@@ -10,7 +10,7 @@ import click
 
 from cli.admin_client import call
 from cli.context import Ctx
-from cli.options import Duration, Group, OneOf, split_names
+from cli.options import Command, Duration, Group, OneOf, split_names
 from cli.output import emit, json_option, note
 from cli.peers import read_bytes
 from protocol.decoding import json_for_terminal
@@ -31,7 +31,7 @@ def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-@click.command("send")
+@click.command("send", cls=Command)
 @click.option("--to", "to", required=True, help="Recipient peer names, comma separated.")
 @click.option("--type", "type_name", required=True, type=OneOf(TYPES))
 @click.option(
@@ -110,7 +110,7 @@ def send_cmd(
         )
 
 
-@click.command("outbox")
+@click.command("outbox", cls=Command)
 @json_option
 @click.pass_obj
 def outbox_cmd(ctx: Ctx, as_json: bool) -> None:
@@ -218,7 +218,7 @@ def inbox_ack_cmd(
     )
 
 
-@click.command("status")
+@click.command("status", cls=Command)
 @json_option
 @click.pass_obj
 def status_cmd(ctx: Ctx, as_json: bool) -> None:

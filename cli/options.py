@@ -125,3 +125,20 @@ class PathArg(click.Path):
         if not self.file_okay and os.path.exists(text) and not os.path.isdir(text):
             self.fail(f"{quoted} is not a directory", param, ctx)
         return text
+
+
+class Command(click.Command):
+    """A command that refuses words it does not take in our words, naming the first one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        allowed, ctx.allow_extra_args = ctx.allow_extra_args, True
+        rest = super().parse_args(ctx, args)
+        ctx.allow_extra_args = allowed
+        if ctx.args and not allowed:
+            from protocol.decoding import shown
+
+            raise click.UsageError(f"{shown(ctx.args[0])} is more than this command takes", ctx)
+        return rest
+
+
+Group.command_class = Command

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from cli.context import Ctx
-from cli.options import Duration, OneOf, PathArg, split_names
+from cli.options import Command, Duration, OneOf, PathArg, split_names
 from cli.output import emit, json_option, note
 from cli.passphrase import passphrase_options
 from cli.peers import read_bytes, read_text
@@ -35,7 +35,7 @@ def resolve_recipients(ctx: Ctx, names: list[str]) -> list[Any]:
     return out
 
 
-@click.command("seal")
+@click.command("seal", cls=Command)
 @click.option("--to", "to", required=True, help="Recipient peer names, comma separated.")
 @click.option("--type", "type_name", required=True, type=OneOf(TYPES))
 @click.option(
@@ -107,7 +107,7 @@ def _human(d: dict[str, Any]) -> str:
     )
 
 
-@click.command("open")
+@click.command("open", cls=Command)
 @click.argument("file", metavar="FILE")
 @passphrase_options
 @json_option

@@ -5,10 +5,11 @@ from __future__ import annotations
 import click
 
 from cli.context import Ctx
+from cli.options import Command
 from cli.passphrase import passphrase_options
 
 
-@click.command("serve")
+@click.command("serve", cls=Command)
 @click.option(
     "--listen", metavar="HOST:PORT", help="Peer API address [default from config: 127.0.0.1:7443]."
 )

@@ -3,8 +3,8 @@ and the parameter they carry, never by their message (STYLE.md habit 3).
 
 Every usage error is one line, ``borderlink: usage: WHAT (see 'borderlink CMD --help')``, exit 2.
 Messages of ``BadParameter`` are ours: every parameter type borderlink uses (cli/options.py) fails
-in our words. Only a plain ``click.UsageError`` that click raises with no structure (an unexpected
-extra argument) keeps its own text.
+in our words, and cli/options.Command / Group refuse extra words and unknown subcommands
+themselves. A plain ``click.UsageError`` from elsewhere in click would keep its own text.
 """
 
 from __future__ import annotations

@@ -116,6 +116,14 @@ def test_standard_input_is_named_as_such(tmp_path: Path) -> None:
             "--file must not be empty (see 'borderlink audit verify --help')",
         ),
         (
+            ["status", "extra"],
+            "'extra' is more than this command takes (see 'borderlink status --help')",
+        ),
+        (
+            ["keys", "show", "x"],
+            "'x' is more than this command takes (see 'borderlink keys show --help')",
+        ),
+        (
             ["keys", "bogus"],
             "there is no command 'bogus'; the commands are export-card, export-public,"
             " passphrase, show (see 'borderlink keys --help')",
