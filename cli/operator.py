@@ -13,8 +13,8 @@ from cli.context import Ctx
 from cli.options import Command, Duration, Group, OneOf, split_names
 from cli.output import emit, json_option, note
 from cli.peers import read_bytes
-from protocol.decoding import json_for_terminal
 from protocol.errors import PartialDelivery
+from protocol.text import json_for_terminal
 
 TYPES = ["seizure-alert", "risk-profile", "feedback", "retraction"]
 ACTIONS = ["controlled", "seized", "nothing-found", "not-applicable"]

@@ -15,7 +15,7 @@ def parse_duration(text: str) -> int:
     """'90s', '15m', '12h', '3d' -> seconds."""
     m = _DURATION.match(text.strip())
     if not m or int(m.group(1)) == 0:
-        from protocol.decoding import shown
+        from protocol.text import shown
 
         raise click.BadParameter(f"{shown(text)} is not a duration like 90s, 15m, 12h or 3d")
     return int(m.group(1)) * _UNIT[m.group(2)]
@@ -50,7 +50,7 @@ class OneOf(click.Choice):  # type: ignore[type-arg]
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if value in self.choices:
             return value
-        from protocol.decoding import shown
+        from protocol.text import shown
 
         self.fail(f"must be one of {_listing(self.choices)} (not {shown(value)})", param, ctx)
 
@@ -76,7 +76,7 @@ class WholeNumber(click.ParamType):
                     raise ValueError(text)
                 number = int(text, 10)
             except ValueError:
-                from protocol.decoding import shown
+                from protocol.text import shown
 
                 self.fail(f"must be a whole number (not {shown(value)})", param, ctx)
         if (self.min is not None and number < self.min) or (
@@ -98,7 +98,7 @@ class Group(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         cmd = super().get_command(ctx, cmd_name)
         if cmd is None and not ctx.resilient_parsing:
-            from protocol.decoding import shown
+            from protocol.text import shown
 
             known = ", ".join(self.list_commands(ctx))
             raise click.UsageError(
@@ -114,7 +114,7 @@ class PathArg(click.Path):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         import os
 
-        from protocol.decoding import printable
+        from protocol.text import printable
 
         text = os.fspath(value)
         if not text:
@@ -135,7 +135,7 @@ class Command(click.Command):
         rest = super().parse_args(ctx, args)
         ctx.allow_extra_args = allowed
         if ctx.args and not allowed:
-            from protocol.decoding import shown
+            from protocol.text import shown
 
             raise click.UsageError(f"{shown(ctx.args[0])} is more than this command takes", ctx)
         return rest

@@ -11,8 +11,8 @@ from cli.options import Command, Duration, OneOf, PathArg, split_names
 from cli.output import emit, json_option, note
 from cli.passphrase import passphrase_options
 from cli.peers import read_bytes, read_text
-from protocol.decoding import json_for_terminal, shown
 from protocol.errors import BorderlinkError, Malformed, os_reason
+from protocol.text import json_for_terminal, shown
 
 MESSAGE_KIND = "MESSAGE"
 TYPES = ["seizure-alert", "risk-profile", "feedback", "retraction"]

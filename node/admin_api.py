@@ -17,10 +17,11 @@ from aiohttp import web
 
 from keys.card import parse_card
 from keys.identity import PublicIdentity
-from protocol.decoding import Decoder, shown
+from protocol.decoding import Decoder
 from protocol.envelope import open_envelope
 from protocol.errors import BorderlinkError, UnknownPeer, UsageError, ValidationError
 from protocol.schemas import SCHEMA_VERSION, Feedback, Meta, encode_body
+from protocol.text import shown
 
 if TYPE_CHECKING:
     from node.daemon import Node

@@ -14,8 +14,9 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from protocol.decoding import convert, shown
+from protocol.decoding import convert
 from protocol.errors import BorderlinkError, ValidationError, os_reason
+from protocol.text import shown
 
 # Bounds keep a typo from making a node that never retries, spins, or waits for ever.
 Count = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]

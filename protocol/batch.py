@@ -10,9 +10,10 @@ from typing import Literal
 
 import msgspec
 
-from protocol.decoding import Decoder, printable
+from protocol.decoding import Decoder
 from protocol.errors import Malformed, Oversize, ValidationError
 from protocol.labels import MAX_ENVELOPE_BYTES
+from protocol.text import printable
 
 Outcome = Literal["accepted", "duplicate", "rejected"]
 

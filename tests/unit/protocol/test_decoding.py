@@ -18,11 +18,12 @@ from keys.card import CardBody
 from keys.keystore import KeystoreDocument
 from protocol.audit import AuditEntry
 from protocol.batch import BatchResponse
-from protocol.decoding import Decoder, convert, decode_json, pattern_words, shown
+from protocol.decoding import Decoder, convert, decode_json, pattern_words
 from protocol.envelope import Envelope
 from protocol.errors import ValidationError
 from protocol.receipt import ReceiptBody, SignedReceipt
 from protocol.schemas import MESSAGE_TYPES, encode_body, template
+from protocol.text import shown
 from tests.unit.protocol.test_schemas import rule_for
 
 TLP_LABELS = "RED, AMBER+STRICT, AMBER, GREEN, CLEAR"
@@ -389,7 +390,7 @@ def test_values_are_shown_as_a_person_reads_them() -> None:
 
 
 def test_json_for_a_terminal_is_exact_json_without_unsafe_characters() -> None:
-    from protocol.decoding import json_for_terminal
+    from protocol.text import json_for_terminal
 
     value = {"a": "x\u202ey\u009b\n\x1b", "b": ["\u2066"]}
     text = json_for_terminal(value)

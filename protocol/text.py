@@ -1,0 +1,52 @@
+"""Text from outside (a peer, a file) made safe to show: on a terminal, in a log line, in an error.
+
+Control characters (C0, DEL, C1), the Unicode bidi controls and isolates, and the line and
+paragraph separators are written as ``\\uXXXX`` escapes, so a value cannot move the cursor,
+clear the screen, forge a log line or reorder what a person reads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Final
+
+_MAX_SHOWN: Final = 60
+# C0, DEL, C1, and the Unicode bidi controls and isolates, plus line/paragraph separators.
+_UNSAFE_OTHERS: Final = "\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_UNSAFE: Final = re.compile(f"[\x00-\x1f{_UNSAFE_OTHERS}]")
+# The same less the newline, which json.dumps writes only between values.
+_UNSAFE_IN_JSON: Final = re.compile(f"[\x00-\x09\x0b-\x1f{_UNSAFE_OTHERS}]")
+
+
+def printable(text: str, limit: int = _MAX_SHOWN) -> str:
+    """Text from outside, safe for a terminal or a log line: unsafe characters escaped, cut."""
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+
+
+def shown(value: object) -> str:
+    """A value from outside, as a person reads it: text quoted (``'PURPLE'``), other values as
+    JSON writes them (``null``, ``true``, ``12``), bytes by their length."""
+    if isinstance(value, str):
+        return "'" + printable(value) + "'"
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int | float):
+        return printable(str(value))
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"{len(value)} bytes"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def json_for_terminal(value: object) -> str:
+    """Indented JSON of a message for a person: non-ASCII text kept readable, but control, bidi
+    and separator characters written as JSON \\u escapes, so the output is still exact JSON
+    and a peer's text cannot move the cursor or reorder what the terminal shows."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)  # escapes C0 inside strings
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
