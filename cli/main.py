@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from cli.options import PathArg
+from cli.options import Group, PathArg
 from protocol.errors import BorderlinkError, Rejected, UsageError
 
 # name -> (module:attribute, one-line help). Help lives here so listing commands imports nothing.
@@ -34,16 +34,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def listed_in_errors(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)  # in the order a unit works through them
+
+    def lookup(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         entry = COMMANDS.get(cmd_name)
         if entry is None:
-            raise click.UsageError(
-                f"there is no command {cmd_name!r}; the commands are " + ", ".join(COMMANDS), ctx
-            )
+            return None
         module_name, _, attr = entry[0].partition(":")
         cmd = getattr(importlib.import_module(module_name), attr)
         assert isinstance(cmd, click.Command)

@@ -7,7 +7,7 @@ import msgspec
 
 from cli.options import Command, OneOf
 from cli.output import emit, json_option
-from cli.peers import read_bytes
+from cli.peers import input_name, read_bytes
 from protocol.errors import ValidationError
 from protocol.schemas import MESSAGE_TYPES, decode_body, encode_body, template
 
@@ -30,7 +30,7 @@ def validate_cmd(type_name: str, file: str, as_json: bool) -> None:
     """Check that FILE ('-' for stdin) is a valid TYPE message body."""
     data = read_bytes(file)
     try:
-        msg = decode_body(type_name, data, what="standard input" if file == "-" else file)
+        msg = decode_body(type_name, data, what=input_name(file))
     except ValidationError as exc:
         if as_json:  # the verdict on stdout; the error still goes to stderr and sets exit 1
             emit({"valid": False, "type": type_name, "path": exc.path, "rule": exc.rule}, True, str)

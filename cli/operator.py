@@ -12,7 +12,7 @@ from cli.admin_client import call
 from cli.context import Ctx
 from cli.options import Command, Duration, Group, OneOf, split_names
 from cli.output import emit, json_option, note
-from cli.peers import read_bytes
+from cli.peers import input_name, read_bytes
 from protocol.errors import PartialDelivery
 from protocol.text import json_for_terminal
 
@@ -72,12 +72,8 @@ def send_cmd(
                 f"--wait takes seconds, not '{wait}'; write --wait=SECS or put --wait after FILE"
             ) from None
     from protocol.decoding import decode_json
-    from protocol.errors import ValidationError
 
-    try:
-        body = decode_json(read_bytes(file), what="standard input" if file == "-" else file)
-    except ValidationError as exc:
-        raise ValidationError("", exc.message, kind=exc.kind) from exc
+    body = decode_json(read_bytes(file), what=input_name(file))
     res = _admin(
         ctx,
         "POST",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
 import click
+
+from protocol.text import printable, shown
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -15,8 +18,6 @@ def parse_duration(text: str) -> int:
     """'90s', '15m', '12h', '3d' -> seconds."""
     m = _DURATION.match(text.strip())
     if not m or int(m.group(1)) == 0:
-        from protocol.text import shown
-
         raise click.BadParameter(f"{shown(text)} is not a duration like 90s, 15m, 12h or 3d")
     return int(m.group(1)) * _UNIT[m.group(2)]
 
@@ -50,8 +51,6 @@ class OneOf(click.Choice):  # type: ignore[type-arg]
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if value in self.choices:
             return value
-        from protocol.text import shown
-
         self.fail(f"must be one of {_listing(self.choices)} (not {shown(value)})", param, ctx)
 
 
@@ -76,8 +75,6 @@ class WholeNumber(click.ParamType):
                     raise ValueError(text)
                 number = int(text, 10)
             except ValueError:
-                from protocol.text import shown
-
                 self.fail(f"must be a whole number (not {shown(value)})", param, ctx)
         if (self.min is not None and number < self.min) or (
             self.max is not None and number > self.max
@@ -96,15 +93,19 @@ class Group(click.Group):
     """A command group whose unknown subcommand is refused in our words, listing the real ones."""
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        cmd = super().get_command(ctx, cmd_name)
+        cmd = self.lookup(ctx, cmd_name)
         if cmd is None and not ctx.resilient_parsing:
-            from protocol.text import shown
-
-            known = ", ".join(self.list_commands(ctx))
+            known = ", ".join(self.listed_in_errors(ctx))
             raise click.UsageError(
                 f"there is no command {shown(cmd_name)}; the commands are {known}", ctx
             )
         return cmd
+
+    def lookup(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name)
+
+    def listed_in_errors(self, ctx: click.Context) -> list[str]:
+        return self.list_commands(ctx)
 
 
 class PathArg(click.Path):
@@ -112,10 +113,6 @@ class PathArg(click.Path):
     exist yet, refused in our words when it names the other kind."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        import os
-
-        from protocol.text import printable
-
         text = os.fspath(value)
         if not text:
             self.fail("must not be empty", param, ctx)
@@ -135,8 +132,6 @@ class Command(click.Command):
         rest = super().parse_args(ctx, args)
         ctx.allow_extra_args = allowed
         if ctx.args and not allowed:
-            from protocol.text import shown
-
             raise click.UsageError(f"{shown(ctx.args[0])} is more than this command takes", ctx)
         return rest
 

@@ -18,6 +18,11 @@ def peers_group() -> None:
     """Add, list and remove trusted peers (contact cards)."""
 
 
+def input_name(path: str) -> str:
+    """How errors name a file argument: '-' is standard input."""
+    return "standard input" if path == "-" else path
+
+
 def read_bytes(path: str) -> bytes:
     """A file's bytes, or standard input's for '-': decoding is the parser's job, so a file
     that is not UTF-8 gets the parser's exact error rather than the locale's guess."""
@@ -34,8 +39,9 @@ def read_text(path: str) -> str:
     try:
         return read_bytes(path).decode("utf-8")
     except UnicodeDecodeError as exc:
-        name = "standard input" if path == "-" else path
-        raise BorderlinkError(f"cannot read {name}: not UTF-8 text (byte {exc.start})") from exc
+        raise BorderlinkError(
+            f"cannot read {input_name(path)}: not UTF-8 text (byte {exc.start})"
+        ) from exc
 
 
 @peers_group.command("add")

@@ -10,7 +10,7 @@ from cli.context import Ctx
 from cli.options import Command, Duration, OneOf, PathArg, split_names
 from cli.output import emit, json_option, note
 from cli.passphrase import passphrase_options
-from cli.peers import read_bytes, read_text
+from cli.peers import input_name, read_bytes, read_text
 from protocol.errors import BorderlinkError, Malformed, os_reason
 from protocol.text import json_for_terminal, shown
 
@@ -62,8 +62,7 @@ def seal_cmd(
     from protocol.envelope import seal
     from protocol.schemas import decode_body, encode_body
 
-    name = "standard input" if file == "-" else file
-    body = encode_body(decode_body(type_name, read_bytes(file), what=name))
+    body = encode_body(decode_body(type_name, read_bytes(file), what=input_name(file)))
     recipients = resolve_recipients(ctx, split_names(to))
     identity = ctx.unlock(passphrase_fd, passphrase_file)
     env = seal(identity, recipients, type_name, body, now=ctx.now(), ttl=ttl)  # type: ignore[arg-type]

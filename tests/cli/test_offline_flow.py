@@ -39,10 +39,15 @@ def seen_count(home: Path) -> int:
         return int(db.execute("SELECT COUNT(*) FROM seen").fetchone()[0])
 
 
-def seal_alert(homes: dict[str, Path], tmp_path: Path, *extra: str) -> Path:
-    """Bar PCU seals its template seizure alert for Belgrade ACCU; returns the sealed file."""
+def seal_alert(
+    homes: dict[str, Path], tmp_path: Path, *extra: str, body: str | None = None
+) -> Path:
+    """Bar PCU seals a seizure alert (its template unless ``body`` is given) for Belgrade ACCU;
+    returns the sealed file."""
     msg = tmp_path / "alert.json"
-    msg.write_text(cli(homes["bar"], "template", "seizure-alert").stdout)
+    msg.write_text(
+        body if body is not None else cli(homes["bar"], "template", "seizure-alert").stdout
+    )
     sealed = tmp_path / "alert.sealed"
     cli(
         homes["bar"],
@@ -241,20 +246,7 @@ def test_a_peers_bidi_and_control_text_is_escaped_on_the_terminal_and_exact_in_j
     U+009B (the 8-bit CSI) would let a sender reorder or rewrite what the recipient reads."""
     doc = json.loads(cli(homes["bar"], "template", "seizure-alert").stdout)
     doc["narrative"] = "paid \u202e0001\u202c EUR \u009b2J done"
-    msg = tmp_path / "alert.json"
-    msg.write_text(json.dumps(doc))
-    sealed = tmp_path / "alert.sealed"
-    cli(
-        homes["bar"],
-        "seal",
-        "--to",
-        "belgrade-accu",
-        "--type",
-        "seizure-alert",
-        str(msg),
-        "-o",
-        str(sealed),
-    )
+    sealed = seal_alert(homes, tmp_path, body=json.dumps(doc))
     shown = cli(homes["bel"], "open", str(sealed)).stdout
     assert '"narrative": "paid \\u202e0001\\u202c EUR \\u009b2J done"' in shown
     assert "\u202e" not in shown and "\u009b" not in shown

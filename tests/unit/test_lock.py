@@ -22,6 +22,13 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def edit_pyproject(tree: Path, old: str, new: str) -> None:
+    path = tree / "pyproject.toml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
 def test_the_committed_lock_agrees_with_pyproject() -> None:
     assert lock.check() is None
     proc = subprocess.run([sys.executable, "scripts/lock.py", "--check"], cwd=ROOT)
@@ -40,8 +47,7 @@ def test_every_requirement_is_pinned_exactly_with_hashes() -> None:
 
 
 def test_a_new_dependency_not_in_the_lock_is_named(tree: Path) -> None:
-    text = (tree / "pyproject.toml").read_text()
-    (tree / "pyproject.toml").write_text(text.replace('"click>=8.1",', '"click>=8.1", "rich>=13",'))
+    edit_pyproject(tree, '"click>=8.1",', '"click>=8.1", "rich>=13",')
     assert lock.check(tree) == (
         "requirements/runtime.txt does not pin rich, which pyproject.toml asks for; "
         "run 'make lock' and commit requirements/"
@@ -49,8 +55,7 @@ def test_a_new_dependency_not_in_the_lock_is_named(tree: Path) -> None:
 
 
 def test_a_changed_requirement_is_refused(tree: Path) -> None:
-    text = (tree / "pyproject.toml").read_text()
-    (tree / "pyproject.toml").write_text(text.replace('"msgspec>=0.18"', '"msgspec>=0.19"'))
+    edit_pyproject(tree, '"msgspec>=0.18"', '"msgspec>=0.19"')
     assert lock.check(tree) == (
         "requirements/runtime.txt was made from another pyproject.toml (dependencies changed "
         "since); run 'make lock' and commit requirements/"
@@ -66,12 +71,9 @@ def test_a_missing_lock_is_refused_in_one_line(tree: Path) -> None:
 
 
 def test_the_command_says_one_line_and_exits_1(tree: Path) -> None:
-    text = (tree / "pyproject.toml").read_text()
-    (tree / "pyproject.toml").write_text(text.replace('"pytest>=8",', '"pytest>=9",'))
-    script = tree / "lock.py"
-    shutil.copy(ROOT / "scripts" / "lock.py", script)
+    edit_pyproject(tree, '"pytest>=8",', '"pytest>=9",')
     (tree / "scripts").mkdir()
-    shutil.move(script, tree / "scripts" / "lock.py")
+    shutil.copy(ROOT / "scripts" / "lock.py", tree / "scripts")
     proc = subprocess.run(
         [sys.executable, "scripts/lock.py", "--check"], cwd=tree, capture_output=True, text=True
     )
@@ -82,11 +84,17 @@ def test_the_command_says_one_line_and_exits_1(tree: Path) -> None:
     )
 
 
-def test_a_pin_outside_the_declared_range_is_refused(tree: Path) -> None:
+def repin(tree: Path, name: str, version: str) -> str:
+    """Pin ``name`` to ``version`` in the tree's runtime.txt by hand; returns the old version."""
     lock_file = tree / "requirements" / "runtime.txt"
     text = lock_file.read_text()
-    version = lock.PIN.search(text[text.index("\nmsgspec==") + 1 :])[2]  # type: ignore[index]
-    lock_file.write_text(text.replace(f"msgspec=={version}", "msgspec==0.17.0"))
+    old = lock._pins(text)[name]
+    lock_file.write_text(text.replace(f"\n{name}=={old}", f"\n{name}=={version}"))
+    return old
+
+
+def test_a_pin_outside_the_declared_range_is_refused(tree: Path) -> None:
+    repin(tree, "msgspec", "0.17.0")
     assert lock.check(tree) == (
         "requirements/runtime.txt pins msgspec 0.17.0, outside pyproject.toml's 'msgspec>=0.18'; "
         "run 'make lock' and commit requirements/"
@@ -94,10 +102,7 @@ def test_a_pin_outside_the_declared_range_is_refused(tree: Path) -> None:
 
 
 def test_runtime_and_test_locks_must_agree(tree: Path) -> None:
-    lock_file = tree / "requirements" / "runtime.txt"
-    text = lock_file.read_text()
-    version = lock.PIN.search(text[text.index("\nfrozenlist==") + 1 :])[2]  # type: ignore[index]
-    lock_file.write_text(text.replace(f"frozenlist=={version}", "frozenlist==1.0.0"))
+    version = repin(tree, "frozenlist", "1.0.0")
     assert lock.check(tree) == (
         f"requirements/runtime.txt pins frozenlist 1.0.0 but requirements/test.txt pins "
         f"{version}; run 'make lock' and commit requirements/"
