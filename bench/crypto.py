@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from bench.timing import FULL, QUICK, Case, Plan, Stat, format_table, measure
-from keys.identity import Identity, PublicIdentity
+from protocol.identity import Identity, PublicIdentity
 from keys.keystore import open_keystore, seal_keystore
 from protocol.envelope import CONTENT_NONCE, SUITE, TypeName, hpke_info, open_envelope, seal
 from protocol.errors import UnknownSender

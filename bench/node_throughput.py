@@ -139,7 +139,7 @@ class Ceiling:
 
 
 def crypto_ceiling(seconds: float, body: bytes) -> Ceiling:
-    from keys.identity import Identity
+    from protocol.identity import Identity
     from protocol.envelope import open_envelope, seal
     from protocol.receipt import sign_receipt, verify_receipt
 

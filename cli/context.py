@@ -12,7 +12,7 @@ from protocol.errors import BorderlinkError, os_reason
 
 if TYPE_CHECKING:
     from keys.card import Card
-    from keys.identity import Identity
+    from protocol.identity import Identity
     from node.store import Store
 
 
@@ -51,7 +51,7 @@ class Ctx:
     def unlock(self, fd: int | None, file: str | None) -> Identity:
         """Ask for the passphrase (fd, file, env, prompt) and decrypt the keystore."""
         from cli.passphrase import get_passphrase
-        from keys.identity import Identity
+        from protocol.identity import Identity
         from keys.keystore import open_keystore, read_keystore_file
 
         self.home.require()

@@ -50,7 +50,7 @@ def init_cmd(
     """Create this node's identity and keystore in --home."""
     from cli.passphrase import get_passphrase
     from keys.card import make_card
-    from keys.identity import Identity
+    from protocol.identity import Identity
     from keys.keystore import seal_keystore, write_keystore_file
 
     home = ctx.home

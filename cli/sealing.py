@@ -116,7 +116,7 @@ def open_cmd(
 ) -> None:
     """Verify and decrypt a sealed file addressed to this node."""
     from keys.card import parse_card
-    from keys.identity import PublicIdentity
+    from protocol.identity import PublicIdentity
     from keys.trust import require_trusted
     from node.audit_store import cli_actor, event
     from protocol.armor import dearmor

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from keys.identity import Identity, PublicIdentity, check_enc_key, check_sign_key, verify_signature
+from protocol.identity import Identity, PublicIdentity, check_enc_key, check_sign_key, verify_signature
 from protocol.armor import armor, dearmor
 from protocol.decoding import Decoder, convert, describe_pattern
 from protocol.errors import Expired, Malformed, ValidationError

@@ -14,7 +14,7 @@ from typing import Literal
 import msgspec
 
 from keys.card import Card, parse_card
-from keys.identity import normalize_fingerprint
+from protocol.identity import normalize_fingerprint
 from protocol.errors import (
     FingerprintMismatch,
     PeerKeyChanged,

@@ -16,7 +16,7 @@ import structlog
 from aiohttp import web
 
 from keys.card import parse_card
-from keys.identity import PublicIdentity
+from protocol.identity import PublicIdentity
 from protocol.decoding import Decoder
 from protocol.envelope import open_envelope
 from protocol.errors import BorderlinkError, UnknownPeer, UsageError, ValidationError

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from keys.identity import Identity
+from protocol.identity import Identity
 from protocol.audit import AuditEntry, encode_entry, origin_of
 from protocol.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
 from protocol.errors import AuditError

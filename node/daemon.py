@@ -20,7 +20,7 @@ import structlog
 from aiohttp import web
 
 from keys.card import parse_card
-from keys.identity import Identity
+from protocol.identity import Identity
 from keys.trust import PeerRecord
 from node.audit_store import event
 from node.config import Config

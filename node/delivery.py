@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import structlog
 
 from keys.card import Card, parse_card
-from keys.identity import PublicIdentity
+from protocol.identity import PublicIdentity
 from keys.trust import PeerRecord
 from node.config import Delivery
 from node.outbox_store import Row

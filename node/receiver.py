@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from keys.card import parse_card
-from keys.identity import Identity, PublicIdentity
+from protocol.identity import Identity, PublicIdentity
 from keys.trust import PeerRecord, require_trusted
 from node.audit_store import event
 from node.inbox_store import Accepted

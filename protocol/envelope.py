@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from keys.identity import Identity, PublicIdentity, verify_signature
+from protocol.identity import Identity, PublicIdentity, verify_signature
 from protocol.decoding import Decoder
 from protocol.errors import (
     BadSignature,

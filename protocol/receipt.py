@@ -12,7 +12,7 @@ from typing import Annotated
 
 import msgspec
 
-from keys.identity import Identity, PublicIdentity, verify_signature
+from protocol.identity import Identity, PublicIdentity, verify_signature
 from protocol.decoding import Decoder
 from protocol.errors import BadSignature, Malformed, ValidationError
 from protocol.labels import RECEIPT_SIGNATURE_LABEL

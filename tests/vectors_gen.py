@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from keys.card import make_card
-from keys.identity import Identity
+from protocol.identity import Identity
 from protocol.envelope import Envelope, Slot, seal
 from protocol.schemas import encode_body, template
 from tests.conftest import NOW, fixed_identity

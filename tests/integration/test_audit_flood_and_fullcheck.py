@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from keys.identity import Identity
+from protocol.identity import Identity
 from keys.keystore import open_keystore, read_keystore_file
 from node.audit_store import event
 from node.config import load_config

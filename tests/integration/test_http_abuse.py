@@ -23,7 +23,7 @@ import msgspec
 import pytest
 
 from keys.card import parse_card
-from keys.identity import Identity
+from protocol.identity import Identity
 from keys.keystore import open_keystore, read_keystore_file
 from node.transport import BATCH_CONTENT_TYPE, BATCH_PATH
 from protocol.batch import BatchResponse, encode_batch

@@ -24,7 +24,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from keys.card import parse_card
-from keys.identity import Identity, PublicIdentity
+from protocol.identity import Identity, PublicIdentity
 from keys.keystore import open_keystore, read_keystore_file
 from node.transport import BATCH_CONTENT_TYPE, BATCH_PATH
 from protocol.batch import HTTP_STATUS, BatchResponse, encode_batch

@@ -144,7 +144,7 @@ def error_reasons(doc: dict[str, Any], response: dict[str, Any]) -> list[str]:
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProc, Any, Any]]:
     from keys.card import parse_card
-    from keys.identity import Identity
+    from protocol.identity import Identity
     from keys.keystore import open_keystore, read_keystore_file
 
     root = tmp_path_factory.mktemp("openapi")
@@ -208,7 +208,7 @@ def _length(data: bytes) -> int:
 
 def probes(bar: NodeProc, me: Any, peer: Any) -> list[tuple[str, str, Answer, str | None]]:
     """(path, method, answer, expected reason or None) for every answer the node can give."""
-    from keys.identity import Identity
+    from protocol.identity import Identity
     from protocol.batch import encode_batch
     from protocol.envelope import seal
     from protocol.schemas import encode_body, template
@@ -376,7 +376,7 @@ def audit_probes(bar: NodeProc, peer: Any) -> list[tuple[str, str, Answer, str |
 
 
 def new_identity() -> Any:
-    from keys.identity import Identity
+    from protocol.identity import Identity
 
     return Identity.generate()
 

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from keys.card import Card, make_card, parse_card
-from keys.identity import Identity
+from protocol.identity import Identity
 from protocol.armor import armor
 from protocol.errors import BadSignature, Expired, Malformed, ValidationError
 from protocol.labels import CARD_SIGNATURE_LABEL

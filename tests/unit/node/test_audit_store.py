@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from keys.identity import Identity
+from protocol.identity import Identity
 from node.audit_store import event
 from node.store import Store
 from protocol.audit import AuditEntry, decode_entry, encode_entry, origin_of, verify_log

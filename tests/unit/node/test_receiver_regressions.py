@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from keys.card import Card, make_card
-from keys.identity import Identity
+from protocol.identity import Identity
 from keys.trust import PeerRecord
 from node.receiver import Receiver
 from node.store import Store

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from keys.identity import Identity
+from protocol.identity import Identity
 from protocol.audit import AuditEntry, decode_entry, encode_entry, origin_of, verify_log
 from protocol.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from protocol.errors import AuditError

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from keys.identity import Identity
+from protocol.identity import Identity
 from protocol.envelope import (
     CONTENT_NONCE,
     SUITE,

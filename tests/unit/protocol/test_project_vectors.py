@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from keys.card import parse_card
-from keys.identity import Identity, fingerprint_of, node_id_of
+from protocol.identity import Identity, fingerprint_of, node_id_of
 from protocol.envelope import CONTENT_NONCE, decode_envelope, open_envelope
 from protocol.errors import Rejected
 from protocol.labels import MESSAGE_SIGNATURE_LABEL

@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from keys.identity import Identity
+from protocol.identity import Identity
 from protocol.errors import BadSignature, Malformed
 from protocol.receipt import SignedReceipt, receipt_covers, sign_receipt, verify_receipt
 from tests.conftest import NOW

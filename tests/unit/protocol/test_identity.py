@@ -7,7 +7,7 @@ import pickle
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from keys.identity import (
+from protocol.identity import (
     Identity,
     check_enc_key,
     check_sign_key,
