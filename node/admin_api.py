@@ -16,10 +16,10 @@ import structlog
 from aiohttp import web
 
 from keys.card import parse_card
-from protocol.identity import PublicIdentity
 from protocol.decoding import Decoder
 from protocol.envelope import open_envelope
 from protocol.errors import BorderlinkError, UnknownPeer, UsageError, ValidationError
+from protocol.identity import PublicIdentity
 from protocol.schemas import SCHEMA_VERSION, Feedback, Meta, encode_body
 from protocol.text import shown
 

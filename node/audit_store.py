@@ -17,10 +17,10 @@ from typing import Any, Protocol
 
 import msgspec
 
-from protocol.identity import Identity
 from protocol.audit import AuditEntry, encode_entry, origin_of
 from protocol.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
 from protocol.errors import AuditError
+from protocol.identity import Identity
 from protocol.merkle import MerkleAccumulator, leaf_hash, root_from_leaf_hashes
 from protocol.signednote import parse_note
 

@@ -20,18 +20,19 @@ import structlog
 from aiohttp import web
 
 from keys.card import parse_card
-from protocol.identity import Identity
 from keys.trust import PeerRecord
 from node.audit_store import event
 from node.config import Config
-from node.delivery import PeerInfo, PeerWorker, parsed_card
+from node.delivery import PeerWorker
 from node.home import Home
+from node.peer_info import PeerInfo, parsed_card
 from node.receiver import Receiver
 from node.store import Store
 from node.transport import HttpTransport, Transport
 from node.witness import Witness
 from protocol.envelope import seal
 from protocol.errors import NodeError, PeerRevoked, UnknownPeer, ValidationError, os_reason
+from protocol.identity import Identity
 from protocol.schemas import decode_body, encode_body
 
 T = TypeVar("T")

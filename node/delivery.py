@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import structlog
 
-from keys.card import Card, parse_card
-from protocol.identity import PublicIdentity
-from keys.trust import PeerRecord
 from node.config import Delivery
 from node.outbox_store import Row
+from node.peer_info import PeerInfo
 from node.store import Store
 from node.transport import DeliveryFailed, Transport
 from protocol.batch import PERMANENT_REASONS, decode_response, encode_batch, error_reason
@@ -36,32 +32,6 @@ from protocol.receipt import receipt_covers, verify_receipt
 log = structlog.get_logger("borderlink.delivery")
 T = TypeVar("T")
 RunDb = Callable[..., Awaitable[Any]]
-
-
-@dataclass(frozen=True)
-class PeerInfo:
-    name: str
-    node_id: bytes
-    identity: PublicIdentity
-    endpoint: str | None
-
-    @classmethod
-    def of(cls, rec: PeerRecord) -> PeerInfo:
-        card = parsed_card(rec.card)
-        return cls(
-            rec.name,
-            rec.node_id,
-            card.identity,
-            card.body.endpoints[0] if card.body.endpoints else None,
-        )
-
-
-@functools.lru_cache(maxsize=1024)
-def parsed_card(text: str) -> Card:
-    """A stored peer card, parsed and its signature checked once per card text, not per message.
-
-    Trust is not cached: callers read the peer's record (and so its status) every time."""
-    return parse_card(text, now=None)
 
 
 def backoff(attempts: int, policy: Delivery, rng: random.Random) -> float:

@@ -20,11 +20,17 @@ from aiohttp import web
 
 from keys.card import parse_card
 from node.audit_store import event
-from node.sources import source_key
+from node.http.bodies import read_limited
+from node.ratelimit import source_key
 from node.store import Store
-from node.transport import BATCH_CONTENT_TYPE, BATCH_PATH, read_limited
 from protocol.audit import origin_of
-from protocol.batch import HTTP_STATUS, decode_batch, encode_response
+from protocol.batch import (
+    BATCH_CONTENT_TYPE,
+    BATCH_PATH,
+    HTTP_STATUS,
+    decode_batch,
+    encode_response,
+)
 from protocol.checkpoint import CosignatureVerifier, verify_cosignature
 from protocol.decoding import Decoder
 from protocol.errors import AuditError, Rejected, ValidationError

@@ -17,15 +17,15 @@ from typing import Any
 import structlog
 
 from keys.card import parse_card
-from protocol.identity import Identity, PublicIdentity
 from keys.trust import PeerRecord, require_trusted
 from node.audit_store import event
 from node.inbox_store import Accepted
-from node.sources import source_key
+from node.ratelimit import source_key
 from node.store import Store
 from protocol.batch import BatchResponse, ItemResult
 from protocol.envelope import Opened, open_envelope
 from protocol.errors import PeerRevoked, Rejected, Replay, TrustError, UnknownSender
+from protocol.identity import Identity, PublicIdentity
 from protocol.receipt import sign_receipt
 from protocol.schemas import Feedback, Retraction
 

@@ -12,33 +12,15 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from node.http.bodies import read_limited
+from protocol.batch import BATCH_CONTENT_TYPE, BATCH_PATH
 from protocol.errors import NodeError, os_reason
 
-BATCH_PATH = "/v1/envelopes"
-BATCH_CONTENT_TYPE = "application/vnd.borderlink.batch+msgpack"
 MAX_BATCH_RESPONSE = 4 * 1024 * 1024  # receipts for a full batch are a few hundred KiB at most
 
 
 class DeliveryFailed(NodeError):
     """The request did not produce an answer from the peer; always worth retrying."""
-
-
-async def read_limited(
-    stream: aiohttp.StreamReader, declared: int | None, limit: int
-) -> bytes | None:
-    """A whole HTTP body, or None if it declares or turns out to be over ``limit`` bytes.
-
-    Never holds more than ``limit + 1`` bytes, whatever the other side sends.
-    """
-    if declared is not None and declared > limit:
-        return None
-    buf = bytearray()
-    while len(buf) <= limit:
-        chunk = await stream.read(limit + 1 - len(buf))
-        if not chunk:
-            return bytes(buf)
-        buf += chunk
-    return None
 
 
 class Transport(Protocol):

@@ -21,8 +21,8 @@ import aiohttp
 import msgspec
 import structlog
 
-from node.delivery import PeerInfo
-from node.transport import read_limited
+from node.http.bodies import read_limited
+from node.peer_info import PeerInfo
 from protocol.audit import origin_of
 from protocol.checkpoint import (
     BadConsistencyProof,

@@ -16,6 +16,9 @@ from protocol.errors import Malformed, Oversize, ValidationError
 from protocol.labels import MAX_ENVELOPE_BYTES
 from protocol.text import printable
 
+BATCH_PATH = "/v1/envelopes"  # PROTOCOL.md 11.2
+BATCH_CONTENT_TYPE = "application/vnd.borderlink.batch+msgpack"
+
 Outcome = Literal["accepted", "duplicate", "rejected"]
 
 # Reasons after which retrying the same bytes cannot succeed: the sender stops and reports.

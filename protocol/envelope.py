@@ -24,7 +24,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from protocol.identity import Identity, PublicIdentity, verify_signature
 from protocol.decoding import Decoder
 from protocol.errors import (
     BadSignature,
@@ -39,6 +38,7 @@ from protocol.errors import (
     TooManyRecipients,
     ValidationError,
 )
+from protocol.identity import Identity, PublicIdentity, verify_signature
 from protocol.labels import (
     DEFAULT_CLOCK_SKEW_SECONDS,
     ENVELOPE_HASH_LABEL,

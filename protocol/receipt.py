@@ -8,13 +8,14 @@ each message with the content hash it sealed.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated
 
 import msgspec
 
-from protocol.identity import Identity, PublicIdentity, verify_signature
 from protocol.decoding import Decoder
 from protocol.errors import BadSignature, Malformed, ValidationError
+from protocol.identity import Identity, PublicIdentity, verify_signature
 from protocol.labels import RECEIPT_SIGNATURE_LABEL
 
 Id16 = Annotated[bytes, msgspec.Meta(min_length=16, max_length=16)]
@@ -43,6 +44,11 @@ class SignedReceipt(msgspec.Struct, forbid_unknown_fields=True):
 _BODY = Decoder[ReceiptBody](ReceiptBody, fmt="msgpack", what="receipt body")
 _SIGNED = Decoder[SignedReceipt](SignedReceipt, fmt="msgpack", what="receipt")
 _ENC = msgspec.msgpack.Encoder()
+
+
+def receipt_digest(receipt: bytes) -> str:
+    """How the audit log names a receipt (PROTOCOL.md 12.1 ``hashes.receipt``): SHA-256, hex."""
+    return hashlib.sha256(receipt).hexdigest()
 
 
 def sign_receipt(

@@ -8,8 +8,8 @@ import time
 
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from protocol.identity import Identity, PublicIdentity
 from protocol.envelope import CONTENT_NONCE, SUITE, Envelope, Slot, header_bytes, hpke_info
+from protocol.identity import Identity, PublicIdentity
 from protocol.labels import MESSAGE_SIGNATURE_LABEL
 from protocol.padding import pad
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from protocol.identity import Identity, PublicIdentity
 from protocol.errors import UnknownSender
+from protocol.identity import Identity, PublicIdentity
 
 NOW = 1_790_000_000  # a fixed "now" (2026-09-21): the core never reads the clock
 

@@ -15,8 +15,8 @@ from typing import Any
 import msgspec
 
 from keys.card import make_card
-from protocol.identity import Identity
 from protocol.envelope import Envelope, Slot, seal
+from protocol.identity import Identity
 from protocol.schemas import encode_body, template
 from tests.conftest import NOW, fixed_identity
 

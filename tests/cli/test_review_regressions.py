@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from keys.card import make_card, parse_card
-from protocol.identity import Identity
 from keys.keystore import open_keystore, read_keystore_file
+from protocol.identity import Identity
 from tests.integration.harness import PASSPHRASE, cli, cli_json, init_home, one_line_error
 
 

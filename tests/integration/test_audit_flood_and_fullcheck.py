@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from protocol.identity import Identity
 from keys.keystore import open_keystore, read_keystore_file
 from node.audit_store import event
 from node.config import load_config
@@ -20,6 +19,7 @@ from node.home import Home
 from node.store import Store
 from protocol.audit import encode_entry
 from protocol.errors import AuditError
+from protocol.identity import Identity
 from tests.integration.harness import PASSPHRASE, NodeProc, make_network, stop_all
 
 

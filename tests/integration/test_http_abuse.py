@@ -23,11 +23,10 @@ import msgspec
 import pytest
 
 from keys.card import parse_card
-from protocol.identity import Identity
 from keys.keystore import open_keystore, read_keystore_file
-from node.transport import BATCH_CONTENT_TYPE, BATCH_PATH
-from protocol.batch import BatchResponse, encode_batch
+from protocol.batch import BATCH_CONTENT_TYPE, BATCH_PATH, BatchResponse, encode_batch
 from protocol.envelope import seal
+from protocol.identity import Identity
 from protocol.schemas import encode_body, template
 from tests.integration.harness import PASSPHRASE, NodeProc, make_network, stop_all
 from tests.integration.waiting import PATIENCE, wait_until

@@ -24,10 +24,8 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from keys.card import parse_card
-from protocol.identity import Identity, PublicIdentity
 from keys.keystore import open_keystore, read_keystore_file
-from node.transport import BATCH_CONTENT_TYPE, BATCH_PATH
-from protocol.batch import HTTP_STATUS, BatchResponse, encode_batch
+from protocol.batch import BATCH_CONTENT_TYPE, BATCH_PATH, HTTP_STATUS, BatchResponse, encode_batch
 from protocol.envelope import (
     CONTENT_NONCE,
     SUITE,
@@ -35,6 +33,7 @@ from protocol.envelope import (
     hpke_info,
     seal,
 )
+from protocol.identity import Identity, PublicIdentity
 from protocol.labels import MAX_ENVELOPE_BYTES, MAX_RECIPIENTS
 from protocol.padding import unpad
 from protocol.schemas import encode_body, template

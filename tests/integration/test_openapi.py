@@ -144,8 +144,8 @@ def error_reasons(doc: dict[str, Any], response: dict[str, Any]) -> list[str]:
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProc, Any, Any]]:
     from keys.card import parse_card
-    from protocol.identity import Identity
     from keys.keystore import open_keystore, read_keystore_file
+    from protocol.identity import Identity
 
     root = tmp_path_factory.mktemp("openapi")
     nodes = make_network(root, ["bar-pcu", "belgrade-accu"], start=False, extra_env=LIMITS)
@@ -208,9 +208,9 @@ def _length(data: bytes) -> int:
 
 def probes(bar: NodeProc, me: Any, peer: Any) -> list[tuple[str, str, Answer, str | None]]:
     """(path, method, answer, expected reason or None) for every answer the node can give."""
-    from protocol.identity import Identity
     from protocol.batch import encode_batch
     from protocol.envelope import seal
+    from protocol.identity import Identity
     from protocol.schemas import encode_body, template
 
     now = int(time.time())

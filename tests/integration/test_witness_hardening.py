@@ -28,9 +28,9 @@ from keys.trust import PeerRecord
 from node.audit_store import event
 from node.config import Config, Limits
 from node.daemon import Node
-from node.delivery import PeerInfo
 from node.home import Home
 from node.peer_api import make_app
+from node.peer_info import PeerInfo
 from protocol.audit import origin_of
 from protocol.checkpoint import CosignatureVerifier, cosign, open_checkpoint, verify_cosignature
 from protocol.errors import AuditError

@@ -8,9 +8,9 @@ import msgspec
 import pytest
 
 from keys.card import Card, make_card, parse_card
-from protocol.identity import Identity
 from protocol.armor import armor
 from protocol.errors import BadSignature, Expired, Malformed, ValidationError
+from protocol.identity import Identity
 from protocol.labels import CARD_SIGNATURE_LABEL
 from tests.conftest import NOW, fixed_identity
 

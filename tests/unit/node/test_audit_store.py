@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from protocol.identity import Identity
 from node.audit_store import event
 from node.store import Store
 from protocol.audit import AuditEntry, decode_entry, encode_entry, origin_of, verify_log
 from protocol.checkpoint import Checkpoint, open_checkpoint
 from protocol.errors import AuditError
+from protocol.identity import Identity
 from protocol.merkle import MerkleAccumulator, leaf_hash, root_from_leaf_hashes
 from protocol.signednote import Verifier
 from tests.conftest import NOW

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from node.config import Delivery
-from node.delivery import PeerInfo, PeerWorker, backoff
+from node.delivery import PeerWorker, backoff
+from node.peer_info import PeerInfo
 from node.store import Store
 from node.transport import DeliveryFailed
 from protocol.envelope import seal

@@ -12,11 +12,11 @@ import msgspec
 import pytest
 
 from keys.card import Card, make_card
-from protocol.identity import Identity
 from keys.trust import PeerRecord
 from node.receiver import Receiver
 from node.store import Store
 from protocol.envelope import Envelope, seal
+from protocol.identity import Identity
 from protocol.schemas import encode_body, template
 from tests.conftest import fixed_identity
 

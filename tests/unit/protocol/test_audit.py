@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from protocol.identity import Identity
 from protocol.audit import AuditEntry, decode_entry, encode_entry, origin_of, verify_log
 from protocol.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from protocol.errors import AuditError
+from protocol.identity import Identity
 from protocol.merkle import MerkleAccumulator, leaf_hash, root_from_leaf_hashes
 from protocol.signednote import UnverifiedNote, Verifier
 from tests.conftest import NOW

@@ -9,7 +9,6 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from protocol.identity import Identity
 from protocol.envelope import (
     CONTENT_NONCE,
     SUITE,
@@ -34,6 +33,7 @@ from protocol.errors import (
     TooManyRecipients,
     UnknownSender,
 )
+from protocol.identity import Identity
 from protocol.labels import MAX_ENVELOPE_BYTES, MAX_RECIPIENTS
 from protocol.schemas import encode_body, template
 from tests import attacker

@@ -7,6 +7,7 @@ import pickle
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from protocol.errors import BadSignature, Malformed
 from protocol.identity import (
     Identity,
     check_enc_key,
@@ -16,7 +17,6 @@ from protocol.identity import (
     normalize_fingerprint,
     verify_signature,
 )
-from protocol.errors import BadSignature, Malformed
 from tests.conftest import fixed_identity
 from tests.vectors import load_json, shared_vectors
 

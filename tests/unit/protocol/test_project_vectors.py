@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from keys.card import parse_card
-from protocol.identity import Identity, fingerprint_of, node_id_of
 from protocol.envelope import CONTENT_NONCE, decode_envelope, open_envelope
 from protocol.errors import Rejected
+from protocol.identity import Identity, fingerprint_of, node_id_of
 from protocol.labels import MESSAGE_SIGNATURE_LABEL
 from protocol.padding import pad
 from tests.conftest import directory

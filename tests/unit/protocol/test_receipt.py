@@ -6,8 +6,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from protocol.identity import Identity
 from protocol.errors import BadSignature, Malformed
+from protocol.identity import Identity
 from protocol.receipt import SignedReceipt, receipt_covers, sign_receipt, verify_receipt
 from tests.conftest import NOW
 

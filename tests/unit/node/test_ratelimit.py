@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.sources import source_key
+from node.ratelimit import source_key
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,196 @@
+"""What the node needs from its storage, as typed Protocols: reads, and units of work that write.
+
+A backend implements :class:`Store`. Every change happens inside one :class:`Unit`: all of it is
+durable when the ``with`` block returns and none of it when the block raises, so a message, its
+outbox rows and its audit entry are never stored apart. Callers pass ``now`` when they open a unit
+and every timestamp written in it (audit entries included) is that ``now``: storage never reads a
+clock. Nothing here names a backend feature (no rowids, no PRAGMA, no cursors): the SQLite store in
+``node/storage/sqlite.py`` is one implementation, a PostgreSQL one for a regional hub can be another.
+
+Callers on the event loop never call these directly: they hand a function to ``run_db``
+(``node/runtime.py``), which runs it on the node's one database thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from keys.trust import PeerRecord
+from node.storage.rows import (
+    Accepted,
+    AuditRow,
+    AuditState,
+    Cosignature,
+    DueMessage,
+    Evidence,
+    InboxRow,
+    InboxStats,
+    KnownMessage,
+    OutboxRow,
+    OutboxStats,
+    QueuedMessage,
+    SignedCheckpoint,
+    StoredMessage,
+    Witnessed,
+)
+from protocol.audit import AuditEntry
+
+
+class Reads(Protocol):
+    """Everything the node reads. Outside a unit each call sees the latest committed state."""
+
+    # peers -----------------------------------------------------------------------------------
+    def peer_by_name(self, name: str) -> PeerRecord | None: ...
+    def peer_by_id(self, node_id: bytes) -> PeerRecord | None: ...
+    def peers(self) -> list[PeerRecord]:
+        """All peers, trusted and revoked, ordered by name."""
+        ...
+
+    # replay table (PROTOCOL.md 6.2 step 9) ---------------------------------------------------
+    def seen(self, sender: bytes, msg_id: bytes) -> bool:
+        """Ids are scoped by sender: a peer that reuses another sender's id pre-empts nothing."""
+        ...
+
+    # inbox -----------------------------------------------------------------------------------
+    def inbox_lookup(self, sender: bytes, msg_id: bytes) -> KnownMessage | None: ...
+    def inbox_rows(self, *, unread: bool = False, limit: int = 500) -> list[InboxRow]:
+        """Newest first."""
+        ...
+
+    def inbox_get(self, msg_id: bytes, sender: bytes | None = None) -> list[StoredMessage]:
+        """Messages with this id (from ``sender`` if given): more than one means two senders used
+        the same id, and the caller must ask which one is meant."""
+        ...
+
+    def inbox_stats(self) -> InboxStats: ...
+
+    # outbox ----------------------------------------------------------------------------------
+    def pending_peers(self) -> dict[bytes, float]:
+        """Peer -> earliest next attempt, over entries still to deliver (queued or failed)."""
+        ...
+
+    def due(
+        self, peer: bytes, now: float, limit: int, exclude: Collection[bytes] = ()
+    ) -> list[DueMessage]:
+        """Up to ``limit`` entries for ``peer`` still to deliver whose next attempt is at or
+        before ``now``, oldest next attempt first, skipping the ids in ``exclude`` (in flight).
+        Expired messages are included: the caller decides what to do with them."""
+        ...
+
+    def next_due(self, peer: bytes, exclude: Collection[bytes] = ()) -> float | None:
+        """When the next entry for ``peer`` falls due, None if it has none to deliver."""
+        ...
+
+    def outbox_rows(self, msg_id: bytes | None = None, limit: int = 200) -> list[OutboxRow]:
+        """Newest message first, then by peer."""
+        ...
+
+    def outbox_stats(self) -> OutboxStats: ...
+
+    # audit log (PROTOCOL.md 12) --------------------------------------------------------------
+    def audit_state(self) -> AuditState: ...
+    def audit_rows(self, start: int = 0, end: int | None = None) -> list[AuditRow]:
+        """Entries with ``start <= index < end`` (None: to the end), in index order."""
+        ...
+
+    def checkpoints(self) -> list[SignedCheckpoint]:
+        """Every checkpoint this node signed, smallest first."""
+        ...
+
+    def latest_checkpoint(self) -> SignedCheckpoint | None: ...
+    def cosignatures(self, size: int) -> list[Cosignature]:
+        """Cosignatures received for this node's checkpoint of ``size``, by witness id."""
+        ...
+
+    def witnessed(self, node: bytes) -> Witnessed | None: ...
+    def evidence(self) -> list[Evidence]:
+        """Oldest first."""
+        ...
+
+
+class Unit(Reads, Protocol):
+    """One atomic, durable unit of work, opened with :meth:`Store.unit`. Reads inside it see its
+    own writes. Not to be kept after its ``with`` block."""
+
+    @property
+    def now(self) -> float:
+        """The time the caller opened the unit with; every timestamp written in it."""
+        ...
+
+    def append_audit(self, entry: AuditEntry) -> int:
+        """Append an entry to the audit log (PROTOCOL.md 12.1); returns its index."""
+        ...
+
+    # peers
+    def put_peer(self, peer: PeerRecord) -> None:
+        """Insert, or replace the peer of the same name."""
+        ...
+
+    def delete_peer(self, name: str) -> bool:
+        """True if there was such a peer."""
+        ...
+
+    # replay table
+    def mark_seen(self, sender: bytes, msg_id: bytes, expires: int) -> None:
+        """The authoritative replay check: raises :class:`protocol.errors.Replay` if this
+        sender's id was already accepted, even by a racing unit that passed :meth:`seen`."""
+        ...
+
+    def prune_seen(self) -> int:
+        """Forget ids whose message expired at or before ``now`` (an expired message is
+        rejected before the replay table is consulted); returns how many."""
+        ...
+
+    # inbox
+    def insert_inbox(self, item: Accepted, receipt: bytes) -> None:
+        """Store a message received at ``now`` (after :meth:`mark_seen`). A retraction withdraws
+        its target from the same sender, whichever of the two arrives first."""
+        ...
+
+    def mark_read(self, sender: bytes, msg_id: bytes) -> None: ...
+    def mark_acked(self, sender: bytes, msg_id: bytes, action: str) -> None:
+        """Acknowledged with ``action`` at ``now``; also read, if it was not."""
+        ...
+
+    # outbox
+    def enqueue(self, message: QueuedMessage, peers: Sequence[bytes]) -> None:
+        """The message, and one entry per recipient due at ``now``."""
+        ...
+
+    def mark_expired(self, peer: bytes, msg_ids: Sequence[bytes]) -> None: ...
+    def mark_delivered(self, peer: bytes, delivered: Sequence[tuple[bytes, bytes]]) -> None:
+        """(message id, verified receipt) pairs: delivered at ``now``, one more attempt."""
+        ...
+
+    def mark_failed(self, peer: bytes, failures: Sequence[tuple[bytes, str, float]]) -> None:
+        """(message id, error in words, next attempt time): one more attempt, retried later."""
+        ...
+
+    def mark_rejected(self, peer: bytes, msg_id: bytes, error: str) -> None:
+        """The peer refused the message for good: never retried."""
+        ...
+
+    def resume_inflight(self) -> int:
+        """Entries an older version left ``delivering`` become ``failed``, due at once."""
+        ...
+
+    # own checkpoints and witnessing
+    def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None: ...
+    def add_cosignature(self, size: int, cosignature: Cosignature) -> None:
+        """Insert, or replace this witness's cosignature of that size."""
+        ...
+
+    def put_witnessed(self, witnessed: Witnessed) -> None: ...
+    def add_evidence(self, evidence: Evidence) -> bool:
+        """Keep it once per offending note (``node``, ``new_note``); True if it was new."""
+        ...
+
+
+class Store(Reads, Protocol):
+    def unit(self, now: float) -> AbstractContextManager[Unit]:
+        """Open a unit of work at time ``now``; it commits when the block ends without error."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,168 @@
+"""The rows the storage seam hands out and takes in: msgspec Structs, never backend cursors or tuples.
+
+Times are Unix seconds as floats (``now`` as the caller passed it); message ids are 16 raw bytes,
+node ids 32. Nothing here depends on how a backend stores them: a SQLite rowid or a PostgreSQL
+sequence never leaks out (the audit log's ``index`` is the Merkle leaf index, PROTOCOL.md 12).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from keys.trust import PeerRecord
+
+
+class Accepted(msgspec.Struct, frozen=True, kw_only=True):
+    """One verified message ready to store (the receiver fills it after open_envelope)."""
+
+    id: bytes
+    sender: bytes
+    type: str
+    created: int
+    expires: int
+    content_hash: bytes
+    envelope: bytes
+    refers_to: bytes | None = None  # Feedback / Retraction target
+    retracts: bytes | None = None
+
+
+class KnownMessage(msgspec.Struct, frozen=True):
+    """What re-delivery of an accepted message needs: its content hash and original receipt."""
+
+    content_hash: bytes
+    receipt: bytes
+
+
+class InboxRow(msgspec.Struct, frozen=True, kw_only=True):
+    id: bytes
+    sender: bytes
+    type: str
+    created: int
+    expires: int
+    received_at: float
+    content_hash: bytes
+    refers_to: bytes | None
+    read_at: float | None
+    acked_at: float | None
+    ack_action: str | None
+    withdrawn_by: bytes | None
+
+
+class StoredMessage(msgspec.Struct, frozen=True):
+    """An inbox row with the envelope as delivered (still encrypted to this node)."""
+
+    row: InboxRow
+    envelope: bytes
+
+
+class InboxStats(msgspec.Struct, frozen=True):
+    total: int
+    unread: int
+
+
+class QueuedMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A sealed message as the outbox keeps it, once for all its recipients."""
+
+    id: bytes
+    type: str
+    created: int
+    expires: int
+    content_hash: bytes
+    envelope: bytes
+
+
+class DueMessage(msgspec.Struct, frozen=True):
+    """An outbox entry ready to try for one peer."""
+
+    id: bytes
+    envelope: bytes
+    content_hash: bytes
+    expires: int
+    attempts: int
+
+
+class OutboxRow(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one message stands for one recipient (PROTOCOL.md 11.4)."""
+
+    id: bytes
+    type: str
+    created: int
+    expires: int
+    queued_at: float
+    peer: bytes
+    status: str  # queued | delivered | failed | expired | rejected
+    attempts: int
+    next_attempt: float
+    last_error: str | None
+    delivered_at: float | None
+
+
+class OutboxStats(msgspec.Struct, frozen=True):
+    by_status: dict[str, int]
+    oldest_undelivered: float | None  # queued_at of the oldest message still to deliver
+    per_peer: dict[bytes, int]  # peer -> entries still to deliver
+
+
+class AuditRow(msgspec.Struct, frozen=True):
+    index: int
+    entry: bytes  # the exact JSON bytes that are the Merkle leaf
+    root: bytes  # the tree's root right after this entry was appended
+
+
+class AuditState(msgspec.Struct, frozen=True):
+    """The right edge of the audit tree: its size and peaks, enough to append in O(log n)."""
+
+    size: int
+    peaks: list[bytes]
+
+
+class SignedCheckpoint(msgspec.Struct, frozen=True):
+    size: int
+    root: bytes
+    note: str  # the signed note as this node signed it (PROTOCOL.md 12.2)
+
+
+class Cosignature(msgspec.Struct, frozen=True):
+    witness: bytes
+    line: str
+    time: int
+
+
+class Witnessed(msgspec.Struct, frozen=True):
+    """The newest checkpoint this node accepted from a peer's log (PROTOCOL.md 12.3)."""
+
+    node: bytes
+    size: int
+    root: bytes
+    note: str
+
+
+class Evidence(msgspec.Struct, frozen=True, kw_only=True):
+    """Two signed notes of one log that contradict each other, kept as proof."""
+
+    node: bytes
+    kind: str
+    old_note: str | None
+    new_note: str
+    detail: str
+    at: float
+
+
+__all__ = [
+    "Accepted",
+    "AuditRow",
+    "AuditState",
+    "Cosignature",
+    "DueMessage",
+    "Evidence",
+    "InboxRow",
+    "InboxStats",
+    "KnownMessage",
+    "OutboxRow",
+    "OutboxStats",
+    "PeerRecord",
+    "QueuedMessage",
+    "SignedCheckpoint",
+    "StoredMessage",
+    "Witnessed",
+]
