@@ -47,7 +47,8 @@ test: $(VENV)/.installed-test
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy --strict protocol keys
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy --strict protocol keys node cli
 
 typecheck: lint
 

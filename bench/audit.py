@@ -1,8 +1,8 @@
 """Audit log at scale (PROTOCOL.md 12): append cost as the log grows, and ``audit verify`` of it.
 
 A throwaway home is made with the real ``borderlink init``; its node.db is filled through the real
-append path (``Store.audit_append`` inside the caller's transaction, a thousand entries per
-transaction, as a busy node batches them). Append time is reported for the first and the last
+append path (``Unit.append_audit`` inside one unit of work, a thousand entries per
+unit, as a busy node batches them). Append time is reported for the first and the last
 thousand entries: O(log n) appends keep the two close. Then ``borderlink audit checkpoint`` signs
 the log (unlocking the keystore) and ``borderlink audit verify`` checks every entry against the
 recorded roots and the signed checkpoint, both timed as a person would run them (process start
@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from node.store import Store
+from node.storage import Store
+from node.storage.sqlite import open_store
 from protocol.audit import AuditEntry, origin_of, verify_log
 from protocol.checkpoint import open_checkpoint
 from protocol.signednote import Verifier
@@ -64,14 +65,14 @@ def _entry(i: int) -> AuditEntry:
 
 
 def _fill(store: Store, n: int) -> list[float]:
-    """Append n entries; returns microseconds per audit_append call, in order."""
+    """Append n entries; returns microseconds per append_audit call, in order."""
     per_entry: list[float] = []
     for lo in range(0, n, BATCH):
-        with store.transaction() as db:
+        with store.unit(time.time()) as u:
             for i in range(lo, min(lo + BATCH, n)):
                 entry = _entry(i)
                 t = time.perf_counter_ns()
-                store.audit_append(db, entry)
+                u.append_audit(entry)
                 per_entry.append((time.perf_counter_ns() - t) / 1000)
     return per_entry
 
@@ -83,9 +84,9 @@ def _verify_in_process(store: Store, home: Path) -> float:
     ident = parse_card((home / "card.txt").read_text(), now=None).identity
     verifier = Verifier(origin_of(ident.node_id), ident.sign_key)
     start = time.perf_counter()
-    cps = [open_checkpoint(n, [verifier]) for _, _, n in store.own_checkpoints()]
+    cps = [open_checkpoint(c.note, [verifier]) for c in store.checkpoints()]
     rows = store.audit_rows()
-    verify_log([e for _, e, _ in rows], [r for _, _, r in rows], cps)
+    verify_log([r.entry for r in rows], [r.root for r in rows], cps)
     return time.perf_counter() - start
 
 
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> str:
             "--kdf-profile",
             "interactive",
         )
-        store = Store(home / "node.db")
+        store = open_store(home / "node.db")
         start = time.perf_counter()
         times = _fill(store, n)
         fill_s = time.perf_counter() - start
@@ -115,14 +116,14 @@ def run(args: argparse.Namespace) -> str:
         sign_s, _ = _cli(home, "audit", "checkpoint")
         verify_s, out = _cli(home, "audit", "verify")
         pure_s = _verify_in_process(store, home)
-        size = store.audit_size()
+        size = store.audit_state().size
         db_mb = sum(p.stat().st_size for p in home.glob("node.db*")) / 1e6  # with the WAL
         store.close()
     ratio = statistics.median(last) / statistics.median(first)
     verdict = "ok" if verify_s <= VERIFY_TARGET_SECONDS else "OVER TARGET"
     return "\n".join(
         [
-            f"audit: {n:,} entries appended through Store.audit_append, {BATCH:,} per transaction "
+            f"audit: {n:,} entries appended through Unit.append_audit, {BATCH:,} per unit "
             f"({fill_s:.1f} s, database {db_mb:.1f} MB)",
             f"  append, first {BATCH:,} entries   median {statistics.median(first):7.1f} us/entry",
             f"  append, last {BATCH:,} entries    median {statistics.median(last):7.1f} us/entry"

@@ -25,10 +25,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from bench.timing import FULL, QUICK, Case, Plan, Stat, format_table, measure
-from protocol.identity import Identity, PublicIdentity
 from keys.keystore import open_keystore, seal_keystore
 from protocol.envelope import CONTENT_NONCE, SUITE, TypeName, hpke_info, open_envelope, seal
 from protocol.errors import UnknownSender
+from protocol.identity import Identity, PublicIdentity
 from protocol.labels import ENVELOPE_HASH_LABEL, MESSAGE_SIGNATURE_LABEL
 from protocol.padding import pad, unpad
 from protocol.schemas import SeizureAlert, decode_body, encode_body, template

@@ -139,8 +139,8 @@ class Ceiling:
 
 
 def crypto_ceiling(seconds: float, body: bytes) -> Ceiling:
-    from protocol.identity import Identity
     from protocol.envelope import open_envelope, seal
+    from protocol.identity import Identity
     from protocol.receipt import sign_receipt, verify_receipt
 
     alice, bob = Identity.generate(), Identity.generate()

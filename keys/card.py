@@ -11,10 +11,16 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from protocol.identity import Identity, PublicIdentity, check_enc_key, check_sign_key, verify_signature
 from protocol.armor import armor, dearmor
 from protocol.decoding import Decoder, convert, describe_pattern
 from protocol.errors import Expired, Malformed, ValidationError
+from protocol.identity import (
+    Identity,
+    PublicIdentity,
+    check_enc_key,
+    check_sign_key,
+    verify_signature,
+)
 from protocol.labels import CARD_SIGNATURE_LABEL, MAX_CARD_BYTES
 
 CARD_KIND = "CARD"

@@ -14,7 +14,6 @@ from typing import Literal
 import msgspec
 
 from keys.card import Card, parse_card
-from protocol.identity import normalize_fingerprint
 from protocol.errors import (
     FingerprintMismatch,
     PeerKeyChanged,
@@ -23,6 +22,7 @@ from protocol.errors import (
     UnknownSender,
     UsageError,
 )
+from protocol.identity import normalize_fingerprint
 
 Verification = Literal["fingerprint", "tofu"]
 PeerStatus = Literal["trusted", "revoked"]

@@ -1,36 +1,32 @@
 """Receiving a batch: verify and decrypt, store, and only then sign the receipt (PROTOCOL.md 11.3).
 
-Exactly-once in the inbox: the replay table and inbox insert share the transaction that also
-stores the receipt, and a re-delivered message (same id, sender and content hash) gets its
-original receipt back, so a sender's retry after a lost answer is harmless.
+Exactly-once in the inbox: the replay table and inbox insert share the unit that also stores the
+receipt, and a re-delivered message (same id, sender and content hash) gets its original receipt
+back, so a sender's retry after a lost answer is harmless. Reads and writes storage through units
+on the database thread, opens envelopes on the crypto thread; no HTTP (the peer routes call it).
 """
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 
 from keys.card import parse_card
 from keys.trust import PeerRecord, require_trusted
-from node.audit_store import event
-from node.inbox_store import Accepted
-from node.ratelimit import source_key
-from node.store import Store
-from protocol.batch import BatchResponse, ItemResult
-from protocol.envelope import Opened, open_envelope
+from node.auditing import record
+from node.rejections import Rejections
+from node.runtime import Clock, Run, wall_clock
+from node.storage import Accepted, Store, Unit
+from protocol.batch import BatchResponse, ItemResult, classify_arrival
+from protocol.envelope import Opened, decode_envelope, open_envelope
 from protocol.errors import PeerRevoked, Rejected, Replay, TrustError, UnknownSender
 from protocol.identity import Identity, PublicIdentity
-from protocol.receipt import sign_receipt
+from protocol.receipt import receipt_digest, sign_receipt
 from protocol.schemas import Feedback, Retraction
 
 log = structlog.get_logger("borderlink.receive")
-RunDb = Callable[..., Awaitable[Any]]
 
 
 @dataclass
@@ -43,14 +39,21 @@ class _Item:
 
 class Receiver:
     def __init__(
-        self, me: Identity, store: Store, run_db: RunDb, run_cpu: Callable[..., Awaitable[Any]]
+        self,
+        me: Identity,
+        store: Store,
+        run_db: Run,
+        run_cpu: Run,
+        rejections: Rejections,
+        clock: Clock = wall_clock,
     ) -> None:
         self.me = me
         self.store = store
         self.run_db = run_db
         self.run_cpu = run_cpu
+        self.rejections = rejections
+        self.clock = clock
         self._cards: dict[str, PublicIdentity] = {}
-        self.sampler = Sampler()
 
     def _identity(self, record: PeerRecord) -> PublicIdentity:
         ident = self._cards.get(record.card)
@@ -76,12 +79,12 @@ class Receiver:
     async def receive(self, envelopes: list[bytes], *, source: str) -> BatchResponse:
         peers = {p.node_id: p for p in await self.run_db(self.store.peers)}
         items = [_Item(e) for e in envelopes]
-        await self.run_cpu(self._open_all, items, peers, int(time.time()))
+        await self.run_cpu(self._open_all, items, peers, int(self.clock()))
         return await self.run_db(self._store_and_sign, items, source)
 
     def _store_and_sign(self, items: list[_Item], source: str) -> BatchResponse:
-        """Runs on the database thread: duplicate check, one transaction, receipt."""
-        now = time.time()
+        """Runs on the database thread: duplicate check, one unit, receipt."""
+        now = self.clock()
         results: list[ItemResult] = []
         receipts: list[bytes] = []
         fresh: list[tuple[int, Accepted]] = []
@@ -92,37 +95,42 @@ class Receiver:
                 results.append(ItemResult("rejected", reason=it.reason))
                 continue
             known = self.store.inbox_lookup(op.sender, op.id)
-            if known is not None and known[0] == op.content_hash:
-                receipt = known[1]
-                idx = by_receipt.setdefault(receipt, len(receipts))
+            arrival = classify_arrival(
+                op.content_hash,
+                known.content_hash if known else None,
+                seen=known is None and self.store.seen(op.sender, op.id),
+                earlier_in_batch=any((a.sender, a.id) == (op.sender, op.id) for _, a in fresh),
+            )
+            if arrival == "duplicate" and known is not None:
+                idx = by_receipt.setdefault(known.receipt, len(receipts))
                 if idx == len(receipts):
-                    receipts.append(receipt)
+                    receipts.append(known.receipt)
                 results.append(ItemResult("duplicate", id=op.id, receipt=idx))
                 continue
-            # Same sender and id with other content, an id already opened offline from a sealed
-            # file, or twice in this batch: a replay (ids are scoped by sender, PROTOCOL.md 6.2).
-            if (
-                known is not None
-                or self.store.seen(op.sender, op.id)
-                or any((a.sender, a.id) == (op.sender, op.id) for _, a in fresh)
-            ):
+            if arrival == "replay":
                 it.reason, it.detail = Replay.reason, "message id was already accepted"
                 results.append(ItemResult("rejected", id=op.id, reason=Replay.reason))
                 continue
             fresh.append((len(results), _accepted(op, it.data)))
             results.append(ItemResult("accepted", id=op.id))
-        if fresh:
-            senders = {a.sender for _, a in fresh}
-            for sender in senders:
-                group = [(i, a) for i, a in fresh if a.sender == sender]
-                receipt = sign_receipt(
-                    self.me, sender, [(a.id, a.content_hash) for _, a in group], now=int(now)
-                )
-                self.store.accept([a for _, a in group], receipt, now, source)
-                receipts.append(receipt)
-                for i, _ in group:
-                    results[i].receipt = len(receipts) - 1
-        self._audit_rejections(items, results, source)
+        signed: list[tuple[list[Accepted], bytes]] = []
+        for sender in {a.sender for _, a in fresh}:
+            group = [(i, a) for i, a in fresh if a.sender == sender]
+            receipt = sign_receipt(
+                self.me, sender, [(a.id, a.content_hash) for _, a in group], now=int(now)
+            )
+            signed.append(([a for _, a in group], receipt))
+            receipts.append(receipt)
+            for i, _ in group:
+                results[i].receipt = len(receipts) - 1
+        # One unit per sender's receipt: a replay raised by the authoritative check in one
+        # rolls back only that sender's messages, as before.
+        for accepted, receipt in signed:
+            with self.store.unit(now) as u:
+                _store(u, accepted, receipt, source)
+        if any(r.outcome == "rejected" for r in results):
+            with self.store.unit(now) as u:
+                self._audit_rejections(u, items, results, source)
         for it, res in zip(items, results, strict=True):
             if res.outcome == "rejected":
                 log.warning(
@@ -141,52 +149,47 @@ class Receiver:
                 )
         return BatchResponse(results, receipts)
 
-    def _audit_rejections(self, items: list[_Item], results: list[ItemResult], source: str) -> None:
-        """Rejections by an authenticated sender are always audited. Unauthenticated junk is
-        sampled per (source, reason): the 1st, 2nd, 4th, 8th... with the running count, so
-        anonymous traffic cannot grow the permanent, witnessed log one entry per item."""
-        entries = []
+    def _audit_rejections(
+        self, unit: Unit, items: list[_Item], results: list[ItemResult], source: str
+    ) -> None:
         for it, res in zip(items, results, strict=True):
             if res.outcome != "rejected":
                 continue
-            reason = res.reason or "rejected"
-            detail = it.detail[:200]
-            # Anyone can re-post a validly signed envelope (a replay proves who wrote it, not
-            # who sent it now): replays are sampled like unauthenticated junk.
-            if it.opened is None or reason == Replay.reason:
-                n = self.sampler.count(f"{source_key(source)}|{reason}")
-                if n & (n - 1):
-                    continue
-                detail = f"{n} so far from this source; last: {detail}"
-            entries.append(
-                event(
-                    "message.rejected",
-                    outcome=reason,
-                    detail=detail,
-                    peer_id=_claimed_sender(it.data),
-                    source=source,
-                    message_id=res.id.hex() if res.id else None,
-                )
+            self.rejections.note(
+                unit,
+                res.reason or "rejected",
+                it.detail[:200],
+                source=source,
+                claimed_sender=_claimed_sender(it.data),
+                message_id=res.id.hex() if res.id else None,
+                # Anyone can re-post a validly signed envelope (a replay proves who wrote it, not
+                # who sent it now): replays are sampled like unauthenticated junk.
+                authenticated=it.opened is not None and res.reason != Replay.reason,
             )
-        if entries:
-            with self.store.transaction() as db:
-                for entry in entries:
-                    self.store.audit_append(db, entry)
 
 
-class Sampler:
-    """Counts per key, remembering a bounded number of keys (oldest forgotten first)."""
-
-    def __init__(self, max_keys: int = 10_000) -> None:
-        self.counts: OrderedDict[str, int] = OrderedDict()
-        self.max_keys = max_keys
-
-    def count(self, key: str) -> int:
-        n = self.counts.pop(key, 0) + 1
-        self.counts[key] = n
-        while len(self.counts) > self.max_keys:
-            self.counts.popitem(last=False)
-        return n
+def _store(unit: Unit, accepted: Sequence[Accepted], receipt: bytes, source: str) -> None:
+    """Messages, replay-table entries and their audit entries, in the caller's unit."""
+    for it in accepted:
+        record(
+            unit,
+            "message.received",
+            message_id=it.id.hex(),
+            peer_id=it.sender.hex(),
+            outcome=it.type,
+            source=source,
+            hashes={"content": it.content_hash.hex(), "receipt": receipt_digest(receipt)},
+        )
+        if it.retracts is not None:
+            record(
+                unit,
+                "message.retracted",
+                message_id=it.retracts.hex(),
+                peer_id=it.sender.hex(),
+                detail=f"by {it.id.hex()}",
+            )
+        unit.mark_seen(it.sender, it.id, it.expires)
+        unit.insert_inbox(it, receipt)
 
 
 def _accepted(op: Opened, data: bytes) -> Accepted:
@@ -210,12 +213,7 @@ def _accepted(op: Opened, data: bytes) -> Accepted:
 
 
 def _claimed_sender(data: bytes) -> str | None:
-    from protocol.envelope import decode_envelope
-
     try:
         return decode_envelope(data).sender.hex()
     except Rejected:
         return None
-
-
-__all__ = ["Executor", "Receiver"]

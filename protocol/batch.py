@@ -52,6 +52,26 @@ HTTP_STATUS = {
 }
 
 
+Arrival = Literal["fresh", "duplicate", "replay"]
+
+
+def classify_arrival(
+    content_hash: bytes, known_hash: bytes | None, *, seen: bool, earlier_in_batch: bool
+) -> Arrival:
+    """What a receiver does with a verified message (PROTOCOL.md 11.3, 6.2 step 9).
+
+    ``known_hash``: the content hash stored for this sender's id, if it is in the inbox. Same id
+    and content: a re-delivery, answered with the original receipt. Same id with other content,
+    an id already opened offline (``seen``), or twice in one batch: a replay. Ids are scoped by
+    sender, so another peer's use of the same id is neither.
+    """
+    if known_hash is not None:
+        return "duplicate" if known_hash == content_hash else "replay"
+    if seen or earlier_in_batch:
+        return "replay"
+    return "fresh"
+
+
 class ItemResult(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     outcome: Outcome
     id: bytes | None = None

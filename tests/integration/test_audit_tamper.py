@@ -22,14 +22,14 @@ import pytest
 
 from cli.admin_client import _UnixConnection, call
 from keys.card import parse_card
-from node.audit_store import event
-from node.store import Store
+from node.storage.sqlite import open_store
 from protocol.audit import decode_entry, encode_entry, origin_of
 from protocol.checkpoint import open_checkpoint
 from protocol.merkle import MerkleAccumulator, leaf_hash
 from protocol.signednote import Verifier
 from tests.integration.harness import NodeProc, make_network, stop_all
 from tests.integration.waiting import start, wait_until
+from tests.stores import audit
 
 SLOW = {"BORDERLINK_AUDIT_CHECKPOINT_INTERVAL": "3600", "BORDERLINK_AUDIT_WITNESS_INTERVAL": "3600"}
 FAST = {"BORDERLINK_AUDIT_CHECKPOINT_INTERVAL": "0.3", "BORDERLINK_AUDIT_WITNESS_INTERVAL": "0.5"}
@@ -116,9 +116,9 @@ def watched(tmp_path: Path) -> Iterator[Watched]:
     """bar-pcu's log, with PADDING real events, signed and cosigned once by belgrade-accu."""
     nodes = make_network(tmp_path, ["bar-pcu", "belgrade-accu"], start=False, extra_env=SLOW)
     log, witness = nodes["bar-pcu"], nodes["belgrade-accu"]
-    store = Store(log.home / "node.db")
+    store = open_store(log.home / "node.db")
     for i in range(PADDING):
-        store.audit(event("message.queued", message_id=f"{i:032x}", peer="belgrade-accu"))
+        audit(store, "message.queued", message_id=f"{i:032x}", peer="belgrade-accu")
     store.close()
     for n in nodes.values():
         n.start(wait=False)
@@ -298,15 +298,15 @@ def test_a_deleted_tail(watched: Watched) -> None:
 
 
 def _replace_log(node: NodeProc, entries: int) -> None:
-    """A fresh, internally consistent log of ``entries`` entries, written through the Store API,
+    """A fresh, internally consistent log of ``entries`` entries, written through the storage interface,
     with the old checkpoints gone: nothing local is left to compare it with."""
     with db(node) as c:
         c.execute("DELETE FROM audit")
         c.execute("DELETE FROM audit_state")
     cover_tracks(node)
-    store = Store(node.home / "node.db")
+    store = open_store(node.home / "node.db")
     for i in range(entries):
-        store.audit(event("peer.added", peer=f"nobody-{i}"))
+        audit(store, "peer.added", peer=f"nobody-{i}")
     store.close()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,10 @@ import pytest
 from keys.card import Card, make_card
 from keys.trust import PeerRecord
 from node.receiver import Receiver
-from node.store import Store
+from node.rejections import Rejections
+from node.runtime import run_inline, wall_clock
+from node.storage import Store
+from node.storage.sqlite import open_store
 from protocol.envelope import Envelope, seal
 from protocol.identity import Identity
 from protocol.schemas import encode_body, template
@@ -40,24 +42,22 @@ def card(ident: Identity, name: str) -> Card:
 @pytest.fixture
 def net(tmp_path: Path) -> tuple[dict[str, Identity], Store, Receiver]:
     ids = {n: fixed_identity(n) for n in NAMES}
-    store = Store(tmp_path / "node.db")
+    store = open_store(tmp_path / "node.db")
     for n in ("alice", "mallory"):
         c = card(ids[n], n)
-        store.put_peer(
-            PeerRecord(
-                name=n,
-                node_id=c.identity.node_id,
-                fingerprint=c.identity.fingerprint,
-                card=c.armored(),
-                verified_by="fingerprint",
-                added_at=int(time.time()),
+        with store.unit(time.time()) as u:
+            u.put_peer(
+                PeerRecord(
+                    name=n,
+                    node_id=c.identity.node_id,
+                    fingerprint=c.identity.fingerprint,
+                    card=c.armored(),
+                    verified_by="fingerprint",
+                    added_at=int(time.time()),
+                )
             )
-        )
-
-    async def run(fn: Callable[..., Any], *a: Any, **k: Any) -> Any:
-        return fn(*a, **k)
-
-    return ids, store, Receiver(ids["bob"], store, run, run)
+    rejections = Rejections(store, run_inline, wall_clock)
+    return ids, store, Receiver(ids["bob"], store, run_inline, run_inline, rejections)
 
 
 def sealed(
@@ -92,10 +92,8 @@ def test_regression_co_recipient_cannot_preempt_another_senders_id(net: Any) -> 
     evil = sealed(ids, "mallory", msg_id=real.id)
     assert deliver(rx, evil) == [("accepted", None)]
     assert deliver(rx, real) == [("accepted", None)]
-    senders = store.db.execute("SELECT sender FROM inbox WHERE id = ?", (real.id,)).fetchall()
-    assert sorted(bytes(s[0]) for (s) in senders) == sorted(
-        [ids["alice"].node_id, ids["mallory"].node_id]
-    )
+    senders = [m.row.sender for m in store.inbox_get(real.id)]
+    assert sorted(senders) == sorted([ids["alice"].node_id, ids["mallory"].node_id])
 
 
 def test_regression_retraction_before_its_original_still_withdraws_it(net: Any) -> None:
@@ -106,8 +104,8 @@ def test_regression_retraction_before_its_original_still_withdraws_it(net: Any) 
     )
     retraction = sealed(ids, "alice", "retraction", encode_body(r))
     assert deliver(rx, retraction, orig) == [("accepted", None), ("accepted", None)]
-    row = store.db.execute("SELECT withdrawn_by FROM inbox WHERE id = ?", (orig.id,)).fetchone()
-    assert bytes(row[0]) == retraction.id
+    [stored] = store.inbox_get(orig.id)
+    assert stored.row.withdrawn_by == retraction.id
 
 
 def test_regression_retraction_by_another_sender_withdraws_nothing(net: Any) -> None:
@@ -118,8 +116,8 @@ def test_regression_retraction_by_another_sender_withdraws_nothing(net: Any) -> 
     )
     for env in (sealed(ids, "mallory", "retraction", encode_body(r)), orig):
         deliver(rx, env)
-    row = store.db.execute("SELECT withdrawn_by FROM inbox WHERE id = ?", (orig.id,)).fetchone()
-    assert row[0] is None
+    [stored] = store.inbox_get(orig.id)
+    assert stored.row.withdrawn_by is None
 
 
 def test_regression_message_opened_offline_then_delivered_is_a_replay_not_a_500(net: Any) -> None:
@@ -127,19 +125,19 @@ def test_regression_message_opened_offline_then_delivered_is_a_replay_not_a_500(
     batch with another valid message: that one is a replay, the other is still stored."""
     ids, store, rx = net
     offline = sealed(ids, "alice")
-    with store.transaction() as db:
-        store.mark_seen(db, ids["alice"].node_id, offline.id, offline.expires)
+    with store.unit(time.time()) as u:
+        u.mark_seen(ids["alice"].node_id, offline.id, offline.expires)
     other = sealed(ids, "mallory")
     assert deliver(rx, offline, other) == [("rejected", "replay"), ("accepted", None)]
-    assert store.inbox_stats()["total"] == 1
+    assert store.inbox_stats().total == 1
 
 
 def test_regression_anonymous_junk_is_sampled_in_the_audit_log(net: Any) -> None:
     """256 junk envelopes in one request must not add 256 permanent audit entries."""
     _ids, store, rx = net
-    before = store.audit_size()
+    before = store.audit_state().size
     asyncio.run(rx.receive([b"junk"] * 256, source="203.0.113.9"))
-    added = store.audit_size() - before
+    added = store.audit_state().size - before
     assert added == 9  # the 1st, 2nd, 4th, ..., 256th rejection, each with its running count
 
 
@@ -148,37 +146,12 @@ def test_regression_reposted_signed_envelopes_are_sampled_too(net: Any) -> None:
     already opened offline must not add 256 audit entries."""
     ids, store, rx = net
     offline = sealed(ids, "alice")
-    with store.transaction() as db:
-        store.mark_seen(db, ids["alice"].node_id, offline.id, offline.expires)
-    before = store.audit_size()
+    with store.unit(time.time()) as u:
+        u.mark_seen(ids["alice"].node_id, offline.id, offline.expires)
+    before = store.audit_state().size
     copy = offline.for_recipient(ids["bob"].node_id).encode()
     asyncio.run(rx.receive([copy] * 256, source="203.0.113.9"))
-    assert store.audit_size() - before == 9
-
-
-def test_regression_proof_cache_hashes_each_leaf_once(tmp_path: Path) -> None:
-    """Alternating signed sizes used to rebuild the whole tree per request."""
-    from node.audit_store import event
-    from node.peer_api import ProofCache
-    from protocol.merkle import MerkleTree, verify_consistency
-
-    class Counting(Store):
-        hashed = 0
-
-        def leaf_hashes(self, size: int | None = None, start: int = 0) -> list[bytes]:
-            out = super().leaf_hashes(size, start)
-            Counting.hashed += len(out)
-            return out
-
-    store = Counting(tmp_path / "node.db")
-    for i in range(300):
-        store.audit(event("peer.added", peer=f"p{i}"))
-    full = MerkleTree(Store.leaf_hashes(store))
-    cache = ProofCache()
-    for new in (200, 300, 200, 300, 250):
-        proof = cache.proof(store, 100, new)
-        verify_consistency(100, new, full.root(100), full.root(new), proof)
-    assert Counting.hashed == 300
+    assert store.audit_state().size - before == 9
 
 
 def test_regression_database_of_an_older_schema_is_refused(tmp_path: Path) -> None:
@@ -190,4 +163,4 @@ def test_regression_database_of_an_older_schema_is_refused(tmp_path: Path) -> No
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA user_version=1")
     with pytest.raises(NodeError, match="schema version 1; this borderlink needs 2"):
-        Store(path)
+        open_store(path)

@@ -1,0 +1,48 @@
+"""The storage seam: what the node reads and writes, as typed Protocols and row Structs.
+
+Callers import from here and never from a backend: ``interface.py`` says what a store does,
+``rows.py`` what it hands out, ``sqlite.py`` is the one implementation today (opened by the daemon
+and by ``node/local.py``). See ``interface.py`` for units of work and how ``now`` is passed in.
+"""
+
+from node.storage.interface import Reads, Store, Unit
+from node.storage.rows import (
+    Accepted,
+    AuditRow,
+    AuditState,
+    Cosignature,
+    DueMessage,
+    Evidence,
+    InboxRow,
+    InboxStats,
+    KnownMessage,
+    OutboxRow,
+    OutboxStats,
+    PeerRecord,
+    QueuedMessage,
+    SignedCheckpoint,
+    StoredMessage,
+    Witnessed,
+)
+
+__all__ = [
+    "Accepted",
+    "AuditRow",
+    "AuditState",
+    "Cosignature",
+    "DueMessage",
+    "Evidence",
+    "InboxRow",
+    "InboxStats",
+    "KnownMessage",
+    "OutboxRow",
+    "OutboxStats",
+    "PeerRecord",
+    "QueuedMessage",
+    "Reads",
+    "SignedCheckpoint",
+    "Store",
+    "StoredMessage",
+    "Unit",
+    "Witnessed",
+]

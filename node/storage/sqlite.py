@@ -1,0 +1,503 @@
+"""The SQLite implementation of the storage seam (node/storage/interface.py): one file per node.
+
+WAL mode with ``synchronous=FULL``: a unit that returned is on disk, so anything the node
+acknowledged survives kill -9 and power loss. A unit is ``BEGIN IMMEDIATE ... COMMIT`` on the one
+connection, which the daemon uses from its one database thread. Outbox entries in flight are not
+written (``PeerWorker`` keeps them in memory); the partial index ``outbox_pending`` makes finding
+due entries cost only the rows returned, however long the history or the queue.
+
+This module and ``sqlite_schema.py`` are the only places that speak SQL.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from keys.trust import PeerRecord
+from node.storage.audit_tree import appended
+from node.storage.interface import Store, Unit
+from node.storage.rows import (
+    Accepted,
+    AuditRow,
+    AuditState,
+    Cosignature,
+    DueMessage,
+    Evidence,
+    InboxRow,
+    InboxStats,
+    KnownMessage,
+    OutboxRow,
+    OutboxStats,
+    QueuedMessage,
+    SignedCheckpoint,
+    StoredMessage,
+    Witnessed,
+)
+from node.storage.sqlite_schema import SCHEMA, SCHEMA_VERSION
+from protocol.audit import AuditEntry
+from protocol.errors import NodeError, Replay
+
+_PEER_COLUMNS = "name, node_id, fingerprint, card, verified_by, status, added_at, revoked_at"
+_INBOX_COLUMNS = (
+    "id, sender, type, created, expires, received_at, content_hash, refers_to, read_at, "
+    "acked_at, ack_action, withdrawn_by"
+)
+_PENDING = "('queued', 'failed')"
+_UNDELIVERED = "('queued', 'failed', 'delivering')"  # 'delivering': databases of older versions
+
+
+def open_store(path: Path) -> Store:
+    return SqliteStore(path)
+
+
+class _Reads:
+    """The read half, shared by the store (autocommit reads) and a unit (reads in its transaction)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    # peers -----------------------------------------------------------------------------------
+
+    def peer_by_name(self, name: str) -> PeerRecord | None:
+        row = self._db.execute(
+            f"SELECT {_PEER_COLUMNS} FROM peers WHERE name = ?", (name,)
+        ).fetchone()
+        return _peer(row) if row else None
+
+    def peer_by_id(self, node_id: bytes) -> PeerRecord | None:
+        row = self._db.execute(
+            f"SELECT {_PEER_COLUMNS} FROM peers WHERE node_id = ?", (node_id,)
+        ).fetchone()
+        return _peer(row) if row else None
+
+    def peers(self) -> list[PeerRecord]:
+        rows = self._db.execute(f"SELECT {_PEER_COLUMNS} FROM peers ORDER BY name").fetchall()
+        return [_peer(r) for r in rows]
+
+    # replay table ----------------------------------------------------------------------------
+
+    def seen(self, sender: bytes, msg_id: bytes) -> bool:
+        row = self._db.execute("SELECT 1 FROM seen WHERE sender = ? AND id = ?", (sender, msg_id))
+        return row.fetchone() is not None
+
+    # inbox -----------------------------------------------------------------------------------
+
+    def inbox_lookup(self, sender: bytes, msg_id: bytes) -> KnownMessage | None:
+        row = self._db.execute(
+            "SELECT content_hash, receipt FROM inbox WHERE sender = ? AND id = ?", (sender, msg_id)
+        ).fetchone()
+        return KnownMessage(bytes(row[0]), bytes(row[1])) if row else None
+
+    def inbox_rows(self, *, unread: bool = False, limit: int = 500) -> list[InboxRow]:
+        where = "WHERE read_at IS NULL" if unread else ""
+        rows = self._db.execute(
+            f"SELECT {_INBOX_COLUMNS} FROM inbox {where} ORDER BY received_at DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [_inbox(r) for r in rows]
+
+    def inbox_get(self, msg_id: bytes, sender: bytes | None = None) -> list[StoredMessage]:
+        query = f"SELECT {_INBOX_COLUMNS}, envelope FROM inbox WHERE id = ?"
+        args: tuple[bytes, ...] = (msg_id,)
+        if sender is not None:
+            query, args = query + " AND sender = ?", (msg_id, sender)
+        rows = self._db.execute(query, args).fetchall()
+        return [StoredMessage(_inbox(r[:-1]), bytes(r[-1])) for r in rows]
+
+    def inbox_stats(self) -> InboxStats:
+        total, unread = self._db.execute(
+            "SELECT COUNT(*), COUNT(*) - COUNT(read_at) FROM inbox"
+        ).fetchone()
+        return InboxStats(int(total), int(unread))
+
+    # outbox ----------------------------------------------------------------------------------
+
+    def pending_peers(self) -> dict[bytes, float]:
+        rows = self._db.execute(
+            f"SELECT peer, MIN(next_attempt) FROM outbox WHERE status IN {_PENDING} GROUP BY peer"
+        ).fetchall()
+        return {bytes(p): float(t) for p, t in rows}
+
+    def due(
+        self, peer: bytes, now: float, limit: int, exclude: Collection[bytes] = ()
+    ) -> list[DueMessage]:
+        skip = _not_in(exclude)
+        rows = self._db.execute(
+            "SELECT o.msg_id, m.envelope, m.content_hash, m.expires, o.attempts FROM outbox o "
+            "INDEXED BY outbox_pending JOIN messages m ON m.id = o.msg_id "
+            f"WHERE o.peer = ? AND o.status IN {_PENDING} AND o.next_attempt <= ?"
+            f"{skip} ORDER BY o.next_attempt LIMIT ?",
+            (peer, now, *exclude, limit),
+        ).fetchall()
+        return [DueMessage(bytes(a), bytes(b), bytes(c), int(d), int(e)) for a, b, c, d, e in rows]
+
+    def next_due(self, peer: bytes, exclude: Collection[bytes] = ()) -> float | None:
+        row = self._db.execute(
+            "SELECT o.next_attempt FROM outbox o INDEXED BY outbox_pending WHERE o.peer = ? AND "
+            f"o.status IN {_PENDING}{_not_in(exclude)} ORDER BY o.next_attempt LIMIT 1",
+            (peer, *exclude),
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    def outbox_rows(self, msg_id: bytes | None = None, limit: int = 200) -> list[OutboxRow]:
+        where, args = ("WHERE m.id = ?", (msg_id, limit)) if msg_id else ("", (limit,))
+        rows = self._db.execute(
+            "SELECT m.id, m.type, m.created, m.expires, m.queued_at, o.peer, o.status, o.attempts, "
+            "o.next_attempt, o.last_error, o.delivered_at FROM messages m "
+            f"JOIN outbox o ON o.msg_id = m.id {where} ORDER BY m.queued_at DESC, o.peer LIMIT ?",
+            args,
+        ).fetchall()
+        return [
+            OutboxRow(
+                id=bytes(r[0]),
+                type=str(r[1]),
+                created=int(r[2]),
+                expires=int(r[3]),
+                queued_at=float(r[4]),
+                peer=bytes(r[5]),
+                status=str(r[6]),
+                attempts=int(r[7]),
+                next_attempt=float(r[8]),
+                last_error=r[9],
+                delivered_at=r[10],
+            )
+            for r in rows
+        ]
+
+    def outbox_stats(self) -> OutboxStats:
+        by_status = {
+            str(s): int(n)
+            for s, n in self._db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status")
+        }
+        oldest = self._db.execute(
+            "SELECT MIN(m.queued_at) FROM outbox o JOIN messages m ON m.id = o.msg_id "
+            f"WHERE o.status IN {_UNDELIVERED}"
+        ).fetchone()[0]
+        per_peer = {
+            bytes(p): int(n)
+            for p, n in self._db.execute(
+                f"SELECT peer, COUNT(*) FROM outbox WHERE status IN {_UNDELIVERED} GROUP BY peer"
+            )
+        }
+        return OutboxStats(by_status, None if oldest is None else float(oldest), per_peer)
+
+    # audit log -------------------------------------------------------------------------------
+
+    def audit_state(self) -> AuditState:
+        row = self._db.execute("SELECT size, peaks FROM audit_state WHERE id = 0").fetchone()
+        if row is None:
+            return AuditState(0, [])
+        peaks = bytes(row[1])
+        return AuditState(int(row[0]), [peaks[i : i + 32] for i in range(0, len(peaks), 32)])
+
+    def audit_rows(self, start: int = 0, end: int | None = None) -> list[AuditRow]:
+        rows = self._db.execute(
+            "SELECT idx, entry, root FROM audit WHERE idx >= ? AND idx < ? ORDER BY idx",
+            (start, 2**62 if end is None else end),
+        ).fetchall()
+        return [AuditRow(int(i), bytes(e), bytes(r)) for i, e, r in rows]
+
+    def checkpoints(self) -> list[SignedCheckpoint]:
+        rows = self._db.execute("SELECT size, root, note FROM checkpoints ORDER BY size")
+        return [SignedCheckpoint(int(s), bytes(r), str(n)) for s, r, n in rows]
+
+    def latest_checkpoint(self) -> SignedCheckpoint | None:
+        row = self._db.execute(
+            "SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1"
+        ).fetchone()
+        return SignedCheckpoint(int(row[0]), bytes(row[1]), str(row[2])) if row else None
+
+    def cosignatures(self, size: int) -> list[Cosignature]:
+        rows = self._db.execute(
+            "SELECT witness, line, time FROM cosignatures WHERE size = ? ORDER BY witness", (size,)
+        )
+        return [Cosignature(bytes(w), str(ln), int(t)) for w, ln, t in rows]
+
+    def witnessed(self, node: bytes) -> Witnessed | None:
+        row = self._db.execute(
+            "SELECT size, root, note FROM witnessed WHERE node = ?", (node,)
+        ).fetchone()
+        return Witnessed(node, int(row[0]), bytes(row[1]), str(row[2])) if row else None
+
+    def evidence(self) -> list[Evidence]:
+        rows = self._db.execute(
+            "SELECT node, kind, old_note, new_note, detail, at FROM evidence ORDER BY id"
+        )
+        return [
+            Evidence(
+                node=bytes(n), kind=str(k), old_note=o, new_note=str(w), detail=str(d), at=float(a)
+            )
+            for n, k, o, w, d, a in rows
+        ]
+
+
+class SqliteUnit(_Reads):
+    """Writes inside the store's open transaction; see :class:`node.storage.interface.Unit`."""
+
+    def __init__(self, db: sqlite3.Connection, now: float) -> None:
+        super().__init__(db)
+        self._now = now
+
+    @property
+    def now(self) -> float:
+        return self._now
+
+    def append_audit(self, entry: AuditEntry) -> int:
+        row, state = appended(self.audit_state(), entry)
+        self._db.execute(
+            "INSERT INTO audit (idx, entry, root) VALUES (?, ?, ?)",
+            (row.index, row.entry, row.root),
+        )
+        self._db.execute(
+            "INSERT OR REPLACE INTO audit_state (id, size, peaks) VALUES (0, ?, ?)",
+            (state.size, b"".join(state.peaks)),
+        )
+        return row.index
+
+    # peers
+
+    def put_peer(self, peer: PeerRecord) -> None:
+        self._db.execute(
+            f"INSERT OR REPLACE INTO peers ({_PEER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                peer.name,
+                peer.node_id,
+                peer.fingerprint,
+                peer.card,
+                peer.verified_by,
+                peer.status,
+                peer.added_at,
+                peer.revoked_at,
+            ),
+        )
+
+    def delete_peer(self, name: str) -> bool:
+        return self._db.execute("DELETE FROM peers WHERE name = ?", (name,)).rowcount > 0
+
+    # replay table
+
+    def mark_seen(self, sender: bytes, msg_id: bytes, expires: int) -> None:
+        try:
+            self._db.execute(
+                "INSERT INTO seen (sender, id, expires) VALUES (?, ?, ?)", (sender, msg_id, expires)
+            )
+        except sqlite3.IntegrityError as exc:
+            raise Replay("message id was already accepted") from exc
+
+    def prune_seen(self) -> int:
+        return self._db.execute("DELETE FROM seen WHERE expires <= ?", (int(self._now),)).rowcount
+
+    # inbox
+
+    def insert_inbox(self, item: Accepted, receipt: bytes) -> None:
+        self._db.execute(
+            "INSERT INTO inbox (id, sender, type, created, expires, received_at, content_hash, "
+            "envelope, receipt, refers_to, retracts) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                item.id,
+                item.sender,
+                item.type,
+                item.created,
+                item.expires,
+                self._now,
+                item.content_hash,
+                item.envelope,
+                receipt,
+                item.refers_to,
+                item.retracts,
+            ),
+        )
+        if item.retracts is not None:
+            self._db.execute(
+                "UPDATE inbox SET withdrawn_by = ? WHERE id = ? AND sender = ?",
+                (item.id, item.retracts, item.sender),
+            )
+        self._db.execute(
+            "UPDATE inbox SET withdrawn_by = (SELECT id FROM inbox WHERE sender = :s AND "
+            "retracts = :i LIMIT 1) WHERE sender = :s AND id = :i AND withdrawn_by IS NULL",
+            {"s": item.sender, "i": item.id},
+        )
+
+    def mark_read(self, sender: bytes, msg_id: bytes) -> None:
+        self._db.execute(
+            "UPDATE inbox SET read_at = ? WHERE sender = ? AND id = ? AND read_at IS NULL",
+            (self._now, sender, msg_id),
+        )
+
+    def mark_acked(self, sender: bytes, msg_id: bytes, action: str) -> None:
+        self._db.execute(
+            "UPDATE inbox SET acked_at = ?, ack_action = ?, read_at = COALESCE(read_at, ?) "
+            "WHERE sender = ? AND id = ?",
+            (self._now, action, self._now, sender, msg_id),
+        )
+
+    # outbox
+
+    def enqueue(self, message: QueuedMessage, peers: Sequence[bytes]) -> None:
+        m = message
+        self._db.execute(
+            "INSERT INTO messages (id, type, created, expires, content_hash, envelope, queued_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (m.id, m.type, m.created, m.expires, m.content_hash, m.envelope, self._now),
+        )
+        self._db.executemany(
+            "INSERT INTO outbox (msg_id, peer, status, next_attempt) VALUES (?, ?, 'queued', ?)",
+            [(m.id, p, self._now) for p in peers],
+        )
+
+    def mark_expired(self, peer: bytes, msg_ids: Sequence[bytes]) -> None:
+        self._db.executemany(
+            "UPDATE outbox SET status = 'expired', next_attempt = ? WHERE msg_id = ? "
+            f"AND peer = ? AND status IN {_PENDING}",
+            [(self._now, msg_id, peer) for msg_id in msg_ids],
+        )
+
+    def mark_delivered(self, peer: bytes, delivered: Sequence[tuple[bytes, bytes]]) -> None:
+        self._db.executemany(
+            "UPDATE outbox SET status = 'delivered', delivered_at = ?, receipt = ?, "
+            "attempts = attempts + 1, last_error = NULL WHERE msg_id = ? AND peer = ?",
+            [(self._now, receipt, msg_id, peer) for msg_id, receipt in delivered],
+        )
+
+    def mark_failed(self, peer: bytes, failures: Sequence[tuple[bytes, str, float]]) -> None:
+        self._db.executemany(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, "
+            "next_attempt = ? WHERE msg_id = ? AND peer = ?",
+            [(err, nxt, msg_id, peer) for msg_id, err, nxt in failures],
+        )
+
+    def mark_rejected(self, peer: bytes, msg_id: bytes, error: str) -> None:
+        self._db.execute(
+            "UPDATE outbox SET status = 'rejected', attempts = attempts + 1, last_error = ?, "
+            "next_attempt = ? WHERE msg_id = ? AND peer = ?",
+            (error, self._now, msg_id, peer),
+        )
+
+    def resume_inflight(self) -> int:
+        return self._db.execute(
+            "UPDATE outbox SET status = 'failed', last_error = COALESCE(last_error, "
+            "'interrupted by a restart') WHERE status = 'delivering'"
+        ).rowcount
+
+    # own checkpoints and witnessing
+
+    def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None:
+        self._db.execute(
+            "INSERT INTO checkpoints (size, root, note, signed_at) VALUES (?, ?, ?, ?)",
+            (checkpoint.size, checkpoint.root, checkpoint.note, self._now),
+        )
+
+    def add_cosignature(self, size: int, cosignature: Cosignature) -> None:
+        c = cosignature
+        self._db.execute(
+            "INSERT OR REPLACE INTO cosignatures (size, witness, line, time) VALUES (?,?,?,?)",
+            (size, c.witness, c.line, c.time),
+        )
+
+    def put_witnessed(self, witnessed: Witnessed) -> None:
+        w = witnessed
+        self._db.execute(
+            "INSERT OR REPLACE INTO witnessed (node, size, root, note, updated) VALUES (?,?,?,?,?)",
+            (w.node, w.size, w.root, w.note, self._now),
+        )
+
+    def add_evidence(self, evidence: Evidence) -> bool:
+        e = evidence
+        if self._db.execute(
+            "SELECT 1 FROM evidence WHERE node = ? AND new_note = ?", (e.node, e.new_note)
+        ).fetchone():
+            return False
+        self._db.execute(
+            "INSERT INTO evidence (node, kind, old_note, new_note, detail, at) "
+            "VALUES (?,?,?,?,?,?)",
+            (e.node, e.kind, e.old_note, e.new_note, e.detail, e.at),
+        )
+        return True
+
+
+class SqliteStore(_Reads):
+    """One node's database. Not shared between threads: the daemon gives it a thread of its own."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            # Private from the first byte: SQLite gives the -wal and -shm files the same mode.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA busy_timeout=5000")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                db.close()
+                raise NodeError(
+                    f"database {path} has schema version {version}; this borderlink needs "
+                    f"{SCHEMA_VERSION}",
+                    hint="it comes from a development build: initialise a new home",
+                )
+            # executescript commits on its own; every statement in the schema is idempotent.
+            db.executescript(SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except (sqlite3.Error, OSError) as exc:
+            raise NodeError(f"cannot open database {path}: {exc}") from exc
+        super().__init__(db)
+        self._in_unit = False
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def unit(self, now: float) -> Iterator[Unit]:
+        if self._in_unit:  # one connection, one transaction: nesting would be a silent no-op
+            raise NodeError("internal error: a unit of work was opened inside another")
+        self._db.execute("BEGIN IMMEDIATE")
+        self._in_unit = True
+        try:
+            yield SqliteUnit(self._db, now)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._in_unit = False
+
+
+def _not_in(ids: Collection[bytes]) -> str:
+    return f" AND o.msg_id NOT IN ({','.join('?' * len(ids))})" if ids else ""
+
+
+def _peer(row: Sequence[Any]) -> PeerRecord:
+    name, node_id, fingerprint, card, verified_by, status, added_at, revoked_at = row
+    return PeerRecord(
+        name=str(name),
+        node_id=bytes(node_id),
+        fingerprint=str(fingerprint),
+        card=str(card),
+        verified_by=verified_by,
+        status=status,
+        added_at=int(added_at),
+        revoked_at=None if revoked_at is None else int(revoked_at),
+    )
+
+
+def _inbox(r: Sequence[Any]) -> InboxRow:
+    return InboxRow(
+        id=bytes(r[0]),
+        sender=bytes(r[1]),
+        type=str(r[2]),
+        created=int(r[3]),
+        expires=int(r[4]),
+        received_at=float(r[5]),
+        content_hash=bytes(r[6]),
+        refers_to=None if r[7] is None else bytes(r[7]),
+        read_at=r[8],
+        acked_at=r[9],
+        ack_action=r[10],
+        withdrawn_by=None if r[11] is None else bytes(r[11]),
+    )

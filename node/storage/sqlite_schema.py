@@ -1,0 +1,112 @@
+"""The SQLite schema of a node's database (version 2), and nothing else.
+
+2: message ids scoped by sender (seen and inbox keys), inbox.retracts. Version 1 existed only in
+development builds of this repository; such a database is refused, not silently misread. Every
+statement is idempotent, so opening an existing database runs it again harmlessly.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 2
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS peers (
+    name        TEXT PRIMARY KEY,
+    node_id     BLOB NOT NULL UNIQUE,
+    fingerprint TEXT NOT NULL,
+    card        TEXT NOT NULL,
+    verified_by TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    added_at    INTEGER NOT NULL,
+    revoked_at  INTEGER
+);
+CREATE TABLE IF NOT EXISTS seen (
+    sender   BLOB NOT NULL,
+    id       BLOB NOT NULL,
+    expires  INTEGER NOT NULL,
+    PRIMARY KEY (sender, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_expires ON seen(expires);
+CREATE TABLE IF NOT EXISTS messages (
+    id           BLOB PRIMARY KEY,
+    type         TEXT NOT NULL,
+    created      INTEGER NOT NULL,
+    expires      INTEGER NOT NULL,
+    content_hash BLOB NOT NULL,
+    envelope     BLOB NOT NULL,
+    queued_at    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    msg_id       BLOB NOT NULL REFERENCES messages(id),
+    peer         BLOB NOT NULL,
+    status       TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_error   TEXT,
+    delivered_at REAL,
+    receipt      BLOB,
+    PRIMARY KEY (msg_id, peer)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(peer, status, next_attempt);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(peer, next_attempt)
+    WHERE status IN ('queued', 'failed');
+CREATE TABLE IF NOT EXISTS inbox (
+    id           BLOB NOT NULL,
+    sender       BLOB NOT NULL,
+    type         TEXT NOT NULL,
+    created      INTEGER NOT NULL,
+    expires      INTEGER NOT NULL,
+    received_at  REAL NOT NULL,
+    content_hash BLOB NOT NULL,
+    envelope     BLOB NOT NULL,
+    receipt      BLOB NOT NULL,
+    refers_to    BLOB,
+    retracts     BLOB,
+    read_at      REAL,
+    acked_at     REAL,
+    ack_action   TEXT,
+    withdrawn_by BLOB,
+    PRIMARY KEY (sender, id)
+);
+CREATE INDEX IF NOT EXISTS inbox_id ON inbox(id);
+CREATE INDEX IF NOT EXISTS inbox_retracts ON inbox(sender, retracts);
+CREATE TABLE IF NOT EXISTS audit (
+    idx   INTEGER PRIMARY KEY,
+    entry BLOB NOT NULL,
+    root  BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_state (
+    id    INTEGER PRIMARY KEY CHECK (id = 0),
+    size  INTEGER NOT NULL,
+    peaks BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size      INTEGER PRIMARY KEY,
+    root      BLOB NOT NULL,
+    note      TEXT NOT NULL,
+    signed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cosignatures (
+    size    INTEGER NOT NULL,
+    witness BLOB NOT NULL,
+    line    TEXT NOT NULL,
+    time    INTEGER NOT NULL,
+    PRIMARY KEY (size, witness)
+);
+CREATE TABLE IF NOT EXISTS witnessed (
+    node    BLOB PRIMARY KEY,
+    size    INTEGER NOT NULL,
+    root    BLOB NOT NULL,
+    note    TEXT NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS evidence (
+    id       INTEGER PRIMARY KEY,
+    node     BLOB NOT NULL,
+    kind     TEXT NOT NULL,
+    old_note TEXT,
+    new_note TEXT NOT NULL,
+    detail   TEXT NOT NULL,
+    at       REAL NOT NULL
+);
+"""
