@@ -1,88 +1,142 @@
-"""The node: one asyncio process with the peer API, the admin API and the delivery workers.
+"""The node: wiring and lifecycle of one asyncio process (peer API, admin API, delivery, witnessing).
 
-All SQLite work runs on one dedicated thread (``run_db``) and envelope cryptography on another
-(``run_cpu``), so the event loop never waits on fsync and never computes for long.
+Everything with logic lives in a service; this module builds them with explicit dependencies,
+binds the two apps, runs the periodic jobs (checkpoints, replay-table pruning, witness rounds) and
+shuts down in order. All storage work runs on one database thread and envelope cryptography on
+another (node/runtime.py), so the event loop never waits on fsync and never computes for long.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import signal
-import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
 
-import msgspec
 import structlog
 from aiohttp import web
 
 from keys.card import parse_card
-from keys.trust import PeerRecord
-from node.audit_store import event
+from node.admission import Admission
+from node.audit_ops import cosigned_note, sign_checkpoint
 from node.config import Config
-from node.delivery import PeerWorker
+from node.cosigning import Cosigning
+from node.delivery import Deliveries
 from node.home import Home
-from node.peer_info import PeerInfo, parsed_card
+from node.http.admin_routes import AdminDeps, make_admin_app
+from node.http.peer_routes import PeerDeps, make_peer_app
+from node.inbox import Inbox
+from node.operations import OperationDeps
+from node.peer_client import PeerClient
 from node.receiver import Receiver
-from node.store import Store
-from node.transport import HttpTransport, Transport
+from node.rejections import Rejections
+from node.runtime import Clock, Threads, wall_clock
+from node.sending import Sender
+from node.status import Status
+from node.storage import Store
+from node.storage.sqlite import open_store
 from node.witness import Witness
-from protocol.envelope import seal
-from protocol.errors import NodeError, PeerRevoked, UnknownPeer, ValidationError, os_reason
+from protocol.checkpoint import checkpoint_size
+from protocol.errors import NodeError, os_reason
 from protocol.identity import Identity
-from protocol.schemas import decode_body, encode_body
-
-T = TypeVar("T")
 
 
 class Node:
     def __init__(
-        self, home: Home, config: Config, identity: Identity, transport: Transport | None = None
+        self, home: Home, config: Config, identity: Identity, clock: Clock = wall_clock
     ) -> None:
         self.home = home
         self.config = config
         self.identity = identity
+        self.clock = clock
         self.card_text = home.card.read_text()
         self.card = parse_card(self.card_text, now=None)
         self.log = structlog.get_logger("borderlink.node").bind(node=self.card.name)
-        self._db_pool = ThreadPoolExecutor(1, thread_name_prefix="db")
-        self._cpu_pool = ThreadPoolExecutor(1, thread_name_prefix="crypto")
-        self.store = Store(home.database)
-        self.transport = transport or HttpTransport(config.delivery.request_timeout)
-        self.receiver = Receiver(identity, self.store, self.run_db, self.run_cpu)
-        self.witness = Witness(self)
-        self.workers: dict[bytes, PeerWorker] = {}
+        self.threads = Threads()
+        self.run_db, self.run_cpu = self.threads.run_db, self.threads.run_cpu
+        self.store: Store = open_store(home.database)
+        self.client = PeerClient(config.delivery.request_timeout)
+        self.deliveries = Deliveries(
+            identity.node_id, self.store, self.run_db, self.client, config.delivery, clock
+        )
+        self.rejections = Rejections(self.store, self.run_db, clock)
+        self.receiver = Receiver(
+            identity, self.store, self.run_db, self.run_cpu, self.rejections, clock
+        )
+        self.witness = Witness(identity, self.store, self.run_db, self.client, clock)
+        self.admission = Admission(config.limits, self.store, self.run_db)
+        self.sender = Sender(
+            identity, self.store, self.run_db, self.run_cpu, self.deliveries, clock
+        )
         self.stopping = False
         self.ready = False
-        self.started = time.time()
+        self.started = clock()
+        self.listen_port: int | None = None
         self._runners: list[web.AppRunner] = []
         self._background: list[asyncio.Task[None]] = []
-        self._full_checked = 0.0  # the first checkpoint after start recomputes the whole tree
-        self.listen_port: int | None = None
+        self._full_checked = float("-inf")  # the first checkpoint after start recomputes the tree
 
-    async def run_db(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._db_pool, functools.partial(fn, *args, **kwargs)
+    # the apps --------------------------------------------------------------------------------
+
+    def _peer_app(self) -> web.Application:
+        return make_peer_app(
+            PeerDeps(
+                limits=self.config.limits,
+                card_text=self.card_text,
+                receiver=self.receiver,
+                rejections=self.rejections,
+                admission=self.admission,
+                cosigning=Cosigning(self.store, self.run_db, self.clock),
+                checkpoint=self._served_checkpoint,
+                stopping=lambda: self.stopping,
+                ready=lambda: self.ready,
+                log=self.log,
+            )
         )
 
-    async def run_cpu(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._cpu_pool, functools.partial(fn, *args, **kwargs)
+    def _admin_app(self) -> web.Application:
+        host = self.config.host_port[0]
+        return make_admin_app(
+            AdminDeps(
+                status=Status(
+                    name=self.card.name,
+                    node_id=self.identity.node_id,
+                    listen=lambda: f"{host}:{self.listen_port}",
+                    started=self.started,
+                    store=self.store,
+                    run_db=self.run_db,
+                    clock=self.clock,
+                    deliveries=self.deliveries,
+                    witness=self.witness,
+                ),
+                sender=self.sender,
+                inbox=Inbox(
+                    self.identity, self.store, self.run_db, self.run_cpu, self.sender, self.clock
+                ),
+                store=self.store,
+                run_db=self.run_db,
+                checkpoint=self._fresh_checkpoint,
+                witness_round=self._witness_now,
+                operations=OperationDeps(
+                    store=self.store,
+                    run_db=self.run_db,
+                    run_cpu=self.run_cpu,
+                    clock=self.clock,
+                    own_card=lambda: self.card,
+                    identity=self.identity,
+                    after_peers_changed=self.peers_changed,
+                ),
+            )
         )
 
     # lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from node.admin_api import make_admin_app
-        from node.peer_api import make_app
-
-        resumed = await self.run_db(self.store.resume_inflight)
+        resumed = await self.run_db(self._resume)
         host, port = self.config.host_port
         peer_runner = web.AppRunner(
-            make_app(self), access_log=None, handler_cancellation=True, shutdown_timeout=5.0
+            self._peer_app(), access_log=None, handler_cancellation=True, shutdown_timeout=5.0
         )
         await peer_runner.setup()
         site = web.TCPSite(peer_runner, host, port)
@@ -94,10 +148,9 @@ class Node:
                 f"cannot start the node on {host}:{port}: {os_reason(exc)}",
                 hint="pick another address with --listen HOST:PORT, or stop the other process",
             ) from exc
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
+        sockets = getattr(site._server, "sockets", None) or []
         self.listen_port = sockets[0].getsockname()[1] if sockets else port
-        admin_runner = web.AppRunner(make_admin_app(self), access_log=None)
+        admin_runner = web.AppRunner(self._admin_app(), access_log=None)
         await admin_runner.setup()
         sock_path = self.home.admin_socket
         with contextlib.suppress(FileNotFoundError):
@@ -115,16 +168,12 @@ class Node:
             os.umask(old_umask)
         os.chmod(sock_path, 0o600)
         self._runners = [peer_runner, admin_runner]
-        for peer_id in await self.run_db(self.store.pending_peers):
-            await self.ensure_worker(peer_id)
+        await self.deliveries.start()
+        audit = self.config.audit
         self._background = [
-            asyncio.create_task(
-                self._every(self.config.audit.checkpoint_interval, self.checkpoint)
-            ),
-            asyncio.create_task(self._every(self.config.audit.prune_interval, self._prune)),
-            asyncio.create_task(
-                self._every(self.config.audit.witness_interval, self.witness.round)
-            ),
+            asyncio.create_task(self._every(audit.checkpoint_interval, self.checkpoint)),
+            asyncio.create_task(self._every(audit.prune_interval, self._prune)),
+            asyncio.create_task(self._every(audit.witness_interval, self.witness.round)),
         ]
         self.ready = True
         self.log.info(
@@ -140,44 +189,16 @@ class Node:
         for t in self._background:
             t.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        for w in list(self.workers.values()):
-            await w.stop()
+        await self.deliveries.stop()
         for r in self._runners:
             await r.cleanup()
-        await self.run_db(self.store.resume_inflight)
-        close = getattr(self.transport, "close", None)
-        if close is not None:
-            await close()
+        await self.run_db(self._resume)
+        await self.client.close()
         await self.run_db(self.store.close)
-        self._db_pool.shutdown(wait=True)
-        self._cpu_pool.shutdown(wait=True)
+        self.threads.shutdown()
         with contextlib.suppress(FileNotFoundError):
             self.home.admin_socket.unlink()
         self.log.info("node.stopped")
-
-    async def _every(self, interval: float, job: Any) -> None:
-        """Run ``job`` every ``interval`` seconds; a failure is logged and retried next time."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await job()
-            except Exception:
-                self.log.exception("node.background_error", job=getattr(job, "__name__", "?"))
-
-    async def checkpoint(self, force: bool = False) -> str:
-        """Sign a checkpoint if the audit log grew (PROTOCOL.md 12.2); returns the latest note."""
-        full = time.time() - self._full_checked >= self.config.audit.full_check_interval
-        note, new = await self.run_db(
-            self.store.sign_checkpoint, self.identity, "node", force, full
-        )
-        if full and new:  # an early return (nothing to sign) recomputed nothing
-            self._full_checked = time.time()
-        if new:
-            self.log.info("checkpoint.published", size=note.split("\n")[1])
-        return str(note)
-
-    async def _prune(self) -> None:
-        await self.run_db(self.store.prune_seen, int(time.time()))
 
     async def serve_forever(self) -> None:
         stop = asyncio.Event()
@@ -190,89 +211,56 @@ class Node:
         finally:
             await self.stop()
 
-    # delivery --------------------------------------------------------------------------------
+    async def _every(self, interval: float, job: Callable[[], Awaitable[object]]) -> None:
+        """Run ``job`` every ``interval`` seconds; a failure is logged and retried next time."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await job()
+            except Exception:
+                self.log.exception("node.background_error", job=getattr(job, "__name__", "?"))
 
-    async def _peer_info(self, node_id: bytes, rec: PeerRecord | None = None) -> PeerInfo | None:
-        """``rec``: the peer's record if the caller has just read it (saves a database call)."""
-        if rec is None:
-            rec = await self.run_db(self.store.peer_by_id, node_id)
-        if rec is None or rec.status != "trusted":
-            return None
-        return PeerInfo.of(rec)
+    def _resume(self) -> int:
+        with self.store.unit(self.clock()) as u:
+            return u.resume_inflight()
 
-    async def ensure_worker(self, node_id: bytes, rec: PeerRecord | None = None) -> None:
-        info = await self._peer_info(node_id, rec)
-        if info is None:
-            return
-        worker = self.workers.get(node_id)
-        if worker is None:
-            worker = self.workers[node_id] = PeerWorker(
-                info,
-                me=self.identity.node_id,
-                store=self.store,
-                run_db=self.run_db,
-                transport=self.transport,
-                policy=self.config.delivery,
-            )
-            worker.start()
-        else:
-            worker.peer = info
-        worker.wake.set()
+    async def _prune(self) -> None:
+        def prune() -> None:
+            with self.store.unit(self.clock()) as u:
+                u.prune_seen()
 
-    async def send(
-        self, to: list[str], type_name: str, body: bytes, ttl: int, priority: str | None = None
-    ) -> bytes:
-        """Validate, seal, and queue durably; returns once the message would survive kill -9."""
-        records = await self.run_db(lambda: [self.store.peer_by_name(n) for n in to])
-        recipients = []
-        for name, rec in zip(to, records, strict=True):
-            if rec is None:
-                raise UnknownPeer(f"no peer named '{name}'")
-            if rec.status != "trusted":
-                raise PeerRevoked(f"peer '{name}' is revoked")
-            recipients.append(rec)
-        msg = decode_body(type_name, body)
-        if priority is not None:
-            if priority not in ("routine", "urgent", "flash"):
-                raise ValidationError("priority", "must be routine, urgent or flash")
-            msg = msgspec.structs.replace(
-                msg, meta=msgspec.structs.replace(msg.meta, priority=priority)
-            )
-        idents = [parsed_card(r.card).identity for r in recipients]
-        now = time.time()
-        env = await self.run_cpu(
-            functools.partial(
-                seal, self.identity, idents, type_name, encode_body(msg), now=int(now), ttl=ttl
+        await self.run_db(prune)
+
+    # jobs and what the routes call -----------------------------------------------------------
+
+    async def checkpoint(self, force: bool = False) -> str:
+        """Sign a checkpoint if the audit log grew (PROTOCOL.md 12.2); returns the latest note."""
+        now = self.clock()
+        full = now - self._full_checked >= self.config.audit.full_check_interval
+        signed = await self.run_db(
+            lambda: sign_checkpoint(
+                self.store, self.identity, now, actor="node", force=force, full=full
             )
         )
-        content_hash = env.content_hash()
-        await self.run_db(
-            functools.partial(
-                self.store.enqueue,
-                msg_id=env.id,
-                type_name=type_name,
-                created=env.created,
-                expires=env.expires,
-                content_hash=content_hash,
-                envelope=env.encode(),
-                peers=[r.node_id for r in recipients],
-                now=now,
-                audit=event(
-                    "message.queued",
-                    "operator",
-                    message_id=env.id.hex(),
-                    outcome=type_name,
-                    detail="to " + ",".join(r.name for r in recipients),
-                    hashes={"content": content_hash.hex()},
-                ),
-            )
-        )
-        self.log.info(
-            "message.queued",
-            message_id=env.id.hex(),
-            type=type_name,
-            to=[r.name for r in recipients],
-        )
-        for r in recipients:
-            await self.ensure_worker(r.node_id, r)
-        return env.id
+        if full and signed.new:  # an early return (nothing to sign) recomputed nothing
+            self._full_checked = now
+        if signed.new:
+            self.log.info("checkpoint.published", size=str(checkpoint_size(signed.note)))
+        return signed.note
+
+    async def _served_checkpoint(self) -> str:
+        note = await self.run_db(cosigned_note, self.store)
+        return note if note is not None else await self.checkpoint()
+
+    async def _fresh_checkpoint(self) -> str:
+        await self.checkpoint(force=True)
+        return await self.run_db(cosigned_note, self.store) or ""
+
+    async def _witness_now(self) -> dict[str, str]:
+        await self.witness.round()
+        return self.witness.outcomes()
+
+    async def peers_changed(self) -> None:
+        """A peer was added, changed, removed or revoked through the admin API."""
+        self.admission.forget_peers()
+        await self.deliveries.refresh()

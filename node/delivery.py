@@ -1,11 +1,16 @@
 """Per-peer delivery workers: at-least-once on the wire, with receipts proving each delivery.
 
-For each peer with work, one task takes due outbox rows in batches (up to ``batch_size``: one
+For each peer with work, one task takes due outbox entries in batches (up to ``batch_size``: one
 when the queue is short, many when it is backed up) and keeps up to ``concurrency`` batches in
-flight. A batch sends the peer only its own key slot of each envelope, verifies the signed
-receipt, and records the outcome. A failure schedules the next
-attempt with capped exponential backoff and jitter; the time is persisted, so a restart resumes
-the schedule instead of hammering the peer. See PROTOCOL.md 11.
+flight. A batch sends the peer only its own key slot of each envelope; what the answer settles is
+decided in node/delivery_rules.py and written here in one unit of work with its audit entries. A
+failure schedules the next attempt with capped exponential backoff and jitter; the time is
+persisted, so a restart resumes the schedule instead of hammering the peer. See PROTOCOL.md 11.
+
+Reads and writes storage through the storage interface on the database thread (``run_db``) and
+talks HTTP only through a :class:`node.peer_client.BatchClient`; the time comes from an injected
+clock, so tests drive the schedule without real time passing. :class:`Deliveries` owns the workers:
+nobody else reaches into them.
 """
 
 from __future__ import annotations
@@ -13,31 +18,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import structlog
 
+from keys.trust import PeerRecord
+from node.auditing import record
 from node.config import Delivery
-from node.outbox_store import Row
+from node.delivery_rules import Settlement, backoff, failed, settle, split_expired
+from node.peer_client import BatchClient, DeliveryFailed
 from node.peer_info import PeerInfo
-from node.store import Store
-from node.transport import DeliveryFailed, Transport
-from protocol.batch import PERMANENT_REASONS, decode_response, encode_batch, error_reason
+from node.runtime import Clock, Run, wall_clock
+from node.storage import DueMessage, Store
+from protocol.batch import encode_batch
 from protocol.envelope import decode_envelope
-from protocol.errors import BorderlinkError
-from protocol.receipt import receipt_covers, verify_receipt
+from protocol.receipt import receipt_digest
+
+__all__ = ["Deliveries", "LinkState", "PeerWorker", "backoff"]
 
 log = structlog.get_logger("borderlink.delivery")
-T = TypeVar("T")
-RunDb = Callable[..., Awaitable[Any]]
+
+Failure = tuple[bytes, str, float]  # (message id, error in words, next attempt time)
 
 
-def backoff(attempts: int, policy: Delivery, rng: random.Random) -> float:
-    """Delay before try number ``attempts + 1``: base * 2^attempts, capped, times U(0.5, 1)."""
-    raw = min(policy.backoff_max, policy.backoff_base * (2 ** min(attempts, 30)))
-    return raw * rng.uniform(0.5, 1.0)
+@dataclass(frozen=True)
+class LinkState:
+    """How delivery to one peer stands, for status: ``link`` is up, down, unknown (no try yet)
+    or idle (no worker: nothing was due since the node started)."""
+
+    link: str
+    in_flight: int  # messages in batches being delivered now
 
 
 class PeerWorker:
@@ -52,34 +63,38 @@ class PeerWorker:
         *,
         me: bytes,
         store: Store,
-        run_db: RunDb,
-        transport: Transport,
+        run_db: Run,
+        client: BatchClient,
         policy: Delivery,
+        clock: Clock = wall_clock,
         on_delivered: Callable[[int], None] | None = None,
-        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ) -> None:
         self.peer = peer
         self.me = me
         self.store = store
         self.run_db = run_db
-        self.transport = transport
+        self.client = client
         self.policy = policy
-        self.wake = asyncio.Event()
-        self.rng = random.Random()  # noqa: S311 - jitter, not secrets
-        self.on_delivered = on_delivered
-        self.tasks: list[asyncio.Task[None]] = []
-        self.inflight: set[bytes] = set()  # message ids of the batches being delivered
-        self._batches: set[asyncio.Task[None]] = set()
-        self.link = "unknown"  # up | down | unknown, for status
         # Wall-clock seconds, as persisted in next_attempt. Injected so tests can drive the
         # schedule (what is due, when the next try is) without waiting for real time to pass.
         self.clock = clock
+        self.on_delivered = on_delivered
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
+        self.wake = asyncio.Event()
+        self.inflight: set[bytes] = set()  # message ids of the batches being delivered
+        self.link = "unknown"  # up | down | unknown, for status
+        self._tasks: list[asyncio.Task[None]] = []
+        self._batches: set[asyncio.Task[None]] = set()
+
+    def state(self) -> LinkState:
+        return LinkState(self.link, len(self.inflight))
 
     def start(self) -> None:
-        self.tasks = [asyncio.create_task(self._loop(), name=f"deliver-{self.peer.name}")]
+        self._tasks = [asyncio.create_task(self._loop(), name=f"deliver-{self.peer.name}")]
 
     async def stop(self) -> None:
-        tasks = [*self.tasks, *self._batches]
+        tasks = [*self._tasks, *self._batches]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -96,16 +111,12 @@ class PeerWorker:
 
     async def _step(self) -> None:
         """Start one batch if there is room and work, else wait for a wake-up or the next due
-        time. A wake-up comes from a new message (``Node.ensure_worker``) or a finished batch."""
+        time. A wake-up comes from a new message (``Deliveries.ensure``) or a finished batch."""
         self.wake.clear()  # before reading: a wake-up during the read is not lost
         timeout: float | None = None
         if len(self._batches) < max(1, self.policy.concurrency):
             rows, next_due = await self.run_db(
-                self.store.take_batch,
-                self.peer.node_id,
-                self.clock(),
-                self.policy.batch_size,
-                tuple(self.inflight),
+                self._take, self.peer.node_id, self.clock(), tuple(self.inflight)
             )
             if rows:
                 self._launch(rows)
@@ -117,125 +128,203 @@ class PeerWorker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout=timeout)
 
-    def _launch(self, rows: list[Row]) -> None:
-        ids = [r[0] for r in rows]
+    def _take(
+        self, peer: bytes, now: float, exclude: tuple[bytes, ...]
+    ) -> tuple[list[DueMessage], float | None]:
+        """On the database thread: (rows to send, None), or ([], when the next row falls due,
+        None if none). Expired rows are marked so, in a unit, and never sent; if that was all
+        that was due, the next is due ``now`` (look again at once). Otherwise a read only."""
+        rows = self.store.due(peer, now, self.policy.batch_size, exclude)
+        live, expired = split_expired(rows, now)
+        if expired:
+            with self.store.unit(now) as u:
+                u.mark_expired(peer, expired)
+        if rows:
+            return live, None if live else now
+        return [], self.store.next_due(peer, exclude)
+
+    def _launch(self, rows: list[DueMessage]) -> None:
+        ids = [r.id for r in rows]
         self.inflight.update(ids)
         task = asyncio.create_task(self._run_batch(rows, ids))
         self._batches.add(task)
         task.add_done_callback(self._batches.discard)
 
-    async def _run_batch(self, rows: list[Row], ids: list[bytes]) -> None:
+    async def _run_batch(self, rows: list[DueMessage], ids: list[bytes]) -> None:
         try:
             await self._deliver(rows)
         except Exception:
             log.exception("delivery.worker_error", peer=self.peer.name)
             with contextlib.suppress(Exception):
-                await self._fail(rows, "internal error while delivering; see the node's log")
+                error = "internal error while delivering; see the node's log"
+                await self._apply(failed(rows, error), self.clock())
             await asyncio.sleep(backoff(0, self.policy, self.rng))
         finally:
             # Free the slot before waking the dispatcher, so it sees the room.
-            self._batches.discard(asyncio.current_task())  # type: ignore[arg-type]
+            task = asyncio.current_task()
+            if task is not None:
+                self._batches.discard(task)
             self.inflight.difference_update(ids)
             self.wake.set()
 
-    async def _deliver(self, rows: list[Row]) -> None:
+    async def _deliver(self, rows: list[DueMessage]) -> None:
         peer = self.peer
         started = self.clock()
         try:
             if not peer.endpoint:
                 raise DeliveryFailed(f"{peer.name} has no endpoint in its contact card")
             copies = [
-                decode_envelope(env).for_recipient(peer.node_id).encode() for _, env, *_ in rows
+                decode_envelope(r.envelope).for_recipient(peer.node_id).encode() for r in rows
             ]
-            status, ctype, body = await self.transport.post_batch(
+            answer = await self.client.post_batch(
                 peer.name, peer.endpoint, self.me, encode_batch(copies)
             )
         except DeliveryFailed as exc:
             self.link = "down"
-            await self._fail(rows, exc.message)
+            await self._apply(failed(rows, exc.message), started)
             return
         self.link = "up"
-        await self._settle(rows, status, ctype, body, started)
+        outcome = settle(
+            rows, answer.status, answer.body, peer=peer.name, signer=peer.identity, me=self.me
+        )
+        await self._apply(outcome, started)
 
-    async def _settle(
-        self,
-        rows: list[Row],
-        status: int,
-        ctype: str,
-        body: bytes,
-        started: float,
-    ) -> None:
+    async def _apply(self, outcome: Settlement, started: float) -> None:
+        """Write what ``outcome`` settles in one unit (with its audit entries), then log it."""
         peer = self.peer
-        if status != 200:
-            reason = error_reason(body)
-            text = f"{peer.name} refused the message ({reason}, HTTP {status})"
-            if reason in PERMANENT_REASONS and len(rows) == 1:
-                await self.run_db(
-                    self.store.mark_rejected, peer.node_id, rows[0][0], text, self.clock()
-                )
-                log.warning(
-                    "delivery.rejected", peer=peer.name, message_id=rows[0][0].hex(), reason=reason
-                )
-            else:
-                await self._fail(rows, text)
-            return
-        try:
-            resp = decode_response(body)
-            if len(resp.results) != len(rows):
-                raise DeliveryFailed(
-                    f"{peer.name} answered for {len(resp.results)} of {len(rows)} messages"
-                )
-            verified = [
-                verify_receipt(r, signer=peer.identity, sender=self.me) for r in resp.receipts
-            ]
-        except BorderlinkError as exc:
-            await self._fail(rows, f"{peer.name} sent an invalid answer or receipt: {exc.message}")
-            return
-        delivered: list[tuple[bytes, bytes]] = []
-        retry: list[Row] = []
         now = self.clock()
-        for row, result in zip(rows, resp.results, strict=True):
-            msg_id, _, content_hash, _, _ = row
-            if (
-                result.outcome in ("accepted", "duplicate")
-                and result.receipt is not None
-                and 0 <= result.receipt < len(verified)
-                and receipt_covers(verified[result.receipt], msg_id, content_hash)
-            ):
-                delivered.append((msg_id, resp.receipts[result.receipt]))
-            elif result.outcome == "rejected" and result.reason in PERMANENT_REASONS:
-                await self.run_db(
-                    self.store.mark_rejected,
-                    peer.node_id,
-                    msg_id,
-                    f"{peer.name} refused the message ({result.reason})",
-                    now,
+        failures = [
+            (row.id, error, now + backoff(row.attempts, self.policy, self.rng))
+            for row, error in outcome.retry
+        ]
+        if outcome.delivered or outcome.rejected or failures:
+            await self.run_db(self._write, peer.node_id, now, outcome, failures)
+        if outcome.refused is not None:
+            for msg_id, _ in outcome.rejected:
+                log.warning(
+                    "delivery.rejected",
+                    peer=peer.name,
+                    message_id=msg_id.hex(),
+                    reason=outcome.refused,
                 )
-            else:
-                retry.append(row)
-        if delivered:
-            await self.run_db(self.store.mark_delivered, peer.node_id, delivered, now)
-            if self.on_delivered:
-                self.on_delivered(len(delivered))
-        for msg_id, _ in delivered:
+        if outcome.delivered and self.on_delivered:
+            self.on_delivered(len(outcome.delivered))
+        for msg_id, _ in outcome.delivered:
             log.info(
                 "delivery.ok",
                 peer=peer.name,
                 message_id=msg_id.hex(),
                 ms=round((now - started) * 1000, 1),
             )
-        if retry:
-            await self._fail(retry, f"{peer.name} did not confirm the message (no valid receipt)")
-
-    async def _fail(self, rows: list[Row], error: str) -> None:
-        now = self.clock()
-        failures = [(r[0], error, now + backoff(r[4], self.policy, self.rng)) for r in rows]
-        await self.run_db(self.store.mark_failed, self.peer.node_id, failures)
-        for msg_id, _, nxt in failures:
+        for msg_id, error, nxt in failures:
             log.info(
                 "delivery.failed",
-                peer=self.peer.name,
+                peer=peer.name,
                 message_id=msg_id.hex(),
                 error=error,
                 retry_in=round(nxt - now, 2),
             )
+
+    def _write(
+        self, peer: bytes, now: float, outcome: Settlement, failures: Sequence[Failure]
+    ) -> None:
+        """On the database thread: the outbox changes and their audit entries, atomically."""
+        with self.store.unit(now) as u:
+            for msg_id, error in outcome.rejected:
+                u.mark_rejected(peer, msg_id, error)
+                record(
+                    u,
+                    "message.delivery_refused",
+                    message_id=msg_id.hex(),
+                    peer_id=peer.hex(),
+                    outcome="refused",
+                    detail=error,
+                )
+            if outcome.delivered:
+                u.mark_delivered(peer, outcome.delivered)
+                for msg_id, receipt in outcome.delivered:
+                    record(
+                        u,
+                        "message.delivered",
+                        message_id=msg_id.hex(),
+                        peer_id=peer.hex(),
+                        outcome="receipt verified",
+                        hashes={"receipt": receipt_digest(receipt)},
+                    )
+            if failures:
+                u.mark_failed(peer, failures)
+
+
+class Deliveries:
+    """The node's delivery workers, one per trusted peer that had work since the node started.
+
+    The only way in: the daemon starts and stops them, the sender and peer changes call
+    :meth:`ensure`, status reads :meth:`link`."""
+
+    def __init__(
+        self,
+        me: bytes,
+        store: Store,
+        run_db: Run,
+        client: BatchClient,
+        policy: Delivery,
+        clock: Clock = wall_clock,
+        on_delivered: Callable[[int], None] | None = None,
+    ) -> None:
+        self.me = me
+        self.store = store
+        self.run_db = run_db
+        self.client = client
+        self.policy = policy
+        self.clock = clock
+        self.on_delivered = on_delivered
+        self._workers: dict[bytes, PeerWorker] = {}
+        self._stopped = False
+
+    async def ensure(self, rec: PeerRecord) -> None:
+        """Start the worker of a trusted peer, or give it the peer's current card, and wake it
+        (new work may be due). A revoked peer gets no new worker."""
+        if self._stopped or rec.status != "trusted":
+            return
+        info = PeerInfo.of(rec)
+        worker = self._workers.get(rec.node_id)
+        if worker is None:
+            worker = self._workers[rec.node_id] = PeerWorker(
+                info,
+                me=self.me,
+                store=self.store,
+                run_db=self.run_db,
+                client=self.client,
+                policy=self.policy,
+                clock=self.clock,
+                on_delivered=self.on_delivered,
+            )
+            worker.start()
+        else:
+            worker.peer = info
+        worker.wake.set()
+
+    async def ensure_all(self, records: Iterable[PeerRecord]) -> None:
+        for rec in records:
+            await self.ensure(rec)
+
+    async def start(self) -> None:
+        """Workers for every peer with messages still to deliver (at node start)."""
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        """Re-read the peers with work or a worker (after a peer was added, changed or revoked
+        outside the worker's view) and :meth:`ensure` each."""
+        wanted = set(await self.run_db(self.store.pending_peers)) | set(self._workers)
+        peers = await self.run_db(self.store.peers)
+        await self.ensure_all(p for p in peers if p.node_id in wanted)
+
+    def link(self, node_id: bytes) -> LinkState:
+        worker = self._workers.get(node_id)
+        return worker.state() if worker is not None else LinkState("idle", 0)
+
+    async def stop(self) -> None:
+        self._stopped = True
+        workers, self._workers = list(self._workers.values()), {}
+        for w in workers:
+            await w.stop()

@@ -2,182 +2,205 @@
 
 Every ``witness_interval`` this node fetches each trusted peer's latest signed checkpoint, checks
 the signature with the key from the peer's card, and compares it with the newest checkpoint it
-kept from that peer: a smaller tree (rollback) or another root at the same size (fork) is
-misbehaviour, kept with both signed notes as evidence. A consistency proof is not signed (a proxy
-or anyone on the path to an http:// endpoint could alter it), so one that fails is fetched once
-more, and only a second failure is kept as evidence, with the proof. Answers are read up to a size
-limit. A consistent extension is stored and cosigned, and the cosignature is sent back to the peer,
-so a node that later shows anyone a different history contradicts what its witnesses signed.
+kept from that peer (the decision is node/witness_rules.py): a smaller tree (rollback) or another
+root at the same size (fork) is misbehaviour, kept with both signed notes as evidence. A
+consistency proof is not signed, so one that fails is fetched once more, and only a second failure
+is kept as evidence, with the proof. A consistent extension is stored and cosigned, and the
+cosignature is sent back to the peer, so a node that later shows anyone a different history
+contradicts what its witnesses signed.
+
+Talks HTTP only through a :class:`node.peer_client.AuditClient` (which caps what it reads), and
+reads and writes storage through units on the database thread; the time comes from an injected
+clock.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import time
-from typing import TYPE_CHECKING
-
-import aiohttp
 import msgspec
 import structlog
 
-from node.http.bodies import read_limited
+from node.auditing import record
+from node.peer_client import AnswerTooLarge, AuditClient, DeliveryFailed
 from node.peer_info import PeerInfo
-from protocol.audit import origin_of
-from protocol.checkpoint import (
-    BadConsistencyProof,
-    Checkpoint,
-    check_extension,
-    cosign,
-    open_checkpoint,
+from node.runtime import Clock, Run, wall_clock
+from node.storage import Evidence, Store, Witnessed
+from node.witness_rules import (
+    PROOF_ATTEMPTS,
+    Consistent,
+    Misbehaviour,
+    RetryProof,
+    Verdict,
+    decide,
+    proof_needed,
+    read_proof,
 )
-from protocol.decoding import Decoder
-from protocol.errors import AuditError, ValidationError
+from protocol.audit import origin_of
+from protocol.checkpoint import Checkpoint, checkpoint_of, cosign, log_signed, open_checkpoint
+from protocol.errors import AuditError
+from protocol.identity import Identity
 from protocol.signednote import Verifier
-
-if TYPE_CHECKING:
-    from node.daemon import Node
 
 log = structlog.get_logger("borderlink.witness")
 
-MAX_NOTE = 64 * 1024  # a checkpoint with up to 100 signature lines is under 16 KiB
-MAX_PROOF = 16 * 1024  # a proof for 2^63 entries is at most 63 hashes, about 3 KiB as JSON
 
+class CosignatureOut(msgspec.Struct):
+    """The body of POST /v1/audit/cosignature (PROTOCOL.md 12.3)."""
 
-class ProofBody(msgspec.Struct):
-    proof: list[str]
-
-
-_PROOF = Decoder[ProofBody](ProofBody, what="consistency proof")
+    witness: str  # this node's id, hex
+    size: int
+    line: str
 
 
 class Witness:
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.last: dict[str, str] = {}  # peer name -> last outcome, for status
+    def __init__(
+        self,
+        identity: Identity,
+        store: Store,
+        run_db: Run,
+        client: AuditClient,
+        clock: Clock = wall_clock,
+    ) -> None:
+        self.identity = identity
+        self.store = store
+        self.run_db = run_db
+        self.client = client
+        self.clock = clock
+        self._last: dict[str, str] = {}  # peer name -> last outcome, for status
+
+    def outcomes(self) -> dict[str, str]:
+        """Peer name -> what the last round found there, in words (for status)."""
+        return dict(self._last)
 
     async def round(self) -> None:
-        peers = [p for p in await self.node.run_db(self.node.store.peers) if p.status == "trusted"]
-        timeout = aiohttp.ClientTimeout(total=self.node.config.delivery.request_timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            for rec in peers:
-                info = await self.node._peer_info(rec.node_id)
-                if info is None or not info.endpoint:
-                    continue
-                try:
-                    self.last[info.name] = await self.check(session, info)
-                except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-                    self.last[info.name] = f"unreachable ({exc.__class__.__name__})"
-                except AuditError as exc:
-                    self.last[info.name] = f"bad answer: {exc.message}"
-                    log.warning("witness.bad_answer", peer=info.name, detail=exc.message)
+        """Check every trusted peer that has an endpoint; one peer's failure is its outcome."""
+        peers = [p for p in await self.run_db(self.store.peers) if p.status == "trusted"]
+        for rec in peers:
+            info = PeerInfo.of(rec)
+            if not info.endpoint:
+                continue
+            try:
+                self._last[info.name] = await self.check(info)
+            except DeliveryFailed as exc:
+                self._last[info.name] = f"unreachable ({exc.message})"
+            except AuditError as exc:
+                self._last[info.name] = f"bad answer: {exc.message}"
+                log.warning("witness.bad_answer", peer=info.name, detail=exc.message)
 
-    async def check(self, session: aiohttp.ClientSession, peer: PeerInfo) -> str:
-        base = str(peer.endpoint).rstrip("/")
-        async with session.get(f"{base}/v1/audit/checkpoint") as resp:
-            if resp.status != 200:
-                return f"no checkpoint (HTTP {resp.status})"
-            raw = await read_limited(resp.content, resp.content_length, MAX_NOTE)
-        if raw is None:
-            raise AuditError(f"checkpoint is over {MAX_NOTE // 1024} KiB")
+    async def check(self, peer: PeerInfo) -> str:
+        """Witness ``peer``'s log once; the outcome in words. Raises :class:`AuditError` for an
+        answer that is no valid checkpoint or proof (or too large), :class:`DeliveryFailed` if
+        there was no answer."""
+        endpoint = str(peer.endpoint)
         try:
-            note = raw.decode("utf-8")
+            answer = await self.client.checkpoint(peer.name, endpoint)
+        except AnswerTooLarge as exc:
+            raise AuditError(exc.message) from exc
+        if answer.status != 200:
+            return f"no checkpoint (HTTP {answer.status})"
+        try:
+            note = answer.body.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise AuditError("checkpoint is not UTF-8") from exc
         origin = origin_of(peer.node_id)
-        new = open_checkpoint(note, [Verifier(origin, peer.identity.sign_key)])
+        verifier = Verifier(origin, peer.identity.sign_key)
+        new = open_checkpoint(note, [verifier])
         if new.origin != origin:
             raise AuditError(f"checkpoint names log {new.origin}, not {origin}")
-        body = note.split("\n\n", 1)[0] + "\n"  # the checkpoint text the log signed
-        signed = body + "\n" + _line_of(note, origin)
-        seen = await self.node.run_db(self.node.store.witnessed, peer.node_id)
-        old_cp, old_note = seen if seen else (None, None)
-        if old_cp is not None and new.size == old_cp.size and new.root_hash == old_cp.root_hash:
-            return f"consistent at size {new.size}"
-        old = old_cp if old_cp is not None and old_cp.size > 0 else None
-        proof: list[bytes] = []
-        for attempt in (1, 2):
-            if old is not None and new.size > old.size:
-                got = await self._proof(session, base, old.size, new.size)
+        text, signed = log_signed(note, verifier)
+        held = await self.run_db(self.store.witnessed, peer.node_id)
+        old = checkpoint_of(held.note) if held is not None else None
+        verdict: Verdict = Consistent(new.size)
+        for attempt in range(1, PROOF_ATTEMPTS + 1):
+            proof: list[bytes] = []
+            sizes = proof_needed(old, new)
+            if sizes is not None:
+                got = await self._proof(peer, endpoint, *sizes)
                 if isinstance(got, str):
                     return got
                 proof = got
-            try:
-                check_extension(old, new, proof)
+            verdict = decide(old, new, proof, attempt)
+            if not isinstance(verdict, RetryProof):
                 break
-            except BadConsistencyProof as exc:
-                # The proof is unsigned: a proxy or anyone on the path of an http:// endpoint
-                # could have altered it. Ask once more before blaming the log (PROTOCOL.md 12.3).
-                if attempt == 1:
-                    log.warning("witness.bad_proof_retry", peer=peer.name, detail=exc.message)
-                    continue
-                detail = exc.message + "\nproof:\n" + "".join(_b64(h) + "\n" for h in proof)
-                return await self._misbehaviour(
-                    peer, "badconsistencyproof", old_note, signed, detail
-                )
-            except AuditError as exc:  # rollback or fork: both are in notes the log signed
-                kind = type(exc).__name__.lower()
-                return await self._misbehaviour(peer, kind, old_note, signed, exc.message)
-        await self.node.run_db(
-            self.node.store.record_witnessed, peer.node_id, new, signed, peer.name
-        )
-        await self._cosign(session, base, peer, new, body)
+            # The proof is unsigned: a proxy or anyone on the path of an http:// endpoint
+            # could have altered it. Ask once more before blaming the log (PROTOCOL.md 12.3).
+            log.warning("witness.bad_proof_retry", peer=peer.name, detail=verdict.detail)
+        if isinstance(verdict, Consistent):
+            return f"consistent at size {verdict.size}"
+        if isinstance(verdict, Misbehaviour):
+            return await self._misbehaviour(peer, verdict, held, signed)
+        await self.run_db(self._keep, peer, new, signed, self.clock())
+        await self._cosign(peer, endpoint, new, text)
         return f"cosigned size {new.size}"
 
-    async def _proof(
-        self, session: aiohttp.ClientSession, base: str, old: int, new: int
-    ) -> list[bytes] | str:
-        """The log's consistency proof from ``old`` to ``new``, or the status line if it has none."""
-        async with session.get(f"{base}/v1/audit/consistency?old={old}&new={new}") as resp:
-            if resp.status != 200:
-                return f"no consistency proof (HTTP {resp.status})"
-            raw = await read_limited(resp.content, resp.content_length, MAX_PROOF)
-        if raw is None:
-            raise AuditError(f"consistency proof is over {MAX_PROOF // 1024} KiB")
+    async def _proof(self, peer: PeerInfo, endpoint: str, old: int, new: int) -> list[bytes] | str:
+        """The log's consistency proof from ``old`` to ``new``, or the outcome if it has none."""
         try:
-            got = _PROOF.decode(raw)
-            return [base64.b64decode(p, validate=True) for p in got.proof]
-        except ValidationError as exc:
-            raise AuditError(f"consistency proof is not well formed ({exc.message})") from exc
-        except binascii.Error as exc:
-            raise AuditError("consistency proof holds a hash that is not base64") from exc
+            answer = await self.client.consistency(peer.name, endpoint, old, new)
+        except AnswerTooLarge as exc:
+            raise AuditError(exc.message) from exc
+        if answer.status != 200:
+            return f"no consistency proof (HTTP {answer.status})"
+        return read_proof(answer.body)
+
+    def _keep(self, peer: PeerInfo, cp: Checkpoint, signed: str, now: float) -> None:
+        """On the database thread: the newest consistent checkpoint of ``peer``, and its entry."""
+        with self.store.unit(now) as u:
+            u.put_witnessed(Witnessed(peer.node_id, cp.size, cp.root_hash, signed))
+            record(
+                u,
+                "checkpoint.received",
+                peer=peer.name,
+                peer_id=peer.node_id.hex(),
+                outcome=f"size {cp.size}",
+                hashes={"root": cp.root_hash.hex()},
+            )
 
     async def _misbehaviour(
-        self, peer: PeerInfo, kind: str, old_note: str | None, new_note: str, detail: str
+        self, peer: PeerInfo, found: Misbehaviour, held: Witnessed | None, signed: str
     ) -> str:
         """Keep the evidence (once per offending note), log it, and say so in the status."""
-        new_evidence = await self.node.run_db(
-            self.node.store.record_evidence,
-            peer.node_id,
-            kind,
-            old_note,
-            new_note,
-            detail,
-            peer.name,
-        )
-        summary = detail.split("\n", 1)[0]
-        if new_evidence:
-            log.error("witness.misbehaviour", peer=peer.name, kind=kind, detail=detail)
-        return f"MISBEHAVIOUR: {summary}"
+        old_note = held.note if held is not None else None
+        if await self.run_db(self._evidence, peer, found, old_note, signed, self.clock()):
+            log.error("witness.misbehaviour", peer=peer.name, kind=found.kind, detail=found.detail)
+        return f"MISBEHAVIOUR: {found.summary}"
 
-    async def _cosign(
-        self, session: aiohttp.ClientSession, base: str, peer: PeerInfo, cp: Checkpoint, body: str
-    ) -> None:
-        me = self.node.identity
-        line = cosign(body, origin_of(me.node_id), me.signing_key, int(time.time()))
-        payload = {"witness": me.node_id.hex(), "size": cp.size, "line": line}
-        async with session.post(f"{base}/v1/audit/cosignature", json=payload) as resp:
-            if resp.status != 200:
-                log.warning("witness.cosignature_refused", peer=peer.name, status=resp.status)
+    def _evidence(
+        self,
+        peer: PeerInfo,
+        found: Misbehaviour,
+        old_note: str | None,
+        new_note: str,
+        now: float,
+    ) -> bool:
+        """On the database thread: True if this offending note was not kept before."""
+        with self.store.unit(now) as u:
+            evidence = Evidence(
+                node=peer.node_id,
+                kind=found.kind,
+                old_note=old_note,
+                new_note=new_note,
+                detail=found.detail,
+                at=u.now,
+            )
+            if not u.add_evidence(evidence):
+                return False
+            record(
+                u,
+                "checkpoint.inconsistent",
+                peer=peer.name,
+                peer_id=peer.node_id.hex(),
+                outcome=found.kind,
+                detail=found.detail,
+            )
+            return True
 
-
-def _b64(h: bytes) -> str:
-    return base64.b64encode(h).decode("ascii")
-
-
-def _line_of(note: str, name: str) -> str:
-    """The log's own signature line (cosignatures from others are not part of what we keep)."""
-    for line in note.split("\n\n", 1)[1].splitlines():
-        if line.startswith(f"\u2014 {name} "):
-            return line + "\n"
-    raise AuditError("checkpoint carries no signature line of its log")
+    async def _cosign(self, peer: PeerInfo, endpoint: str, cp: Checkpoint, text: str) -> None:
+        me = self.identity
+        line = cosign(text, origin_of(me.node_id), me.signing_key, int(self.clock()))
+        payload = msgspec.json.encode(CosignatureOut(me.node_id.hex(), cp.size, line))
+        try:
+            answer = await self.client.post_cosignature(peer.name, endpoint, payload)
+        except AnswerTooLarge as exc:
+            raise AuditError(exc.message) from exc
+        if answer.status != 200:
+            log.warning("witness.cosignature_refused", peer=peer.name, status=answer.status)

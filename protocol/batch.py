@@ -35,23 +35,6 @@ PERMANENT_REASONS = frozenset(
     }
 )
 
-HTTP_STATUS = {
-    "malformed": 400,
-    "too_many_recipients": 400,
-    "clock_skew": 422,
-    "not_recipient": 403,
-    "unknown_sender": 403,
-    "oversize": 413,
-    "expired": 422,
-    "decryption_failed": 422,
-    "bad_signature": 422,
-    "replay": 409,
-    "rate_limited": 429,
-    "body_timeout": 408,
-    "unavailable": 503,
-}
-
-
 Arrival = Literal["fresh", "duplicate", "replay"]
 
 

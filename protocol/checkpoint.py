@@ -19,6 +19,10 @@ Errors (all ``AuditError``, see protocol/errors.py):
 
 ``check_extension`` does not check signatures: callers verify both checkpoints (``open_checkpoint``)
 first, so that a Fork is evidence against the log rather than against whoever sent the bytes.
+
+The node never splits a signed note by hand: ``log_signed`` keeps the part a witness stores (the
+text and the log's own signature line), ``cosignature_line`` takes the one line a witness sends
+back, ``checkpoint_of`` / ``checkpoint_size`` read a note this node already trusts.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from protocol.signednote import (
     decode_base64,
     is_valid_name,
     key_id,
+    parse_note,
     public_key_bytes,
     sign_note,
     verify_note,
@@ -52,6 +57,7 @@ MAX_TREE_SIZE = 2**63 - 1
 MAX_TIMESTAMP = 2**63 - 1  # tlog-cosignature: the u64 timestamp MUST NOT exceed 2^63 - 1
 COSIGNATURE_HEADER = "cosignature/v1\n"  # domain separation for witness signatures
 COSIGNATURE_MAX_FUTURE = 300  # seconds a cosignature may be ahead of our clock, by default
+MAX_COSIGNATURE_LINE = 512  # an Ed25519 cosignature line is about 190 bytes
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 
 
@@ -225,3 +231,43 @@ def verify_cosignature(
             f"cosignature by {witness.name} is dated {timestamp - now} s in the future"
         )
     return timestamp
+
+
+def checkpoint_of(note: str | bytes) -> Checkpoint:
+    """The checkpoint in a signed note, without checking any signature: for notes this node
+    signed or already verified and stored (``open_checkpoint`` is for notes from outside)."""
+    return parse_checkpoint(parse_note(note).text)
+
+
+def checkpoint_size(note: str | bytes) -> int:
+    """The tree size a signed checkpoint commits to (what the node logs when it signs one)."""
+    return checkpoint_of(note).size
+
+
+def log_signed(note: str | bytes, log: NoteVerifier) -> tuple[str, str]:
+    """(checkpoint text, signed note carrying only the log's own signature line).
+
+    What a witness keeps of a peer's note: cosignatures by other witnesses are not the log's
+    word, so they are neither stored nor part of evidence. The line is matched by key name and
+    key ID, as ``verify_note`` matches it, so another line under the log's name (which
+    ``verify_note`` ignores) is never the one kept. Call after ``open_checkpoint``.
+    """
+    parsed = parse_note(note)
+    for sig in parsed.signatures:
+        if sig.name == log.name and sig.key_id == log.key_id:
+            return parsed.text, parsed.text + "\n" + sig.line()
+    raise AuditError("checkpoint carries no signature line of its log")
+
+
+def cosignature_line(signed_checkpoint: str, line: str) -> Signature:
+    """The one signature line a witness sent for ``signed_checkpoint`` (PROTOCOL.md 12.3).
+
+    A line with a newline anywhere but at its end would smuggle more lines into the note we serve,
+    e.g. a forged signature under our own key name that every honest witness then rejects.
+    """
+    body = line.removesuffix("\n")
+    if "\n" in body:
+        raise AuditError("a cosignature is one line")
+    if len(line.encode("utf-8", "surrogatepass")) > MAX_COSIGNATURE_LINE:
+        raise AuditError(f"a cosignature line is at most {MAX_COSIGNATURE_LINE} bytes")
+    return parse_note(signed_checkpoint + body + "\n").signatures[-1]

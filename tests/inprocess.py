@@ -12,8 +12,8 @@ Differences from a real process, and why they do not matter for the tests that u
   source fail at once, as they do in a subprocess without a controlling terminal. Tests about
   terminal detection itself run a real process (tests/cli/test_passphrase.py).
 - No timeout: a command is bounded by its own timeouts (the admin socket's 30 s).
-- The SQLite connections a command opens are closed when it returns, as its exit would (see
-  ``_closing_databases``).
+- The SQLite connections a command opens are closed when it returns, as its exit would: the
+  CLI closes the store it opens (node/local.py), and ``_closing_databases`` makes sure of it.
 - ``serve`` must not run here: it runs an event loop, installs signal handlers and configures
   structlog for the whole process. tests/integration/harness.py sends it to a real process.
 """
@@ -90,11 +90,12 @@ def _returncode(status: object) -> int:
 def _closing_databases() -> Iterator[None]:
     """Close the SQLite connections opened inside, as the end of a command's process would.
 
-    The CLI leaves its store for the process exit to release. In here, dropping the store is not
-    enough: a CPython connection is in a reference cycle (its statement cache is an lru_cache
-    wrapping it), so it stays open until the cyclic garbage collector runs, at any later moment
-    of the test, e.g. while a node process or the test itself works on the same database.
-    test_audit_tamper.py's direct edits of node.db then failed with "disk I/O error".
+    The CLI closes the store it opens (node/local.py); a command that failed half-way, or a
+    connection opened elsewhere, would otherwise rely on the process exit. In here, dropping a
+    connection is not enough: a CPython connection is in a reference cycle (its statement cache
+    is an lru_cache wrapping it), so it stays open until the cyclic garbage collector runs, at any
+    later moment of the test, e.g. while a node process or the test itself works on the same
+    database. test_audit_tamper.py's direct edits of node.db then failed with "disk I/O error".
     Other threads' connections opened meanwhile are closed too: run no node in-process then.
     """
     opened: list[sqlite3.Connection] = []

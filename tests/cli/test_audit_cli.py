@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 
 from keys.card import parse_card
-from node.audit_store import event
-from node.store import Store
-from protocol.audit import AuditEntry, origin_of
+from node.storage import AuditRow
+from node.storage.sqlite import open_store
+from protocol.audit import origin_of
 from protocol.checkpoint import open_checkpoint
 from protocol.merkle import leaf_hash, verify_inclusion
 from protocol.signednote import Verifier
 from tests.integration.harness import cli, cli_json, env, init_home, one_line_error
+from tests.stores import audit
 
 MSG = "0123456789abcdef" * 2
 DAY_MS = 86_400_000
@@ -35,22 +36,22 @@ def homes(tmp_path: Path) -> dict[str, Path]:
     cli(h["bar"], "keys", "export-card", "-o", str(tmp_path / "bar.card"))
     fp = cli_json(h["bar"], "keys", "show")["fingerprint"]
     cli(h["bel"], "peers", "add", str(tmp_path / "bar.card"), "--fingerprint", fp)
-    store = Store(h["bar"] / "node.db")
-    now = int(time.time() * 1000)
-    store.audit(
-        AuditEntry(
-            time=now - 3 * DAY_MS,
-            actor="node",
-            kind="message.received",
-            message_id="ff" * 16,
-            peer="belgrade-accu",
-        )
-    )
-    store.audit(event("message.queued", message_id=MSG, peer="belgrade-accu"))
-    store.audit(event("message.delivered", message_id=MSG, peer="belgrade-accu"))
-    store.audit(event("message.rejected", peer="belgrade-accu", outcome="replay"))
+    store = open_store(h["bar"] / "node.db")
+    three_days_ago = time.time() - 3 * DAY_MS / 1000
+    audit(store, "message.received", now=three_days_ago, message_id="ff" * 16, peer="belgrade-accu")
+    audit(store, "message.queued", message_id=MSG, peer="belgrade-accu")
+    audit(store, "message.delivered", message_id=MSG, peer="belgrade-accu")
+    audit(store, "message.rejected", peer="belgrade-accu", outcome="replay")
     store.close()
     return h
+
+
+def _rows(home: Path) -> list[AuditRow]:
+    store = open_store(home / "node.db")
+    try:
+        return store.audit_rows()
+    finally:
+        store.close()
 
 
 def log_json(home: Path, *args: str) -> list[dict[str, Any]]:
@@ -111,7 +112,9 @@ def test_audit_checkpoint_without_a_running_node_unlocks_the_keystore(
     # no passphrase source and no terminal: one line, the keystore's exit code
     no_pass = {k: v for k, v in env().items() if k != "BORDERLINK_PASSPHRASE"}
     cli(bar, "audit", "log")  # reading needs no passphrase
-    Store(bar / "node.db").audit(event("peer.added", peer="someone"))
+    store = open_store(bar / "node.db")
+    audit(store, "peer.added", peer="someone")
+    store.close()
     one_line_error(
         cli(bar, "audit", "checkpoint", check=False, env=no_pass, stdin=subprocess.DEVNULL),
         1,
@@ -129,17 +132,17 @@ def test_audit_prove_gives_a_proof_that_verifies(homes: dict[str, Path], tmp_pat
     cli(bar, "audit", "checkpoint")
     ident = parse_card((tmp_path / "bar.card").read_text(), now=None).identity
     verifier = Verifier(origin_of(ident.node_id), ident.sign_key)
-    entries = Store(bar / "node.db").audit_rows()
+    entries = _rows(bar)
     for n in (0, 3, 7):
         got = cli_json(bar, "audit", "prove", str(n))
         cp = open_checkpoint(got["checkpoint"], [verifier])
         assert (got["index"], got["size"]) == (n, cp.size)
-        assert got["leaf_hash"] == leaf_hash(entries[n][1]).hex()
+        assert got["leaf_hash"] == leaf_hash(entries[n].entry).hex()
         proof = [bytes.fromhex(h) for h in got["proof"]]
-        verify_inclusion(leaf_hash(entries[n][1]), n, cp.size, proof, cp.root_hash)
+        verify_inclusion(leaf_hash(entries[n].entry), n, cp.size, proof, cp.root_hash)
     human = cli(bar, "audit", "prove", "3").stdout
     assert human.startswith(
-        f"entry 3 of {cp.size}, leaf {leaf_hash(entries[3][1]).hex()}\nproof:\n"
+        f"entry 3 of {cp.size}, leaf {leaf_hash(entries[3].entry).hex()}\nproof:\n"
     )
     one_line_error(cli(bar, "audit", "prove", str(cp.size), check=False), 2, "not covered")
 

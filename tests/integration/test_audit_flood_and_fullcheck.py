@@ -4,6 +4,7 @@ entry per request, and the node's full recomputation of its log must really run 
 from __future__ import annotations
 
 import sqlite3
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -12,15 +13,16 @@ from pathlib import Path
 import pytest
 
 from keys.keystore import open_keystore, read_keystore_file
-from node.audit_store import event
+from node.audit_ops import sign_checkpoint
 from node.config import load_config
 from node.daemon import Node
 from node.home import Home
-from node.store import Store
-from protocol.audit import encode_entry
+from node.storage.sqlite import open_store
+from protocol.audit import AuditEntry, encode_entry
 from protocol.errors import AuditError
 from protocol.identity import Identity
 from tests.integration.harness import PASSPHRASE, NodeProc, make_network, stop_all
+from tests.stores import audit
 
 
 @pytest.fixture
@@ -64,12 +66,12 @@ async def test_regression_full_check_runs_after_a_start(tmp_path: Path) -> None:
     home = Home(nodes["bar-pcu"].home)
     secret = open_keystore(read_keystore_file(home.keystore), PASSPHRASE.encode())
     identity = Identity.from_secret_bytes(secret)
-    store = Store(home.database)
-    store.sign_checkpoint(identity)
+    store = open_store(home.database)
+    sign_checkpoint(store, identity, time.time())
     with sqlite3.connect(home.database) as db:
         db.execute(
             "UPDATE audit SET entry = ? WHERE idx = 1",
-            (encode_entry(event("peer.added", peer="forged")),),
+            (encode_entry(AuditEntry(time=1, actor="node", kind="peer.added", peer="forged")),),
         )
     store.close()
     config = load_config(home.config, env={"BORDERLINK_LISTEN": "127.0.0.1:0"})
@@ -77,7 +79,7 @@ async def test_regression_full_check_runs_after_a_start(tmp_path: Path) -> None:
     await node.start()
     try:
         await node.checkpoint()  # nothing new: no signature, and no full check either
-        await node.run_db(node.store.audit, event("peer.added", peer="carol"))
+        await node.run_db(audit, node.store, "peer.added", peer="carol")
         with pytest.raises(AuditError, match="refusing to sign"):
             await node.checkpoint()
     finally:

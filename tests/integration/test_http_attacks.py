@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from keys.card import parse_card
 from keys.keystore import open_keystore, read_keystore_file
-from protocol.batch import BATCH_CONTENT_TYPE, BATCH_PATH, HTTP_STATUS, BatchResponse, encode_batch
+from node.http.responses import HTTP_STATUS
+from protocol.batch import BATCH_CONTENT_TYPE, BATCH_PATH, BatchResponse, encode_batch
 from protocol.envelope import (
     CONTENT_NONCE,
     SUITE,

@@ -24,7 +24,7 @@ def test_source_key(remote: str | None, key: str) -> None:
 
 
 def test_regression_ipv6_rotation_shares_one_sampler_budget() -> None:
-    from node.receiver import Sampler
+    from node.ratelimit import Sampler
 
     sampler = Sampler()
     counts = [sampler.count(f"{source_key(f'2001:db8::{i:x}')}|malformed") for i in range(1, 65)]

@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.checkpoint import (
+    MAX_COSIGNATURE_LINE,
     BadConsistencyProof,
     Checkpoint,
     CosignatureVerifier,
@@ -19,16 +20,23 @@ from protocol.checkpoint import (
     OriginMismatch,
     Rollback,
     check_extension,
+    checkpoint_of,
+    checkpoint_size,
     cosign,
+    cosignature_line,
     format_checkpoint,
+    log_signed,
     open_checkpoint,
     parse_checkpoint,
     sign_checkpoint,
     verify_cosignature,
 )
+from protocol.errors import AuditError
 from protocol.merkle import EMPTY_ROOT, MerkleTree, leaf_hash, root_from_leaf_hashes
 from protocol.signednote import (
+    SIG_PREFIX,
     BadNoteSignature,
+    MalformedNote,
     Note,
     UnverifiedNote,
     Verifier,
@@ -281,3 +289,73 @@ def test_worked_example_in_audit_formats_md() -> None:
         "\u2014 witness.example/w1 4M0oZAAAAABlU/EA+QeE7c3Ny60zaDD53cJsSh2XhiXVzxaOTfFibLs7dBveegPOC"
         "mWAFDYYJ4V7+2A9wZGjKj+XnEk6SiIeuY5oAA==\n"
     )
+
+
+# Reading notes for the node: nothing outside protocol/ splits a signed note by hand.
+
+
+def _cosigned(size: int) -> tuple[str, str, str]:
+    """(checkpoint text, the log's signed note, the same note with a witness's line appended)."""
+    body = format_checkpoint(_cp(_tree(size)))
+    signed = sign_checkpoint(parse_checkpoint(body), ORIGIN, LOG_KEY)
+    return body, signed, signed + cosign(body, WITNESS, WITNESS_KEY, NOW)
+
+
+def test_checkpoint_size_and_checkpoint_of_read_a_signed_note() -> None:
+    body, signed, cosigned = _cosigned(9)
+    assert checkpoint_size(signed) == checkpoint_size(cosigned) == 9
+    assert checkpoint_of(cosigned) == parse_checkpoint(body)
+    with pytest.raises(MalformedNote):
+        checkpoint_size(body)  # checkpoint text without a signature is not a signed note
+
+
+def test_log_signed_keeps_the_text_and_only_the_logs_own_line() -> None:
+    body, signed, cosigned = _cosigned(4)
+    assert log_signed(cosigned, _log()) == (body, signed)
+    assert log_signed(signed.encode(), _log()) == (body, signed)
+
+
+def test_log_signed_skips_a_line_under_the_logs_name_with_another_key() -> None:
+    """verify_note ignores such a line; keeping it as the log's would store a note that no
+    longer verifies (and evidence that proves nothing)."""
+    body, signed, _ = _cosigned(4)
+    impostor = Ed25519PrivateKey.from_private_bytes(b"\x33" * 32)
+    other = sign_checkpoint(parse_checkpoint(body), ORIGIN, impostor)
+    both = body + "\n" + parse_note(other).signatures[0].line() + signed.split("\n\n", 1)[1]
+    assert open_checkpoint(both, [_log()]) == parse_checkpoint(body)
+    assert log_signed(both, _log()) == (body, signed)
+
+
+def test_log_signed_refuses_a_note_without_the_logs_line() -> None:
+    body = format_checkpoint(_cp(_tree(4)))
+    only_witness = format_note(Note(body, parse_note(_cosigned(4)[2]).signatures[1:]))
+    with pytest.raises(AuditError, match="no signature line of its log"):
+        log_signed(only_witness, _log())
+
+
+def test_cosignature_line_is_taken_in_its_canonical_spelling() -> None:
+    _body, signed, cosigned = _cosigned(5)
+    line = cosigned.removeprefix(signed)
+    sig = cosignature_line(signed, line.rstrip("\n"))
+    assert sig == parse_note(cosigned).signatures[1]
+    assert sig.line() == line
+    assert verify_cosignature(signed + sig.line(), _witness()) == NOW
+
+
+def test_cosignature_line_cannot_smuggle_a_second_line() -> None:
+    _body, signed, cosigned = _cosigned(5)
+    line = cosigned.removeprefix(signed)
+    forged = parse_note(signed).signatures[0].line()  # any line under the log's own name
+    for smuggled in (line + forged, forged.rstrip("\n") + "\n" + line):
+        with pytest.raises(AuditError, match="one line"):
+            cosignature_line(signed, smuggled)
+
+
+def test_cosignature_line_has_a_size_limit() -> None:
+    _body, signed, _ = _cosigned(5)
+    long = f"{SIG_PREFIX}{WITNESS} " + base64.b64encode(bytes(600)).decode() + "\n"
+    assert len(long.encode()) > MAX_COSIGNATURE_LINE
+    with pytest.raises(AuditError, match=f"at most {MAX_COSIGNATURE_LINE} bytes"):
+        cosignature_line(signed, long)
+    with pytest.raises(MalformedNote):
+        cosignature_line(signed, "not a signature line")

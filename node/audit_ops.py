@@ -1,0 +1,310 @@
+"""What the node does with its own audit log (PROTOCOL.md 12): sign checkpoints of it, list and
+filter its entries, verify it end to end, prove an entry's inclusion, export it for an auditor.
+
+Signing is the one write here: the ``checkpoint.published`` entry, the root it produces and the
+signed checkpoint are one unit, so a checkpoint never covers an entry that was rolled back. The
+daemon's periodic job, the admin API and node/local.py (node not running) all sign through
+:func:`sign_checkpoint`. Everything else reads a snapshot on the database thread and computes on
+the caller's (the verification and proofs are O(n) hashing: the crypto thread in the node).
+Reads and writes storage through units; no HTTP, no clock (``now`` is passed in).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from keys.card import Card, parse_card
+from node.auditing import record
+from node.peer_info import parsed_card
+from node.storage import AuditRow, Cosignature, PeerRecord, Reads, SignedCheckpoint, Store, Unit
+from protocol.audit import origin_of, verify_log
+from protocol.audit_export import export_text
+from protocol.checkpoint import (
+    Checkpoint,
+    CosignatureVerifier,
+    open_checkpoint,
+    verify_cosignature,
+)
+from protocol.checkpoint import sign_checkpoint as sign_note
+from protocol.errors import AuditError, UsageError
+from protocol.identity import Identity, PublicIdentity
+from protocol.merkle import MerkleTree, leaf_hash, root_from_leaf_hashes
+from protocol.signednote import Verifier
+
+# Entries about witnessing alone do not call for a new checkpoint: otherwise two nodes witnessing
+# each other would extend each other's logs forever.
+_WITNESSING = frozenset({"checkpoint.received", "checkpoint.cosigned", "checkpoint.published"})
+
+
+# -- signing -------------------------------------------------------------------------------------
+
+
+class Signed(msgspec.Struct, frozen=True):
+    note: str  # the latest signed checkpoint (this node's signature only)
+    size: int
+    new: bool  # signed by this call; False: the latest one already covered the log
+
+
+def sign_checkpoint(
+    store: Store,
+    identity: Identity,
+    now: float,
+    *,
+    actor: str = "node",
+    force: bool = False,
+    full: bool = True,
+) -> Signed:
+    """Sign a checkpoint of the current log unless the latest one already covers it.
+
+    Never signs a tree that does not extend the latest signed one (PROTOCOL.md 12.2). With
+    ``full`` the whole tree is recomputed from the entries, O(n); without, the roots recorded at
+    append time are compared, O(log n), and the node runs the full check at start and every
+    ``audit.full_check_interval``. ``force`` signs even if only witnessing happened since.
+    """
+    with store.unit(now) as u:
+        latest = u.latest_checkpoint()
+        size = u.audit_state().size
+        if latest is not None and latest.size == size:
+            return Signed(latest.note, latest.size, False)
+        if latest is not None and not force and _only_witnessing(u, latest.size):
+            return Signed(latest.note, latest.size, False)
+        if latest is not None:
+            try:
+                prefix = _prefix_root(u, latest.size, full)
+            except AuditError:
+                prefix = b""
+            if size < latest.size or prefix != latest.root:
+                raise AuditError(
+                    f"refusing to sign: the audit log no longer extends the checkpoint of size "
+                    f"{latest.size} signed before; run 'borderlink audit verify'"
+                )
+        # The publication is itself logged, then the checkpoint covers that entry too.
+        record(u, "checkpoint.published", actor, outcome=f"size {size + 1}")
+        size += 1
+        root = _prefix_root(u, size, full)
+        origin = origin_of(identity.node_id)
+        note = sign_note(Checkpoint(origin, size, root), origin, identity.signing_key)
+        u.add_checkpoint(SignedCheckpoint(size, root, note))
+        return Signed(note, size, True)
+
+
+def _prefix_root(unit: Unit, size: int, full: bool) -> bytes:
+    """Root of the first ``size`` entries as recorded at append time; with ``full``, also
+    recomputed from the entries themselves, refusing when the two differ."""
+    last = unit.audit_rows(size - 1, size)
+    recorded = last[0].root if last else b""
+    if full:
+        leaves = [leaf_hash(r.entry) for r in unit.audit_rows(0, size)]
+        if root_from_leaf_hashes(leaves) != recorded:
+            raise AuditError(
+                f"refusing to sign: the first {size} audit entries no longer give the root "
+                "recorded when they were appended; run 'borderlink audit verify'"
+            )
+    return recorded
+
+
+def _only_witnessing(reads: Reads, since: int) -> bool:
+    return all(_kind(row.entry) in _WITNESSING for row in reads.audit_rows(since))
+
+
+def _kind(entry: bytes) -> object:
+    try:
+        decoded = msgspec.json.decode(entry)
+    except msgspec.DecodeError:
+        return None
+    return decoded.get("kind") if isinstance(decoded, dict) else None
+
+
+def cosigned_note(reads: Reads) -> str | None:
+    """The latest checkpoint with every cosignature line received for it appended."""
+    latest = reads.latest_checkpoint()
+    if latest is None:
+        return None
+    lines = [c.line for c in reads.cosignatures(latest.size)]
+    return latest.note + "".join(ln if ln.endswith("\n") else ln + "\n" for ln in lines)
+
+
+# -- listing -------------------------------------------------------------------------------------
+
+
+def log_entries(
+    reads: Reads, *, since_ms: float | None, kind: str | None, message_id: str | None
+) -> list[dict[str, object]]:
+    """Entries oldest first as JSON objects with their ``index``, filtered: newer than
+    ``since_ms`` (Unix ms), of ``kind`` (or a prefix ending in a dot), about ``message_id``."""
+    out = []
+    for row in reads.audit_rows():
+        try:
+            entry = msgspec.json.decode(row.entry, type=dict[str, object])
+        except msgspec.DecodeError as exc:
+            raise AuditError(f"audit entry {row.index} is damaged: not a valid entry") from exc
+        entry["index"] = row.index
+        at, what = entry.get("time"), str(entry.get("kind", ""))
+        if since_ms is not None and not (isinstance(at, int | float) and at >= since_ms):
+            continue
+        if kind and not (what == kind or (kind.endswith(".") and what.startswith(kind))):
+            continue
+        if message_id and entry.get("message_id") != message_id.lower():
+            continue
+        out.append(entry)
+    return out
+
+
+# -- verifying the local log ---------------------------------------------------------------------
+
+
+class LogSnapshot(msgspec.Struct, frozen=True):
+    """What verifying the log reads, read at once on the database thread."""
+
+    checkpoints: list[SignedCheckpoint]
+    rows: list[AuditRow]
+    latest: SignedCheckpoint | None
+    cosignatures: list[Cosignature]
+    peers: list[PeerRecord]
+
+
+class LogReport(msgspec.Struct, frozen=True):
+    """``borderlink audit verify`` on this node's own log, in this order."""
+
+    ok: bool
+    entries: int
+    checkpoints: int
+    checkpoint_size: int
+    root: str
+    uncovered: int
+    cosigned_by: list[str]
+
+
+def log_snapshot(reads: Reads) -> LogSnapshot:
+    latest = reads.latest_checkpoint()
+    return LogSnapshot(
+        checkpoints=reads.checkpoints(),
+        rows=reads.audit_rows(),
+        latest=latest,
+        cosignatures=reads.cosignatures(latest.size) if latest is not None else [],
+        peers=reads.peers(),
+    )
+
+
+def verify_snapshot(snapshot: LogSnapshot, me: PublicIdentity) -> LogReport:
+    """Recompute the tree and check every entry, signed checkpoint and cosignature of the latest
+    one against this node's key ``me``; raises AuditError naming the first damage."""
+    origin = origin_of(me.node_id)
+    verifier = Verifier(origin, me.sign_key)
+    checkpoints = [open_checkpoint(c.note, [verifier]) for c in snapshot.checkpoints]
+    for stored, cp in zip(snapshot.checkpoints, checkpoints, strict=True):
+        if cp.size != stored.size or cp.root_hash != stored.root or cp.origin != origin:
+            raise AuditError(
+                f"stored checkpoint of size {stored.size} does not match its signed note"
+            )
+    rows = snapshot.rows
+    report = verify_log([r.entry for r in rows], [r.root for r in rows], checkpoints)
+    peers = {p.node_id: p for p in snapshot.peers}
+    cosigned = []
+    if snapshot.latest is not None:
+        for cosig in snapshot.cosignatures:
+            rec = peers.get(cosig.witness)
+            if rec is None:
+                continue
+            key = parsed_card(rec.card).body.sign_key
+            verify_cosignature(
+                snapshot.latest.note + cosig.line,
+                CosignatureVerifier(origin_of(cosig.witness), key),
+            )
+            cosigned.append(rec.name)
+    return LogReport(
+        ok=True,
+        entries=report.size,
+        checkpoints=len(checkpoints),
+        checkpoint_size=report.checkpoint_size,
+        root=report.root.hex(),
+        uncovered=report.size - report.checkpoint_size,
+        cosigned_by=cosigned,
+    )
+
+
+# -- proofs and exports --------------------------------------------------------------------------
+
+
+class Covered(msgspec.Struct, frozen=True):
+    """The latest signed checkpoint and the entries it covers."""
+
+    checkpoint: SignedCheckpoint
+    rows: list[AuditRow]
+
+
+class Proof(msgspec.Struct, frozen=True):
+    """``borderlink audit prove``, in this order (hashes in hex)."""
+
+    index: int
+    size: int
+    leaf_hash: str
+    proof: list[str]
+    checkpoint: str
+
+
+def covered(reads: Reads, index: int | None = None) -> Covered:
+    """The entries of the latest checkpoint; with ``index``, refuse one it does not cover."""
+    latest = reads.latest_checkpoint()
+    if latest is None or (index is not None and not 0 <= index < latest.size):
+        what = "the log" if index is None else f"entry {index}"
+        raise UsageError(
+            f"{what} is not covered by a signed checkpoint yet",
+            hint="run 'borderlink audit checkpoint' first",
+        )
+    return Covered(latest, reads.audit_rows(0, latest.size))
+
+
+def prove(log: Covered, index: int) -> Proof:
+    leaves = [leaf_hash(r.entry) for r in log.rows]
+    size = log.checkpoint.size
+    proof = MerkleTree(leaves).inclusion_proof(index, size)
+    return Proof(index, size, leaves[index].hex(), [h.hex() for h in proof], log.checkpoint.note)
+
+
+class Exported(msgspec.Struct, frozen=True):
+    size: int  # entries in the export: the size of the checkpoint it carries
+    text: str  # the export file (protocol/audit_export.py)
+
+
+def export_snapshot(reads: Reads) -> tuple[Covered, str]:
+    """The latest checkpoint's entries and its note with cosignatures, read together."""
+    log = covered(reads)
+    return log, cosigned_note(reads) or log.checkpoint.note
+
+
+def export(log: Covered, note: str, card: Card) -> Exported:
+    text = export_text(card.armored(), note, [(r.index, r.entry) for r in log.rows])
+    return Exported(log.checkpoint.size, text)
+
+
+def exported(store: Store, *, size: int, destination: str, actor: str, now: float) -> None:
+    with store.unit(now) as u:
+        record(u, "audit.exported", actor, outcome=f"size {size}", detail=destination)
+
+
+class Signer(msgspec.Struct, frozen=True):
+    """The node whose export it is, as this node trusts it."""
+
+    name: str
+    sign_key: bytes
+    enc_key: bytes
+
+    @property
+    def identity(self) -> PublicIdentity:
+        return PublicIdentity(self.sign_key, self.enc_key)
+
+
+def export_signer(reads: Reads, own: Card, card_text: str) -> Signer:
+    """Whose log an export holds, if this node trusts its card: its own, or a peer's with the very
+    key the export's card carries. Anything else is refused: a valid signature by an unknown key
+    proves nothing."""
+    card = parse_card(card_text, now=None)
+    if card.identity.node_id != own.identity.node_id:
+        rec = reads.peer_by_id(card.identity.node_id)
+        if rec is None or parsed_card(rec.card).identity != card.identity:
+            raise AuditError(
+                f"the export is from {card.name}, whose card this home does not trust",
+                hint="add the node's card with 'borderlink peers add' first",
+            )
+    return Signer(card.name, card.identity.sign_key, card.identity.enc_key)

@@ -1,0 +1,112 @@
+"""This node's log as its witnesses see it: consistency proofs between signed sizes, and taking
+in the cosignatures they send back (PROTOCOL.md 12.3).
+
+A cosignature is stored only from a trusted peer, for a checkpoint this node signed, when it
+verifies with the key in that peer's card; what is stored and served is our own spelling of the
+one line that verified, never the caller's text. Refusals are returned as a reason (the peer
+routes turn it into an HTTP answer). Reads and writes storage through units; no HTTP.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from keys.card import parse_card
+from node.auditing import record
+from node.runtime import Clock, Run
+from node.storage import Cosignature, Reads, Store
+from protocol.audit import origin_of
+from protocol.checkpoint import CosignatureVerifier, cosignature_line, verify_cosignature
+from protocol.decoding import Decoder
+from protocol.errors import AuditError, ValidationError
+from protocol.merkle import MerkleTree, leaf_hash
+
+MAX_COSIGNATURE_BODY = 4096  # the JSON of one cosignature: a node id, a size, a line
+
+
+class CosignatureIn(msgspec.Struct, forbid_unknown_fields=True):
+    witness: str
+    size: int
+    line: str
+
+
+_COSIGNATURE = Decoder[CosignatureIn](CosignatureIn, what="cosignature request")
+
+
+class Refused(msgspec.Struct, frozen=True):
+    """Why a request was refused: a wire reason (PROTOCOL.md 11.5) and, for some, words."""
+
+    reason: str
+    message: str = ""
+
+
+class ProofCache:
+    """One tree of this node's log, extended as checkpoints grow (each leaf hashed once); a
+    proof for any signed size is then a lookup, O(log n). Without it every anonymous proof
+    request re-hashed the whole log on the node's only database thread."""
+
+    def __init__(self) -> None:
+        self.tree = MerkleTree()
+
+    def proof(self, reads: Reads, old: int, new: int) -> list[bytes]:
+        """Runs on the database thread; ``new`` is a signed checkpoint size."""
+        if new > self.tree.size:
+            for row in reads.audit_rows(self.tree.size, new):
+                self.tree.append(leaf_hash(row.entry))
+        return self.tree.consistency_proof(old, new)
+
+
+class Cosigning:
+    def __init__(self, store: Store, run_db: Run, clock: Clock) -> None:
+        self.store = store
+        self.run_db = run_db
+        self.clock = clock
+        self.proofs = ProofCache()
+
+    async def consistency(self, old: int, new: int) -> list[bytes] | Refused:
+        signed = {c.size for c in await self.run_db(self.store.checkpoints)}
+        if not 0 < old <= new or new not in signed:
+            return Refused("malformed", "sizes must satisfy 0 < old <= new, new a signed size")
+        return await self.run_db(self.proofs.proof, self.store, old, new)
+
+    async def accept(self, raw: bytes) -> Refused | None:
+        """Verify and store one cosignature (the JSON body of POST /v1/audit/cosignature)."""
+        try:
+            got = _COSIGNATURE.decode(raw)
+            witness = bytes.fromhex(got.witness)
+        except (ValidationError, ValueError):
+            return Refused("malformed", "expected JSON {witness, size, line}")
+        rec = await self.run_db(self.store.peer_by_id, witness)
+        if rec is None or rec.status != "trusted":
+            return Refused("unknown_sender")
+        notes = {c.size: c.note for c in await self.run_db(self.store.checkpoints)}
+        if got.size not in notes:
+            return Refused("malformed", "no checkpoint of that size")
+        verifier = CosignatureVerifier(
+            origin_of(witness), parse_card(rec.card, now=None).body.sign_key
+        )
+        try:
+            sig = cosignature_line(notes[got.size], got.line)
+        except AuditError as exc:
+            return Refused("malformed", exc.message)
+        if sig.name != verifier.name or sig.key_id != verifier.key_id:
+            return Refused("bad_signature")
+        now = self.clock()
+        try:
+            ts = verify_cosignature(notes[got.size] + sig.line(), verifier, now=int(now))
+        except AuditError:
+            return Refused("bad_signature")
+        cosig = Cosignature(witness, sig.line(), ts)
+        await self.run_db(self._store, got.size, cosig, rec.name, now)
+        return None
+
+    def _store(self, size: int, cosig: Cosignature, peer: str, now: float) -> None:
+        with self.store.unit(now) as u:
+            record(
+                u,
+                "checkpoint.cosigned",
+                peer=peer,
+                peer_id=cosig.witness.hex(),
+                outcome=f"size {size}",
+            )
+            u.add_cosignature(size, cosig)

@@ -1,0 +1,134 @@
+"""The local admin API's routes: JSON over a Unix socket (mode 0600) in the home; the CLI's way in.
+
+It is never bound to a network address, so only the account that owns the home can use it.
+Errors are ``{"error": class, "message": text, "hint": text, "exit_code": n}``
+(node/http/responses.py). Routes translate HTTP only; :class:`AdminDeps` holds the services, and
+the CLI's operations (node/operations.py) are mounted from node/http/operations.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from node.http.operations import add_operation_routes
+from node.http.responses import admin_errors, json_response
+from node.inbox import Inbox
+from node.operations import OperationDeps
+from node.runtime import Run
+from node.sending import Sender
+from node.status import Status
+from node.storage import Store
+from protocol.decoding import Decoder
+from protocol.errors import UsageError, ValidationError
+from protocol.text import shown
+
+T = TypeVar("T")
+
+
+class SendRequest(msgspec.Struct, forbid_unknown_fields=True):
+    to: list[str]
+    type: str
+    body: msgspec.Raw
+    ttl: int = 3 * 86400
+    priority: str | None = None
+
+
+class AckRequest(msgspec.Struct, forbid_unknown_fields=True):
+    action: str = "controlled"
+    details: str | None = None
+
+
+_SEND = Decoder[SendRequest](SendRequest, what="admin request")
+_ACK = Decoder[AckRequest](AckRequest, what="admin request")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdminDeps:
+    status: Status
+    sender: Sender
+    inbox: Inbox
+    store: Store
+    run_db: Run
+    checkpoint: Callable[[], Awaitable[str]]  # sign now if the log grew; the cosigned note
+    witness_round: Callable[[], Awaitable[dict[str, str]]]
+    operations: OperationDeps
+
+
+def _request(decoder: Decoder[T], data: bytes) -> T:
+    """The CLI sent something this node does not understand: a usage error, said in our words."""
+    try:
+        return decoder.decode(data)
+    except ValidationError as exc:
+        raise UsageError(f"bad admin request: {exc.message}") from exc
+
+
+def _hex_id(text: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 16:
+        raise UsageError(f"{shown(text)} is not a message id (32 hex digits)")
+    return raw
+
+
+def make_admin_app(deps: AdminDeps) -> web.Application:
+    app = web.Application(middlewares=[admin_errors], client_max_size=4 * 1024 * 1024)
+
+    async def status(_r: web.Request) -> web.Response:
+        return json_response(await deps.status.report())
+
+    async def send(r: web.Request) -> web.Response:
+        req = _request(_SEND, await r.read())
+        msg_id = await deps.sender.send(req.to, req.type, bytes(req.body), req.ttl, req.priority)
+        return json_response({"id": msg_id.hex(), "to": req.to, "status": "queued"})
+
+    async def outbox(r: web.Request) -> web.Response:
+        msg_id = _hex_id(r.query["id"]) if "id" in r.query else None
+        names = await deps.inbox.names()
+        rows = await deps.run_db(deps.store.outbox_rows, msg_id)
+        out: list[dict[str, Any]] = []
+        for row in rows:
+            d = msgspec.structs.asdict(row)
+            d["id"] = row.id.hex()
+            d["peer"] = names.get(row.peer, row.peer.hex())
+            if row.status in ("delivered", "expired", "rejected"):
+                d["next_attempt"] = None
+            out.append(d)
+        return json_response(out)
+
+    async def inbox(r: web.Request) -> web.Response:
+        return json_response(await deps.inbox.listing(unread=r.query.get("unread") == "1"))
+
+    async def inbox_show(r: web.Request) -> web.Response:
+        msg_id = _hex_id(r.match_info["id"])
+        return json_response(await deps.inbox.show(msg_id, r.query.get("from")))
+
+    async def inbox_ack(r: web.Request) -> web.Response:
+        msg_id = _hex_id(r.match_info["id"])
+        req = _request(_ACK, await r.read() or b"{}")
+        return json_response(
+            await deps.inbox.acknowledge(msg_id, r.query.get("from"), req.action, req.details)
+        )
+
+    async def audit_checkpoint(_r: web.Request) -> web.Response:
+        return web.Response(text=await deps.checkpoint(), content_type="text/plain")
+
+    async def witness_now(_r: web.Request) -> web.Response:
+        return json_response(await deps.witness_round())
+
+    app.router.add_post("/v1/audit/checkpoint", audit_checkpoint)
+    app.router.add_post("/v1/audit/witness", witness_now)
+    app.router.add_get("/v1/status", status)
+    app.router.add_post("/v1/send", send)
+    app.router.add_get("/v1/outbox", outbox)
+    app.router.add_get("/v1/inbox", inbox)
+    app.router.add_get("/v1/inbox/{id}", inbox_show)
+    app.router.add_post("/v1/inbox/{id}/ack", inbox_ack)
+    add_operation_routes(app, deps.operations)
+    return app

@@ -1,0 +1,170 @@
+"""The peer API's routes (PROTOCOL.md 11): envelopes in, receipts out; this node's card; health;
+the audit log's checkpoint, consistency proofs and cosignatures for witnesses (12.3).
+
+Cheap refusals come before any work: a caller over its rate gets 429 before its body is read; a
+declared or actual body over the limit gets 413 while reading; a body that trickles in slower than
+``body_timeout`` gets 408. Only then is MessagePack decoded and cryptography run. Errors are JSON
+``{"error": reason, "message": text}``. Routes translate HTTP only: the services behind
+:class:`PeerDeps` hold the logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from node.admission import Admission
+from node.config import Limits
+from node.cosigning import MAX_COSIGNATURE_BODY, Cosigning, Refused
+from node.http.bodies import read_limited
+from node.http.responses import peer_error
+from node.ratelimit import sampled
+from node.receiver import Receiver
+from node.rejections import Rejections
+from protocol.batch import BATCH_CONTENT_TYPE, BATCH_PATH, decode_batch, encode_response
+from protocol.errors import Rejected
+
+SENDER_HEADER = "X-Borderlink-Sender"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerDeps:
+    limits: Limits
+    card_text: str
+    receiver: Receiver
+    rejections: Rejections
+    admission: Admission
+    cosigning: Cosigning
+    checkpoint: Callable[[], Awaitable[str]]  # the latest note with cosignatures, signing if none
+    stopping: Callable[[], bool]
+    ready: Callable[[], bool]
+    log: structlog.typing.FilteringBoundLogger
+
+
+def make_peer_app(deps: PeerDeps) -> web.Application:
+    limits = deps.limits
+    refused = [0]  # batches refused over their rate, since start
+
+    def claimed(request: web.Request) -> str:
+        return request.headers.get(SENDER_HEADER, "")
+
+    async def allowed(request: web.Request) -> bool:
+        return await deps.admission.allow(claimed(request), request.remote)
+
+    async def audit(reason: str, detail: str, request: web.Request) -> None:
+        """Refusals before decoding: every one logged, the audit log sampled per source and
+        reason like other unauthenticated rejections (PROTOCOL.md 12.1)."""
+        deps.log.warning("message.rejected", reason=reason, detail=detail, source=request.remote)
+        await deps.rejections.refused(
+            reason, detail, source=request.remote, claimed=claimed(request)[:64] or None
+        )
+
+    async def body_or_refusal(request: web.Request, limit: int) -> bytes | web.Response:
+        try:
+            raw = await asyncio.wait_for(
+                read_limited(request.content, None, limit), timeout=limits.body_timeout
+            )
+        except TimeoutError:
+            await audit(
+                "body_timeout", f"body not received within {limits.body_timeout} s", request
+            )
+            return peer_error(
+                "body_timeout", f"body not received within {limits.body_timeout:.0f} s"
+            )
+        if raw is None:
+            await audit("oversize", f"body over {limit} bytes", request)
+            return peer_error("oversize", f"body over {limit} bytes")
+        return raw
+
+    async def post_envelopes(request: web.Request) -> web.Response:
+        if not await allowed(request):
+            refused[0] += 1
+            if sampled(refused[0]):  # a flood is no log flood
+                await audit("rate_limited", f"{refused[0]} requests refused so far", request)
+            return peer_error("rate_limited", "too many requests; retry later")
+        if request.content_length is not None and request.content_length > limits.max_body:
+            await audit("oversize", f"declared {request.content_length} bytes", request)
+            return peer_error("oversize", f"body over {limits.max_body} bytes")
+        if deps.stopping():
+            return peer_error("unavailable", "node is shutting down")
+        try:
+            body = await asyncio.wait_for(request.read(), timeout=limits.body_timeout)
+        except TimeoutError:
+            await audit(
+                "body_timeout", f"body not received within {limits.body_timeout} s", request
+            )
+            return peer_error(
+                "body_timeout", f"body not received within {limits.body_timeout:.0f} s"
+            )
+        except web.HTTPRequestEntityTooLarge:
+            await audit("oversize", f"body over {limits.max_body} bytes", request)
+            return peer_error("oversize", f"body over {limits.max_body} bytes")
+        try:
+            items = decode_batch(body, max_items=limits.max_batch)
+        except Rejected as exc:
+            await audit(exc.reason, exc.message, request)
+            return peer_error(exc.reason, exc.message)
+        resp = await deps.receiver.receive(items, source=str(request.remote))
+        if len(resp.results) == 1 and resp.results[0].outcome == "rejected":
+            return peer_error(resp.results[0].reason or "rejected")
+        return web.Response(body=encode_response(resp), content_type=BATCH_CONTENT_TYPE)
+
+    async def card(_request: web.Request) -> web.Response:
+        return web.Response(text=deps.card_text, content_type="text/plain")
+
+    async def livez(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        if deps.stopping() or not deps.ready():
+            return web.json_response({"status": "unavailable"}, status=503)
+        return web.json_response({"status": "ready"})
+
+    async def audit_checkpoint(request: web.Request) -> web.Response:
+        if not await allowed(request):
+            return peer_error("rate_limited", "too many requests; retry later")
+        return web.Response(text=await deps.checkpoint(), content_type="text/plain")
+
+    async def audit_consistency(request: web.Request) -> web.Response:
+        if not await allowed(request):
+            return peer_error("rate_limited", "too many requests; retry later")
+        try:
+            old, new = int(request.query["old"]), int(request.query["new"])
+        except (KeyError, ValueError):
+            return peer_error("malformed", "give old=SIZE&new=SIZE")
+        proof = await deps.cosigning.consistency(old, new)
+        if isinstance(proof, Refused):
+            return peer_error(proof.reason, proof.message)
+        return web.json_response(
+            {"old": old, "new": new, "proof": [base64.b64encode(h).decode() for h in proof]}
+        )
+
+    async def audit_cosignature(request: web.Request) -> web.Response:
+        if not await allowed(request):
+            return peer_error("rate_limited", "too many requests; retry later")
+        declared = request.content_length
+        if declared is not None and declared > MAX_COSIGNATURE_BODY:
+            await audit("oversize", f"declared {declared} bytes", request)
+            return peer_error("oversize", f"body over {MAX_COSIGNATURE_BODY} bytes")
+        raw = await body_or_refusal(request, MAX_COSIGNATURE_BODY)
+        if isinstance(raw, web.Response):
+            return raw
+        refusal = await deps.cosigning.accept(raw)
+        if refusal is not None:
+            return peer_error(refusal.reason, refusal.message)
+        return web.json_response({"status": "stored"})
+
+    app = web.Application(client_max_size=limits.max_body)
+    app.router.add_get("/v1/audit/checkpoint", audit_checkpoint)
+    app.router.add_get("/v1/audit/consistency", audit_consistency)
+    app.router.add_post("/v1/audit/cosignature", audit_cosignature)
+    app.router.add_post(BATCH_PATH, post_envelopes)
+    app.router.add_get("/v1/card", card)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    return app

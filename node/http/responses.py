@@ -1,0 +1,84 @@
+"""How both APIs answer: JSON bodies, the peer API's error answers with their HTTP status per
+wire reason (PROTOCOL.md 11.5, declared in docs/peer-api.openapi.yaml), and the admin API's error
+middleware that lets the CLI print the same line and exit code as if the error happened locally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from protocol.errors import BorderlinkError
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+HTTP_STATUS = {
+    "malformed": 400,
+    "too_many_recipients": 400,
+    "clock_skew": 422,
+    "not_recipient": 403,
+    "unknown_sender": 403,
+    "oversize": 413,
+    "expired": 422,
+    "decryption_failed": 422,
+    "bad_signature": 422,
+    "replay": 409,
+    "rate_limited": 429,
+    "body_timeout": 408,
+    "unavailable": 503,
+}
+
+# Decryption and signature failures are opaque to peers: details go to the local log only.
+GENERIC = {
+    "decryption_failed": "the envelope could not be decrypted",
+    "bad_signature": "the envelope could not be verified",
+    "unknown_sender": "the sender is not a trusted peer of this node",
+}
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=msgspec.json.encode(data), status=status, content_type="application/json"
+    )
+
+
+def peer_error(reason: str, message: str = "") -> web.Response:
+    """``{"error": reason, "message": text}`` with the status the reason maps to."""
+    body = msgspec.json.encode({"error": reason, "message": GENERIC.get(reason, message)})
+    return web.Response(
+        status=HTTP_STATUS.get(reason, 400), body=body, content_type="application/json"
+    )
+
+
+@web.middleware
+async def admin_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """``{"error": class, "message", "hint", "exit_code"}``; a bug is logged whole, said in one line."""
+    try:
+        return await handler(request)
+    except BorderlinkError as exc:
+        return json_response(
+            {
+                "error": type(exc).__name__,
+                "message": exc.message,
+                "hint": exc.hint,
+                "exit_code": exc.exit_code,
+            },
+            status=400,
+        )
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        structlog.get_logger("borderlink.admin").exception("admin.error", path=request.path)
+        return json_response(
+            {
+                "error": "NodeError",
+                "message": f"internal error in the node: {exc}",
+                "hint": "see the node's log",
+                "exit_code": 3,
+            },
+            status=500,
+        )

@@ -1,0 +1,361 @@
+"""The operations the CLI asks of a node, each defined once: a request Struct, a result Struct and
+the service function that runs it.
+
+The same operation runs in the node when it is up (the admin API, node/http/operations.py) and in
+the CLI's process when it is not (node/local.py, on a store opened from the home): one definition,
+so peers added either way get the same trust decision and the same audit entries. Requests carry
+the CLI's actor (``cli:<user>``); the node adds nothing of its own but its storage, threads, clock
+and identity (:class:`OperationDeps`). Calls services; no HTTP, no SQL.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+import msgspec
+
+from keys.card import Card, parse_card
+from node import audit_ops, initialise, offline, peers
+from node.audit_ops import Exported, LogReport, Proof, Signer
+from node.offline import OpenedFile, Recipient
+from node.peers import AddedPeer, PeerRow, Revoked
+from node.runtime import Clock, Run, run_inline
+from node.storage import Store
+from protocol.decoding import Decoder
+from protocol.errors import NodeError, UsageError, ValidationError
+from protocol.identity import Identity
+
+
+async def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperationDeps:
+    """What an operation may use. The daemon passes its own; node/local.py builds one per call."""
+
+    store: Store
+    run_db: Run
+    clock: Clock
+    own_card: Callable[[], Card]  # this node's card (read when an operation needs it)
+    identity: Identity | None = None  # needed to open sealed files
+    run_cpu: Run = run_inline
+    # After a peer was added, updated, removed or revoked: the node refreshes what it caches
+    # about peers (delivery workers, the rate limiter's known senders).
+    after_peers_changed: Callable[[], Awaitable[None]] = field(default=_nothing)
+
+    def me(self) -> Identity:
+        if self.identity is None:
+            raise NodeError("internal error: this operation needs the node's unlocked identity")
+        return self.identity
+
+
+Req = TypeVar("Req", bound=msgspec.Struct)
+Res = TypeVar("Res", bound=msgspec.Struct)
+
+
+@dataclass(frozen=True)
+class Operation(Generic[Req, Res]):
+    """One operation: its name on the admin API (POST /v1/ops/NAME), its request and result
+    Structs (JSON on the wire), and the service function both the node and the CLI run."""
+
+    name: str
+    request: type[Req]
+    result: type[Res]
+    run: Callable[[OperationDeps, Req], Coroutine[object, object, Res]]
+
+    @functools.cached_property
+    def _requests(self) -> Decoder[Req]:
+        return Decoder[Req](self.request, what="admin request")
+
+    def decode_request(self, data: bytes) -> Req:
+        """The CLI sent something this node does not understand: a usage error, in our words."""
+        try:
+            return self._requests.decode(data)
+        except ValidationError as exc:
+            raise UsageError(f"bad admin request: {exc.message}") from exc
+
+    def decode_result(self, data: bytes) -> Res:
+        try:
+            return msgspec.json.decode(data, type=self.result)
+        except msgspec.DecodeError as exc:
+            raise NodeError(
+                f"the node's answer to {self.name} is not what this borderlink expects",
+                hint="the node may run another version of borderlink: restart it",
+            ) from exc
+
+    async def answer(self, deps: OperationDeps, body: bytes) -> bytes:
+        """Run on a request as the admin API received it; the result as the API sends it."""
+        return msgspec.json.encode(await self.run(deps, self.decode_request(body)))
+
+
+class Answering(Protocol):
+    """Any operation, as the admin API serves it."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def answer(self, deps: OperationDeps, body: bytes) -> bytes: ...
+
+
+class _Request(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+class Done(msgspec.Struct, frozen=True):
+    """The result of an operation that only changes something."""
+
+
+# -- peers ---------------------------------------------------------------------------------------
+
+
+class AddPeer(_Request):
+    card: str  # armored contact card
+    actor: str
+    fingerprint: str | None = None
+    trust_on_first_use: bool = False
+
+
+async def _add_peer(deps: OperationDeps, req: AddPeer) -> AddedPeer:
+    now = deps.clock()
+    card = await deps.run_cpu(parse_card, req.card, now=int(now))
+    added = await deps.run_db(
+        peers.add,
+        deps.store,
+        card,
+        me=deps.own_card().identity.node_id,
+        fingerprint=req.fingerprint,
+        trust_on_first_use=req.trust_on_first_use,
+        actor=req.actor,
+        now=now,
+    )
+    if added.outcome != "unchanged":
+        await deps.after_peers_changed()
+    return added
+
+
+class ListPeers(_Request):
+    pass
+
+
+class PeerList(msgspec.Struct, frozen=True):
+    peers: list[PeerRow]
+
+
+async def _list_peers(deps: OperationDeps, req: ListPeers) -> PeerList:
+    return PeerList(await deps.run_db(peers.listing, deps.store))
+
+
+class RemovePeer(_Request):
+    name: str
+    actor: str
+
+
+async def _remove_peer(deps: OperationDeps, req: RemovePeer) -> Done:
+    await deps.run_db(peers.remove, deps.store, req.name, actor=req.actor, now=deps.clock())
+    await deps.after_peers_changed()
+    return Done()
+
+
+class RevokePeer(_Request):
+    name: str
+    actor: str
+
+
+async def _revoke_peer(deps: OperationDeps, req: RevokePeer) -> Revoked:
+    revoked = await deps.run_db(
+        peers.revoke, deps.store, req.name, actor=req.actor, now=deps.clock()
+    )
+    if not revoked.already:
+        await deps.after_peers_changed()
+    return revoked
+
+
+ADD_PEER = Operation("peers.add", AddPeer, AddedPeer, _add_peer)
+LIST_PEERS = Operation("peers.list", ListPeers, PeerList, _list_peers)
+REMOVE_PEER = Operation("peers.remove", RemovePeer, Done, _remove_peer)
+REVOKE_PEER = Operation("peers.revoke", RevokePeer, Revoked, _revoke_peer)
+
+
+# -- the offline flow ----------------------------------------------------------------------------
+
+
+class FindRecipients(_Request):
+    names: list[str]
+
+
+class Recipients(msgspec.Struct, frozen=True):
+    recipients: list[Recipient]
+
+
+async def _find_recipients(deps: OperationDeps, req: FindRecipients) -> Recipients:
+    return Recipients(await deps.run_db(offline.recipients, deps.store, req.names))
+
+
+class OpenSealed(_Request):
+    envelope: bytes
+    source: str  # where it came from, for the audit entry: file:PATH
+    actor: str
+
+
+async def _open_sealed(deps: OperationDeps, req: OpenSealed) -> OpenedFile:
+    return await offline.open_sealed(
+        req.envelope,
+        me=deps.me(),
+        store=deps.store,
+        run_db=deps.run_db,
+        run_cpu=deps.run_cpu,
+        clock=deps.clock,
+        source=req.source,
+        actor=req.actor,
+    )
+
+
+FIND_RECIPIENTS = Operation("seal.recipients", FindRecipients, Recipients, _find_recipients)
+OPEN_SEALED = Operation("open", OpenSealed, OpenedFile, _open_sealed)
+
+
+# -- the audit log -------------------------------------------------------------------------------
+
+
+class ListAudit(_Request):
+    since_ms: float | None = None
+    kind: str | None = None
+    message_id: str | None = None
+
+
+class AuditLog(msgspec.Struct, frozen=True):
+    entries: list[dict[str, object]]
+
+
+async def _list_audit(deps: OperationDeps, req: ListAudit) -> AuditLog:
+    entries = await deps.run_db(
+        audit_ops.log_entries,
+        deps.store,
+        since_ms=req.since_ms,
+        kind=req.kind,
+        message_id=req.message_id,
+    )
+    return AuditLog(entries)
+
+
+class VerifyLog(_Request):
+    pass
+
+
+async def _verify_log(deps: OperationDeps, req: VerifyLog) -> LogReport:
+    me = deps.own_card().identity
+    snapshot = await deps.run_db(audit_ops.log_snapshot, deps.store)
+    return await deps.run_cpu(audit_ops.verify_snapshot, snapshot, me)
+
+
+class ProveEntry(_Request):
+    index: int
+
+
+async def _prove_entry(deps: OperationDeps, req: ProveEntry) -> Proof:
+    log = await deps.run_db(audit_ops.covered, deps.store, req.index)
+    return await deps.run_cpu(audit_ops.prove, log, req.index)
+
+
+class ExportLog(_Request):
+    pass
+
+
+async def _export_log(deps: OperationDeps, req: ExportLog) -> Exported:
+    card = deps.own_card()
+    log, note = await deps.run_db(audit_ops.export_snapshot, deps.store)
+    return await deps.run_cpu(audit_ops.export, log, note, card)
+
+
+class NoteExport(_Request):
+    size: int
+    destination: str
+    actor: str
+
+
+async def _note_export(deps: OperationDeps, req: NoteExport) -> Done:
+    await deps.run_db(
+        audit_ops.exported,
+        deps.store,
+        size=req.size,
+        destination=req.destination,
+        actor=req.actor,
+        now=deps.clock(),
+    )
+    return Done()
+
+
+class FindSigner(_Request):
+    card: str  # the card inside an export file
+
+
+async def _find_signer(deps: OperationDeps, req: FindSigner) -> Signer:
+    own = deps.own_card()
+    return await deps.run_db(audit_ops.export_signer, deps.store, own, req.card)
+
+
+LIST_AUDIT = Operation("audit.log", ListAudit, AuditLog, _list_audit)
+VERIFY_LOG = Operation("audit.verify", VerifyLog, LogReport, _verify_log)
+PROVE_ENTRY = Operation("audit.prove", ProveEntry, Proof, _prove_entry)
+EXPORT_LOG = Operation("audit.export", ExportLog, Exported, _export_log)
+NOTE_EXPORT = Operation("audit.exported", NoteExport, Done, _note_export)
+FIND_SIGNER = Operation("audit.signer", FindSigner, Signer, _find_signer)
+
+
+# -- this node's keys ----------------------------------------------------------------------------
+
+
+class NoteCardExport(_Request):
+    destination: str
+    actor: str
+
+
+async def _note_card_export(deps: OperationDeps, req: NoteCardExport) -> Done:
+    await deps.run_db(
+        initialise.card_exported,
+        deps.store,
+        destination=req.destination,
+        actor=req.actor,
+        now=deps.clock(),
+    )
+    return Done()
+
+
+class NotePassphraseChange(_Request):
+    actor: str
+
+
+async def _note_passphrase_change(deps: OperationDeps, req: NotePassphraseChange) -> Done:
+    await deps.run_db(initialise.passphrase_changed, deps.store, actor=req.actor, now=deps.clock())
+    return Done()
+
+
+NOTE_CARD_EXPORT = Operation("keys.card_exported", NoteCardExport, Done, _note_card_export)
+NOTE_PASSPHRASE_CHANGE = Operation(
+    "keys.passphrase_changed", NotePassphraseChange, Done, _note_passphrase_change
+)
+
+
+OPERATIONS: dict[str, Answering] = {
+    op.name: op
+    for op in (
+        ADD_PEER,
+        LIST_PEERS,
+        REMOVE_PEER,
+        REVOKE_PEER,
+        FIND_RECIPIENTS,
+        OPEN_SEALED,
+        LIST_AUDIT,
+        VERIFY_LOG,
+        PROVE_ENTRY,
+        EXPORT_LOG,
+        NOTE_EXPORT,
+        FIND_SIGNER,
+        NOTE_CARD_EXPORT,
+        NOTE_PASSPHRASE_CHANGE,
+    )
+}

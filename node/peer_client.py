@@ -1,0 +1,201 @@
+"""The node's one HTTP client for talking to peers: batches, checkpoints, proofs, cosignatures.
+
+Holds one aiohttp session and touches nothing else (no storage, no clock). Every call goes through
+:meth:`PeerClient._request`, so the rules hold for all of them: redirects are never followed (a
+peer's endpoint is the one in its signed card; a redirect would send our batch, or our witness
+request, wherever the answer says), every answer is read up to a limit fixed per call, and
+aiohttp's exceptions are translated here, once, into sentences an operator understands
+(:class:`DeliveryFailed`). The session is built in :meth:`PeerClient._open` alone: that is where
+TLS will be configured.
+
+Callers see narrow Protocols (:class:`BatchClient` for delivery, :class:`AuditClient` for
+witnessing), so their retry and decision logic can be tested against a fake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from node.http.bodies import read_limited
+from protocol.batch import BATCH_CONTENT_TYPE, BATCH_PATH
+from protocol.errors import NodeError, os_reason
+
+CHECKPOINT_PATH = "/v1/audit/checkpoint"
+CONSISTENCY_PATH = "/v1/audit/consistency"
+COSIGNATURE_PATH = "/v1/audit/cosignature"
+
+MAX_BATCH_RESPONSE = 4 * 1024 * 1024  # receipts for a full batch are a few hundred KiB at most
+MAX_NOTE = 64 * 1024  # a checkpoint with up to 100 signature lines is under 16 KiB
+MAX_PROOF = 16 * 1024  # a proof for 2^63 entries is at most 63 hashes, about 3 KiB as JSON
+MAX_COSIGNATURE_ANSWER = 4 * 1024  # {"status": "stored"} or an error body
+
+
+class DeliveryFailed(NodeError):
+    """The request did not produce a usable answer from the peer; always worth retrying."""
+
+
+class AnswerTooLarge(DeliveryFailed):
+    """The peer answered, with more than the call reads: a broken or hostile peer, not a network
+    fault (the witness reports it as a bad answer, delivery simply retries)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A peer's HTTP answer, read in full (within the call's limit)."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+class BatchClient(Protocol):
+    """What the delivery worker needs: one POST of a batch."""
+
+    async def post_batch(self, peer_name: str, endpoint: str, sender: bytes, body: bytes) -> Answer:
+        """POST a batch; the peer's answer, or raise :class:`DeliveryFailed`."""
+        ...
+
+
+class AuditClient(Protocol):
+    """What the witness needs (PROTOCOL.md 12.3); each raises :class:`DeliveryFailed`."""
+
+    async def checkpoint(self, peer_name: str, endpoint: str) -> Answer: ...
+
+    async def consistency(self, peer_name: str, endpoint: str, old: int, new: int) -> Answer: ...
+
+    async def post_cosignature(self, peer_name: str, endpoint: str, payload: bytes) -> Answer:
+        """``payload``: the JSON body ``{witness, size, line}``."""
+        ...
+
+
+def _kib(limit: int) -> str:
+    return f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit // 1024} KiB"
+
+
+class PeerClient:
+    """Every outbound request of the node. Create it anywhere; the session opens on first use
+    (aiohttp wants a running loop) and :meth:`close` ends it."""
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 5.0))
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post_batch(self, peer_name: str, endpoint: str, sender: bytes, body: bytes) -> Answer:
+        headers = {"Content-Type": BATCH_CONTENT_TYPE, "X-Borderlink-Sender": sender.hex()}
+        where = _where(peer_name, endpoint)
+        return await self._request(
+            "POST",
+            endpoint,
+            BATCH_PATH,
+            where=where,
+            limit=MAX_BATCH_RESPONSE,
+            too_large=f"{where} answered with more than {_kib(MAX_BATCH_RESPONSE)}",
+            data=body,
+            headers=headers,
+        )
+
+    async def checkpoint(self, peer_name: str, endpoint: str) -> Answer:
+        return await self._request(
+            "GET",
+            endpoint,
+            CHECKPOINT_PATH,
+            where=_where(peer_name, endpoint),
+            limit=MAX_NOTE,
+            too_large=f"checkpoint is over {_kib(MAX_NOTE)}",
+        )
+
+    async def consistency(self, peer_name: str, endpoint: str, old: int, new: int) -> Answer:
+        return await self._request(
+            "GET",
+            endpoint,
+            CONSISTENCY_PATH,
+            where=_where(peer_name, endpoint),
+            limit=MAX_PROOF,
+            too_large=f"consistency proof is over {_kib(MAX_PROOF)}",
+            params={"old": str(old), "new": str(new)},
+        )
+
+    async def post_cosignature(self, peer_name: str, endpoint: str, payload: bytes) -> Answer:
+        return await self._request(
+            "POST",
+            endpoint,
+            COSIGNATURE_PATH,
+            where=_where(peer_name, endpoint),
+            limit=MAX_COSIGNATURE_ANSWER,
+            too_large=f"answer to a cosignature is over {_kib(MAX_COSIGNATURE_ANSWER)}",
+            data=payload,
+            headers={"Content-Type": "application/json"},
+        )
+
+    def _open(self) -> aiohttp.ClientSession:
+        """The one place the session is built (and where TLS settings will go, issue 9).
+
+        No cookies: a peer's answer must not change what we send the next one. Proxies from
+        the environment are not used (aiohttp's ``trust_env`` stays off)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit_per_host=8),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
+
+    async def _request(
+        self,
+        method: str,
+        endpoint: str,
+        path: str,
+        *,
+        where: str,
+        limit: int,
+        too_large: str,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Answer:
+        session = self._open()
+        url = endpoint.rstrip("/") + path
+        try:
+            async with session.request(
+                method, url, data=data, headers=headers, params=params, allow_redirects=False
+            ) as resp:
+                body = await read_limited(resp.content, resp.content_length, limit)
+                if body is None:
+                    raise AnswerTooLarge(too_large)
+                return Answer(resp.status, resp.content_type, body)
+        except DeliveryFailed:
+            raise
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, ConnectionRefusedError):
+                raise DeliveryFailed(f"connection refused by {where}") from exc
+            raise DeliveryFailed(f"cannot connect to {where}: {os_reason(exc.os_error)}") from exc
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise DeliveryFailed(
+                f"no answer from {where} within {self._timeout.total:.0f} s"
+            ) from exc
+        except aiohttp.InvalidURL as exc:
+            raise DeliveryFailed(f"cannot reach {where}: the endpoint is not a usable URL") from exc
+        except aiohttp.ClientError as exc:
+            raise DeliveryFailed(f"connection to {where} failed: {exc.__class__.__name__}") from exc
+        except OSError as exc:
+            raise DeliveryFailed(f"cannot reach {where}: {os_reason(exc)}") from exc
+        except ValueError as exc:  # yarl/aiohttp refusing the endpoint URL
+            raise DeliveryFailed(f"cannot reach {where}: the endpoint is not a usable URL") from exc
+
+
+def _where(peer_name: str, endpoint: str) -> str:
+    """How errors name the peer: its name and the host:port we tried."""
+    try:
+        host = urlsplit(endpoint).netloc
+    except ValueError:  # e.g. an unbalanced "[" in the host
+        host = ""
+    return f"{peer_name} at {host or endpoint}"

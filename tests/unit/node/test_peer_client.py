@@ -1,0 +1,208 @@
+"""PeerClient against real aiohttp servers on 127.0.0.1: what it sends, what it refuses to read,
+that it never follows a redirect, and how a failure is put in words (our words, not aiohttp's)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from node.peer_client import (
+    CHECKPOINT_PATH,
+    CONSISTENCY_PATH,
+    COSIGNATURE_PATH,
+    MAX_BATCH_RESPONSE,
+    MAX_NOTE,
+    AnswerTooLarge,
+    DeliveryFailed,
+    PeerClient,
+)
+from protocol.batch import BATCH_CONTENT_TYPE, BATCH_PATH
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[PeerClient]:
+    c = PeerClient(timeout=10)
+    yield c
+    await c.close()
+
+
+async def serve(routes: dict[tuple[str, str], Handler]) -> TestServer:
+    app = web.Application()
+    for (method, path), handler in routes.items():
+        app.router.add_route(method, path, handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+def endpoint(server: TestServer) -> str:
+    return str(server.make_url(""))
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_a_batch_answer_over_the_limit_is_not_read(
+    client: PeerClient, declared: bool
+) -> None:
+    """Bug 4: post_batch read the whole answer, so a 400 MB answer cost 1.3 GB of memory."""
+    sent = [0]
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        if declared:
+            body = b"\0" * (MAX_BATCH_RESPONSE + 1)
+            return web.Response(body=body, content_type=BATCH_CONTENT_TYPE)
+        resp = web.StreamResponse()
+        resp.content_type = BATCH_CONTENT_TYPE
+        await resp.prepare(request)
+        try:
+            for _ in range(256):
+                await resp.write(b"\0" * 2**20)
+                sent[0] += 2**20
+        except ConnectionError:
+            pass
+        return resp
+
+    server = await serve({("POST", BATCH_PATH): huge})
+    try:
+        with pytest.raises(AnswerTooLarge, match="answered with more than 4 MiB") as caught:
+            await client.post_batch("bob", endpoint(server), bytes(32), b"batch")
+    finally:
+        await server.close()
+    assert isinstance(caught.value, DeliveryFailed)  # delivery retries it like any failure
+    assert str(caught.value).startswith("bob at 127.0.0.1:")
+    assert sent[0] < 64 * 2**20
+
+
+async def test_a_batch_is_posted_with_its_sender_and_the_answer_returned(
+    client: PeerClient,
+) -> None:
+    got: list[tuple[str, str, bytes]] = []
+
+    async def ok(request: web.Request) -> web.Response:
+        got.append(
+            (
+                request.headers["X-Borderlink-Sender"],
+                request.headers["Content-Type"],
+                await request.read(),
+            )
+        )
+        return web.Response(status=207, body=b"receipts", content_type=BATCH_CONTENT_TYPE)
+
+    server = await serve({("POST", BATCH_PATH): ok})
+    try:
+        answer = await client.post_batch("bob", endpoint(server) + "/", b"\x01" * 32, b"x")
+    finally:
+        await server.close()
+    assert got == [("01" * 32, BATCH_CONTENT_TYPE, b"x")]
+    assert (answer.status, answer.content_type, answer.body) == (
+        207,
+        BATCH_CONTENT_TYPE,
+        b"receipts",
+    )
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_redirect_is_never_followed(client: PeerClient, status: int) -> None:
+    """A redirect would send our batch (or our witness's questions) wherever the answer says;
+    a peer's endpoint is the one in its signed card."""
+    elsewhere: list[str] = []
+
+    async def redirect(_request: web.Request) -> web.Response:
+        return web.Response(status=status, headers={"Location": "/elsewhere"})
+
+    async def target(request: web.Request) -> web.Response:
+        elsewhere.append(request.method)
+        return web.Response(text="followed")
+
+    server = await serve(
+        {
+            ("POST", BATCH_PATH): redirect,
+            ("GET", CHECKPOINT_PATH): redirect,
+            ("*", "/elsewhere"): target,
+        }
+    )
+    try:
+        batch = await client.post_batch("bob", endpoint(server), bytes(32), b"x")
+        note = await client.checkpoint("bob", endpoint(server))
+    finally:
+        await server.close()
+    assert batch.status == note.status == status
+    assert elsewhere == []
+
+
+async def test_witness_calls_reach_their_paths_and_are_capped(client: PeerClient) -> None:
+    seen: list[tuple[str, str, str, bytes]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append((request.method, request.path, request.query_string, await request.read()))
+        return web.Response(text="ok")
+
+    async def big_note(_request: web.Request) -> web.Response:
+        return web.Response(body=b"A" * (MAX_NOTE + 1))
+
+    server = await serve(
+        {
+            ("GET", CONSISTENCY_PATH): record,
+            ("POST", COSIGNATURE_PATH): record,
+            ("GET", CHECKPOINT_PATH): big_note,
+        }
+    )
+    try:
+        proof = await client.consistency("bob", endpoint(server), 3, 9)
+        cosigned = await client.post_cosignature("bob", endpoint(server), b'{"size": 9}')
+        with pytest.raises(AnswerTooLarge, match="checkpoint is over 64 KiB"):
+            await client.checkpoint("bob", endpoint(server))
+    finally:
+        await server.close()
+    assert proof.body == cosigned.body == b"ok"
+    assert seen == [
+        ("GET", CONSISTENCY_PATH, "old=3&new=9", b""),
+        ("POST", COSIGNATURE_PATH, "", b'{"size": 9}'),
+    ]
+
+
+def unused_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_connection_refused_is_said_in_words(client: PeerClient) -> None:
+    port = unused_port()
+    with pytest.raises(DeliveryFailed) as caught:
+        await client.post_batch("bob", f"http://127.0.0.1:{port}", bytes(32), b"x")
+    assert caught.value.message == f"connection refused by bob at 127.0.0.1:{port}"
+    with pytest.raises(DeliveryFailed) as caught:
+        await client.checkpoint("bob", f"http://127.0.0.1:{port}")
+    assert caught.value.message == f"connection refused by bob at 127.0.0.1:{port}"
+
+
+async def test_an_endpoint_that_is_no_url_is_said_in_words(client: PeerClient) -> None:
+    with pytest.raises(DeliveryFailed, match="the endpoint is not a usable URL"):
+        await client.post_batch("bob", "http://[::1", bytes(32), b"x")
+
+
+async def test_a_peer_that_never_answers_is_said_in_words() -> None:
+    hold = asyncio.Event()
+
+    async def silent(_request: web.Request) -> web.Response:
+        await hold.wait()
+        return web.Response()
+
+    server = await serve({("GET", CHECKPOINT_PATH): silent})
+    client = PeerClient(timeout=0.2)
+    try:
+        with pytest.raises(DeliveryFailed, match=r"^no answer from bob at 127\.0\.0\.1:\d+ within"):
+            await client.checkpoint("bob", endpoint(server))
+    finally:
+        hold.set()
+        await client.close()
+        await server.close()
