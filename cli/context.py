@@ -1,25 +1,39 @@
-"""What every command gets: the home, the clock, the store, and the unlocked identity on demand."""
+"""What every command gets: the home, the clock, the operator's name for the audit log, the unlocked
+identity on demand, and the node's operations (through the running node, or here if it is down)."""
 
 from __future__ import annotations
 
+import getpass
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from node.home import Home, default_home
-from protocol.errors import BorderlinkError, os_reason
+from protocol.errors import BorderlinkError
 
 if TYPE_CHECKING:
+    import msgspec
+
     from keys.card import Card
+    from node.operations import Operation
     from protocol.identity import Identity
-    from node.store import Store
+
+    Req = TypeVar("Req", bound=msgspec.Struct)
+    Res = TypeVar("Res", bound=msgspec.Struct)
+
+
+def cli_actor() -> str:
+    """Who acted, as audit entries name a person at the CLI: ``cli:<login>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
 
 
 @dataclass
 class Ctx:
     home: Home
-    _store: Store | None = field(default=None, repr=False)
 
     @classmethod
     def from_option(cls, home: str | None) -> Ctx:
@@ -28,31 +42,42 @@ class Ctx:
     def now(self) -> int:
         return int(time.time())
 
-    def store(self) -> Store:
-        from node.store import Store
+    def actor(self) -> str:
+        return cli_actor()
 
-        if self._store is None:
-            self.home.require()
-            self._store = Store(self.home.database)
-        return self._store
-
-    def card(self) -> Card:
-        from keys.card import parse_card
+    def run(
+        self, op: Operation[Req, Res], request: Req, *, identity: Identity | None = None
+    ) -> Res:
+        """Run one of the node's operations: in the node if it runs (its admin socket answers),
+        else here on its store (``identity``, if unlocked, serves for what needs the keys)."""
+        from cli.admin_client import NodeNotRunning, operation
 
         self.home.require()
         try:
-            text = self.home.card.read_text()
-        except OSError as exc:
-            raise BorderlinkError(
-                f"cannot read this node's card {self.home.card}: {os_reason(exc)}"
-            ) from exc
-        return parse_card(text, now=self.now())
+            return operation(self.home.admin_socket, op, request)
+        except NodeNotRunning:
+            pass
+        from node.local import run
+
+        return run(self.home, op, request, identity=identity)
+
+    def admin(self, method: str, path: str, body: object = None) -> Any:
+        """A request only the running node can answer (send, inbox, status): exit 3 if it is down."""
+        from cli.admin_client import call
+
+        self.home.require()
+        return call(self.home.admin_socket, method, path, body)
+
+    def card(self) -> Card:
+        from node.local import own_card
+
+        return own_card(self.home, self.now())
 
     def unlock(self, fd: int | None, file: str | None) -> Identity:
         """Ask for the passphrase (fd, file, env, prompt) and decrypt the keystore."""
         from cli.passphrase import get_passphrase
-        from protocol.identity import Identity
         from keys.keystore import open_keystore, read_keystore_file
+        from protocol.identity import Identity
 
         self.home.require()
         data = read_keystore_file(self.home.keystore)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cli.context import Ctx
+from cli.files import write_output
 from cli.options import Group, OneOf, PathArg
 from cli.output import emit, json_option, note
 from cli.passphrase import passphrase_options
+
+if TYPE_CHECKING:
+    from keys.card import Card
 
 
 @click.group("keys", cls=Group)
@@ -18,20 +22,7 @@ def keys_group() -> None:
     """Show and export this node's keys and contact card."""
 
 
-def _write(text: str, output: str | None) -> None:
-    if output in (None, "-"):
-        click.echo(text, nl=False)
-        return
-    try:
-        with open(output, "w") as fh:
-            fh.write(text)
-    except OSError as exc:
-        from protocol.errors import BorderlinkError, os_reason
-
-        raise BorderlinkError(f"cannot write {output}: {os_reason(exc)}") from exc
-
-
-def card_summary(card: Any) -> dict[str, Any]:
+def card_summary(card: Card) -> dict[str, Any]:
     body = card.body
     return {
         "name": body.name,
@@ -76,10 +67,10 @@ def show_cmd(ctx: Ctx, as_json: bool) -> None:
 @click.pass_obj
 def export_card_cmd(ctx: Ctx, output: str | None) -> None:
     """Write this node's signed contact card (armored text) to hand to peers."""
-    from node.audit_store import cli_actor, event
+    from node.operations import NOTE_CARD_EXPORT, NoteCardExport
 
-    _write(ctx.card().armored(), output)
-    ctx.store().audit(event("card.exported", cli_actor(), detail=output or "stdout"))
+    write_output(ctx.card().armored(), output)
+    ctx.run(NOTE_CARD_EXPORT, NoteCardExport(destination=output or "stdout", actor=ctx.actor()))
 
 
 @keys_group.command("export-public")
@@ -90,7 +81,7 @@ def export_card_cmd(ctx: Ctx, output: str | None) -> None:
 @click.pass_obj
 def export_public_cmd(ctx: Ctx, fmt: str, output: str | None) -> None:
     """Write the Ed25519 signing public key as PEM (SubjectPublicKeyInfo), for openssl."""
-    _write(ctx.card().identity.sign_key_pem(), output)
+    write_output(ctx.card().identity.sign_key_pem(), output)
 
 
 @keys_group.command("passphrase")
@@ -103,7 +94,7 @@ def passphrase_cmd(ctx: Ctx, passphrase_fd: int | None, passphrase_file: str | N
 
     from cli.passphrase import get_passphrase
     from keys.keystore import change_passphrase, read_keystore_file, write_keystore_file
-    from node.audit_store import cli_actor, event
+    from node.operations import NOTE_PASSPHRASE_CHANGE, NotePassphraseChange
     from protocol.errors import UsageError
 
     old = get_passphrase(fd=passphrase_fd, file=passphrase_file, confirm=False)
@@ -116,5 +107,5 @@ def passphrase_cmd(ctx: Ctx, passphrase_fd: int | None, passphrase_file: str | N
     else:
         new = get_passphrase(fd=None, file=None, confirm=True, env={}, purpose="new keystore")
     write_keystore_file(ctx.home.keystore, change_passphrase(data, old, new), overwrite=True)
-    ctx.store().audit(event("key.passphrase_changed", cli_actor()))
+    ctx.run(NOTE_PASSPHRASE_CHANGE, NotePassphraseChange(actor=ctx.actor()))
     note("keystore passphrase changed")

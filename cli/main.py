@@ -18,18 +18,18 @@ from protocol.errors import BorderlinkError, Rejected, UsageError
 
 # name -> (module:attribute, one-line help). Help lives here so listing commands imports nothing.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "init": ("cli.identity:init_cmd", "Create this node's identity and keystore in --home."),
+    "init": ("cli.init:init_cmd", "Create this node's identity and keystore in --home."),
     "keys": ("cli.keys:keys_group", "Show and export this node's keys and contact card."),
     "peers": ("cli.peers:peers_group", "Add, list and remove trusted peers (contact cards)."),
-    "template": ("cli.messages:template_cmd", "Print a filled example message of a type."),
-    "validate": ("cli.messages:validate_cmd", "Check a message JSON file against its schema."),
+    "template": ("cli.templates:template_cmd", "Print a filled example message of a type."),
+    "validate": ("cli.templates:validate_cmd", "Check a message JSON file against its schema."),
     "seal": ("cli.sealing:seal_cmd", "Sign and encrypt a message file for offline transfer."),
     "open": ("cli.sealing:open_cmd", "Verify and decrypt a sealed file addressed to this node."),
     "serve": ("cli.serve:serve_cmd", "Run the node: peer API, admin socket, delivery."),
-    "send": ("cli.operator:send_cmd", "Queue a message for delivery by the running node."),
-    "outbox": ("cli.operator:outbox_cmd", "Delivery status per message and recipient."),
-    "inbox": ("cli.operator:inbox_group", "List, show and acknowledge received messages."),
-    "status": ("cli.operator:status_cmd", "Node health, peers, queue depths."),
+    "send": ("cli.send:send_cmd", "Queue a message for delivery by the running node."),
+    "outbox": ("cli.send:outbox_cmd", "Delivery status per message and recipient."),
+    "inbox": ("cli.inbox:inbox_group", "List, show and acknowledge received messages."),
+    "status": ("cli.status:status_cmd", "Node health, peers, queue depths."),
     "audit": ("cli.audit:audit_group", "Read, prove, verify and export the audit log."),
 }
 

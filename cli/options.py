@@ -10,6 +10,9 @@ import click
 
 from protocol.text import printable, shown
 
+# The message types a person may name (--type), in the order errors list them.
+TYPE_NAMES = ["seizure-alert", "risk-profile", "feedback", "retraction"]
+
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -22,7 +25,7 @@ def parse_duration(text: str) -> int:
     return int(m.group(1)) * _UNIT[m.group(2)]
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType[int]):
     name = "DURATION"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
@@ -54,7 +57,7 @@ class OneOf(click.Choice):  # type: ignore[type-arg]
         self.fail(f"must be one of {_listing(self.choices)} (not {shown(value)})", param, ctx)
 
 
-class WholeNumber(click.ParamType):
+class WholeNumber(click.ParamType[int]):
     """An integer option or argument, optionally bounded, refused in our words."""
 
     name = "integer"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -26,3 +27,10 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], str]) -> None:
 def note(text: str) -> None:
     """A diagnostic or progress line for a person: stderr, so stdout stays parseable."""
     click.echo(text, err=True)
+
+
+def local_time(ts: float | None) -> str:
+    """A stored time as the operator's clock shows it, '-' for none."""
+    if ts is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))

@@ -9,8 +9,6 @@ from cli.options import Command, OneOf, WholeNumber
 from cli.output import emit, json_option, note
 from cli.passphrase import passphrase_options
 
-DAY = 86400
-
 
 @click.command("init", cls=Command)
 @click.option("--name", required=True, help="Short unique node name, e.g. bar-pcu.")
@@ -49,56 +47,33 @@ def init_cmd(
 ) -> None:
     """Create this node's identity and keystore in --home."""
     from cli.passphrase import get_passphrase
-    from keys.card import make_card
+    from node.initialise import new_card
+    from node.local import initialise
     from protocol.identity import Identity
-    from keys.keystore import seal_keystore, write_keystore_file
 
     home = ctx.home
     if home.exists():
         home.create()  # raises the "already holds an identity" error
     identity = Identity.generate()
-    now = ctx.now()
-    card = make_card(
+    card = new_card(
         identity,
         name=name,
         unit_type=unit_type,
-        country=country.upper(),
-        location=location.upper(),
-        endpoints=list(endpoints),
-        valid_from=now,
-        valid_until=now + valid_days * DAY,
+        country=country,
+        location=location,
+        endpoints=endpoints,
+        valid_days=valid_days,
+        now=ctx.now(),
     )
     passphrase = get_passphrase(fd=passphrase_fd, file=passphrase_file, confirm=True)
-    home.create()
-    write_keystore_file(
-        home.keystore, seal_keystore(identity.secret_bytes(), passphrase, profile=kdf_profile)
+    initialise(
+        home,
+        identity,
+        card,
+        passphrase=passphrase,
+        kdf_profile=kdf_profile,
+        actor=ctx.actor(),
     )
-    home.card.write_text(card.armored())
-    from node.audit_store import cli_actor, event
-
-    store = ctx.store()
-    who = {"peer": name, "peer_id": identity.node_id.hex()}
-    with store.transaction() as db:
-        store.audit_append(
-            db,
-            event(
-                "node.initialised",
-                cli_actor(),
-                outcome=unit_type,
-                detail=f"{location.upper()} {country.upper()}",
-                **who,
-            ),
-        )
-        store.audit_append(
-            db,
-            event(
-                "key.created",
-                cli_actor(),
-                outcome=f"kdf {kdf_profile}",
-                detail=identity.public.fingerprint,
-                **who,
-            ),
-        )
     info = {
         "name": name,
         "node_id": identity.node_id.hex(),

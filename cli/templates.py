@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 import msgspec
 
+from cli.files import input_name, read_bytes
 from cli.options import Command, OneOf
 from cli.output import emit, json_option
-from cli.peers import input_name, read_bytes
 from protocol.errors import ValidationError
 from protocol.schemas import MESSAGE_TYPES, decode_body, encode_body, template
 

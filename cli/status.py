@@ -1,0 +1,45 @@
+"""``borderlink status``: the running node's health, peers with link state, queues, audit log and
+any misbehaviour it caught; when it is not running it says so in one line (exit 3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.context import Ctx
+from cli.options import Command
+from cli.output import emit, json_option
+
+
+def _human(d: dict[str, Any]) -> str:
+    lines = [
+        f"node {d['node']} up {d['uptime']:.0f} s, listening on {d['listen']}",
+        f"outbox: {d['outbox'] or 'empty'}; inbox: {d['inbox']['total']} "
+        f"({d['inbox']['unread']} unread)",
+    ]
+    if d["oldest_undelivered_age"] is not None:
+        lines.append(f"oldest undelivered: {d['oldest_undelivered_age']:.0f} s")
+    lines += [
+        f"  peer {p['name']:<16} link {p['link']:<8} queued {p['queued']}" for p in d["peers"]
+    ]
+    a = d.get("audit")
+    if a:
+        lines.append(
+            f"audit log: {a['size']} entries, checkpoint at {a['checkpoint_size']}, "
+            f"{a['cosignatures']} cosignature(s)"
+        )
+        lines += [f"  witnessing {n}: {outcome}" for n, outcome in a["witnessing"].items()]
+    lines += [
+        f"  MISBEHAVIOUR by {m['peer']}: {m['kind']}: {m['detail']}"
+        for m in d.get("misbehaviour", [])
+    ]
+    return "\n".join(lines)
+
+
+@click.command("status", cls=Command)
+@json_option
+@click.pass_obj
+def status_cmd(ctx: Ctx, as_json: bool) -> None:
+    """Node up, peers with link state, queue depths, oldest undelivered message."""
+    emit(ctx.admin("GET", "/v1/status"), as_json, _human)
