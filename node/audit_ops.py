@@ -16,6 +16,7 @@ import msgspec
 from keys.card import Card, parse_card
 from node.auditing import record
 from node.peer_info import parsed_card
+from node.peers import PeerKeys
 from node.storage import AuditRow, Cosignature, PeerRecord, Reads, SignedCheckpoint, Store, Unit
 from protocol.audit import origin_of, verify_log
 from protocol.audit_export import export_text
@@ -283,19 +284,7 @@ def exported(store: Store, *, size: int, destination: str, actor: str, now: floa
         record(u, "audit.exported", actor, outcome=f"size {size}", detail=destination)
 
 
-class Signer(msgspec.Struct, frozen=True):
-    """The node whose export it is, as this node trusts it."""
-
-    name: str
-    sign_key: bytes
-    enc_key: bytes
-
-    @property
-    def identity(self) -> PublicIdentity:
-        return PublicIdentity(self.sign_key, self.enc_key)
-
-
-def export_signer(reads: Reads, own: Card, card_text: str) -> Signer:
+def export_signer(reads: Reads, own: Card, card_text: str) -> PeerKeys:
     """Whose log an export holds, if this node trusts its card: its own, or a peer's with the very
     key the export's card carries. Anything else is refused: a valid signature by an unknown key
     proves nothing."""
@@ -307,4 +296,4 @@ def export_signer(reads: Reads, own: Card, card_text: str) -> Signer:
                 f"the export is from {card.name}, whose card this home does not trust",
                 hint="add the node's card with 'borderlink peers add' first",
             )
-    return Signer(card.name, card.identity.sign_key, card.identity.enc_key)
+    return PeerKeys(card.name, card.identity.sign_key, card.identity.enc_key)

@@ -15,22 +15,12 @@ import msgspec
 from keys.trust import PeerRecord, require_trusted
 from node.auditing import record
 from node.peer_info import parsed_card
+from node.peers import PeerKeys, trusted_by_name
 from node.runtime import Clock, Run
 from node.storage import Reads, Store, Unit
 from protocol.envelope import Opened, open_envelope
-from protocol.errors import BorderlinkError, PeerRevoked, Rejected, Replay, TrustError, UnknownPeer
+from protocol.errors import BorderlinkError, Rejected, Replay, TrustError
 from protocol.identity import Identity, PublicIdentity
-from protocol.text import shown
-
-
-class Recipient(msgspec.Struct, frozen=True):
-    name: str
-    sign_key: bytes
-    enc_key: bytes
-
-    @property
-    def identity(self) -> PublicIdentity:
-        return PublicIdentity(self.sign_key, self.enc_key)
 
 
 class OpenedFile(msgspec.Struct, frozen=True):
@@ -48,17 +38,12 @@ class OpenedFile(msgspec.Struct, frozen=True):
     message: dict[str, object]
 
 
-def recipients(reads: Reads, names: list[str]) -> list[Recipient]:
+def recipients(reads: Reads, names: list[str]) -> list[PeerKeys]:
     """Names -> trusted peers' keys; an unknown or revoked name is refused (exit 4)."""
     out = []
-    for name in names:
-        peer = reads.peer_by_name(name)
-        if peer is None:
-            raise UnknownPeer(f"no peer named {shown(name)}")
-        if peer.status != "trusted":
-            raise PeerRevoked(f"peer '{name}' is revoked")
+    for peer in trusted_by_name(reads, names):
         identity = parsed_card(peer.card).identity
-        out.append(Recipient(peer.name, identity.sign_key, identity.enc_key))
+        out.append(PeerKeys(peer.name, identity.sign_key, identity.enc_key))
     return out
 
 

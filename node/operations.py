@@ -19,9 +19,9 @@ import msgspec
 
 from keys.card import Card, parse_card
 from node import audit_ops, initialise, offline, peers
-from node.audit_ops import Exported, LogReport, Proof, Signer
-from node.offline import OpenedFile, Recipient
-from node.peers import AddedPeer, PeerRow, Revoked
+from node.audit_ops import Exported, LogReport, Proof
+from node.offline import OpenedFile
+from node.peers import AddedPeer, PeerKeys, PeerRow, Revoked
 from node.runtime import Clock, Run, run_inline
 from node.storage import Store
 from protocol.decoding import Decoder
@@ -188,7 +188,7 @@ class FindRecipients(_Request):
 
 
 class Recipients(msgspec.Struct, frozen=True):
-    recipients: list[Recipient]
+    recipients: list[PeerKeys]
 
 
 async def _find_recipients(deps: OperationDeps, req: FindRecipients) -> Recipients:
@@ -293,7 +293,7 @@ class FindSigner(_Request):
     card: str  # the card inside an export file
 
 
-async def _find_signer(deps: OperationDeps, req: FindSigner) -> Signer:
+async def _find_signer(deps: OperationDeps, req: FindSigner) -> PeerKeys:
     own = deps.own_card()
     return await deps.run_db(audit_ops.export_signer, deps.store, own, req.card)
 
@@ -303,7 +303,7 @@ VERIFY_LOG = Operation("audit.verify", VerifyLog, LogReport, _verify_log)
 PROVE_ENTRY = Operation("audit.prove", ProveEntry, Proof, _prove_entry)
 EXPORT_LOG = Operation("audit.export", ExportLog, Exported, _export_log)
 NOTE_EXPORT = Operation("audit.exported", NoteExport, Done, _note_export)
-FIND_SIGNER = Operation("audit.signer", FindSigner, Signer, _find_signer)
+FIND_SIGNER = Operation("audit.signer", FindSigner, PeerKeys, _find_signer)
 
 
 # -- this node's keys ----------------------------------------------------------------------------

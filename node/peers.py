@@ -16,6 +16,34 @@ from node.auditing import record
 from node.peer_info import parsed_card
 from node.storage import Reads, Store
 from protocol.errors import BorderlinkError, PeerKeyChanged, PeerRevoked, TrustError, UnknownPeer
+from protocol.identity import PublicIdentity
+from protocol.text import shown
+
+
+class PeerKeys(msgspec.Struct, frozen=True):
+    """A peer's public keys under the name this node knows it by (what sealing and checking an
+    export need, and all that crosses the admin API for them)."""
+
+    name: str
+    sign_key: bytes
+    enc_key: bytes
+
+    @property
+    def identity(self) -> PublicIdentity:
+        return PublicIdentity(self.sign_key, self.enc_key)
+
+
+def trusted_by_name(reads: Reads, names: list[str]) -> list[PeerRecord]:
+    """Names -> trusted peers, in order; an unknown or revoked name is refused (exit 4)."""
+    out = []
+    for name in names:
+        peer = reads.peer_by_name(name)
+        if peer is None:
+            raise UnknownPeer(f"no peer named {shown(name)}")
+        if peer.status != "trusted":
+            raise PeerRevoked(f"peer {shown(name)} is revoked")
+        out.append(peer)
+    return out
 
 
 class AddedPeer(msgspec.Struct, frozen=True):

@@ -17,10 +17,11 @@ from keys.trust import PeerRecord
 from node.auditing import record
 from node.delivery import Deliveries
 from node.peer_info import parsed_card
+from node.peers import trusted_by_name
 from node.runtime import Clock, Run
 from node.storage import QueuedMessage, Store
 from protocol.envelope import Envelope, TypeName, seal
-from protocol.errors import PeerRevoked, UnknownPeer, UsageError, ValidationError
+from protocol.errors import UsageError, ValidationError
 from protocol.identity import Identity
 from protocol.schemas import SCHEMA_VERSION, Feedback, Meta, decode_body, encode_body
 
@@ -50,7 +51,7 @@ class Sender:
         self, to: list[str], type_name: str, body: bytes, ttl: int, priority: str | None = None
     ) -> bytes:
         """Validate, seal, and queue durably; returns once the message would survive kill -9."""
-        recipients = _trusted(to, await self.run_db(_by_names, self.store, to))
+        recipients = await self.run_db(trusted_by_name, self.store, to)
         msg = decode_body(type_name, body)
         if priority is not None:
             if priority not in ("routine", "urgent", "flash"):
@@ -142,18 +143,3 @@ class Sender:
                 detail=f"feedback {fb_id.hex()}",
             )
             u.mark_acked(sender.node_id, msg_id, action)
-
-
-def _by_names(store: Store, names: list[str]) -> list[PeerRecord | None]:
-    return [store.peer_by_name(n) for n in names]
-
-
-def _trusted(names: list[str], records: list[PeerRecord | None]) -> list[PeerRecord]:
-    out = []
-    for name, rec in zip(names, records, strict=True):
-        if rec is None:
-            raise UnknownPeer(f"no peer named '{name}'")
-        if rec.status != "trusted":
-            raise PeerRevoked(f"peer '{name}' is revoked")
-        out.append(rec)
-    return out
