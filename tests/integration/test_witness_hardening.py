@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -25,11 +24,9 @@ from structlog.testing import capture_logs
 
 from keys.card import make_card
 from keys.trust import PeerRecord
-from node.audit_store import event
 from node.config import Config, Limits
 from node.daemon import Node
 from node.home import Home
-from node.peer_api import make_app
 from node.peer_info import PeerInfo
 from protocol.audit import origin_of
 from protocol.checkpoint import CosignatureVerifier, cosign, open_checkpoint, verify_cosignature
@@ -45,6 +42,7 @@ from protocol.signednote import (
 from protocol.signednote import public_key_bytes as raw_key
 from tests.conftest import fixed_identity
 from tests.integration.waiting import PATIENCE
+from tests.stores import audit
 
 COSIGNATURE = "/v1/audit/cosignature"
 
@@ -69,24 +67,30 @@ def make_node(root: Path, name: str, **limits: Any) -> Node:
 
 
 def trust(node: Node, other: Node) -> None:
-    node.store.put_peer(
-        PeerRecord(
-            name=other.card.name,
-            node_id=other.identity.node_id,
-            fingerprint=other.card.identity.fingerprint,
-            card=other.card_text,
-            verified_by="fingerprint",
-            added_at=int(time.time()),
+    with node.store.unit(time.time()) as u:
+        u.put_peer(
+            PeerRecord(
+                name=other.card.name,
+                node_id=other.identity.node_id,
+                fingerprint=other.card.identity.fingerprint,
+                card=other.card_text,
+                verified_by="fingerprint",
+                added_at=int(time.time()),
+            )
         )
-    )
+
+
+def peer_app(node: Node) -> web.Application:
+    return node._peer_app()
 
 
 async def grow(log: Node, entries: int) -> tuple[int, str]:
     for _ in range(entries):
-        await log.run_db(log.store.audit, event("node.initialised"))
+        await log.run_db(audit, log.store, "node.initialised")
     await log.checkpoint(force=True)
-    size, _root, note = await log.run_db(log.store.latest_checkpoint)
-    return int(size), str(note)
+    latest = await log.run_db(log.store.latest_checkpoint)
+    assert latest is not None
+    return latest.size, latest.note
 
 
 def log_verifier(log: Node) -> Verifier:
@@ -115,7 +119,7 @@ async def nodes(tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
 async def bob_api(nodes: tuple[Node, Node]) -> AsyncIterator[TestClient[Any, Any]]:
     bob, _alice = nodes
     await grow(bob, 1)
-    async with TestClient(TestServer(make_app(bob))) as client:
+    async with TestClient(TestServer(peer_app(bob))) as client:
         yield client
 
 
@@ -263,14 +267,13 @@ async def witnessed_twice(
     bob, alice = nodes
     await grow(bob, 1)
     async with AsyncExitStack() as stack:
-        upstream = await stack.enter_async_context(TestClient(TestServer(make_app(bob))))
+        upstream = await stack.enter_async_context(TestClient(TestServer(peer_app(bob))))
         proxy = Proxy(upstream, change)
         server = await stack.enter_async_context(TestServer(proxy.app()))
         peer = PeerInfo("bob", bob.identity.node_id, bob.card.identity, str(server.make_url("")))
-        session = await stack.enter_async_context(aiohttp.ClientSession())
-        first = await alice.witness.check(session, peer)
+        first = await alice.witness.check(peer)
         await grow(bob, 5)
-        second = await alice.witness.check(session, peer)
+        second = await alice.witness.check(peer)
     return first, second, proxy
 
 
@@ -292,10 +295,10 @@ async def test_witness_read_a_checkpoint_answer_of_any_size(nodes: tuple[Node, N
 
     app = web.Application()
     app.router.add_get("/v1/audit/checkpoint", endless)
-    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+    async with TestServer(app) as server:
         peer = PeerInfo("bob", bob.identity.node_id, bob.card.identity, str(server.make_url("")))
         with pytest.raises(AuditError, match="checkpoint is over 64 KiB"):
-            await alice.witness.check(session, peer)
+            await alice.witness.check(peer)
     assert sent[0] < 64 * 2**20
 
 
@@ -331,8 +334,8 @@ async def test_witness_keeps_a_proof_that_fails_twice_with_the_evidence(
     assert "\n" not in second
     assert proxy.proofs_served == 2
     [evidence] = nodes[1].store.evidence()
-    assert evidence["kind"] == "badconsistencyproof"
-    assert evidence["detail"].endswith("proof:\n" + "".join(h + "\n" for h in given[-1]))
+    assert evidence.kind == "badconsistencyproof"
+    assert evidence.detail.endswith("proof:\n" + "".join(h + "\n" for h in given[-1]))
     events = [e["event"] for e in logs]
     assert events.count("witness.bad_proof_retry") == 1
     assert events.count("witness.misbehaviour") == 1
