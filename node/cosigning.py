@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import msgspec
 
-from keys.card import parse_card
 from node.auditing import record
+from node.peer_info import parsed_card
 from node.runtime import Clock, Run
 from node.storage import Cosignature, Reads, Store
 from protocol.audit import origin_of
@@ -82,9 +82,7 @@ class Cosigning:
         notes = {c.size: c.note for c in await self.run_db(self.store.checkpoints)}
         if got.size not in notes:
             return Refused("malformed", "no checkpoint of that size")
-        verifier = CosignatureVerifier(
-            origin_of(witness), parse_card(rec.card, now=None).body.sign_key
-        )
+        verifier = CosignatureVerifier(origin_of(witness), parsed_card(rec.card).body.sign_key)
         try:
             sig = cosignature_line(notes[got.size], got.line)
         except AuditError as exc:

@@ -33,7 +33,7 @@ from node.receiver import Receiver
 from node.rejections import Rejections
 from node.runtime import Clock, Threads, wall_clock
 from node.sending import Sender
-from node.status import Status
+from node.status import Running, Status
 from node.storage import Store
 from node.storage.sqlite import open_store
 from node.witness import Witness
@@ -79,7 +79,8 @@ class Node:
 
     # the apps --------------------------------------------------------------------------------
 
-    def _peer_app(self) -> web.Application:
+    def peer_app(self) -> web.Application:
+        """The peer API on this node's services (tests serve it without starting the node)."""
         return make_peer_app(
             PeerDeps(
                 limits=self.config.limits,
@@ -95,27 +96,23 @@ class Node:
             )
         )
 
-    def _admin_app(self) -> web.Application:
+    def admin_app(self) -> web.Application:
         host = self.config.host_port[0]
+        running = Running(
+            name=self.card.name,
+            node_id=self.identity.node_id,
+            started=self.started,
+            listen=lambda: f"{host}:{self.listen_port}",
+        )
         return make_admin_app(
             AdminDeps(
                 status=Status(
-                    name=self.card.name,
-                    node_id=self.identity.node_id,
-                    listen=lambda: f"{host}:{self.listen_port}",
-                    started=self.started,
-                    store=self.store,
-                    run_db=self.run_db,
-                    clock=self.clock,
-                    deliveries=self.deliveries,
-                    witness=self.witness,
+                    running, self.store, self.run_db, self.deliveries, self.witness, self.clock
                 ),
                 sender=self.sender,
                 inbox=Inbox(
                     self.identity, self.store, self.run_db, self.run_cpu, self.sender, self.clock
                 ),
-                store=self.store,
-                run_db=self.run_db,
                 checkpoint=self._fresh_checkpoint,
                 witness_round=self._witness_now,
                 operations=OperationDeps(
@@ -125,7 +122,7 @@ class Node:
                     clock=self.clock,
                     own_card=lambda: self.card,
                     identity=self.identity,
-                    after_peers_changed=self.peers_changed,
+                    after_peers_changed=self.after_peers_changed,
                 ),
             )
         )
@@ -136,7 +133,7 @@ class Node:
         resumed = await self.run_db(self._resume)
         host, port = self.config.host_port
         peer_runner = web.AppRunner(
-            self._peer_app(), access_log=None, handler_cancellation=True, shutdown_timeout=5.0
+            self.peer_app(), access_log=None, handler_cancellation=True, shutdown_timeout=5.0
         )
         await peer_runner.setup()
         site = web.TCPSite(peer_runner, host, port)
@@ -150,7 +147,7 @@ class Node:
             ) from exc
         sockets = getattr(site._server, "sockets", None) or []
         self.listen_port = sockets[0].getsockname()[1] if sockets else port
-        admin_runner = web.AppRunner(self._admin_app(), access_log=None)
+        admin_runner = web.AppRunner(self.admin_app(), access_log=None)
         await admin_runner.setup()
         sock_path = self.home.admin_socket
         with contextlib.suppress(FileNotFoundError):
@@ -238,9 +235,7 @@ class Node:
         now = self.clock()
         full = now - self._full_checked >= self.config.audit.full_check_interval
         signed = await self.run_db(
-            lambda: sign_checkpoint(
-                self.store, self.identity, now, actor="node", force=force, full=full
-            )
+            sign_checkpoint, self.store, self.identity, now, actor="node", force=force, full=full
         )
         if full and signed.new:  # an early return (nothing to sign) recomputed nothing
             self._full_checked = now
@@ -260,7 +255,8 @@ class Node:
         await self.witness.round()
         return self.witness.outcomes()
 
-    async def peers_changed(self) -> None:
-        """A peer was added, changed, removed or revoked through the admin API."""
+    async def after_peers_changed(self) -> None:
+        """A peer was added, updated, removed or revoked through the admin API: forget what is
+        cached about peers (the rate limiter's trusted ids) and bring delivery up to date."""
         self.admission.forget_peers()
         await self.deliveries.refresh()

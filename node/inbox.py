@@ -2,25 +2,114 @@
 
 Stored envelopes are still encrypted to this node; showing one opens it again (on the crypto
 thread) at its creation time, which checks the signature once more without failing on expiry.
-Showing marks it read and acknowledging sends a Feedback, each with its audit entry in a unit.
-Views are plain JSON-ready dicts: the admin routes send them as they are. No HTTP.
+Showing marks it read (``message.shown``) in a unit; acknowledging sends a Feedback through
+:class:`node.sending.Sender`. Reads and writes storage through units; no HTTP.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import msgspec
 
-from keys.card import parse_card
 from keys.trust import PeerRecord
 from node.auditing import record
+from node.peer_info import parsed_card
 from node.runtime import Clock, Run
-from node.sending import Sender
-from node.storage import InboxRow, Store, StoredMessage
+from node.sending import Sender, peer_names
+from node.storage import InboxRow, Store
 from protocol.envelope import Opened, open_envelope
 from protocol.errors import BorderlinkError, UnknownPeer, UsageError
 from protocol.identity import Identity, PublicIdentity
+from protocol.schemas import Message
+
+
+class InboxView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One received message as ``borderlink inbox`` lists it (JSON in this order); ``message``,
+    the opened body, only when it is shown."""
+
+    id: str
+    sender: str = msgspec.field(name="from")  # the peer's name, or its node id if forgotten
+    type: str
+    created: int
+    expires: int
+    received_at: float
+    refers_to: str | None
+    read: bool
+    acked: str | None  # the action it was acknowledged with
+    withdrawn_by: str | None  # the retraction that withdrew it
+    message: Message | None = None
+
+
+class Acknowledged(msgspec.Struct, frozen=True):
+    id: str
+    feedback_id: str
+    to: str
+    action: str
+
+
+def inbox_view(row: InboxRow, names: dict[bytes, str]) -> InboxView:
+    return InboxView(
+        id=row.id.hex(),
+        sender=names.get(row.sender, row.sender.hex()),
+        type=row.type,
+        created=row.created,
+        expires=row.expires,
+        received_at=row.received_at,
+        refers_to=row.refers_to.hex() if row.refers_to else None,
+        read=row.read_at is not None,
+        acked=row.ack_action,
+        withdrawn_by=row.withdrawn_by.hex() if row.withdrawn_by else None,
+    )
+
+
+def _listing(store: Store, unread: bool) -> list[InboxView]:
+    rows = store.inbox_rows(unread=unread)
+    names = peer_names(store)
+    return [inbox_view(row, names) for row in rows]
+
+
+@dataclass(frozen=True)
+class _Found:
+    row: InboxRow
+    envelope: bytes
+    sender: PeerRecord
+
+
+def _find(store: Store, msg_id: bytes, from_name: str | None) -> _Found:
+    """The one stored message with this id (from the peer named ``from_name`` if given)."""
+    sender_id = None
+    if from_name is not None:
+        peer = store.peer_by_name(from_name)
+        if peer is None:
+            raise UnknownPeer(f"no peer named '{from_name}'")
+        sender_id = peer.node_id
+    found = store.inbox_get(msg_id, sender_id)
+    if not found:
+        raise BorderlinkError(
+            f"no message {msg_id.hex()} in the inbox", hint="list messages with 'borderlink inbox'"
+        )
+    if len(found) > 1:
+        names = peer_names(store)
+        who = ", ".join(names.get(m.row.sender, m.row.sender.hex()) for m in found)
+        raise UsageError(
+            f"message id {msg_id.hex()} was used by several senders ({who})",
+            hint="say which with --from NAME",
+        )
+    row, envelope = found[0].row, found[0].envelope
+    rec = store.peer_by_id(row.sender)
+    if rec is None:
+        raise UnknownPeer("the sender of that message is no longer a known peer")
+    return _Found(row, envelope, rec)
+
+
+def _reopen(envelope: bytes, me: Identity, rec: PeerRecord, created: int) -> Opened:
+    identity = parsed_card(rec.card).identity
+
+    def sender_of(_nid: bytes) -> PublicIdentity:
+        return identity
+
+    return open_envelope(envelope, me, sender_of=sender_of, now=created)
 
 
 class Inbox:
@@ -40,89 +129,36 @@ class Inbox:
         self.sender = sender
         self.clock = clock
 
-    async def names(self) -> dict[bytes, str]:
-        return {p.node_id: p.name for p in await self.run_db(self.store.peers)}
+    async def listing(self, *, unread: bool) -> list[InboxView]:
+        """Newest first; only those not yet shown with ``unread``."""
+        return await self.run_db(_listing, self.store, unread)
 
-    async def listing(self, *, unread: bool) -> list[dict[str, Any]]:
-        rows = await self.run_db(self.store.inbox_rows, unread=unread)
-        names = await self.names()
-        return [view(row, names) for row in rows]
-
-    async def show(self, msg_id: bytes, from_name: str | None) -> dict[str, Any]:
-        row, opened = await self._opened(msg_id, from_name)
-        await self.run_db(self._shown, row, self.clock())
-        out = view(row, await self.names())
-        out["message"] = msgspec.to_builtins(opened.message)
-        return out
+    async def show(self, msg_id: bytes, from_name: str | None) -> InboxView:
+        """The message opened again, with its body; marks it read."""
+        found, opened = await self._opened(msg_id, from_name)
+        await self.run_db(self._shown, found.row, self.clock())
+        view = inbox_view(found.row, await self.run_db(peer_names, self.store))
+        return msgspec.structs.replace(view, message=opened.message)
 
     async def acknowledge(
         self, msg_id: bytes, from_name: str | None, action: str, details: str | None
-    ) -> dict[str, Any]:
-        row, opened = await self._opened(msg_id, from_name)
-        rec = await self.run_db(self.store.peer_by_id, row.sender)
-        if rec is None:
-            raise UnknownPeer("the sender of that message is no longer a known peer")
-        fb_id = await self.sender.acknowledge(rec, msg_id, opened.message.meta, action, details)
-        return {"id": msg_id.hex(), "feedback_id": fb_id.hex(), "to": rec.name, "action": action}
+    ) -> Acknowledged:
+        """Send the sender a Feedback with ``action`` and mark the message acknowledged."""
+        found, opened = await self._opened(msg_id, from_name)
+        meta = opened.message.meta
+        fb_id = await self.sender.acknowledge(found.sender, msg_id, meta, action, details)
+        return Acknowledged(msg_id.hex(), fb_id.hex(), found.sender.name, action)
+
+    async def _opened(self, msg_id: bytes, from_name: str | None) -> tuple[_Found, Opened]:
+        found = await self.run_db(_find, self.store, msg_id, from_name)
+        opened = await self.run_cpu(
+            _reopen, found.envelope, self.identity, found.sender, found.row.created
+        )
+        return found, opened
 
     def _shown(self, row: InboxRow, now: float) -> None:
         with self.store.unit(now) as u:
             record(
-                u,
-                "message.shown",
-                "operator",
-                message_id=row.id.hex(),
-                peer_id=row.sender.hex(),
+                u, "message.shown", "operator", message_id=row.id.hex(), peer_id=row.sender.hex()
             )
             u.mark_read(row.sender, row.id)
-
-    async def _opened(self, msg_id: bytes, from_name: str | None) -> tuple[InboxRow, Opened]:
-        sender_id = None
-        if from_name is not None:
-            peer = await self.run_db(self.store.peer_by_name, from_name)
-            if peer is None:
-                raise UnknownPeer(f"no peer named '{from_name}'")
-            sender_id = peer.node_id
-        found: list[StoredMessage] = await self.run_db(self.store.inbox_get, msg_id, sender_id)
-        if not found:
-            raise BorderlinkError(
-                f"no message {msg_id.hex()} in the inbox",
-                hint="list messages with 'borderlink inbox'",
-            )
-        if len(found) > 1:
-            names = await self.names()
-            who = ", ".join(names.get(m.row.sender, m.row.sender.hex()) for m in found)
-            raise UsageError(
-                f"message id {msg_id.hex()} was used by several senders ({who})",
-                hint="say which with --from NAME",
-            )
-        row, envelope = found[0].row, found[0].envelope
-        rec = await self.run_db(self.store.peer_by_id, row.sender)
-        if rec is None:
-            raise UnknownPeer("the sender of that message is no longer a known peer")
-        opened = await self.run_cpu(_reopen, envelope, self.identity, rec, row.created)
-        return row, opened
-
-
-def _reopen(envelope: bytes, me: Identity, rec: PeerRecord, created: int) -> Opened:
-    identity = parse_card(rec.card, now=None).identity
-
-    def sender_of(_nid: bytes) -> PublicIdentity:
-        return identity
-
-    return open_envelope(envelope, me, sender_of=sender_of, now=created)
-
-
-def view(row: InboxRow, names: dict[bytes, str]) -> dict[str, Any]:
-    return {
-        "id": row.id.hex(),
-        "from": names.get(row.sender, row.sender.hex()),
-        "type": row.type,
-        "created": row.created,
-        "expires": row.expires,
-        "received_at": row.received_at,
-        "refers_to": row.refers_to.hex() if row.refers_to else None,
-        "read": row.read_at is not None,
-        "acked": row.ack_action,
-        "withdrawn_by": row.withdrawn_by.hex() if row.withdrawn_by else None,
-    }

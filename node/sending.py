@@ -1,25 +1,26 @@
-"""Sending: validate a message body, seal it for trusted recipients and queue it durably.
+"""Sending: validate a message body, seal it for trusted recipients, queue it durably, and show
+where each queued message stands (the outbox).
 
 ``send`` returns only once the message, its outbox entries and its ``message.queued`` audit entry
 are committed in one unit, so an id the operator was shown survives kill -9. Acknowledging a
 received message is sending a Feedback (PROTOCOL.md 9) and marking the inbox entry in a second
-unit. Reads and writes storage through units; seals on the crypto thread; no HTTP.
+unit. Reads and writes storage through units; seals on the crypto thread; wakes delivery through
+a narrow Protocol; no HTTP.
 """
 
 from __future__ import annotations
 
-import functools
+from typing import Protocol, cast
 
 import msgspec
 import structlog
 
 from keys.trust import PeerRecord
 from node.auditing import record
-from node.delivery import Deliveries
 from node.peer_info import parsed_card
 from node.peers import trusted_by_name
 from node.runtime import Clock, Run
-from node.storage import QueuedMessage, Store
+from node.storage import OutboxRow, QueuedMessage, Reads, Store
 from protocol.envelope import Envelope, TypeName, seal
 from protocol.errors import UsageError, ValidationError
 from protocol.identity import Identity
@@ -28,6 +29,54 @@ from protocol.schemas import SCHEMA_VERSION, Feedback, Meta, decode_body, encode
 log = structlog.get_logger("borderlink.node")
 
 ACK_TTL = 3 * 86400
+DONE = frozenset({"delivered", "expired", "rejected"})  # never attempted again
+
+
+class Delivering(Protocol):
+    """Who delivers queued messages (node/delivery.py ``Deliveries``)."""
+
+    async def ensure(self, rec: PeerRecord) -> None: ...
+
+
+class OutboxView(msgspec.Struct, frozen=True, kw_only=True):
+    """One message for one recipient as ``borderlink outbox`` shows it (JSON in this order)."""
+
+    id: str
+    type: str
+    created: int
+    expires: int
+    queued_at: float
+    peer: str  # the peer's name, or its node id if it is no longer a peer
+    status: str
+    attempts: int
+    next_attempt: float | None  # None once the entry is done
+    last_error: str | None
+    delivered_at: float | None
+
+
+def peer_names(reads: Reads) -> dict[bytes, str]:
+    return {p.node_id: p.name for p in reads.peers()}
+
+
+def outbox_view(row: OutboxRow, names: dict[bytes, str]) -> OutboxView:
+    return OutboxView(
+        id=row.id.hex(),
+        type=row.type,
+        created=row.created,
+        expires=row.expires,
+        queued_at=row.queued_at,
+        peer=names.get(row.peer, row.peer.hex()),
+        status=row.status,
+        attempts=row.attempts,
+        next_attempt=None if row.status in DONE else row.next_attempt,
+        last_error=row.last_error,
+        delivered_at=row.delivered_at,
+    )
+
+
+def _outbox(reads: Reads, msg_id: bytes | None) -> list[OutboxView]:
+    names = peer_names(reads)
+    return [outbox_view(row, names) for row in reads.outbox_rows(msg_id)]
 
 
 class Sender:
@@ -37,7 +86,7 @@ class Sender:
         store: Store,
         run_db: Run,
         run_cpu: Run,
-        deliveries: Deliveries,
+        deliveries: Delivering,
         clock: Clock,
     ) -> None:
         self.identity = identity
@@ -61,11 +110,9 @@ class Sender:
             )
         idents = [parsed_card(r.card).identity for r in recipients]
         now = self.clock()
-        kind: TypeName = type_name  # type: ignore[assignment]  # decode_body accepted it
+        kind = cast(TypeName, type_name)  # decode_body accepted it
         env = await self.run_cpu(
-            functools.partial(
-                seal, self.identity, idents, kind, encode_body(msg), now=int(now), ttl=ttl
-            )
+            seal, self.identity, idents, kind, encode_body(msg), now=int(now), ttl=ttl
         )
         await self.run_db(self._queue, env, type_name, recipients, now)
         log.info(
@@ -77,6 +124,10 @@ class Sender:
         for r in recipients:
             await self.deliveries.ensure(r)
         return env.id
+
+    async def outbox(self, msg_id: bytes | None = None) -> list[OutboxView]:
+        """Newest message first, then by peer; one message's entries if ``msg_id`` is given."""
+        return await self.run_db(_outbox, self.store, msg_id)
 
     def _queue(
         self, env: Envelope, type_name: str, recipients: list[PeerRecord], now: float

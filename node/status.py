@@ -1,95 +1,152 @@
-"""The node's status report: who its peers are and how delivery to each stands, queue depths, the
-audit log and what witnessing found. Read-only: storage reads, the delivery workers' link states
-and the witness's last outcomes, each through its owner's public method. No HTTP.
+"""The node's status report: its peers and how delivery to each stands, queue depths, the audit log
+and what witnessing found (``borderlink status``, GET /v1/status on the admin API).
+
+Read-only. Storage is read once, in one snapshot on the database thread; link states come from
+the delivery workers' owner and witnessing outcomes from the witness, each through a narrow
+Protocol, so this module never reaches into a worker. :func:`report` is pure (a snapshot and the
+time in, the report out). No HTTP.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
-from node.delivery import Deliveries
+import msgspec
+
+from node.delivery import LinkState
 from node.runtime import Clock, Run
-from node.storage import Cosignature, Evidence, InboxStats, OutboxStats, Reads, Store
-from node.witness import Witness
+from node.storage import Evidence, InboxStats, OutboxStats, Reads
+
+# The report's field order is the JSON's: the CLI and scripts read it.
 
 
-@dataclass(frozen=True)
-class _Snapshot:
-    names: dict[bytes, str]
+class PeerStatus(msgspec.Struct, frozen=True):
+    name: str
+    node_id: str
+    link: str  # up | down | unknown | idle
+    in_flight: int
+    queued: int
+
+
+class AuditStatus(msgspec.Struct, frozen=True):
+    size: int
+    checkpoint_size: int
+    cosignatures: int
+    witnessing: dict[str, str]  # peer name -> the last round's outcome there
+
+
+class Misbehaviour(msgspec.Struct, frozen=True):
+    peer: str
+    kind: str
+    detail: str
+    at: float
+
+
+class Report(msgspec.Struct, frozen=True):
+    node: str
+    node_id: str
+    up: bool
+    listen: str
+    uptime: float
+    peers: list[PeerStatus]
+    outbox: dict[str, int]  # status -> entries
+    audit: AuditStatus
+    misbehaviour: list[Misbehaviour]
+    inbox: InboxStats
+    oldest_undelivered_age: float | None
+
+
+class Snapshot(msgspec.Struct, frozen=True):
+    """What status reads from storage, all at once."""
+
+    names: dict[bytes, str]  # every peer, trusted or revoked, by node id
     outbox: OutboxStats
     inbox: InboxStats
     audit_size: int
     checkpoint_size: int
-    cosignatures: list[Cosignature]
+    cosignatures: int  # received for the latest checkpoint
     evidence: list[Evidence]
 
 
-def _snapshot(reads: Reads) -> _Snapshot:
+def snapshot(reads: Reads) -> Snapshot:
+    """Runs on the database thread."""
     latest = reads.latest_checkpoint()
-    return _Snapshot(
+    return Snapshot(
         names={p.node_id: p.name for p in reads.peers()},
         outbox=reads.outbox_stats(),
         inbox=reads.inbox_stats(),
         audit_size=reads.audit_state().size,
         checkpoint_size=latest.size if latest else 0,
-        cosignatures=reads.cosignatures(latest.size) if latest else [],
+        cosignatures=len(reads.cosignatures(latest.size)) if latest else 0,
         evidence=reads.evidence(),
     )
 
 
-@dataclass(frozen=True, kw_only=True)
-class Status:
+class Links(Protocol):
+    def link(self, node_id: bytes) -> LinkState: ...
+
+
+class Outcomes(Protocol):
+    def outcomes(self) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True)
+class Running:
+    """Which node this is and since when it runs, as status shows it."""
+
     name: str
     node_id: bytes
-    listen: Callable[[], str]  # known once the peer API is bound
     started: float
-    store: Store
-    run_db: Run
-    clock: Clock
-    deliveries: Deliveries
-    witness: Witness
+    listen: Callable[[], str]  # HOST:PORT, known once the peer API is bound
 
-    async def report(self) -> dict[str, Any]:
-        snap = await self.run_db(_snapshot, self.store)
-        now = self.clock()
-        peers = []
-        for nid, name in snap.names.items():
-            link = self.deliveries.link(nid)
-            peers.append(
-                {
-                    "name": name,
-                    "node_id": nid.hex(),
-                    "link": link.link,
-                    "in_flight": link.in_flight,
-                    "queued": snap.outbox.per_peer.get(nid, 0),
-                }
+
+def report(
+    me: Running,
+    snap: Snapshot,
+    links: Callable[[bytes], LinkState],
+    witnessing: dict[str, str],
+    now: float,
+) -> Report:
+    peers = []
+    for nid, name in snap.names.items():
+        state = links(nid)
+        peers.append(
+            PeerStatus(
+                name, nid.hex(), state.link, state.in_flight, snap.outbox.per_peer.get(nid, 0)
             )
-        oldest = snap.outbox.oldest_undelivered
-        return {
-            "node": self.name,
-            "node_id": self.node_id.hex(),
-            "up": True,
-            "listen": self.listen(),
-            "uptime": round(now - self.started, 1),
-            "peers": peers,
-            "outbox": snap.outbox.by_status,
-            "audit": {
-                "size": snap.audit_size,
-                "checkpoint_size": snap.checkpoint_size,
-                "cosignatures": len(snap.cosignatures),
-                "witnessing": self.witness.outcomes(),
-            },
-            "misbehaviour": [
-                {
-                    "peer": snap.names.get(e.node, e.node.hex()),
-                    "kind": e.kind,
-                    "detail": e.detail,
-                    "at": e.at,
-                }
-                for e in snap.evidence
-            ],
-            "inbox": {"total": snap.inbox.total, "unread": snap.inbox.unread},
-            "oldest_undelivered_age": round(now - oldest, 1) if oldest else None,
-        }
+        )
+    oldest = snap.outbox.oldest_undelivered
+    return Report(
+        node=me.name,
+        node_id=me.node_id.hex(),
+        up=True,
+        listen=me.listen(),
+        uptime=round(now - me.started, 1),
+        peers=peers,
+        outbox=snap.outbox.by_status,
+        audit=AuditStatus(snap.audit_size, snap.checkpoint_size, snap.cosignatures, witnessing),
+        misbehaviour=[
+            Misbehaviour(snap.names.get(e.node, e.node.hex()), e.kind, e.detail, e.at)
+            for e in snap.evidence
+        ],
+        inbox=snap.inbox,
+        oldest_undelivered_age=round(now - oldest, 1) if oldest else None,
+    )
+
+
+class Status:
+    def __init__(
+        self, me: Running, reads: Reads, run_db: Run, links: Links, witness: Outcomes, clock: Clock
+    ) -> None:
+        self.me = me
+        self.reads = reads
+        self.run_db = run_db
+        self.links = links
+        self.witness = witness
+        self.clock = clock
+
+    async def report(self) -> Report:
+        snap = await self.run_db(snapshot, self.reads)
+        return report(self.me, snap, self.links.link, self.witness.outcomes(), self.clock())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
 from aiohttp import web
@@ -19,10 +19,8 @@ from node.http.operations import add_operation_routes
 from node.http.responses import admin_errors, json_response
 from node.inbox import Inbox
 from node.operations import OperationDeps
-from node.runtime import Run
 from node.sending import Sender
 from node.status import Status
-from node.storage import Store
 from protocol.decoding import Decoder
 from protocol.errors import UsageError, ValidationError
 from protocol.text import shown
@@ -43,6 +41,12 @@ class AckRequest(msgspec.Struct, forbid_unknown_fields=True):
     details: str | None = None
 
 
+class Queued(msgspec.Struct, frozen=True):
+    id: str
+    to: list[str]
+    status: str = "queued"
+
+
 _SEND = Decoder[SendRequest](SendRequest, what="admin request")
 _ACK = Decoder[AckRequest](AckRequest, what="admin request")
 
@@ -52,9 +56,7 @@ class AdminDeps:
     status: Status
     sender: Sender
     inbox: Inbox
-    store: Store
-    run_db: Run
-    checkpoint: Callable[[], Awaitable[str]]  # sign now if the log grew; the cosigned note
+    checkpoint: Callable[[], Awaitable[str]]  # sign now (forced); the note with cosignatures
     witness_round: Callable[[], Awaitable[dict[str, str]]]
     operations: OperationDeps
 
@@ -86,21 +88,11 @@ def make_admin_app(deps: AdminDeps) -> web.Application:
     async def send(r: web.Request) -> web.Response:
         req = _request(_SEND, await r.read())
         msg_id = await deps.sender.send(req.to, req.type, bytes(req.body), req.ttl, req.priority)
-        return json_response({"id": msg_id.hex(), "to": req.to, "status": "queued"})
+        return json_response(Queued(msg_id.hex(), req.to))
 
     async def outbox(r: web.Request) -> web.Response:
         msg_id = _hex_id(r.query["id"]) if "id" in r.query else None
-        names = await deps.inbox.names()
-        rows = await deps.run_db(deps.store.outbox_rows, msg_id)
-        out: list[dict[str, Any]] = []
-        for row in rows:
-            d = msgspec.structs.asdict(row)
-            d["id"] = row.id.hex()
-            d["peer"] = names.get(row.peer, row.peer.hex())
-            if row.status in ("delivered", "expired", "rejected"):
-                d["next_attempt"] = None
-            out.append(d)
-        return json_response(out)
+        return json_response(await deps.sender.outbox(msg_id))
 
     async def inbox(r: web.Request) -> web.Response:
         return json_response(await deps.inbox.listing(unread=r.query.get("unread") == "1"))

@@ -48,7 +48,7 @@ class PeerDeps:
 
 def make_peer_app(deps: PeerDeps) -> web.Application:
     limits = deps.limits
-    refused = [0]  # batches refused over their rate, since start
+    rate_limited = 0  # batches refused over their rate, since start
 
     def claimed(request: web.Request) -> str:
         return request.headers.get(SENDER_HEADER, "")
@@ -64,11 +64,12 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
             reason, detail, source=request.remote, claimed=claimed(request)[:64] or None
         )
 
-    async def body_or_refusal(request: web.Request, limit: int) -> bytes | web.Response:
+    async def body_or_refusal(
+        request: web.Request, read: Callable[[], Awaitable[bytes | None]], limit: int
+    ) -> bytes | web.Response:
+        """The body, or the answer refusing it: too slow (408) or, read so far, too big (413)."""
         try:
-            raw = await asyncio.wait_for(
-                read_limited(request.content, None, limit), timeout=limits.body_timeout
-            )
+            raw = await asyncio.wait_for(read(), timeout=limits.body_timeout)
         except TimeoutError:
             await audit(
                 "body_timeout", f"body not received within {limits.body_timeout} s", request
@@ -76,34 +77,28 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
             return peer_error(
                 "body_timeout", f"body not received within {limits.body_timeout:.0f} s"
             )
+        except web.HTTPRequestEntityTooLarge:  # request.read() over client_max_size
+            raw = None
         if raw is None:
             await audit("oversize", f"body over {limit} bytes", request)
             return peer_error("oversize", f"body over {limit} bytes")
         return raw
 
     async def post_envelopes(request: web.Request) -> web.Response:
+        nonlocal rate_limited
         if not await allowed(request):
-            refused[0] += 1
-            if sampled(refused[0]):  # a flood is no log flood
-                await audit("rate_limited", f"{refused[0]} requests refused so far", request)
+            rate_limited += 1
+            if sampled(rate_limited):  # a flood is no log flood
+                await audit("rate_limited", f"{rate_limited} requests refused so far", request)
             return peer_error("rate_limited", "too many requests; retry later")
         if request.content_length is not None and request.content_length > limits.max_body:
             await audit("oversize", f"declared {request.content_length} bytes", request)
             return peer_error("oversize", f"body over {limits.max_body} bytes")
         if deps.stopping():
             return peer_error("unavailable", "node is shutting down")
-        try:
-            body = await asyncio.wait_for(request.read(), timeout=limits.body_timeout)
-        except TimeoutError:
-            await audit(
-                "body_timeout", f"body not received within {limits.body_timeout} s", request
-            )
-            return peer_error(
-                "body_timeout", f"body not received within {limits.body_timeout:.0f} s"
-            )
-        except web.HTTPRequestEntityTooLarge:
-            await audit("oversize", f"body over {limits.max_body} bytes", request)
-            return peer_error("oversize", f"body over {limits.max_body} bytes")
+        body = await body_or_refusal(request, request.read, limits.max_body)
+        if isinstance(body, web.Response):
+            return body
         try:
             items = decode_batch(body, max_items=limits.max_batch)
         except Rejected as exc:
@@ -151,7 +146,11 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
         if declared is not None and declared > MAX_COSIGNATURE_BODY:
             await audit("oversize", f"declared {declared} bytes", request)
             return peer_error("oversize", f"body over {MAX_COSIGNATURE_BODY} bytes")
-        raw = await body_or_refusal(request, MAX_COSIGNATURE_BODY)
+        raw = await body_or_refusal(
+            request,
+            lambda: read_limited(request.content, None, MAX_COSIGNATURE_BODY),
+            MAX_COSIGNATURE_BODY,
+        )
         if isinstance(raw, web.Response):
             return raw
         refusal = await deps.cosigning.accept(raw)

@@ -1,8 +1,8 @@
 """Abuse of the peer API's transport: slow senders and floods, against real nodes on 127.0.0.1.
 
-The node's cheap refusals (peer_api.py docstring) must keep it answering legitimate peers: a
-slowloris crowd does not delay a real delivery, a trickling body gets 408, and a flooding caller
-key gets 429 while other keys still get through. Every loop here is bounded in count and time.
+The node's cheap refusals (node/http/peer_routes.py docstring) must keep it answering legitimate
+peers: a slowloris crowd does not delay a real delivery, a trickling body gets 408, and a flooding
+caller key gets 429 while other keys still get through. Every loop here is bounded in count and time.
 """
 
 from __future__ import annotations

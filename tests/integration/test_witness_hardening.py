@@ -81,7 +81,7 @@ def trust(node: Node, other: Node) -> None:
 
 
 def peer_app(node: Node) -> web.Application:
-    return node._peer_app()
+    return node.peer_app()
 
 
 async def grow(log: Node, entries: int) -> tuple[int, str]:

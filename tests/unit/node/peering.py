@@ -1,0 +1,30 @@
+"""Peers for service tests: real cards from the fixed test identities, valid around ``NOW``."""
+
+from __future__ import annotations
+
+from keys.card import make_card
+from keys.trust import PeerRecord, PeerStatus
+from protocol.identity import Identity
+from tests.conftest import NOW
+
+
+def peer_record(ident: Identity, name: str, *, status: PeerStatus = "trusted") -> PeerRecord:
+    card = make_card(
+        ident,
+        name=name,
+        unit_type="PCU",
+        country="ME",
+        location="MEBAR",
+        endpoints=["http://127.0.0.1:1"],
+        valid_from=NOW - 10,
+        valid_until=NOW + 86400,
+    )
+    return PeerRecord(
+        name=name,
+        node_id=ident.node_id,
+        fingerprint=ident.public.fingerprint,
+        card=card.armored(),
+        verified_by="fingerprint",
+        status=status,
+        added_at=NOW,
+    )
