@@ -147,22 +147,3 @@ class Evidence(msgspec.Struct, frozen=True, kw_only=True):
     detail: str
     at: float
 
-
-__all__ = [
-    "Accepted",
-    "AuditRow",
-    "AuditState",
-    "Cosignature",
-    "DueMessage",
-    "Evidence",
-    "InboxRow",
-    "InboxStats",
-    "KnownMessage",
-    "OutboxRow",
-    "OutboxStats",
-    "PeerRecord",
-    "QueuedMessage",
-    "SignedCheckpoint",
-    "StoredMessage",
-    "Witnessed",
-]

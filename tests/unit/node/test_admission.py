@@ -14,7 +14,7 @@ from node.runtime import run_inline
 from node.storage import Store
 from node.storage.sqlite import open_store
 from tests.conftest import NOW, fixed_identity
-from tests.unit.node.peering import peer_record
+from tests.peering import peer_record
 
 BOB, CAROL = fixed_identity("bob"), fixed_identity("carol")
 

@@ -21,8 +21,8 @@ from protocol.identity import Identity
 from protocol.merkle import MerkleTree, leaf_hash, verify_consistency
 from protocol.signednote import parse_note
 from tests.conftest import NOW, fixed_identity
+from tests.peering import peer_record
 from tests.stores import audit
-from tests.unit.node.peering import peer_record
 
 ALICE, BOB, CAROL = (fixed_identity(n) for n in ("alice", "bob", "carol"))
 

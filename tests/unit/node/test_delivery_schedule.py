@@ -18,8 +18,6 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from keys.card import make_card
-from keys.trust import PeerRecord
 from node.config import Delivery
 from node.delivery import Deliveries, LinkState, PeerWorker, backoff
 from node.peer_client import Answer, DeliveryFailed
@@ -40,6 +38,7 @@ from protocol.identity import Identity
 from protocol.receipt import receipt_digest, sign_receipt
 from protocol.schemas import encode_body, template
 from tests.conftest import NOW, fixed_identity
+from tests.peering import peer_record
 
 POLICY = Delivery(backoff_base=1.0, backoff_max=60.0, concurrency=1)
 SEED = 1337
@@ -460,31 +459,12 @@ async def test_an_internal_error_fails_the_batch_and_frees_its_slot(
 # Deliveries: the workers of a node ---------------------------------------------------------------
 
 
-def record(ident: Identity, name: str, status: str = "trusted") -> PeerRecord:
-    card = make_card(
-        ident,
-        name=name,
-        unit_type="PCU",
-        country="ME",
-        location="MEBAR",
-        endpoints=["http://127.0.0.1:1"],
-        valid_from=NOW - 10,
-        valid_until=NOW + 86400,
-    )
-    return PeerRecord(
-        name=name,
-        node_id=ident.node_id,
-        fingerprint=ident.public.fingerprint,
-        card=card.armored(),
-        verified_by="fingerprint",
-        status=status,  # type: ignore[arg-type]
-        added_at=NOW,
-    )
+record = peer_record
 
 
 async def test_deliveries_start_workers_for_pending_trusted_peers_only(store: Store) -> None:
     carol = fixed_identity("carol")
-    bob_rec, carol_rec = record(BOB, "bob"), record(carol, "carol", "revoked")
+    bob_rec, carol_rec = record(BOB, "bob"), record(carol, "carol", status="revoked")
     with store.unit(NOW) as u:
         u.put_peer(bob_rec)
         u.put_peer(carol_rec)

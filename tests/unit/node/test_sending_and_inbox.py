@@ -28,7 +28,7 @@ from protocol.errors import (
 from protocol.schemas import Feedback, encode_body
 from protocol.templates import template
 from tests.conftest import NOW, directory, fixed_identity
-from tests.unit.node.peering import peer_record
+from tests.peering import peer_record
 
 ALICE, BOB, CAROL = (fixed_identity(n) for n in ("alice", "bob", "carol"))
 ALERT = encode_body(template("seizure-alert"))

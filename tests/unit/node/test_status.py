@@ -23,7 +23,7 @@ from node.storage import (
 )
 from node.storage.sqlite import open_store
 from tests.conftest import NOW, fixed_identity
-from tests.unit.node.peering import peer_record
+from tests.peering import peer_record
 
 ALICE, BOB, CAROL = (fixed_identity(n) for n in ("alice", "bob", "carol"))
 ME = Running(name="alice", node_id=ALICE.node_id, started=NOW - 100, listen=lambda: "h:1")

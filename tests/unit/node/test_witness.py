@@ -10,8 +10,6 @@ import msgspec
 import pytest
 from structlog.testing import capture_logs
 
-from keys.card import make_card
-from keys.trust import PeerRecord
 from node.peer_client import Answer, AnswerTooLarge, DeliveryFailed
 from node.runtime import run_inline
 from node.storage import Store, Witnessed
@@ -28,6 +26,7 @@ from protocol.checkpoint import (
 from protocol.identity import Identity
 from protocol.merkle import MerkleTree, leaf_hash
 from tests.conftest import NOW, fixed_identity
+from tests.peering import peer_record
 
 ALICE, BOB = fixed_identity("alice"), fixed_identity("bob")
 LOG = origin_of(BOB.node_id)
@@ -82,28 +81,7 @@ class Clock:
         return self.now
 
 
-def record(
-    ident: Identity, name: str, *, status: str = "trusted", endpoints: int = 1
-) -> PeerRecord:
-    card = make_card(
-        ident,
-        name=name,
-        unit_type="PCU",
-        country="ME",
-        location="MEBAR",
-        endpoints=["http://127.0.0.1:1"][:endpoints],
-        valid_from=NOW - 10,
-        valid_until=NOW + 86400,
-    )
-    return PeerRecord(
-        name=name,
-        node_id=ident.node_id,
-        fingerprint=ident.public.fingerprint,
-        card=card.armored(),
-        verified_by="fingerprint",
-        status=status,  # type: ignore[arg-type]
-        added_at=NOW,
-    )
+record = peer_record
 
 
 @pytest.fixture

@@ -8,14 +8,16 @@ from protocol.identity import Identity
 from tests.conftest import NOW
 
 
-def peer_record(ident: Identity, name: str, *, status: PeerStatus = "trusted") -> PeerRecord:
+def peer_record(
+    ident: Identity, name: str, *, status: PeerStatus = "trusted", endpoints: int = 1
+) -> PeerRecord:
     card = make_card(
         ident,
         name=name,
         unit_type="PCU",
         country="ME",
         location="MEBAR",
-        endpoints=["http://127.0.0.1:1"],
+        endpoints=["http://127.0.0.1:1"][:endpoints],
         valid_from=NOW - 10,
         valid_until=NOW + 86400,
     )
