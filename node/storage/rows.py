@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from keys.trust import PeerRecord
+from keys.trust import PeerRecord as PeerRecord  # re-exported: the peers table's row
 
 
 class Accepted(msgspec.Struct, frozen=True, kw_only=True):
@@ -146,4 +146,3 @@ class Evidence(msgspec.Struct, frozen=True, kw_only=True):
     new_note: str
     detail: str
     at: float
-
