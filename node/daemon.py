@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from keys.card import parse_card
+from keys.card import Card, parse_card
 from node.admission import Admission
 from node.audit_ops import cosigned_note, sign_checkpoint
 from node.config import Config
@@ -118,14 +118,19 @@ class Node:
                 operations=OperationDeps(
                     store=self.store,
                     run_db=self.run_db,
-                    run_cpu=self.run_cpu,
+                    run_cpu=self.threads.run_operator,
                     clock=self.clock,
-                    own_card=lambda: self.card,
+                    own_card=self._own_card,
                     identity=self.identity,
                     after_peers_changed=self.after_peers_changed,
                 ),
             )
         )
+
+    def _own_card(self) -> Card:
+        """Checked at the time of asking, as the CLI does when the node is down: a node started
+        before its card expired must not vouch for it after."""
+        return parse_card(self.card_text, now=int(self.clock()))
 
     # lifecycle -------------------------------------------------------------------------------
 

@@ -31,11 +31,14 @@ class Run(Protocol):
 
 class Threads:
     """One database thread and one crypto thread (each a single worker: SQLite connections
-    and the order of commits stay on one thread)."""
+    and the order of commits stay on one thread), and one for the operator's long computations
+    (verifying, proving, exporting the audit log), so an operator's ``audit verify`` never holds
+    up the envelopes peers are delivering."""
 
     def __init__(self) -> None:
         self._db = ThreadPoolExecutor(1, thread_name_prefix="db")
         self._cpu = ThreadPoolExecutor(1, thread_name_prefix="crypto")
+        self._ops = ThreadPoolExecutor(1, thread_name_prefix="operator")
 
     async def run_db(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
@@ -45,9 +48,14 @@ class Threads:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._cpu, functools.partial(fn, *args, **kwargs))
 
+    async def run_operator(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._ops, functools.partial(fn, *args, **kwargs))
+
     def shutdown(self) -> None:
         self._db.shutdown(wait=True)
         self._cpu.shutdown(wait=True)
+        self._ops.shutdown(wait=True)
 
 
 async def run_inline(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
