@@ -110,9 +110,7 @@ class Node:
                     running, self.store, self.run_db, self.deliveries, self.witness, self.clock
                 ),
                 sender=self.sender,
-                inbox=Inbox(
-                    self.identity, self.store, self.run_db, self.run_cpu, self.sender, self.clock
-                ),
+                inbox=Inbox(self.sender),
                 checkpoint=self._fresh_checkpoint,
                 witness_round=self._witness_now,
                 operations=OperationDeps(

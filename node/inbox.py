@@ -15,7 +15,6 @@ import msgspec
 from keys.trust import PeerRecord
 from node.auditing import record
 from node.peer_info import parsed_card
-from node.runtime import Clock, Run
 from node.sending import Sender, peer_names
 from node.storage import InboxRow, Store
 from protocol.envelope import Opened, open_envelope
@@ -113,21 +112,16 @@ def _reopen(envelope: bytes, me: Identity, rec: PeerRecord, created: int) -> Ope
 
 
 class Inbox:
-    def __init__(
-        self,
-        identity: Identity,
-        store: Store,
-        run_db: Run,
-        run_cpu: Run,
-        sender: Sender,
-        clock: Clock,
-    ) -> None:
-        self.identity = identity
-        self.store = store
-        self.run_db = run_db
-        self.run_cpu = run_cpu
+    """Acknowledging is sending, so the inbox works with the sender's identity, storage, threads
+    and clock rather than a second copy of each."""
+
+    def __init__(self, sender: Sender) -> None:
         self.sender = sender
-        self.clock = clock
+        self.identity = sender.identity
+        self.store = sender.store
+        self.run_db = sender.run_db
+        self.run_cpu = sender.run_cpu
+        self.clock = sender.clock
 
     async def listing(self, *, unread: bool) -> list[InboxView]:
         """Newest first; only those not yet shown with ``unread``."""

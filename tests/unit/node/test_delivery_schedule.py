@@ -503,8 +503,11 @@ async def test_ensure_wakes_the_worker_for_a_new_message(store: Store) -> None:
     delivered: list[int] = []
     done = asyncio.Event()
 
+    first_done = asyncio.Event()
+
     def count(n: int) -> None:
         delivered.append(n)
+        first_done.set()
         if len(delivered) == 2:
             done.set()
 
@@ -515,8 +518,7 @@ async def test_ensure_wakes_the_worker_for_a_new_message(store: Store) -> None:
     try:
         first = queue_one(store, PeerInfo.of(bob_rec))
         await deliveries.ensure(bob_rec)
-        while not delivered:
-            await asyncio.sleep(0)
+        await asyncio.wait_for(first_done.wait(), timeout=30)
         second = queue_one(store, PeerInfo.of(bob_rec))
         await deliveries.ensure(bob_rec)  # without it the idle worker would wait for ever
         await asyncio.wait_for(done.wait(), timeout=30)

@@ -143,7 +143,7 @@ def receive(store: Store, msg_id: bytes = b"\x05" * 16, at: float = NOW) -> byte
 
 
 def inbox(store: Store, woken: Woken, at: float) -> Inbox:
-    return Inbox(ALICE, store, run_inline, run_inline, sender(store, woken, at), lambda: at)
+    return Inbox(sender(store, woken, at))
 
 
 async def test_the_inbox_lists_messages_without_their_bodies(store: Store) -> None:
