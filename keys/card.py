@@ -41,11 +41,14 @@ _ENDPOINT_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(:\d{1,5})?(/[\x21-\x7
 Name = Annotated[str, msgspec.Meta(pattern=NAME_RE)]
 
 
-class CardBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """The signed part of a card. Keys are raw 32-byte values (base64 in JSON)."""
+class CardBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """The signed part of a card. Keys are raw 32-byte values (base64 in JSON).
+
+    Version 2 adds ``tls_cert``: the node's self-signed TLS certificate (DER, base64 in JSON),
+    which peers pin (PROTOCOL.md 3.5). Version 1 cards carry no pin and are still read."""
 
     format: Literal["borderlink-card"] = "borderlink-card"
-    version: Literal[1] = 1
+    version: Literal[1, 2] = 2
     name: Name
     unit_type: UnitType
     country: Annotated[str, msgspec.Meta(pattern=COUNTRY_RE)]
@@ -57,6 +60,7 @@ class CardBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     enc_key: bytes
     valid_from: int
     valid_until: int
+    tls_cert: Annotated[bytes, msgspec.Meta(max_length=4096)] | None = None
 
 
 _BODY = Decoder[CardBody](CardBody, what="card body")

@@ -176,9 +176,7 @@ class PeerWorker:
             copies = [
                 decode_envelope(r.envelope).for_recipient(peer.node_id).encode() for r in rows
             ]
-            answer = await self.client.post_batch(
-                peer.name, peer.endpoint, self.me, encode_batch(copies)
-            )
+            answer = await self.client.post_batch(peer, encode_batch(copies))
         except DeliveryFailed as exc:
             self.link = "down"
             await self._apply(failed(rows, exc.message), started)

@@ -46,6 +46,17 @@ class Home:
         return self.root / "config.toml"
 
     @property
+    def tls_key(self) -> Path:
+        """The TLS private key (PEM, mode 0600): it authenticates the channel only; what a
+        message says is signed with the keystore's key."""
+        return self.root / "tls-key.pem"
+
+    @property
+    def tls_cert(self) -> Path:
+        """The self-signed TLS certificate (PEM) whose DER form this node's card carries."""
+        return self.root / "tls-cert.pem"
+
+    @property
     def admin_socket(self) -> Path:
         return self.root / "admin.sock"
 

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from node.http.bodies import read_limited
+from node.peer_info import PeerInfo
 from protocol.batch import BATCH_CONTENT_TYPE, BATCH_PATH
 from protocol.errors import NodeError, os_reason
 
@@ -55,7 +56,7 @@ class Answer:
 class BatchClient(Protocol):
     """What the delivery worker needs: one POST of a batch."""
 
-    async def post_batch(self, peer_name: str, endpoint: str, sender: bytes, body: bytes) -> Answer:
+    async def post_batch(self, peer: PeerInfo, body: bytes) -> Answer:
         """POST a batch; the peer's answer, or raise :class:`DeliveryFailed`."""
         ...
 
@@ -63,11 +64,11 @@ class BatchClient(Protocol):
 class AuditClient(Protocol):
     """What the witness needs (PROTOCOL.md 12.3); each raises :class:`DeliveryFailed`."""
 
-    async def checkpoint(self, peer_name: str, endpoint: str) -> Answer: ...
+    async def checkpoint(self, peer: PeerInfo) -> Answer: ...
 
-    async def consistency(self, peer_name: str, endpoint: str, old: int, new: int) -> Answer: ...
+    async def consistency(self, peer: PeerInfo, old: int, new: int) -> Answer: ...
 
-    async def post_cosignature(self, peer_name: str, endpoint: str, payload: bytes) -> Answer:
+    async def post_cosignature(self, peer: PeerInfo, payload: bytes) -> Answer:
         """``payload``: the JSON body ``{witness, size, line}``."""
         ...
 
@@ -89,12 +90,12 @@ class PeerClient:
             await self._session.close()
             self._session = None
 
-    async def post_batch(self, peer_name: str, endpoint: str, sender: bytes, body: bytes) -> Answer:
-        headers = {"Content-Type": BATCH_CONTENT_TYPE, "X-Borderlink-Sender": sender.hex()}
-        where = _where(peer_name, endpoint)
+    async def post_batch(self, peer: PeerInfo, body: bytes) -> Answer:
+        headers = {"Content-Type": BATCH_CONTENT_TYPE}
+        where = _where(peer)
         return await self._request(
             "POST",
-            endpoint,
+            peer,
             BATCH_PATH,
             where=where,
             limit=MAX_BATCH_RESPONSE,
@@ -103,33 +104,33 @@ class PeerClient:
             headers=headers,
         )
 
-    async def checkpoint(self, peer_name: str, endpoint: str) -> Answer:
+    async def checkpoint(self, peer: PeerInfo) -> Answer:
         return await self._request(
             "GET",
-            endpoint,
+            peer,
             CHECKPOINT_PATH,
-            where=_where(peer_name, endpoint),
+            where=_where(peer),
             limit=MAX_NOTE,
             too_large=f"checkpoint is over {_kib(MAX_NOTE)}",
         )
 
-    async def consistency(self, peer_name: str, endpoint: str, old: int, new: int) -> Answer:
+    async def consistency(self, peer: PeerInfo, old: int, new: int) -> Answer:
         return await self._request(
             "GET",
-            endpoint,
+            peer,
             CONSISTENCY_PATH,
-            where=_where(peer_name, endpoint),
+            where=_where(peer),
             limit=MAX_PROOF,
             too_large=f"consistency proof is over {_kib(MAX_PROOF)}",
             params={"old": str(old), "new": str(new)},
         )
 
-    async def post_cosignature(self, peer_name: str, endpoint: str, payload: bytes) -> Answer:
+    async def post_cosignature(self, peer: PeerInfo, payload: bytes) -> Answer:
         return await self._request(
             "POST",
-            endpoint,
+            peer,
             COSIGNATURE_PATH,
-            where=_where(peer_name, endpoint),
+            where=_where(peer),
             limit=MAX_COSIGNATURE_ANSWER,
             too_large=f"answer to a cosignature is over {_kib(MAX_COSIGNATURE_ANSWER)}",
             data=payload,
@@ -152,7 +153,7 @@ class PeerClient:
     async def _request(
         self,
         method: str,
-        endpoint: str,
+        peer: PeerInfo,
         path: str,
         *,
         where: str,
@@ -163,7 +164,7 @@ class PeerClient:
         params: dict[str, str] | None = None,
     ) -> Answer:
         session = self._open()
-        url = endpoint.rstrip("/") + path
+        url = (peer.endpoint or "").rstrip("/") + path
         try:
             async with session.request(
                 method, url, data=data, headers=headers, params=params, allow_redirects=False
@@ -192,10 +193,11 @@ class PeerClient:
             raise DeliveryFailed(f"cannot reach {where}: the endpoint is not a usable URL") from exc
 
 
-def _where(peer_name: str, endpoint: str) -> str:
+def _where(peer: PeerInfo) -> str:
     """How errors name the peer: its name and the host:port we tried."""
+    endpoint = peer.endpoint or ""
     try:
         host = urlsplit(endpoint).netloc
     except ValueError:  # e.g. an unbalanced "[" in the host
         host = ""
-    return f"{peer_name} at {host or endpoint}"
+    return f"{peer.name} at {host or endpoint}"

@@ -20,6 +20,7 @@ class PeerInfo:
     node_id: bytes
     identity: PublicIdentity
     endpoint: str | None
+    tls_cert: bytes | None = None  # the DER certificate its card pins (version 2 cards)
 
     @classmethod
     def of(cls, rec: PeerRecord) -> PeerInfo:
@@ -29,6 +30,7 @@ class PeerInfo:
             rec.node_id,
             card.identity,
             card.body.endpoints[0] if card.body.endpoints else None,
+            card.body.tls_cert,
         )
 
 

@@ -90,9 +90,8 @@ class Witness:
         """Witness ``peer``'s log once; the outcome in words. Raises :class:`AuditError` for an
         answer that is no valid checkpoint or proof (or too large), :class:`DeliveryFailed` if
         there was no answer."""
-        endpoint = str(peer.endpoint)
         try:
-            answer = await self.client.checkpoint(peer.name, endpoint)
+            answer = await self.client.checkpoint(peer)
         except AnswerTooLarge as exc:
             raise AuditError(exc.message) from exc
         if answer.status != 200:
@@ -114,7 +113,7 @@ class Witness:
             proof: list[bytes] = []
             sizes = proof_needed(old, new)
             if sizes is not None:
-                got = await self._proof(peer, endpoint, *sizes)
+                got = await self._proof(peer, *sizes)
                 if isinstance(got, str):
                     return got
                 proof = got
@@ -129,13 +128,13 @@ class Witness:
         if isinstance(verdict, Misbehaviour):
             return await self._misbehaviour(peer, verdict, held, signed)
         await self.run_db(self._keep, peer, new, signed, self.clock())
-        await self._cosign(peer, endpoint, new, text)
+        await self._cosign(peer, new, text)
         return f"cosigned size {new.size}"
 
-    async def _proof(self, peer: PeerInfo, endpoint: str, old: int, new: int) -> list[bytes] | str:
+    async def _proof(self, peer: PeerInfo, old: int, new: int) -> list[bytes] | str:
         """The log's consistency proof from ``old`` to ``new``, or the outcome if it has none."""
         try:
-            answer = await self.client.consistency(peer.name, endpoint, old, new)
+            answer = await self.client.consistency(peer, old, new)
         except AnswerTooLarge as exc:
             raise AuditError(exc.message) from exc
         if answer.status != 200:
@@ -194,12 +193,12 @@ class Witness:
             )
             return True
 
-    async def _cosign(self, peer: PeerInfo, endpoint: str, cp: Checkpoint, text: str) -> None:
+    async def _cosign(self, peer: PeerInfo, cp: Checkpoint, text: str) -> None:
         me = self.identity
         line = cosign(text, origin_of(me.node_id), me.signing_key, int(self.clock()))
         payload = msgspec.json.encode(CosignatureOut(me.node_id.hex(), cp.size, line))
         try:
-            answer = await self.client.post_cosignature(peer.name, endpoint, payload)
+            answer = await self.client.post_cosignature(peer, payload)
         except AnswerTooLarge as exc:
             raise AuditError(exc.message) from exc
         if answer.status != 200:

@@ -29,6 +29,9 @@ HTTP_STATUS = {
     "rate_limited": 429,
     "body_timeout": 408,
     "unavailable": 503,
+    "unauthenticated": 401,  # no client certificate of a trusted peer on the TLS channel
+    "channel_mismatch": 403,  # an envelope signed by another peer than the channel proves
+    "quota_exceeded": 507,  # the sender's share of this node's inbox storage is used up
 }
 
 # Decryption and signature failures are opaque to peers: details go to the local log only.

@@ -62,9 +62,9 @@ class PeerDown:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def post_batch(self, peer_name: str, endpoint: str, sender: bytes, body: bytes) -> Answer:
+    async def post_batch(self, peer: PeerInfo, body: bytes) -> Answer:
         self.calls += 1
-        raise DeliveryFailed(f"connection refused by {peer_name}")
+        raise DeliveryFailed(f"connection refused by {peer.name}")
 
 
 Decision = Callable[[int, bytes, bytes], ItemResult | None]  # (position, id, hash) -> result
@@ -87,7 +87,7 @@ class Peer:
         self.batches: list[list[bytes]] = []  # message ids per POST
         self.receipts: list[bytes] = []
 
-    async def post_batch(self, peer_name: str, endpoint: str, sender: bytes, body: bytes) -> Answer:
+    async def post_batch(self, peer: PeerInfo, body: bytes) -> Answer:
         envs = [decode_envelope(e) for e in decode_batch(body, max_items=1024)]
         assert all(e.for_recipient(BOB.node_id) == e for e in envs)  # only bob's key slot
         self.batches.append([e.id for e in envs])
@@ -380,7 +380,7 @@ class Answers:
     def __init__(self, body: bytes) -> None:
         self.body = body
 
-    async def post_batch(self, peer_name: str, endpoint: str, sender: bytes, body: bytes) -> Answer:
+    async def post_batch(self, peer: PeerInfo, body: bytes) -> Answer:
         return Answer(200, BATCH_CONTENT_TYPE, self.body)
 
 

@@ -11,6 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from node.peer_client import Answer, AnswerTooLarge, DeliveryFailed
+from node.peer_info import PeerInfo
 from node.runtime import run_inline
 from node.storage import Store, Witnessed
 from node.storage.sqlite import open_store
@@ -55,12 +56,12 @@ class Log:
         cp = Checkpoint(LOG, self.tree.size, self.tree.root())
         return sign_checkpoint(cp, LOG, self.signer.signing_key) + self.extra
 
-    async def checkpoint(self, peer_name: str, endpoint: str) -> Answer:
+    async def checkpoint(self, peer: PeerInfo) -> Answer:
         if self.fail is not None:
             raise self.fail
         return Answer(self.note_status, "text/plain", self.note().encode())
 
-    async def consistency(self, peer_name: str, endpoint: str, old: int, new: int) -> Answer:
+    async def consistency(self, peer: PeerInfo, old: int, new: int) -> Answer:
         self.proofs.append((old, new))
         proof = self.tree.consistency_proof(old, new)
         if self.alter(len(self.proofs)):
@@ -68,7 +69,7 @@ class Log:
         body = msgspec.json.encode({"old": old, "new": new, "proof": proof})
         return Answer(self.proof_status, "application/json", body)
 
-    async def post_cosignature(self, peer_name: str, endpoint: str, payload: bytes) -> Answer:
+    async def post_cosignature(self, peer: PeerInfo, payload: bytes) -> Answer:
         self.posted.append(msgspec.json.decode(payload))
         return Answer(self.cosign_status, "application/json", b"{}")
 
