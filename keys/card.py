@@ -99,6 +99,10 @@ def _check_body(body: CardBody) -> None:
             raise ValidationError(f"endpoints[{i}]", "must be an http:// or https:// URL")
     if body.valid_until <= body.valid_from:
         raise ValidationError("valid_until", "must be after valid_from")
+    if body.version == 1 and body.tls_cert is not None:
+        raise ValidationError("tls_cert", "is not part of a version 1 card")
+    if body.version == 2 and body.tls_cert is None:
+        raise ValidationError("tls_cert", "is required in a version 2 card")
 
 
 def make_card(
@@ -111,6 +115,7 @@ def make_card(
     endpoints: list[str],
     valid_from: int,
     valid_until: int,
+    tls_cert: bytes | None = None,
 ) -> Card:
     """Build and sign this node's card; the inputs are validated as an importer would."""
     body = convert(
@@ -124,6 +129,8 @@ def make_card(
             "enc_key": identity.public.enc_key,
             "valid_from": valid_from,
             "valid_until": valid_until,
+            "version": 1 if tls_cert is None else 2,
+            "tls_cert": tls_cert,
         },
         CardBody,
         what="card",

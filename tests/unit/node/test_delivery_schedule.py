@@ -101,7 +101,7 @@ class Peer:
                 covered.append((env.id, env.content_hash()))
                 got = ItemResult("accepted", id=env.id, receipt=0)
             results.append(got)
-        receipt = sign_receipt(self.signer, sender, covered, now=NOW)
+        receipt = sign_receipt(self.signer, ALICE.node_id, covered, now=NOW)
         self.receipts.append(receipt)
         return Answer(200, BATCH_CONTENT_TYPE, encode_response(BatchResponse(results, [receipt])))
 
