@@ -26,14 +26,21 @@ def serve_cmd(
     from node.config import load_config, parse_listen
     from node.daemon import Node
     from node.logs import configure
+    from node.process import harden, hold_home_lock
 
-    config = load_config(ctx.home.config)
     if listen:
         try:
             parse_listen(listen)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--listen") from exc
-        config = msgspec.structs.replace(config, listen=listen)
-    configure(config.log_format)
-    identity = ctx.unlock(passphrase_fd, passphrase_file)
-    asyncio.run(Node(ctx.home, config, identity).serve_forever())
+    harden()  # before the keystore is unlocked: no core dump may ever hold its keys
+    ctx.home.require()
+    # One node per home, decided before anything in it is opened: a second node would take
+    # over the admin socket, and delete it when it stops (see node/process.py).
+    with hold_home_lock(ctx.home):
+        config = load_config(ctx.home.config)
+        if listen:
+            config = msgspec.structs.replace(config, listen=listen)
+        configure(config.log_format)
+        identity = ctx.unlock(passphrase_fd, passphrase_file)
+        asyncio.run(Node(ctx.home, config, identity).serve_forever())
