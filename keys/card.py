@@ -21,6 +21,7 @@ from protocol.identity import (
     check_sign_key,
     verify_signature,
 )
+from keys.tls import check_certificate, pin_text
 from protocol.labels import CARD_SIGNATURE_LABEL, MAX_CARD_BYTES
 
 CARD_KIND = "CARD"
@@ -81,6 +82,12 @@ class Card(msgspec.Struct, frozen=True):
     def name(self) -> str:
         return self.body.name
 
+    @property
+    def tls_pin(self) -> str | None:
+        """The pinned TLS certificate's SPKI SHA-256 as people compare it; None on a version 1
+        card, which pins nothing."""
+        return pin_text(self.body.tls_cert) if self.body.tls_cert is not None else None
+
     def armored(self) -> str:
         return armor(CARD_KIND, [self.body_bytes, self.signature])
 
@@ -97,12 +104,23 @@ def _check_body(body: CardBody) -> None:
     for i, url in enumerate(body.endpoints):
         if not _ENDPOINT_RE.fullmatch(url):
             raise ValidationError(f"endpoints[{i}]", "must be an http:// or https:// URL")
+        if body.version >= 2 and not url.startswith("https://"):
+            raise ValidationError(
+                f"endpoints[{i}]",
+                "must be an https:// URL: peers talk only over mutual TLS pinned to their "
+                "cards, never plain HTTP",
+            )
     if body.valid_until <= body.valid_from:
         raise ValidationError("valid_until", "must be after valid_from")
     if body.version == 1 and body.tls_cert is not None:
         raise ValidationError("tls_cert", "is not part of a version 1 card")
     if body.version == 2 and body.tls_cert is None:
         raise ValidationError("tls_cert", "is required in a version 2 card")
+    if body.tls_cert is not None:
+        try:
+            check_certificate(body.tls_cert)
+        except Malformed as exc:
+            raise ValidationError("tls_cert", exc.message.removeprefix("tls_cert ")) from exc
 
 
 def make_card(

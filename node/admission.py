@@ -1,23 +1,52 @@
-"""Who may make the node work right now: the peer API's token buckets, keyed by caller.
+"""Who is calling the peer API and whether it may make the node work right now.
 
-A trusted peer's claimed id gets a bucket of its own (peers may share an address); every other
-claim from an address shares that address's bucket, so rotating the unauthenticated header buys
-nothing. Claiming a real peer's id can at worst slow that peer's deliveries, which it retries.
-The set of trusted ids is re-read from storage at most every two seconds, or at once after a peer
-change (:meth:`forget_peers`). Reads storage; no HTTP (the routes pass the header and address).
+Who: the TLS channel says it. A caller that presented the certificate pinned in a trusted peer's
+card is that peer; anyone else is anonymous, whatever its headers say, and may only fetch the card
+and the health checks (the routes enforce that). The pins of trusted peers are kept in memory and
+re-read from storage at most every two seconds, or at once after a peer change
+(:meth:`forget_peers`); an anonymous request costs no storage read at all.
+
+Whether: token buckets, one per authenticated peer (peers may share an address) and one per
+address (an IPv4 address or an IPv6 /64) for anonymous callers, each set below what the node can
+serve, so no one caller can take it all; and a bound on each peer's requests in progress, so a
+peer cannot queue unbounded work on the crypto and database threads either. Reads storage; no HTTP
+(the routes pass the presented certificate and the address).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from keys.tls import spki_sha256
 from node.config import Limits
+from node.peer_info import parsed_card
 from node.ratelimit import RateLimiter, source_key
 from node.runtime import Run
 from node.storage import Store
+from protocol.errors import Malformed
 
-PEERS_TTL = 2.0  # seconds a read of the trusted ids is used for
+PEERS_TTL = 2.0  # seconds a read of the trusted pins is used for
+_MAX_CACHED_CERTS = 4096
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A request's caller: the trusted peer the TLS channel authenticated, or nobody."""
+
+    peer: bytes | None  # the node id, None for an anonymous caller
+    name: str | None
+    source: str  # the address key its budget is counted under when anonymous
+
+    @property
+    def bucket(self) -> str:
+        return f"peer|{self.peer.hex()}" if self.peer is not None else f"addr|{self.source}"
+
+    @property
+    def who(self) -> str:
+        """How logs name the caller: the peer's name, or the address."""
+        return self.name if self.name is not None else f"anonymous {self.source}"
 
 
 class Admission:
@@ -28,25 +57,84 @@ class Admission:
         run_db: Run,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.limiter = RateLimiter(limits.rate, limits.burst)
+        self.peers = RateLimiter(limits.peer_rate, limits.peer_burst, max_keys=10_000)
+        self.anonymous = RateLimiter(limits.anonymous_rate, limits.anonymous_burst)
+        self.max_in_progress = limits.peer_concurrency
         self.store = store
         self.run_db = run_db
         self.monotonic = monotonic
-        self._ids: frozenset[str] = frozenset()
+        self._by_pin: dict[bytes, tuple[bytes, str]] = {}
+        self._certs: dict[bytes, list[bytes]] = {}  # node id -> the pinned certificate, DER
+        self._pin_of: dict[bytes, bytes] = {}  # certificate DER -> SPKI digest
         self._read_at = float("-inf")
+        self._in_progress: dict[bytes, int] = {}
 
     def forget_peers(self) -> None:
         self._read_at = float("-inf")
 
-    async def bucket(self, claimed: str, remote: str | None) -> str:
-        now = self.monotonic()
-        if now - self._read_at > PEERS_TTL:
-            peers = await self.run_db(self.store.peers)
-            self._ids = frozenset(p.node_id.hex() for p in peers if p.status == "trusted")
-            self._read_at = now
-        if claimed in self._ids:
-            return f"peer|{claimed}"
-        return f"addr|{source_key(remote)}"
+    async def trusted_certificates(self) -> list[bytes]:
+        """Every trusted peer's pinned certificate: the server's client trust anchors."""
+        await self._refresh(force=True)
+        return [der for certs in self._certs.values() for der in certs]
 
-    async def allow(self, claimed: str, remote: str | None) -> bool:
-        return self.limiter.allow(await self.bucket(claimed, remote), self.monotonic())
+    async def _refresh(self, force: bool = False) -> None:
+        now = self.monotonic()
+        if not force and now - self._read_at <= PEERS_TTL:
+            return
+        by_pin: dict[bytes, tuple[bytes, str]] = {}
+        certs: dict[bytes, list[bytes]] = {}
+        for rec in await self.run_db(self.store.peers):
+            if rec.status != "trusted":
+                continue
+            der = parsed_card(rec.card).body.tls_cert
+            if der is None:
+                continue
+            by_pin[self._pin(der)] = (rec.node_id, rec.name)
+            certs[rec.node_id] = [der]
+        self._by_pin, self._certs, self._read_at = by_pin, certs, now
+
+    def _pin(self, der: bytes) -> bytes:
+        pin = self._pin_of.get(der)
+        if pin is None:
+            if len(self._pin_of) >= _MAX_CACHED_CERTS:
+                self._pin_of.clear()
+            pin = self._pin_of[der] = spki_sha256(der)
+        return pin
+
+    async def caller(self, certificate: bytes | None, remote: str | None) -> Caller:
+        """Who is calling: ``certificate`` is what the TLS channel verified (None: none shown)."""
+        source = source_key(remote)
+        if certificate is None:
+            return Caller(None, None, source)
+        await self._refresh()
+        try:
+            known = self._by_pin.get(self._pin(certificate))
+        except Malformed:
+            known = None
+        if known is None:
+            return Caller(None, None, source)
+        return Caller(known[0], known[1], source)
+
+    def allow(self, caller: Caller) -> bool:
+        limiter = self.peers if caller.peer is not None else self.anonymous
+        return limiter.allow(caller.bucket, self.monotonic())
+
+    def enter(self, caller: Caller) -> bool:
+        """Start a request of ``caller``'s that does work; False if it has too many in progress.
+        Pair each True with :meth:`leave`."""
+        if caller.peer is None:
+            return True
+        n = self._in_progress.get(caller.peer, 0)
+        if n >= self.max_in_progress:
+            return False
+        self._in_progress[caller.peer] = n + 1
+        return True
+
+    def leave(self, caller: Caller) -> None:
+        if caller.peer is None:
+            return
+        n = self._in_progress.get(caller.peer, 1) - 1
+        if n > 0:
+            self._in_progress[caller.peer] = n
+        else:
+            self._in_progress.pop(caller.peer, None)

@@ -36,8 +36,25 @@ class Limits(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_body: Annotated[int, msgspec.Meta(ge=1024)] = 8 * 1024 * 1024  # one POST (a batch)
     max_batch: Count = 256
     body_timeout: Seconds = 10.0  # a slow sender must send its whole body within this
-    rate: PerSecond = 2000.0  # requests per second per caller, sustained: never binds a real peer
-    burst: Count = 4000
+    # Budgets bind below what one node serves (about 800 requests/s on two cores), so no single
+    # caller takes it all; a backed-up peer sends 64 envelopes per request and never comes close.
+    peer_rate: PerSecond = 400.0  # requests per second per authenticated peer, sustained
+    peer_burst: Count = 800
+    peer_concurrency: Count = 8  # a peer's requests in progress at once; more get 429
+    anonymous_rate: PerSecond = 20.0  # card and health requests per second per address or /64
+    anonymous_burst: Count = 40
+    # Connections (slowloris): a request's headers must arrive within header_timeout, an idle
+    # keep-alive connection is closed after keepalive_timeout, and one address holds at most
+    # max_connections_per_address connections (a /64 for IPv6).
+    header_timeout: Seconds = 10.0
+    keepalive_timeout: Seconds = 15.0
+    max_connections_per_address: Count = 64
+    # One trusted peer's share of this node's inbox (read or not): over it, its new messages are
+    # refused with quota_exceeded and nothing is stored, so one peer cannot fill the disk.
+    max_inbox_per_sender: Count = 10_000
+    max_inbox_bytes_per_sender: Annotated[int, msgspec.Meta(ge=1024 * 1024, le=1 << 40)] = (
+        256 * 1024 * 1024
+    )
 
 
 class Audit(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -25,8 +25,10 @@ from node.cosigning import Cosigning
 from node.delivery import Deliveries
 from node.home import Home
 from node.http.admin_routes import AdminDeps, make_admin_app
+from node.http.listener import GatedSite, quiet_accept_errors
 from node.http.peer_routes import PeerDeps, make_peer_app
 from node.inbox import Inbox
+from node.initialise import tls_added, with_tls, write_card
 from node.operations import OperationDeps
 from node.peer_client import PeerClient
 from node.receiver import Receiver
@@ -36,6 +38,7 @@ from node.sending import Sender
 from node.status import Running, Status
 from node.storage import Store
 from node.storage.sqlite import open_store
+from node.tls import NodeTls
 from node.witness import Witness
 from protocol.checkpoint import checkpoint_size
 from protocol.errors import NodeError, os_reason
@@ -56,7 +59,11 @@ class Node:
         self.threads = Threads()
         self.run_db, self.run_cpu = self.threads.run_db, self.threads.run_cpu
         self.store: Store = open_store(home.database)
-        self.client = PeerClient(config.delivery.request_timeout)
+        if self.card.body.tls_cert is None:
+            self._add_tls()
+        assert self.card.body.tls_cert is not None
+        self.tls = NodeTls(identity, self.card.body.tls_cert, home.root)
+        self.client = PeerClient(config.delivery.request_timeout, self.tls)
         self.deliveries = Deliveries(
             identity.node_id, self.store, self.run_db, self.client, config.delivery, clock
         )
@@ -77,6 +84,21 @@ class Node:
         self._background: list[asyncio.Task[None]] = []
         self._full_checked = float("-inf")  # the first checkpoint after start recomputes the tree
 
+    def _add_tls(self) -> None:
+        """A home made before cards pinned a TLS certificate: re-issue the card with one (same
+        keys, same expiry, https endpoints), once, and say so in one line."""
+        now = int(self.clock())
+        card = with_tls(self.card, self.identity, now=now)
+        write_card(self.home, card)
+        tls_added(self.store, card, now=now)
+        self.card, self.card_text = card, card.armored()
+        self.log.warning(
+            "node.tls_added",
+            pin=card.tls_pin,
+            action="this node now serves mutual TLS; send your new card to every peer "
+            "(borderlink keys export) so they can reach you",
+        )
+
     # the apps --------------------------------------------------------------------------------
 
     def peer_app(self) -> web.Application:
@@ -89,6 +111,7 @@ class Node:
                 rejections=self.rejections,
                 admission=self.admission,
                 cosigning=Cosigning(self.store, self.run_db, self.clock),
+                run_cpu=self.run_cpu,
                 checkpoint=self._served_checkpoint,
                 stopping=lambda: self.stopping,
                 ready=lambda: self.ready,
@@ -135,11 +158,24 @@ class Node:
     async def start(self) -> None:
         resumed = await self.run_db(self._resume)
         host, port = self.config.host_port
+        limits = self.config.limits
+        quiet_accept_errors(asyncio.get_running_loop())
         peer_runner = web.AppRunner(
-            self.peer_app(), access_log=None, handler_cancellation=True, shutdown_timeout=5.0
+            self.peer_app(),
+            access_log=None,
+            handler_cancellation=True,
+            shutdown_timeout=5.0,
+            keepalive_timeout=limits.keepalive_timeout,
         )
         await peer_runner.setup()
-        site = web.TCPSite(peer_runner, host, port)
+        site = GatedSite(
+            peer_runner,
+            host,
+            port,
+            ssl_context=self.tls.server_context(await self.admission.trusted_certificates()),
+            max_per_address=limits.max_connections_per_address,
+            handshake_timeout=limits.header_timeout,
+        )
         try:
             await site.start()
         except OSError as exc:  # port taken, no permission: a start-up error, said in one line
@@ -148,7 +184,7 @@ class Node:
                 f"cannot start the node on {host}:{port}: {os_reason(exc)}",
                 hint="pick another address with --listen HOST:PORT, or stop the other process",
             ) from exc
-        sockets = getattr(site._server, "sockets", None) or []
+        sockets = site.sockets
         self.listen_port = sockets[0].getsockname()[1] if sockets else port
         admin_runner = web.AppRunner(self.admin_app(), access_log=None)
         await admin_runner.setup()
@@ -203,13 +239,19 @@ class Node:
     async def serve_forever(self) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(sig, self._stopping_on, sig, stop)
         await self.start()
         try:
             await stop.wait()
         finally:
             await self.stop()
+
+    def _stopping_on(self, sig: signal.Signals, stop: asyncio.Event) -> None:
+        """SIGTERM, SIGINT and SIGHUP all stop the node gracefully (SIGHUP does not reload: a
+        changed config takes effect on the next start), each said in the log."""
+        self.log.info("node.signal", signal=sig.name, action="shutting down gracefully")
+        stop.set()
 
     async def _every(self, interval: float, job: Callable[[], Awaitable[object]]) -> None:
         """Run ``job`` every ``interval`` seconds; a failure is logged and retried next time."""
@@ -262,4 +304,5 @@ class Node:
         """A peer was added, updated, removed or revoked through the admin API: forget what is
         cached about peers (the rate limiter's trusted ids) and bring delivery up to date."""
         self.admission.forget_peers()
+        self.tls.trust(await self.admission.trusted_certificates())
         await self.deliveries.refresh()

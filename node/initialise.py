@@ -9,10 +9,12 @@ files and audit entries through units; no HTTP, no clock (``now`` is passed in).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from keys.card import Card, make_card
 from keys.keystore import seal_keystore, write_keystore_file
+from keys.tls import make_certificate
 from node.auditing import record
 from node.home import Home
 from node.storage import Store
@@ -32,7 +34,8 @@ def new_card(
     valid_days: int,
     now: int,
 ) -> Card:
-    """This node's signed card, valid from ``now`` for ``valid_days``; codes are upper-cased."""
+    """This node's signed card, valid from ``now`` for ``valid_days``; codes are upper-cased.
+    It pins the node's TLS certificate (keys/tls.py), made here from the identity."""
     return make_card(
         identity,
         name=name,
@@ -42,7 +45,42 @@ def new_card(
         endpoints=list(endpoints),
         valid_from=now,
         valid_until=now + valid_days * DAY,
+        tls_cert=make_certificate(identity, now=now),
     )
+
+
+def with_tls(card: Card, identity: Identity, *, now: int) -> Card:
+    """A version 1 card re-issued as version 2: the same unit and expiry, a TLS certificate
+    pinned, ``http://`` endpoints now ``https://`` (the node serves TLS on the same port), and
+    ``valid_from`` now, so peers take it as newer than the card they hold."""
+    body = card.body
+    return make_card(
+        identity,
+        name=body.name,
+        unit_type=body.unit_type,
+        country=body.country,
+        location=body.location,
+        endpoints=[
+            "https://" + url[len("http://") :] if url.startswith("http://") else url
+            for url in body.endpoints
+        ],
+        valid_from=now,
+        valid_until=max(body.valid_until, now + 1),
+        tls_cert=make_certificate(identity, now=now),
+    )
+
+
+def tls_added(store: Store, card: Card, *, now: float) -> None:
+    with store.unit(now) as u:
+        record(
+            u,
+            "key.created",
+            "node",
+            outcome="tls",
+            detail=card.tls_pin or "",
+            peer=card.name,
+            peer_id=card.identity.node_id.hex(),
+        )
 
 
 def write_home(
@@ -54,7 +92,17 @@ def write_home(
     write_keystore_file(
         home.keystore, seal_keystore(identity.secret_bytes(), passphrase, profile=kdf_profile)
     )
-    home.card.write_text(card.armored())
+    write_card(home, card)
+
+
+def write_card(home: Home, card: Card) -> None:
+    """Replace the home's card atomically: a crash leaves the old card or the new one."""
+    tmp = home.card.with_name(home.card.name + ".tmp")
+    with open(tmp, "w", encoding="ascii") as f:
+        f.write(card.armored())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, home.card)
 
 
 def initialised(store: Store, card: Card, *, kdf_profile: str, actor: str, now: float) -> None:

@@ -5,8 +5,10 @@ Holds one aiohttp session and touches nothing else (no storage, no clock). Every
 peer's endpoint is the one in its signed card; a redirect would send our batch, or our witness
 request, wherever the answer says), every answer is read up to a limit fixed per call, and
 aiohttp's exceptions are translated here, once, into sentences an operator understands
-(:class:`DeliveryFailed`). The session is built in :meth:`PeerClient._open` alone: that is where
-TLS will be configured.
+(:class:`DeliveryFailed`). Every request is mutual TLS 1.3 pinned to the certificate in the
+peer's card (node/tls.py): a peer whose card pins nothing, or whose endpoint is not https://, is
+not contacted at all, and a server presenting another certificate is refused with both pins named
+(:class:`PinMismatch`), so whatever the peer answers, a rejection included, was said by it.
 
 Callers see narrow Protocols (:class:`BatchClient` for delivery, :class:`AuditClient` for
 witnessing), so their retry and decision logic can be tested against a fake.
@@ -14,6 +16,7 @@ witnessing), so their retry and decision logic can be tested against a fake.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -21,7 +24,9 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from node.http.bodies import read_limited
+from keys.tls import pin_text
 from node.peer_info import PeerInfo
+from node.tls import NodeTls, presented_certificate, unverified_client
 from protocol.batch import BATCH_CONTENT_TYPE, BATCH_PATH
 from protocol.errors import NodeError, os_reason
 
@@ -37,6 +42,10 @@ MAX_COSIGNATURE_ANSWER = 4 * 1024  # {"status": "stored"} or an error body
 
 class DeliveryFailed(NodeError):
     """The request did not produce a usable answer from the peer; always worth retrying."""
+
+
+class PinMismatch(DeliveryFailed):
+    """The server at the peer's endpoint presented a certificate its card does not pin."""
 
 
 class AnswerTooLarge(DeliveryFailed):
@@ -81,8 +90,9 @@ class PeerClient:
     """Every outbound request of the node. Create it anywhere; the session opens on first use
     (aiohttp wants a running loop) and :meth:`close` ends it."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, tls: NodeTls) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 5.0))
+        self._tls = tls
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -138,7 +148,7 @@ class PeerClient:
         )
 
     def _open(self) -> aiohttp.ClientSession:
-        """The one place the session is built (and where TLS settings will go, issue 9).
+        """The one place the session is built; TLS is chosen per request (one context per pin).
 
         No cookies: a peer's answer must not change what we send the next one. Proxies from
         the environment are not used (aiohttp's ``trust_env`` stays off)."""
@@ -163,11 +173,29 @@ class PeerClient:
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
     ) -> Answer:
+        endpoint = peer.endpoint or ""
+        if peer.tls_cert is None:
+            raise DeliveryFailed(
+                f"the card of {peer.name} pins no TLS certificate (a version 1 card): "
+                f"ask {peer.name} for its current card and run 'borderlink peers add' with it"
+            )
+        if not endpoint.lower().startswith("https://"):
+            raise DeliveryFailed(
+                f"{where}: the endpoint in its card is not https://, and peers are reached "
+                "over mutual TLS only"
+            )
         session = self._open()
-        url = (peer.endpoint or "").rstrip("/") + path
+        url = endpoint.rstrip("/") + path
+        ssl_context = self._tls.client_context(peer.tls_cert)
         try:
             async with session.request(
-                method, url, data=data, headers=headers, params=params, allow_redirects=False
+                method,
+                url,
+                data=data,
+                headers=headers,
+                params=params,
+                allow_redirects=False,
+                ssl=ssl_context,
             ) as resp:
                 body = await read_limited(resp.content, resp.content_length, limit)
                 if body is None:
@@ -175,6 +203,15 @@ class PeerClient:
                 return Answer(resp.status, resp.content_type, body)
         except DeliveryFailed:
             raise
+        except aiohttp.ClientConnectorCertificateError as exc:
+            presented = await _presented(url)
+            shown = pin_text(presented) if presented else "a certificate that could not be read"
+            raise PinMismatch(
+                f"TLS pin mismatch for {where}: its card pins {pin_text(peer.tls_cert)}, "
+                f"the server presented {shown}",
+                hint=f"if {peer.name} changed its TLS key, import its new card; "
+                "otherwise something else answers at that address",
+            ) from exc
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, ConnectionRefusedError):
                 raise DeliveryFailed(f"connection refused by {where}") from exc
@@ -191,6 +228,24 @@ class PeerClient:
             raise DeliveryFailed(f"cannot reach {where}: {os_reason(exc)}") from exc
         except ValueError as exc:  # yarl/aiohttp refusing the endpoint URL
             raise DeliveryFailed(f"cannot reach {where}: the endpoint is not a usable URL") from exc
+
+
+async def _presented(url: str) -> bytes | None:
+    """The certificate the server at ``url`` presents, fetched over a connection that sends
+    nothing: only to name it in a pin mismatch."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port or 443
+        _reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=unverified_client(), server_hostname=""),
+            timeout=5.0,
+        )
+    except (OSError, ValueError, TimeoutError):
+        return None
+    try:
+        return presented_certificate(writer.transport)
+    finally:
+        writer.close()
 
 
 def _where(peer: PeerInfo) -> str:

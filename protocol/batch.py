@@ -89,7 +89,26 @@ def encode_batch(envelopes: list[bytes]) -> bytes:
     return _ENC.encode(envelopes)
 
 
+def array_length(data: bytes) -> int | None:
+    """The item count a MessagePack array header declares (fixarray, array 16, array 32), or
+    None if ``data`` does not start with one. Read before decoding, so a body of two million
+    tiny items is refused from its first five bytes instead of being decoded first."""
+    if not data:
+        return None
+    first = data[0]
+    if 0x90 <= first <= 0x9F:
+        return first & 0x0F
+    if first == 0xDC and len(data) >= 3:
+        return int.from_bytes(data[1:3], "big")
+    if first == 0xDD and len(data) >= 5:
+        return int.from_bytes(data[1:5], "big")
+    return None
+
+
 def decode_batch(data: bytes, *, max_items: int) -> list[bytes]:
+    declared = array_length(data)
+    if declared is not None and declared > max_items:
+        raise Malformed(f"batch holds more than {max_items} envelopes")
     try:
         return _batch_decoder(max_items).decode(data)
     except ValidationError as exc:

@@ -11,6 +11,7 @@ PROTOCOL_VERSION = 1
 NODE_ID_LABEL = b"borderlink/1 node-id\n"
 FINGERPRINT_LABEL = b"borderlink/1 fingerprint\n"
 CARD_SIGNATURE_LABEL = b"borderlink/1 card\n"
+TLS_KEY_LABEL = b"borderlink/1 tls key"  # HKDF info deriving the TLS key from the signing seed
 MESSAGE_SIGNATURE_LABEL = b"borderlink/1 message\n"
 HPKE_INFO_LABEL = b"borderlink/1 hpke slot\n"
 ENVELOPE_HASH_LABEL = b"borderlink/1 envelope\n"

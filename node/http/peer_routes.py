@@ -1,11 +1,15 @@
 """The peer API's routes (PROTOCOL.md 11): envelopes in, receipts out; this node's card; health;
 the audit log's checkpoint, consistency proofs and cosignatures for witnesses (12.3).
 
-Cheap refusals come before any work: a caller over its rate gets 429 before its body is read; a
-declared or actual body over the limit gets 413 while reading; a body that trickles in slower than
-``body_timeout`` gets 408. Only then is MessagePack decoded and cryptography run. Errors are JSON
-``{"error": reason, "message": text}``. Routes translate HTTP only: the services behind
-:class:`PeerDeps` hold the logic.
+Who calls is what the TLS channel proves (node/admission.py), never a header. Anonymous callers
+get the card and the health checks; everything else answers them 401 ``unauthenticated`` before
+reading the body, and costs no decoding, no cryptography and no storage write (their refusals are
+logged, sampled, and never audited: the audit log records what peers did). For a peer, cheap
+refusals still come first: over its rate or with too many requests in progress, 429 before its
+body is read; a declared or actual body over the limit, 413 while reading; a body that trickles in
+slower than ``body_timeout``, 408. Only then is MessagePack decoded (off the event loop, after its
+array header) and cryptography run. Errors are JSON ``{"error": reason, "message": text}``.
+Routes translate HTTP only: the services behind :class:`PeerDeps` hold the logic.
 """
 
 from __future__ import annotations
@@ -18,18 +22,20 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from node.admission import Admission
+from node.admission import Admission, Caller
 from node.config import Limits
 from node.cosigning import MAX_COSIGNATURE_BODY, Cosigning, Refused
 from node.http.bodies import read_limited
 from node.http.responses import peer_error
-from node.ratelimit import sampled
+from node.ratelimit import Sampler, sampled
 from node.receiver import Receiver
 from node.rejections import Rejections
+from node.runtime import Run
+from node.tls import presented_certificate
 from protocol.batch import BATCH_CONTENT_TYPE, BATCH_PATH, decode_batch, encode_response
 from protocol.errors import Rejected
 
-SENDER_HEADER = "X-Borderlink-Sender"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +46,7 @@ class PeerDeps:
     rejections: Rejections
     admission: Admission
     cosigning: Cosigning
+    run_cpu: Run  # decoding a batch, off the event loop
     checkpoint: Callable[[], Awaitable[str]]  # the latest note with cosignatures, signing if none
     stopping: Callable[[], bool]
     ready: Callable[[], bool]
@@ -49,20 +56,69 @@ class PeerDeps:
 def make_peer_app(deps: PeerDeps) -> web.Application:
     limits = deps.limits
     rate_limited = 0  # batches refused over their rate, since start
+    anonymous = Sampler()  # refusals of anonymous callers, per address: logged on 1, 2, 4...
 
-    def claimed(request: web.Request) -> str:
-        return request.headers.get(SENDER_HEADER, "")
-
-    async def allowed(request: web.Request) -> bool:
-        return await deps.admission.allow(claimed(request), request.remote)
+    def caller_of(request: web.Request) -> Caller:
+        caller = request.get("caller")
+        assert isinstance(caller, Caller)
+        return caller
 
     async def audit(reason: str, detail: str, request: web.Request) -> None:
-        """Refusals before decoding: every one logged, the audit log sampled per source and
-        reason like other unauthenticated rejections (PROTOCOL.md 12.1)."""
-        deps.log.warning("message.rejected", reason=reason, detail=detail, source=request.remote)
-        await deps.rejections.refused(
-            reason, detail, source=request.remote, claimed=claimed(request)[:64] or None
+        """Refusals of a peer before decoding: every one logged, the audit log sampled per peer
+        and reason (PROTOCOL.md 12.1)."""
+        caller = caller_of(request)
+        deps.log.warning(
+            "message.rejected", reason=reason, detail=detail, peer=caller.who, source=request.remote
         )
+        await deps.rejections.refused(
+            reason, detail, source=request.remote, claimed=caller.peer.hex() if caller.peer else None
+        )
+
+    @web.middleware
+    async def who_calls(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Attach the caller the TLS channel proves; refuse anonymous callers everything but the
+        card and health, and every caller over its budget, before any route runs."""
+        try:
+            for value in request.headers.values():
+                value.encode("utf-8")
+        except UnicodeError:
+            return peer_error("malformed", "a header value is not UTF-8 text")
+        caller = await deps.admission.caller(
+            presented_certificate(request.transport), request.remote
+        )
+        request["caller"] = caller
+        if request.path in ("/livez", "/readyz"):
+            return await handler(request)
+        if not deps.admission.allow(caller):
+            return await over_rate(request)
+        if request.path == "/v1/card":
+            return await handler(request)
+        if caller.peer is None:
+            n = anonymous.count(f"{caller.source}|{request.path}")
+            if sampled(n):
+                deps.log.warning(
+                    "request.unauthenticated", path=request.path, source=caller.source, count=n
+                )
+            return peer_error(
+                "unauthenticated",
+                "this needs the TLS client certificate of a peer this node trusts",
+            )
+        if not deps.admission.enter(caller):
+            return await over_rate(request, f"more than {limits.peer_concurrency} in progress")
+        try:
+            return await handler(request)
+        finally:
+            deps.admission.leave(caller)
+
+    async def over_rate(request: web.Request, why: str = "") -> web.Response:
+        nonlocal rate_limited
+        rate_limited += 1
+        caller = caller_of(request)
+        if caller.peer is not None and sampled(rate_limited):  # a flood is no log flood
+            await audit(
+                "rate_limited", why or f"{rate_limited} requests refused so far", request
+            )
+        return peer_error("rate_limited", "too many requests; retry later")
 
     async def body_or_refusal(
         request: web.Request, read: Callable[[], Awaitable[bytes | None]], limit: int
@@ -85,12 +141,6 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
         return raw
 
     async def post_envelopes(request: web.Request) -> web.Response:
-        nonlocal rate_limited
-        if not await allowed(request):
-            rate_limited += 1
-            if sampled(rate_limited):  # a flood is no log flood
-                await audit("rate_limited", f"{rate_limited} requests refused so far", request)
-            return peer_error("rate_limited", "too many requests; retry later")
         if request.content_length is not None and request.content_length > limits.max_body:
             await audit("oversize", f"declared {request.content_length} bytes", request)
             return peer_error("oversize", f"body over {limits.max_body} bytes")
@@ -100,11 +150,13 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
         if isinstance(body, web.Response):
             return body
         try:
-            items = decode_batch(body, max_items=limits.max_batch)
+            items = await deps.run_cpu(decode_batch, body, max_items=limits.max_batch)
         except Rejected as exc:
             await audit(exc.reason, exc.message, request)
             return peer_error(exc.reason, exc.message)
-        resp = await deps.receiver.receive(items, source=str(request.remote))
+        peer = caller_of(request).peer
+        assert peer is not None  # who_calls let only peers through
+        resp = await deps.receiver.receive(items, source=str(request.remote), peer=peer)
         if len(resp.results) == 1 and resp.results[0].outcome == "rejected":
             return peer_error(resp.results[0].reason or "rejected")
         return web.Response(body=encode_response(resp), content_type=BATCH_CONTENT_TYPE)
@@ -120,14 +172,10 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
             return web.json_response({"status": "unavailable"}, status=503)
         return web.json_response({"status": "ready"})
 
-    async def audit_checkpoint(request: web.Request) -> web.Response:
-        if not await allowed(request):
-            return peer_error("rate_limited", "too many requests; retry later")
+    async def audit_checkpoint(_request: web.Request) -> web.Response:
         return web.Response(text=await deps.checkpoint(), content_type="text/plain")
 
     async def audit_consistency(request: web.Request) -> web.Response:
-        if not await allowed(request):
-            return peer_error("rate_limited", "too many requests; retry later")
         try:
             old, new = int(request.query["old"]), int(request.query["new"])
         except (KeyError, ValueError):
@@ -140,8 +188,6 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
         )
 
     async def audit_cosignature(request: web.Request) -> web.Response:
-        if not await allowed(request):
-            return peer_error("rate_limited", "too many requests; retry later")
         declared = request.content_length
         if declared is not None and declared > MAX_COSIGNATURE_BODY:
             await audit("oversize", f"declared {declared} bytes", request)
@@ -158,7 +204,7 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
             return peer_error(refusal.reason, refusal.message)
         return web.json_response({"status": "stored"})
 
-    app = web.Application(client_max_size=limits.max_body)
+    app = web.Application(client_max_size=limits.max_body, middlewares=[who_calls])
     app.router.add_get("/v1/audit/checkpoint", audit_checkpoint)
     app.router.add_get("/v1/audit/consistency", audit_consistency)
     app.router.add_post("/v1/audit/cosignature", audit_cosignature)

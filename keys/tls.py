@@ -1,0 +1,117 @@
+"""The node's TLS key and self-signed certificate, which its card pins (PROTOCOL.md 3.5 and 11.1).
+
+The TLS key is an Ed25519 key derived with HKDF-SHA256 from the identity's signing seed under its
+own label, so it needs no second secret on disk: it is in the keystore (and its backup) already, it
+changes when the identity's keys change, and it never signs anything but TLS handshakes. The
+certificate is self-signed and never expires by itself (notAfter 9999-12-31, RFC 5280 4.1.2.5):
+the card that carries it has the validity that counts, and no CA is involved. A peer's certificate
+is pinned exactly: the SHA-256 of its SubjectPublicKeyInfo is what people compare and what error
+messages show.
+
+Pure: keys and certificates in, bytes out; no files, no sockets, no clock (``now`` is passed in).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.x509.oid import NameOID
+
+from protocol.errors import Malformed
+from protocol.identity import Identity
+from protocol.labels import TLS_KEY_LABEL
+
+MAX_CERT_BYTES = 4096  # an Ed25519 self-signed certificate is about 300 bytes
+_NOT_AFTER = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
+
+
+def tls_key(identity: Identity) -> ed25519.Ed25519PrivateKey:
+    """The node's TLS private key: HKDF-SHA256(seed, info=TLS_KEY_LABEL), an Ed25519 seed."""
+    seed = identity.secret_bytes()[:32]
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=TLS_KEY_LABEL).derive(
+        seed
+    )
+    return ed25519.Ed25519PrivateKey.from_private_bytes(derived)
+
+
+def make_certificate(identity: Identity, *, now: int) -> bytes:
+    """A self-signed certificate (DER) for the node's TLS key, its subject the node id.
+
+    Valid from a day before ``now`` (clocks differ) and never expiring by itself."""
+    key = tls_key(identity)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity.node_id.hex())])
+    start = datetime.datetime.fromtimestamp(now - 86400, tz=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(_NOT_AFTER)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, algorithm=None)
+    )
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def key_pem(identity: Identity, password: bytes) -> bytes:
+    """The TLS key as PKCS#8 PEM encrypted under ``password``: the form Python's ``ssl`` can load
+    (it only loads keys from files; the node writes this to a private file for an instant)."""
+    return tls_key(identity).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password),
+    )
+
+
+def cert_pem(cert_der: bytes) -> bytes:
+    return x509.load_der_x509_certificate(cert_der).public_bytes(serialization.Encoding.PEM)
+
+
+def spki_sha256(cert_der: bytes) -> bytes:
+    """SHA-256 of the certificate's SubjectPublicKeyInfo: the pin (PROTOCOL.md 3.5)."""
+    try:
+        cert = x509.load_der_x509_certificate(cert_der)
+    except ValueError as exc:
+        raise Malformed("tls_cert is not a DER X.509 certificate") from exc
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(spki).digest()
+
+
+def pin_text(cert_der: bytes) -> str:
+    """How a pin is shown to people: ``sha256:`` and the hex digest in groups of four."""
+    digest = spki_sha256(cert_der).hex()
+    return "sha256:" + " ".join(digest[i : i + 4] for i in range(0, len(digest), 4))
+
+
+@dataclass(frozen=True)
+class CheckedCertificate:
+    der: bytes
+    pin: bytes
+
+
+def check_certificate(cert_der: bytes) -> CheckedCertificate:
+    """What a card's ``tls_cert`` must be: one DER certificate, self-signed by its own key,
+    with an Ed25519, ECDSA or RSA key (what TLS 1.3 stacks accept)."""
+    if len(cert_der) > MAX_CERT_BYTES:
+        raise Malformed(f"tls_cert is larger than {MAX_CERT_BYTES} bytes")
+    try:
+        cert = x509.load_der_x509_certificate(cert_der)
+        if cert.public_bytes(serialization.Encoding.DER) != cert_der:
+            raise Malformed("tls_cert is not in canonical DER form")
+        cert.verify_directly_issued_by(cert)
+    except InvalidSignature as exc:
+        raise Malformed("tls_cert is not signed by its own key") from exc
+    except (ValueError, TypeError) as exc:
+        raise Malformed("tls_cert is not a self-signed DER X.509 certificate") from exc
+    return CheckedCertificate(cert_der, spki_sha256(cert_der))
