@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.inprocess import run_main
+from tests.tlsclient import anonymous, card_cert, home_identity, peer_context
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSPHRASE = "integration-test-passphrase"
@@ -98,8 +100,17 @@ class NodeProc:
     proc: subprocess.Popen[bytes] | None = None
 
     @property
+    def cert(self) -> bytes:
+        """The TLS certificate this node's card pins."""
+        return card_cert(self.home.joinpath("card.txt").read_text())
+
+    def as_peer_of(self, server: NodeProc) -> ssl.SSLContext:
+        """A TLS context with which a test speaks to ``server`` as this node (its key)."""
+        return peer_context(home_identity(self.home, PASSPHRASE), self.cert, server.cert)
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://127.0.0.1:{self.port}"
 
     def start(self, wait: bool = True) -> None:
         logf = open(self.log, "ab")
@@ -131,7 +142,9 @@ class NodeProc:
                     f"{self.name} exited {self.proc.returncode}: {self.log.read_text()[-2000:]}"
                 )
             try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as r:
+                with urllib.request.urlopen(
+                    self.url + "/readyz", timeout=1, context=anonymous()
+                ) as r:
                     if r.status == 200 and self.home.joinpath("admin.sock").exists():
                         return
             except OSError:
@@ -194,7 +207,7 @@ def make_network(
     for name in names:
         port = free_port()
         home = root / name
-        init_home(home, name, "--endpoint", f"http://127.0.0.1:{port}")
+        init_home(home, name, "--endpoint", f"https://127.0.0.1:{port}")
         cli(home, "keys", "export-card", "-o", str(root / f"{name}.card"))
         nodes[name] = NodeProc(name, home, port, root / f"{name}.log", dict(extra_env or {}))
     for a in nodes.values():
