@@ -52,8 +52,7 @@ def init_cmd(
     from protocol.identity import Identity
 
     home = ctx.home
-    if home.exists():
-        home.create()  # raises the "already holds an identity" error
+    home.check_new()  # before asking for a passphrase; write_home checks again as it creates
     identity = Identity.generate()
     card = new_card(
         identity,

@@ -8,6 +8,7 @@ directory itself is private: 0700 and owned by the user; ``require`` refuses one
     HOME/node.db         SQLite: peers, seen ids, outbox, inbox, receipts, audit log
     HOME/config.toml     optional settings (listen address, retry policy, ...)
     HOME/admin.sock      the admin API's Unix socket while the node runs (mode 0600)
+    HOME/node.lock       flock'ed by the running node, holds its pid (node/process.py)
 """
 
 from __future__ import annotations
@@ -84,16 +85,41 @@ class Home:
                 f"run: chmod 700 {self.root}"
             )
 
-    def create(self) -> None:
-        """Create the directory private to the user (0700); refuse to reuse an initialised home."""
+    def check_new(self) -> None:
+        """Refuse a directory ``init`` must not make a home of: one that already holds an
+        identity, is not the user's, or holds anything else (a shared 1777 directory, a project:
+        making it 0700 would lock everyone else out of it). Missing or empty and ours is fine."""
         if self.keystore.exists():
             raise BorderlinkError(
                 f"{self.root} already holds an identity",
                 hint="use another --home, or rotate keys instead of re-initialising",
             )
         try:
+            st = self.root.stat()
+            if not stat.S_ISDIR(st.st_mode):
+                raise BorderlinkError(f"home {self.root} is not a directory")
+            if st.st_uid != os.getuid():
+                raise BorderlinkError(f"home {self.root} belongs to another user")
+            with os.scandir(self.root) as entries:
+                empty = next(entries, None) is None
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise BorderlinkError(f"cannot use home {self.root}: {os_reason(exc)}") from exc
+        if not empty:
+            raise BorderlinkError(
+                f"{self.root} is not empty and holds no borderlink identity",
+                hint="choose an empty or new directory for --home",
+            )
+
+    def create(self) -> None:
+        """Create the directory private to the user (0700), or make an existing empty one of the
+        user's private; refuse anything else (``check_new``)."""
+        self.check_new()
+        try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             # mkdir's mode applies only to a directory it creates: an existing one keeps its own.
+            # check_new found it empty and ours (or absent); look again right before the chmod.
             if self.root.stat().st_uid != os.getuid():
                 raise BorderlinkError(f"home {self.root} belongs to another user")
             self.root.chmod(0o700)
