@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cli.context import Ctx
-from cli.files import write_output
+from cli.files import force_option, write_output
 from cli.options import Group, OneOf, PathArg
 from cli.output import emit, json_option, note
 from cli.passphrase import passphrase_options
@@ -64,6 +64,7 @@ def show_cmd(ctx: Ctx, as_json: bool) -> None:
 @click.option(
     "-o", "--output", type=PathArg(dir_okay=False), help="File to write (default stdout)."
 )
+@force_option
 @click.pass_obj
 def export_card_cmd(ctx: Ctx, output: str | None) -> None:
     """Write this node's signed contact card (armored text) to hand to peers."""
@@ -78,6 +79,7 @@ def export_card_cmd(ctx: Ctx, output: str | None) -> None:
 @click.option(
     "-o", "--output", type=PathArg(dir_okay=False), help="File to write (default stdout)."
 )
+@force_option
 @click.pass_obj
 def export_public_cmd(ctx: Ctx, fmt: str, output: str | None) -> None:
     """Write the Ed25519 signing public key as PEM (SubjectPublicKeyInfo), for openssl."""

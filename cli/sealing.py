@@ -8,7 +8,7 @@ import click
 import msgspec
 
 from cli.context import Ctx
-from cli.files import input_name, read_bytes, read_text, write_output
+from cli.files import force_option, input_name, read_bytes, read_text, write_output
 from cli.options import TYPE_NAMES, Command, Duration, OneOf, PathArg, split_names
 from cli.output import emit, json_option, note
 from cli.passphrase import passphrase_options
@@ -27,6 +27,7 @@ MESSAGE_KIND = "MESSAGE"
 @click.option(
     "-o", "--output", type=PathArg(dir_okay=False), help="File to write (default stdout)."
 )
+@force_option
 @click.argument("file", metavar="FILE")
 @passphrase_options
 @click.pass_obj
