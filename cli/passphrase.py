@@ -8,8 +8,9 @@ The first source given wins, in this order:
    warned about, not refused: secret mounts (Docker secrets 0444, Kubernetes 0644 by default) often
    have modes the operator cannot change, and refusing would push people to the environment
    variable, which leaks more easily (``/proc/PID/environ``, child processes, crash reports).
-3. ``BORDERLINK_PASSPHRASE``: taken as is. Set but empty is an error, not "unset": it is almost
-   always a script expanding a missing variable.
+3. ``BORDERLINK_PASSPHRASE``: taken as is, and removed from the process's environment once read
+   (``os.environ.pop``), so no child process inherits it. Set but empty is an error, not "unset":
+   it is almost always a script expanding a missing variable.
 4. A no-echo prompt, asked twice when creating a keystore. Only when stdin is a terminal *and*
    /dev/tty can be opened: with no controlling terminal ``getpass`` would fall back to reading
    stdin with echo on, or wait forever on a pipe. Otherwise fail at once with
@@ -89,9 +90,13 @@ def get_passphrase(
         return _nonempty(_read_fd(fd), f"--passphrase-fd {fd}")
     if file is not None:
         return _nonempty(_read_file(file, warn), f"--passphrase-file {file}")
-    environ = os.environ if env is None else env
-    if ENV_VAR in environ:
-        return _nonempty(os.fsencode(environ[ENV_VAR]), ENV_VAR)
+    if env is None:
+        # Read once, then gone from this process's environment: child processes, crash reports
+        # and later reads do not see it (/proc/PID/environ keeps what the process started with).
+        if ENV_VAR in os.environ:
+            return _nonempty(os.fsencode(os.environ.pop(ENV_VAR)), ENV_VAR)
+    elif ENV_VAR in env:
+        return _nonempty(os.fsencode(env[ENV_VAR]), ENV_VAR)
 
     can_prompt = stdin_isatty if stdin_isatty is not None else _terminal_available
     if not can_prompt():
