@@ -35,6 +35,9 @@ class _Connection(asyncio.Protocol):
         self.handler: asyncio.Protocol | None = None
         self.raw: asyncio.Transport | None = None
         self.tls: asyncio.Task[None] | None = None
+        # Bytes the client sent with its last handshake message arrive before start_tls returns.
+        self.early: list[bytes] = []
+        self.early_eof = False
 
     # raw TCP ---------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -67,14 +70,24 @@ class _Connection(asyncio.Protocol):
             return
         self.handler = self.site.handler_factory()
         self.handler.connection_made(transport)
+        for data in self.early:
+            self.handler.data_received(data)
+        self.early.clear()
+        if self.early_eof:
+            self.handler.eof_received()
 
     # after the handshake, everything is the handler's -----------------------------------------
     def data_received(self, data: bytes) -> None:
         if self.handler is not None:
             self.handler.data_received(data)
+        elif sum(map(len, self.early)) + len(data) <= 1 << 20:
+            self.early.append(data)
 
     def eof_received(self) -> bool | None:
-        return self.handler.eof_received() if self.handler is not None else None
+        if self.handler is None:
+            self.early_eof = True
+            return None
+        return self.handler.eof_received()
 
     def pause_writing(self) -> None:
         if self.handler is not None:
