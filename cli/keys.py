@@ -36,6 +36,8 @@ def card_summary(card: Card) -> dict[str, Any]:
         "enc_key": base64.b64encode(body.enc_key).decode(),
         "valid_from": body.valid_from,
         "valid_until": body.valid_until,
+        "card_version": body.version,
+        "tls_pin": card.tls_pin,
     }
 
 
@@ -48,6 +50,7 @@ def _human(d: dict[str, Any]) -> str:
             f"sign key:    ed25519 {d['sign_key']}",
             f"enc key:     x25519 {d['enc_key']}",
             f"endpoints:   {', '.join(d['endpoints']) or '-'}",
+            f"tls pin:     {d['tls_pin'] or 'none (version 1 card: start the node to add one)'}",
         ]
     )
 

@@ -48,6 +48,12 @@ def add_cmd(
     )
     if added.verified_by == "tofu":
         note(f"warning: '{added.name}' trusted on first use, fingerprint NOT verified")
+    if added.tls_pin is None:
+        note(
+            f"note: the card of '{added.name}' is version 1 and pins no TLS certificate: "
+            "this node can neither reach it nor accept its messages until you import its "
+            "current card"
+        )
     emit(
         msgspec.to_builtins(added),
         as_json,

@@ -52,6 +52,7 @@ class AddedPeer(msgspec.Struct, frozen=True):
     verified_by: str  # fingerprint | tofu
     fingerprint: str
     node_id: str
+    tls_pin: str | None = None  # None: a version 1 card, which pins no TLS certificate
 
 
 class PeerRow(msgspec.Struct, frozen=True):
@@ -66,6 +67,7 @@ class PeerRow(msgspec.Struct, frozen=True):
     location: str | None
     endpoints: list[str]
     valid_until: int | None
+    tls_pin: str | None = None
 
 
 class Revoked(msgspec.Struct, frozen=True):
@@ -135,7 +137,9 @@ def add(
                 )
     if refused is not None:
         raise refused
-    return AddedPeer(card.name, outcome, method, identity.fingerprint, identity.node_id.hex())
+    return AddedPeer(
+        card.name, outcome, method, identity.fingerprint, identity.node_id.hex(), card.tls_pin
+    )
 
 
 def listing(reads: Reads) -> list[PeerRow]:
@@ -153,6 +157,7 @@ def listing(reads: Reads) -> list[PeerRow]:
                 location=body.location if body else None,
                 endpoints=list(body.endpoints) if body else [],
                 valid_until=body.valid_until if body else None,
+                tls_pin=parsed_card(p.card).tls_pin if p.card else None,
             )
         )
     return rows
