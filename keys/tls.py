@@ -44,7 +44,9 @@ def tls_key(identity: Identity) -> ed25519.Ed25519PrivateKey:
 def make_certificate(identity: Identity, *, now: int) -> bytes:
     """A self-signed certificate (DER) for the node's TLS key, its subject the node id.
 
-    Valid from a day before ``now`` (clocks differ) and never expiring by itself."""
+    Valid from a day before ``now`` (clocks differ) and never expiring by itself. Every field is
+    a function of the identity and ``now`` (the serial is a hash of both; Ed25519 signatures are
+    deterministic), so the project's vectors can pin the exact bytes."""
     key = tls_key(identity)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity.node_id.hex())])
     start = datetime.datetime.fromtimestamp(now - 86400, tz=datetime.UTC)
@@ -53,13 +55,19 @@ def make_certificate(identity: Identity, *, now: int) -> bytes:
         .subject_name(subject)
         .issuer_name(subject)
         .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
+        .serial_number(_serial(identity.node_id, now))
         .not_valid_before(start)
         .not_valid_after(_NOT_AFTER)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key, algorithm=None)
     )
     return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _serial(node_id: bytes, now: int) -> int:
+    """A positive serial under 2^127 (RFC 5280 allows 20 octets), unique per node and moment."""
+    digest = hashlib.sha256(TLS_KEY_LABEL + node_id + now.to_bytes(8, "big")).digest()
+    return int.from_bytes(digest[:16], "big") >> 1 or 1
 
 
 def key_pem(identity: Identity, password: bytes) -> bytes:

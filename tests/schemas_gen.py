@@ -1,4 +1,5 @@
-"""Write docs/schemas/message-bodies.schema.json from the msgspec Structs (``make vectors``).
+"""Write docs/schemas/message-bodies.schema.json and card.schema.json from the msgspec Structs
+(``make vectors``).
 
 The JSON Schema is normative for the shape of every body (PROTOCOL.md 9); docs/SCHEMAS.md lists
 the rules a schema cannot state (check digits, code lists, cross-field rules).
@@ -16,6 +17,7 @@ import msgspec
 from protocol.schemas import MESSAGE_TYPES, SCHEMA_VERSION
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "schemas" / "message-bodies.schema.json"
+CARD_OUT = OUT.with_name("card.schema.json")
 
 
 def build() -> dict[str, Any]:
@@ -37,7 +39,27 @@ def text() -> str:
     return json.dumps(build(), indent=2, sort_keys=True) + "\n"
 
 
+def card_schema() -> dict[str, Any]:
+    from keys.card import CardBody
+
+    schema = msgspec.json.schema(CardBody)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "borderlink contact card body (PROTOCOL.md 3.1), versions 1 and 2",
+        "description": "The signed JSON body of a card. Rules a schema cannot state: version 2 "
+        "requires tls_cert (a self-signed DER certificate, PROTOCOL.md 3.5) and https:// "
+        "endpoints, version 1 has no tls_cert; location starts with country; valid_until > "
+        "valid_from. Patterns use Python regex syntax (\\Z = end of text); bytes are base64.",
+        **schema,
+    }
+
+
+def card_text() -> str:
+    return json.dumps(card_schema(), indent=2, sort_keys=True) + "\n"
+
+
 if __name__ == "__main__":
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(text())
-    print(f"wrote {OUT}")
+    CARD_OUT.write_text(card_text())
+    print(f"wrote {OUT} and {CARD_OUT}")

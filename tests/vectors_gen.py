@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from cryptography.hazmat.primitives import serialization
 
 from keys.card import make_card
+from keys.tls import make_certificate, pin_text, spki_sha256, tls_key
 from protocol.envelope import Envelope, Slot, seal
 from protocol.identity import Identity
 from protocol.schemas import encode_body, template
@@ -62,9 +64,23 @@ def build() -> dict[str, Any]:
         unit_type="PCU",
         country="ME",
         location="MEBAR",
+        endpoints=["https://127.0.0.1:7443"],
+        valid_from=NOW,
+        valid_until=NOW + 365 * 86400,
+        tls_cert=make_certificate(alice, now=NOW),
+    )
+    card_v1 = make_card(
+        alice,
+        name="bar-pcu",
+        unit_type="PCU",
+        country="ME",
+        location="MEBAR",
         endpoints=["http://127.0.0.1:7443"],
         valid_from=NOW,
         valid_until=NOW + 365 * 86400,
+    )
+    tls_seed = tls_key(alice).private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
     flipped = bytearray(bob_copy.payload)
     flipped[10] ^= 0x01
@@ -118,6 +134,23 @@ def build() -> dict[str, Any]:
             "armored": card.armored(),
             "body": card.body_bytes.decode(),
             "signature": card.signature.hex(),
+            "tls": {
+                "description": "PROTOCOL.md 3.5: the TLS key's Ed25519 seed is HKDF-SHA256 of "
+                "alice's signing seed (the first 32 bytes of her secret) with info "
+                "'borderlink/1 tls key'; the card's tls_cert is the self-signed certificate "
+                "borderlink makes for it at now; pin is SHA-256 of its SubjectPublicKeyInfo",
+                "tls_key_seed": tls_seed.hex(),
+                "certificate": (card.body.tls_cert or b"").hex(),
+                "spki_sha256": spki_sha256(card.body.tls_cert or b"").hex(),
+                "pin": pin_text(card.body.tls_cert or b""),
+            },
+        },
+        "card_v1": {
+            "description": "an older, version 1 card: still read; it pins no TLS certificate",
+            "signer": "alice",
+            "armored": card_v1.armored(),
+            "body": card_v1.body_bytes.decode(),
+            "signature": card_v1.signature.hex(),
         },
         "message": {
             "sender": "alice",

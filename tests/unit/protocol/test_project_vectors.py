@@ -6,10 +6,15 @@ negative vector yields exactly its reason. A change to the wire format fails her
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from keys.card import parse_card
 from protocol.envelope import CONTENT_NONCE, decode_envelope, open_envelope
@@ -41,6 +46,38 @@ def test_card_vector() -> None:
     assert card.body_bytes.decode() == V["card"]["body"]
     assert card.signature.hex() == V["card"]["signature"]
     assert card.identity == IDS["alice"].public
+    assert card.body.version == 2
+
+
+def test_section_3_5_tls_key_certificate_and_pin() -> None:
+    """PROTOCOL.md 3.5, recomputed from the rules: the TLS seed from alice's signing seed, the
+    card's certificate for that key, its SPKI pin."""
+    t = V["card"]["tls"]
+    seed = HKDF(hashes.SHA256(), 32, salt=None, info=b"borderlink/1 tls key").derive(
+        bytes.fromhex(V["identities"]["alice"]["secret"])[:32]
+    )
+    assert seed.hex() == t["tls_key_seed"]
+    card = parse_card(V["card"]["armored"], now=V["now"])
+    der = bytes.fromhex(t["certificate"])
+    assert card.body.tls_cert == der
+    cert = x509.load_der_x509_certificate(der)
+    cert.verify_directly_issued_by(cert)
+    own = ed25519.Ed25519PrivateKey.from_private_bytes(seed).public_key()
+    spki = own.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) == spki
+    assert hashlib.sha256(spki).hexdigest() == t["spki_sha256"]
+    digest = t["spki_sha256"]
+    assert t["pin"] == "sha256:" + " ".join(digest[i : i + 4] for i in range(0, 64, 4))
+
+
+def test_section_3_5_a_version_1_card_is_still_read() -> None:
+    card = parse_card(V["card_v1"]["armored"], now=V["now"])
+    assert card.body_bytes.decode() == V["card_v1"]["body"]
+    assert (card.body.version, card.body.tls_cert) == (1, None)
 
 
 def test_deterministic_parts_recompute() -> None:
