@@ -64,7 +64,7 @@ class Admission:
         self.run_db = run_db
         self.monotonic = monotonic
         self._by_pin: dict[bytes, tuple[bytes, str]] = {}
-        self._certs: dict[bytes, list[bytes]] = {}  # node id -> the pinned certificate, DER
+        self._certs: dict[bytes, bytes] = {}  # node id -> the pinned certificate, DER
         self._pin_of: dict[bytes, bytes] = {}  # certificate DER -> SPKI digest
         self._read_at = float("-inf")
         self._in_progress: dict[bytes, int] = {}
@@ -75,14 +75,14 @@ class Admission:
     async def trusted_certificates(self) -> list[bytes]:
         """Every trusted peer's pinned certificate: the server's client trust anchors."""
         await self._refresh(force=True)
-        return [der for certs in self._certs.values() for der in certs]
+        return list(self._certs.values())
 
     async def _refresh(self, force: bool = False) -> None:
         now = self.monotonic()
         if not force and now - self._read_at <= PEERS_TTL:
             return
         by_pin: dict[bytes, tuple[bytes, str]] = {}
-        certs: dict[bytes, list[bytes]] = {}
+        certs: dict[bytes, bytes] = {}
         for rec in await self.run_db(self.store.peers):
             if rec.status != "trusted":
                 continue
@@ -90,7 +90,7 @@ class Admission:
             if der is None:
                 continue
             by_pin[self._pin(der)] = (rec.node_id, rec.name)
-            certs[rec.node_id] = [der]
+            certs[rec.node_id] = der
         self._by_pin, self._certs, self._read_at = by_pin, certs, now
 
     def _pin(self, der: bytes) -> bytes:

@@ -1,8 +1,10 @@
-"""Peers for service tests: real cards from the fixed test identities, valid around ``NOW``."""
+"""Peers for service tests: real (version 2) cards from the fixed test identities, valid around
+``NOW``, each pinning the certificate ``make_certificate(identity, now=NOW)``."""
 
 from __future__ import annotations
 
 from keys.card import make_card
+from keys.tls import make_certificate
 from keys.trust import PeerRecord, PeerStatus
 from protocol.identity import Identity
 from tests.conftest import NOW
@@ -17,9 +19,10 @@ def peer_record(
         unit_type="PCU",
         country="ME",
         location="MEBAR",
-        endpoints=["http://127.0.0.1:1"][:endpoints],
+        endpoints=["https://127.0.0.1:1"][:endpoints],
         valid_from=NOW - 10,
         valid_until=NOW + 86400,
+        tls_cert=make_certificate(ident, now=NOW),
     )
     return PeerRecord(
         name=name,
