@@ -71,7 +71,7 @@ borderlink template seizure-alert > "$DEMO/alert.json"
 printf '\033[2m$ borderlink template seizure-alert > alert.json\033[0m\n'
 run borderlink --home "$DEMO/bar-pcu" send --to belgrade-accu,skopje-coord --type seizure-alert \
     --priority urgent "$DEMO/alert.json" --wait 30
-ALERT=$(borderlink --home "$DEMO/bar-pcu" outbox --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+ALERT=$(borderlink --home "$DEMO/bar-pcu" outbox --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
 
 say "5. Belgrade ACCU reads the alert (decrypted and verified) and acknowledges it"
 run borderlink --home "$DEMO/belgrade-accu" inbox
@@ -85,7 +85,7 @@ run borderlink --home "$DEMO/belgrade-accu" send --to bar-pcu --type risk-profil
 
 say "7. Bar PCU sees the feedback and the profile; every recipient's receipt is stored"
 for _ in $(seq 1 600); do
-  [ "$(borderlink --home "$DEMO/bar-pcu" inbox --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" -ge 2 ] && break
+  [ "$(borderlink --home "$DEMO/bar-pcu" inbox --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))')" -ge 2 ] && break
   sleep 0.1
 done
 run borderlink --home "$DEMO/bar-pcu" inbox
