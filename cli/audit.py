@@ -17,7 +17,7 @@ import msgspec
 
 from cli.context import Ctx
 from cli.options import Group, PathArg, WholeNumber
-from cli.output import emit, json_option, note
+from cli.output import after_option, emit, emit_page, json_option, limit_option, note
 from cli.passphrase import passphrase_options
 from protocol.errors import BorderlinkError, NodeUnreachable, UsageError, os_reason
 
@@ -65,17 +65,37 @@ def _log_human(rows: list[dict[str, Any]]) -> str:
 @click.option("--since", help="Only entries newer than this: 2h, 3d, or 2026-11-24T10:00.")
 @click.option("--kind", help="Only this kind (e.g. message.rejected) or prefix (message.).")
 @click.option("--message", "message_id", help="Only entries about this message id.")
+@limit_option(None)
+@after_option
 @json_option
 @click.pass_obj
 def log_cmd(
-    ctx: Ctx, since: str | None, kind: str | None, message_id: str | None, as_json: bool
+    ctx: Ctx,
+    since: str | None,
+    kind: str | None,
+    message_id: str | None,
+    limit: int | None,
+    after: str | None,
+    as_json: bool,
 ) -> None:
-    """Show audit entries, oldest first."""
+    """Show audit entries, oldest first (all that match, or a page of --limit N)."""
     from node.operations import LIST_AUDIT, ListAudit
 
     since_ms = _since(since) * 1000 if since else None
-    request = ListAudit(since_ms=since_ms, kind=kind or None, message_id=message_id or None)
-    emit(ctx.run(LIST_AUDIT, request).entries, as_json, _log_human)
+    request = ListAudit(
+        since_ms=since_ms,
+        kind=kind or None,
+        message_id=message_id or None,
+        limit=limit,
+        after=after,
+    )
+    more = ["audit", "log"]
+    for option, value in (("--since", since), ("--kind", kind), ("--message", message_id)):
+        if value:
+            more += [option, value]
+    if limit is not None:
+        more += ["--limit", str(limit)]
+    emit_page(msgspec.to_builtins(ctx.run(LIST_AUDIT, request)), as_json, _log_human, more)
 
 
 def _verify_file(ctx: Ctx, path: str) -> dict[str, Any]:

@@ -1,13 +1,22 @@
-"""How commands print: results to stdout (JSON with --json), diagnostics to stderr."""
+"""How commands print: results to stdout (JSON with --json), diagnostics to stderr.
+
+Human-readable output is made from the data with every string escaped first
+(``protocol.text.for_terminal``): a peer's or a file's text cannot reach the terminal with control
+or bidi characters, whatever the view prints. ``--json`` prints the data exactly.
+"""
 
 from __future__ import annotations
 
+import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
 import msgspec
+
+from cli.options import WholeNumber
+from protocol.text import escaped, for_terminal
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -16,17 +25,56 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(f)
 
 
-def emit(data: Any, as_json: bool, human: Callable[[Any], str]) -> None:
-    """Print ``data`` as JSON (one document, stable key order) or through ``human``."""
+def emit(
+    data: Any, as_json: bool, human: Callable[[Any], str], *, exact: Sequence[str] = ("message",)
+) -> None:
+    """Print ``data`` as JSON (one document, stable key order) or through ``human``, which gets
+    it with every string escaped but for the top-level keys in ``exact``: values a view shows
+    only with ``protocol.text.json_for_terminal`` (a message body, as ``inbox show`` and
+    ``open`` do), which escapes them itself and keeps the JSON exact."""
     if as_json:
         click.echo(msgspec.json.format(msgspec.json.encode(data), indent=2).decode())
-    else:
-        click.echo(human(data))
+        return
+    safe = for_terminal(msgspec.to_builtins(data))
+    if isinstance(safe, dict) and isinstance(data, dict):
+        safe.update({key: data[key] for key in exact if key in data})
+    click.echo(human(safe))
+
+
+def emit_page(
+    page: dict[str, Any], as_json: bool, human: Callable[[Any], str], more: Sequence[str]
+) -> None:
+    """A page of a listing (``{"items": [...], "next": cursor}``): its rows through ``human``,
+    then, if there are more, the command that shows the next page (``more`` is the command as
+    typed, without --after)."""
+    if as_json:
+        emit(page, True, human)
+        return
+    emit(page["items"], False, human)
+    if page["next"] is not None:
+        command = shlex.join(["borderlink", *more, "--after", str(page["next"])])
+        click.echo(f"more: {escaped(command)}")
+
+
+def limit_option(default: int | None) -> Callable[[F], F]:
+    shown = f"default {default}" if default is not None else "default all"
+    return click.option(
+        "--limit",
+        type=WholeNumber(min=1, max=1000),
+        default=default,
+        help=f"At most N rows ({shown}); the last line says how to see the next ones.",
+    )
+
+
+def after_option(f: F) -> F:
+    return click.option(
+        "--after", metavar="CURSOR", help="Start after this cursor (printed after 'more:')."
+    )(f)
 
 
 def note(text: str) -> None:
     """A diagnostic or progress line for a person: stderr, so stdout stays parseable."""
-    click.echo(text, err=True)
+    click.echo(escaped(text), err=True)
 
 
 def local_time(ts: float | None) -> str:

@@ -1,4 +1,5 @@
-"""``borderlink send`` / ``outbox``: queue a message with the running node and follow its delivery.
+"""``borderlink send`` / ``outbox``: queue a message with the running node, follow its delivery
+(a page at a time: ``--limit``, ``--after CURSOR``) and queue a failed one again (``outbox retry``).
 Only the node can seal with its queue and deliver: when it is not running each says so in one line
 (exit 3)."""
 
@@ -6,13 +7,15 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 import click
 
 from cli.context import Ctx
 from cli.files import input_name, read_bytes
-from cli.options import TYPE_NAMES, Command, Duration, OneOf, split_names
-from cli.output import emit, json_option, local_time, note
+from cli.inbox import listing_query
+from cli.options import TYPE_NAMES, Command, Duration, Group, OneOf, split_names
+from cli.output import after_option, emit, emit_page, json_option, limit_option, local_time, note
 from protocol.errors import PartialDelivery
 
 
@@ -72,7 +75,7 @@ def send_cmd(
     deadline = time.monotonic() + float(wait)
     rows: list[dict[str, Any]] = []
     while True:
-        rows = ctx.admin("GET", f"/v1/outbox?id={msg_id}")
+        rows = ctx.admin("GET", f"/v1/outbox?id={msg_id}&limit=1000")["items"]
         if all(r["status"] == "delivered" for r in rows) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -108,9 +111,28 @@ def _outbox_human(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-@click.command("outbox", cls=Command)
+@click.group("outbox", cls=Group, invoke_without_command=True)
+@limit_option(50)
+@after_option
+@json_option
+@click.pass_context
+def outbox_cmd(click_ctx: click.Context, limit: int, after: str | None, as_json: bool) -> None:
+    """Per message and recipient: status, attempts, last error, next retry, newest first;
+    'outbox retry ID' queues a failed or rejected delivery again."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    ctx: Ctx = click_ctx.obj
+    page = ctx.admin("GET", "/v1/outbox" + listing_query(limit, after))
+    emit_page(page, as_json, _outbox_human, ["outbox", "--limit", str(limit)])
+
+
+@outbox_cmd.command("retry")
+@click.argument("msg_id", metavar="ID")
+@click.option("--to", "to", metavar="NAME", help="Only the delivery to this peer.")
 @json_option
 @click.pass_obj
-def outbox_cmd(ctx: Ctx, as_json: bool) -> None:
-    """Per message and recipient: status, attempts, last error, next retry."""
-    emit(ctx.admin("GET", "/v1/outbox"), as_json, _outbox_human)
+def outbox_retry_cmd(ctx: Ctx, msg_id: str, to: str | None, as_json: bool) -> None:
+    """Queue a message's failed or rejected deliveries again, to be tried now (exit 1 if there
+    is no such message or nothing to retry)."""
+    res = ctx.admin("POST", f"/v1/outbox/{quote(msg_id, safe='')}/retry", {"to": to})
+    emit(res, as_json, lambda d: f"queued {d['id']} again for {', '.join(d['to'])}")

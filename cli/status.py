@@ -21,6 +21,11 @@ def _human(d: dict[str, Any]) -> str:
     if d["oldest_undelivered_age"] is not None:
         lines.append(f"oldest undelivered: {d['oldest_undelivered_age']:.0f} s")
     lines += [
+        f"  from {s['name']:<16} {s['messages']} messages ({s['unread']} unread, "
+        f"{s['bytes']} bytes)"
+        for s in d["inbox"].get("senders", [])
+    ]
+    lines += [
         f"  peer {p['name']:<16} link {p['link']:<8} queued {p['queued']}" for p in d["peers"]
     ]
     a = d.get("audit")

@@ -11,6 +11,8 @@ Reads and writes storage through units; no HTTP, no clock (``now`` is passed in)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import msgspec
 
 from keys.card import Card, parse_card
@@ -128,13 +130,34 @@ def cosigned_note(reads: Reads) -> str | None:
 # -- listing -------------------------------------------------------------------------------------
 
 
+_CHUNK = 1000  # entries read at once while filtering
+
+
+def _rows_from(reads: Reads, start: int) -> Iterator[AuditRow]:
+    while True:
+        rows = reads.audit_rows(start, start + _CHUNK)
+        yield from rows
+        if len(rows) < _CHUNK:
+            return
+        start += _CHUNK
+
+
 def log_entries(
-    reads: Reads, *, since_ms: float | None, kind: str | None, message_id: str | None
+    reads: Reads,
+    *,
+    since_ms: float | None,
+    kind: str | None,
+    message_id: str | None,
+    start: int = 0,
+    limit: int | None = None,
 ) -> list[dict[str, object]]:
     """Entries oldest first as JSON objects with their ``index``, filtered: newer than
-    ``since_ms`` (Unix ms), of ``kind`` (or a prefix ending in a dot), about ``message_id``."""
-    out = []
-    for row in reads.audit_rows():
+    ``since_ms`` (Unix ms), of ``kind`` (or a prefix ending in a dot), about ``message_id``;
+    from index ``start`` on, at most ``limit`` of them (None: all)."""
+    out: list[dict[str, object]] = []
+    for row in _rows_from(reads, start):
+        if limit is not None and len(out) >= limit:
+            break
         try:
             entry = msgspec.json.decode(row.entry, type=dict[str, object])
         except msgspec.DecodeError as exc:

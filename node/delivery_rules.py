@@ -3,7 +3,9 @@
 No I/O, no clock, no storage: the worker (node/delivery.py) passes ``now``, the due rows and the
 peer's answer in, and applies the :class:`Settlement` that comes out in one unit of work. Keeping
 the decisions here is what lets tests state them row by row (PROTOCOL.md 11.3, 11.4) without a
-network, a database or real time.
+network, a database or real time. Every error said here is stored as the entry's last error and
+shown by ``borderlink outbox``: a peer's words in it are escaped and the whole is cut to
+:data:`MAX_ERROR` characters, however much the peer wrote.
 """
 
 from __future__ import annotations
@@ -12,12 +14,23 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import msgspec
+
 from node.config import Delivery
 from node.storage.rows import DueMessage
-from protocol.batch import PERMANENT_REASONS, BatchResponse, decode_response, error_reason
+from protocol.batch import (
+    PERMANENT_REASONS,
+    BatchResponse,
+    ErrorBody,
+    decode_response,
+    error_reason,
+)
 from protocol.errors import BorderlinkError
 from protocol.identity import PublicIdentity
 from protocol.receipt import ReceiptBody, receipt_covers, verify_receipt
+from protocol.text import escaped
+
+MAX_ERROR = 512  # characters of an error kept for the operator (a peer may send megabytes)
 
 
 def backoff(attempts: int, policy: Delivery, rng: random.Random) -> float:
@@ -48,7 +61,22 @@ class Settlement:
 
 def failed(rows: Sequence[DueMessage], error: str) -> Settlement:
     """No usable answer: every row is retried later, with the same error."""
+    error = escaped(error, MAX_ERROR)
     return Settlement(retry=[(r, error) for r in rows])
+
+
+def refusal(peer: str, status: int, body: bytes) -> tuple[str, str]:
+    """The reason code of a peer's error answer and the error in words: the reason, the HTTP
+    status and what the peer said, escaped and cut to :data:`MAX_ERROR` characters."""
+    reason = error_reason(body)
+    text = f"{peer} refused the message ({reason}, HTTP {status})"
+    try:
+        said = msgspec.json.decode(body, type=ErrorBody).message
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        said = ""
+    if said:
+        text += f": {said}"
+    return reason, escaped(text, MAX_ERROR)
 
 
 def settle(
@@ -68,8 +96,7 @@ def settle(
     held one message: for a larger batch it is not known which message the peer meant.
     """
     if status != 200:
-        reason = error_reason(body)
-        text = f"{peer} refused the message ({reason}, HTTP {status})"
+        reason, text = refusal(peer, status, body)
         if reason in PERMANENT_REASONS and len(rows) == 1:
             return Settlement(rejected=[(rows[0].id, text)], refused=reason)
         return failed(rows, text)
@@ -101,7 +128,7 @@ def _per_item(
         ):
             out.delivered.append((row.id, resp.receipts[result.receipt]))
         elif result.outcome == "rejected" and result.reason in PERMANENT_REASONS:
-            out.rejected.append((row.id, f"{peer} refused the message ({result.reason})"))
+            out.rejected.append((row.id, escaped(f"{peer} refused the message ({result.reason})")))
         else:
             out.retry.append((row, f"{peer} did not confirm the message (no valid receipt)"))
     return out

@@ -1,5 +1,9 @@
 """The inbox as the operator sees it: listings, a stored message opened again, acknowledgements.
 
+A listing is most urgent first (flash, urgent, routine), newest first within a priority, in pages
+that start after a cursor (node/sending.py :class:`Page`): a flood of routine messages can neither
+push a flash alert off the first page nor hide one between two pages.
+
 Stored envelopes are still encrypted to this node; showing one opens it again (on the crypto
 thread) at its creation time, which checks the signature once more without failing on expiry.
 Showing marks it read (``message.shown``) in a unit; acknowledging sends a Feedback through
@@ -15,8 +19,9 @@ import msgspec
 from keys.trust import PeerRecord
 from node.auditing import record
 from node.peer_info import parsed_card
-from node.sending import Sender, peer_names
+from node.sending import Page, Sender, cursor, from_cursor, page_limit, paged, peer_names
 from node.storage import InboxRow, Store
+from node.storage.rows import InboxKey
 from protocol.envelope import Opened, open_envelope
 from protocol.errors import BorderlinkError, UnknownPeer, UsageError
 from protocol.identity import Identity, PublicIdentity
@@ -30,6 +35,7 @@ class InboxView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     id: str
     sender: str = msgspec.field(name="from")  # the peer's name, or its node id if forgotten
     type: str
+    priority: str  # routine | urgent | flash
     created: int
     expires: int
     received_at: float
@@ -52,6 +58,7 @@ def inbox_view(row: InboxRow, names: dict[bytes, str]) -> InboxView:
         id=row.id.hex(),
         sender=names.get(row.sender, row.sender.hex()),
         type=row.type,
+        priority=row.priority,
         created=row.created,
         expires=row.expires,
         received_at=row.received_at,
@@ -62,10 +69,18 @@ def inbox_view(row: InboxRow, names: dict[bytes, str]) -> InboxView:
     )
 
 
-def _listing(store: Store, unread: bool) -> list[InboxView]:
-    rows = store.inbox_rows(unread=unread)
+_INBOX = "i"
+
+
+def _inbox_cursor(row: InboxRow) -> str:
+    return cursor(_INBOX, InboxKey(row.priority, row.received_at, row.sender, row.id))
+
+
+def _listing(store: Store, unread: bool, limit: int, after: InboxKey | None) -> Page[InboxView]:
+    found = store.inbox_rows(unread=unread, limit=limit + 1, after=after)
+    rows, nxt = paged(found, limit, _inbox_cursor)
     names = peer_names(store)
-    return [inbox_view(row, names) for row in rows]
+    return Page([inbox_view(row, names) for row in rows], nxt)
 
 
 @dataclass(frozen=True)
@@ -123,9 +138,13 @@ class Inbox:
         self.run_cpu = sender.run_cpu
         self.clock = sender.clock
 
-    async def listing(self, *, unread: bool) -> list[InboxView]:
-        """Newest first; only those not yet shown with ``unread``."""
-        return await self.run_db(_listing, self.store, unread)
+    async def listing(
+        self, *, unread: bool, limit: int = 50, after: str | None = None
+    ) -> Page[InboxView]:
+        """Most urgent first, then newest; only those not yet shown with ``unread``; ``limit``
+        messages from the one after the cursor ``after``."""
+        key = None if after is None else from_cursor(_INBOX, after, InboxKey)
+        return await self.run_db(_listing, self.store, unread, page_limit(limit), key)
 
     async def show(self, msg_id: bytes, from_name: str | None) -> InboxView:
         """The message opened again, with its body; marks it read."""

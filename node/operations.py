@@ -23,6 +23,7 @@ from node.audit_ops import Exported, LogReport, Proof
 from node.offline import OpenedFile
 from node.peers import AddedPeer, PeerKeys, PeerRow, Revoked
 from node.runtime import Clock, Run, run_inline
+from node.sending import cursor, from_cursor, page_limit, paged
 from node.storage import Store
 from protocol.decoding import Decoder
 from protocol.errors import NodeError, UsageError, ValidationError
@@ -225,21 +226,38 @@ class ListAudit(_Request):
     since_ms: float | None = None
     kind: str | None = None
     message_id: str | None = None
+    limit: int | None = None  # None: every matching entry
+    after: str | None = None  # the cursor of the previous page
 
 
 class AuditLog(msgspec.Struct, frozen=True):
-    entries: list[dict[str, object]]
+    """A page of entries, as the inbox and outbox listings page (node/sending.py ``Page``)."""
+
+    items: list[dict[str, object]]
+    next: str | None
+
+
+_AUDIT = "a"
 
 
 async def _list_audit(deps: OperationDeps, req: ListAudit) -> AuditLog:
+    limit = None if req.limit is None else page_limit(req.limit)
+    start = 0 if req.after is None else from_cursor(_AUDIT, req.after, int) + 1
     entries = await deps.run_db(
         audit_ops.log_entries,
         deps.store,
         since_ms=req.since_ms,
         kind=req.kind,
         message_id=req.message_id,
+        start=start,
+        limit=None if limit is None else limit + 1,
     )
-    return AuditLog(entries)
+    items, nxt = paged(entries, len(entries) if limit is None else limit, _audit_cursor)
+    return AuditLog(items, nxt)
+
+
+def _audit_cursor(entry: dict[str, object]) -> str:
+    return cursor(_AUDIT, entry["index"])
 
 
 class VerifyLog(_Request):

@@ -4,29 +4,62 @@ Exactly-once in the inbox: the replay table and inbox insert share the unit that
 receipt, and a re-delivered message (same id, sender and content hash) gets its original receipt
 back, so a sender's retry after a lost answer is harmless. Reads and writes storage through units
 on the database thread, opens envelopes on the crypto thread; no HTTP (the peer routes call it).
+
+Before any cryptography, an envelope whose sender is not the peer the TLS channel authenticated
+is refused (``channel_mismatch``). After opening, a fresh message is refused, and nothing of it
+stored, when its sender's share of the inbox is used up (``quota_exceeded``, [limits]
+max_inbox_per_sender and max_inbox_bytes_per_sender) or when it is Feedback about a message this
+node did not send to that sender, or a Retraction of a message this node wrote
+(``foreign_reference``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
 from keys.card import parse_card
 from keys.trust import PeerRecord, require_trusted
 from node.auditing import record
+from node.config import Limits
 from node.rejections import Rejections
 from node.runtime import Clock, Run, wall_clock
 from node.storage import Accepted, Store, Unit
 from protocol.batch import BatchResponse, ItemResult, classify_arrival
 from protocol.envelope import Opened, decode_envelope, open_envelope
-from protocol.errors import PeerRevoked, Rejected, Replay, TrustError, UnknownSender
+from protocol.errors import (
+    ChannelMismatch,
+    ForeignReference,
+    PeerRevoked,
+    QuotaExceeded,
+    Rejected,
+    Replay,
+    TrustError,
+    UnknownSender,
+)
 from protocol.identity import Identity, PublicIdentity
 from protocol.receipt import receipt_digest, sign_receipt
 from protocol.schemas import Feedback, Retraction
 
 log = structlog.get_logger("borderlink.receive")
+
+# Refusals of a signed envelope that are still sampled in the audit log: anyone can re-post a
+# signed envelope (replay), and a peer over its quota would otherwise grow the log at will.
+_SAMPLED = frozenset({Replay.reason, QuotaExceeded.reason})
+
+
+@dataclass(frozen=True)
+class Quota:
+    """How much of this node's inbox one sender may hold ([limits] in node/config.py)."""
+
+    messages: int
+    bytes: int
+
+    @classmethod
+    def of(cls, limits: Limits) -> Quota:
+        return cls(limits.max_inbox_per_sender, limits.max_inbox_bytes_per_sender)
 
 
 @dataclass
@@ -46,8 +79,11 @@ class Receiver:
         run_cpu: Run,
         rejections: Rejections,
         clock: Clock = wall_clock,
+        *,
+        quota: Quota | None = None,
     ) -> None:
         self.me = me
+        self.quota = quota or Quota.of(Limits())
         self.store = store
         self.run_db = run_db
         self.run_cpu = run_cpu
@@ -76,10 +112,15 @@ class Receiver:
             except TrustError as exc:
                 it.reason, it.detail = "unknown_sender", exc.message
 
-    async def receive(self, envelopes: list[bytes], *, source: str) -> BatchResponse:
-        peers = {p.node_id: p for p in await self.run_db(self.store.peers)}
+    async def receive(self, envelopes: list[bytes], *, source: str, peer: bytes) -> BatchResponse:
+        """``peer`` is the node id the TLS channel authenticated: only its own envelopes are
+        opened, every other one is refused before any cryptography."""
         items = [_Item(e) for e in envelopes]
-        await self.run_cpu(self._open_all, items, peers, int(self.clock()))
+        for it in items:
+            _check_channel(it, peer)
+        peers = {p.node_id: p for p in await self.run_db(self.store.peers)}
+        to_open = [it for it in items if it.reason is None]
+        await self.run_cpu(self._open_all, to_open, peers, int(self.clock()))
         return await self.run_db(self._store_and_sign, items, source)
 
     def _store_and_sign(self, items: list[_Item], source: str) -> BatchResponse:
@@ -89,6 +130,7 @@ class Receiver:
         receipts: list[bytes] = []
         fresh: list[tuple[int, Accepted]] = []
         by_receipt: dict[bytes, int] = {}
+        shares = _Shares(self.store, self.quota)
         for it in items:
             op = it.opened
             if op is None:
@@ -110,6 +152,13 @@ class Receiver:
             if arrival == "replay":
                 it.reason, it.detail = Replay.reason, "message id was already accepted"
                 results.append(ItemResult("rejected", id=op.id, reason=Replay.reason))
+                continue
+            try:
+                self._check_reference(op)
+                shares.take(op.sender, len(it.data))
+            except Rejected as exc:
+                it.reason, it.detail = exc.reason, exc.message
+                results.append(ItemResult("rejected", id=op.id, reason=exc.reason))
                 continue
             fresh.append((len(results), _accepted(op, it.data)))
             results.append(ItemResult("accepted", id=op.id))
@@ -163,9 +212,57 @@ class Receiver:
                 claimed_sender=_claimed_sender(it.data),
                 message_id=res.id.hex() if res.id else None,
                 # Anyone can re-post a validly signed envelope (a replay proves who wrote it, not
-                # who sent it now): replays are sampled like unauthenticated junk.
-                authenticated=it.opened is not None and res.reason != Replay.reason,
+                # who sent it now): replays are sampled like unauthenticated junk, and so are
+                # refusals over quota, which a peer can repeat at will.
+                authenticated=it.opened is not None and res.reason not in _SAMPLED,
             )
+
+    def _check_reference(self, op: Opened) -> None:
+        """Feedback only from a recipient of the message it is about; no retraction of a
+        message this node wrote (a peer retracts only its own, PROTOCOL.md 11.4)."""
+        msg = op.message
+        if isinstance(msg, Feedback):
+            if op.sender not in self.store.outbox_peers(bytes.fromhex(msg.refers_to)):
+                raise ForeignReference(
+                    f"feedback about message {msg.refers_to}, which this node did not send to "
+                    "its sender"
+                )
+        elif isinstance(msg, Retraction) and self.store.outbox_peers(bytes.fromhex(msg.retracts)):
+            raise ForeignReference(f"retraction of message {msg.retracts}, sent by this node")
+
+
+@dataclass
+class _Shares:
+    """Each sender's share of the inbox while a batch is stored: what is there plus what this
+    batch added, read once per sender."""
+
+    store: Store
+    quota: Quota
+    used: dict[bytes, tuple[int, int]] = field(default_factory=dict)
+
+    def take(self, sender: bytes, size: int) -> None:
+        if sender not in self.used:
+            usage = self.store.inbox_usage(sender)
+            self.used[sender] = (usage.messages, usage.bytes)
+        n, total = self.used[sender]
+        if n + 1 > self.quota.messages or total + size > self.quota.bytes:
+            raise QuotaExceeded(
+                f"the sender holds {n} messages ({total} bytes) in this inbox; the quota is "
+                f"{self.quota.messages} messages and {self.quota.bytes} bytes"
+            )
+        self.used[sender] = (n + 1, total + size)
+
+
+def _check_channel(item: _Item, peer: bytes) -> None:
+    """Refuse an envelope not sent as ``peer`` by its header alone (no cryptography yet)."""
+    try:
+        sender = decode_envelope(item.data).sender
+    except Rejected as exc:
+        item.reason, item.detail = exc.reason, exc.message
+        return
+    if sender != peer:
+        item.reason = ChannelMismatch.reason
+        item.detail = f"envelope from {sender.hex()} on the channel of {peer.hex()}"
 
 
 def _store(unit: Unit, accepted: Sequence[Accepted], receipt: bytes, source: str) -> None:
@@ -209,6 +306,7 @@ def _accepted(op: Opened, data: bytes) -> Accepted:
         envelope=data,
         refers_to=refers_to,
         retracts=retracts,
+        priority=msg.meta.priority,
     )
 
 

@@ -1,16 +1,21 @@
-"""Sending: validate a message body, seal it for trusted recipients, queue it durably, and show
-where each queued message stands (the outbox).
+"""Sending: validate a message body, seal it for trusted recipients, queue it durably, show where
+each queued message stands (the outbox, in pages) and queue a failed delivery again.
 
 ``send`` returns only once the message, its outbox entries and its ``message.queued`` audit entry
 are committed in one unit, so an id the operator was shown survives kill -9. Acknowledging a
 received message is sending a Feedback (PROTOCOL.md 9) and marking the inbox entry in a second
-unit. Reads and writes storage through units; seals on the crypto thread; wakes delivery through
-a narrow Protocol; no HTTP.
+unit. Listings come in pages (:class:`Page`) that start after an opaque cursor: the key of the
+last row shown (keyset paging), so rows arriving meanwhile neither repeat nor hide one. Reads and
+writes storage through units; seals on the crypto thread; wakes delivery through a narrow
+Protocol; no HTTP.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, cast
+import base64
+import binascii
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar, cast
 
 import msgspec
 import structlog
@@ -21,15 +26,70 @@ from node.peer_info import parsed_card
 from node.peers import trusted_by_name
 from node.runtime import Clock, Run
 from node.storage import OutboxRow, QueuedMessage, Reads, Store
+from node.storage.rows import OutboxKey
 from protocol.envelope import Envelope, TypeName, seal
-from protocol.errors import UsageError, ValidationError
+from protocol.errors import BorderlinkError, UsageError, ValidationError
 from protocol.identity import Identity
 from protocol.schemas import SCHEMA_VERSION, Feedback, Meta, decode_body, encode_body
+from protocol.text import shown
 
 log = structlog.get_logger("borderlink.node")
 
 ACK_TTL = 3 * 86400
 DONE = frozenset({"delivered", "expired", "rejected"})  # never attempted again
+RETRYABLE = frozenset({"failed", "rejected"})  # what 'outbox retry' queues again
+MAX_PAGE = 1000  # rows in one page of a listing
+
+T = TypeVar("T")
+K = TypeVar("K")
+
+
+class Page(msgspec.Struct, Generic[T], frozen=True):
+    """One page of a listing: ``next`` is the cursor of the page after it, None on the last."""
+
+    items: list[T]
+    next: str | None
+
+
+def page_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_PAGE:
+        raise UsageError(f"--limit takes 1 to {MAX_PAGE} rows, not {limit}")
+    return limit
+
+
+def cursor(tag: str, key: object) -> str:
+    """An opaque cursor for ``key`` (a listing's sort key), tagged with the listing it is for."""
+    return tag + base64.urlsafe_b64encode(msgspec.msgpack.encode(key)).decode().rstrip("=")
+
+
+def from_cursor(tag: str, text: str, key_type: type[K]) -> K:
+    """The key in a cursor :func:`cursor` made for this listing; a usage error for anything else."""
+    bad = UsageError(
+        f"--after takes the cursor a listing printed after 'more:', not {shown(text)}",
+        hint="start again without --after",
+    )
+    if not text.startswith(tag):
+        raise bad
+    body = text[len(tag) :]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        return msgspec.msgpack.decode(raw, type=key_type)
+    except (binascii.Error, ValueError, msgspec.DecodeError, msgspec.ValidationError):
+        raise bad from None
+
+
+def paged(rows: list[T], limit: int, key: Callable[[T], str]) -> tuple[list[T], str | None]:
+    """The first ``limit`` of ``rows`` (read with one more than ``limit``) and the next cursor."""
+    if len(rows) <= limit:
+        return rows, None
+    return rows[:limit], key(rows[limit - 1])
+
+
+class Requeued(msgspec.Struct, frozen=True):
+    """What ``outbox retry`` queued again: the message and the peers (by name) it goes to."""
+
+    id: str
+    to: list[str]
 
 
 class Delivering(Protocol):
@@ -74,9 +134,19 @@ def outbox_view(row: OutboxRow, names: dict[bytes, str]) -> OutboxView:
     )
 
 
-def _outbox(reads: Reads, msg_id: bytes | None) -> list[OutboxView]:
+_OUTBOX = "o"
+
+
+def _outbox_cursor(row: OutboxRow) -> str:
+    return cursor(_OUTBOX, OutboxKey(row.queued_at, row.id, row.peer))
+
+
+def _outbox(
+    reads: Reads, msg_id: bytes | None, limit: int, after: OutboxKey | None
+) -> Page[OutboxView]:
     names = peer_names(reads)
-    return [outbox_view(row, names) for row in reads.outbox_rows(msg_id)]
+    rows, nxt = paged(reads.outbox_rows(msg_id, limit + 1, after), limit, _outbox_cursor)
+    return Page([outbox_view(row, names) for row in rows], nxt)
 
 
 class Sender:
@@ -125,9 +195,57 @@ class Sender:
             await self.deliveries.ensure(r)
         return env.id
 
-    async def outbox(self, msg_id: bytes | None = None) -> list[OutboxView]:
-        """Newest message first, then by peer; one message's entries if ``msg_id`` is given."""
-        return await self.run_db(_outbox, self.store, msg_id)
+    async def outbox(
+        self, msg_id: bytes | None = None, *, limit: int = 50, after: str | None = None
+    ) -> Page[OutboxView]:
+        """Newest message first, then by peer; one message's entries if ``msg_id`` is given;
+        ``limit`` entries from the one after the cursor ``after``."""
+        key = None if after is None else from_cursor(_OUTBOX, after, OutboxKey)
+        return await self.run_db(_outbox, self.store, msg_id, page_limit(limit), key)
+
+    async def retry(self, msg_id: bytes, to: str | None = None) -> Requeued:
+        """Queue the failed or rejected deliveries of a message again (only the one to the peer
+        named ``to`` if given), due now, and wake their workers."""
+        requeued = await self.run_db(self._requeue, msg_id, to, self.clock())
+        log.info("message.requeued", message_id=msg_id.hex(), to=[r.name for r in requeued])
+        for r in requeued:
+            await self.deliveries.ensure(r)
+        return Requeued(msg_id.hex(), [r.name for r in requeued])
+
+    def _requeue(self, msg_id: bytes, to: str | None, now: float) -> list[PeerRecord]:
+        rows = self.store.outbox_rows(msg_id, limit=MAX_PAGE)
+        if not rows:
+            raise BorderlinkError(
+                f"no message {msg_id.hex()} in the outbox",
+                hint="list messages with 'borderlink outbox'",
+            )
+        if to is not None:
+            [peer] = trusted_by_name(self.store, [to])
+            rows = [r for r in rows if r.peer == peer.node_id]
+            if not rows:
+                raise BorderlinkError(f"message {msg_id.hex()} was not sent to {shown(to)}")
+        peers = {p.node_id: p for p in self.store.peers() if p.status == "trusted"}
+        due = [r for r in rows if r.status in RETRYABLE and r.peer in peers and r.expires > now]
+        if not due:
+            names = peer_names(self.store)
+            stand = ", ".join(f"{r.status} to {names.get(r.peer, r.peer.hex())}" for r in rows)
+            raise BorderlinkError(
+                f"nothing to retry: message {msg_id.hex()} is {stand}",
+                hint="only failed or rejected deliveries of unexpired messages to trusted peers "
+                "are retried",
+            )
+        recipients = [peers[r.peer] for r in due]
+        with self.store.unit(now) as u:
+            record(
+                u,
+                "message.requeued",
+                "operator",
+                message_id=msg_id.hex(),
+                outcome=",".join(sorted({r.status for r in due})),
+                detail="to " + ",".join(p.name for p in recipients),
+            )
+            u.requeue(msg_id, [p.node_id for p in recipients])
+        return recipients
 
     def _queue(
         self, env: Envelope, type_name: str, recipients: list[PeerRecord], now: float

@@ -1,5 +1,6 @@
-"""The node's status report: its peers and how delivery to each stands, queue depths, the audit log
-and what witnessing found (``borderlink status``, GET /v1/status on the admin API).
+"""The node's status report: its peers and how delivery to each stands, queue depths, each sender's
+share of the inbox, the audit log and what witnessing found (``borderlink status``, GET /v1/status
+on the admin API).
 
 Read-only. Storage is read once, in one snapshot on the database thread; link states come from
 the delivery workers' owner and witnessing outcomes from the witness, each through a narrow
@@ -18,6 +19,7 @@ import msgspec
 from node.delivery import LinkState
 from node.runtime import Clock, Run
 from node.storage import Evidence, InboxStats, OutboxStats, Reads
+from node.storage.rows import SenderUsage
 
 # The report's field order is the JSON's: the CLI and scripts read it.
 
@@ -44,6 +46,22 @@ class Misbehaviour(msgspec.Struct, frozen=True):
     at: float
 
 
+class SenderInbox(msgspec.Struct, frozen=True):
+    """One sender's messages in this node's inbox (what its quota counts)."""
+
+    name: str  # the peer's name, or its node id if it is no longer a peer
+    node_id: str
+    messages: int
+    unread: int
+    bytes: int
+
+
+class InboxStatus(msgspec.Struct, frozen=True):
+    total: int
+    unread: int
+    senders: list[SenderInbox]  # by node id
+
+
 class Report(msgspec.Struct, frozen=True):
     node: str
     node_id: str
@@ -54,7 +72,7 @@ class Report(msgspec.Struct, frozen=True):
     outbox: dict[str, int]  # status -> entries
     audit: AuditStatus
     misbehaviour: list[Misbehaviour]
-    inbox: InboxStats
+    inbox: InboxStatus
     oldest_undelivered_age: float | None
 
 
@@ -68,6 +86,7 @@ class Snapshot(msgspec.Struct, frozen=True):
     checkpoint_size: int
     cosignatures: int  # received for the latest checkpoint
     evidence: list[Evidence]
+    senders: list[SenderUsage] = msgspec.field(default_factory=list)
 
 
 def snapshot(reads: Reads) -> Snapshot:
@@ -81,6 +100,7 @@ def snapshot(reads: Reads) -> Snapshot:
         checkpoint_size=latest.size if latest else 0,
         cosignatures=len(reads.cosignatures(latest.size)) if latest else 0,
         evidence=reads.evidence(),
+        senders=reads.inbox_senders(),
     )
 
 
@@ -131,7 +151,20 @@ def report(
             Misbehaviour(snap.names.get(e.node, e.node.hex()), e.kind, e.detail, e.at)
             for e in snap.evidence
         ],
-        inbox=snap.inbox,
+        inbox=InboxStatus(
+            snap.inbox.total,
+            snap.inbox.unread,
+            [
+                SenderInbox(
+                    snap.names.get(s.sender, s.sender.hex()),
+                    s.sender.hex(),
+                    s.messages,
+                    s.unread,
+                    s.bytes,
+                )
+                for s in snap.senders
+            ],
+        ),
         oldest_undelivered_age=round(now - oldest, 1) if oldest else None,
     )
 

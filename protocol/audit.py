@@ -33,6 +33,7 @@ KINDS = frozenset(
         "peer.revoked",
         "peer.key_changed",
         "message.queued",
+        "message.requeued",
         "message.delivered",
         "message.received",
         "message.rejected",

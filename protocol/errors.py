@@ -21,7 +21,8 @@ exceptions are translated where they are called, with ``raise ... from exc``.
     │   ├── Malformed, Oversize, TooManyRecipients
     │   ├── NotForMe, DecryptionFailed, BadSignature, SenderMismatch
     │   ├── UnknownSender (exit 4)
-    │   └── Expired, ClockSkew, Replay
+    │   ├── Expired, ClockSkew, Replay
+    │   └── ChannelMismatch, QuotaExceeded, ForeignReference   refused by the receiving node
     ├── AuditError                        exit 5   audit log or checkpoint check failed
     ├── NodeError                         exit 3   network, I/O, node unreachable
     │   └── NodeUnreachable
@@ -156,6 +157,25 @@ class ClockSkew(Rejected):
 
 class Replay(Rejected):
     reason = "replay"
+
+
+class ChannelMismatch(Rejected):
+    """The envelope's sender is not the peer the TLS channel authenticated."""
+
+    reason = "channel_mismatch"
+
+
+class QuotaExceeded(Rejected):
+    """The sender's share of this node's inbox (messages or bytes) is used up."""
+
+    reason = "quota_exceeded"
+
+
+class ForeignReference(Rejected):
+    """Feedback about a message its sender did not receive from this node, or a retraction of a
+    message this node wrote."""
+
+    reason = "foreign_reference"
 
 
 class AuditError(BorderlinkError):

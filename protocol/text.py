@@ -2,7 +2,9 @@
 
 Control characters (C0, DEL, C1), the Unicode bidi controls and isolates, and the line and
 paragraph separators are written as ``\\uXXXX`` escapes, so a value cannot move the cursor,
-clear the screen, forge a log line or reorder what a person reads.
+clear the screen, forge a log line or reorder what a person reads. :func:`escaped` is the one
+rule; :func:`printable`, :func:`shown`, :func:`for_terminal` (what the CLI's human output is made
+from) and :func:`json_for_terminal` (a message body as JSON) apply it.
 """
 
 from __future__ import annotations
@@ -19,11 +21,43 @@ _UNSAFE: Final = re.compile(f"[\x00-\x1f{_UNSAFE_OTHERS}]")
 _UNSAFE_IN_JSON: Final = re.compile(f"[\x00-\x09\x0b-\x1f{_UNSAFE_OTHERS}]")
 
 
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match[0]):04x}"
+
+
+def escaped(text: str, limit: int | None = None) -> str:
+    """Text from outside with every unsafe character escaped; with ``limit``, at most that many
+    characters of the result, a cut one ending in an ellipsis (never inside an escape)."""
+    out = _UNSAFE.sub(_escape, text)
+    if limit is None or len(out) <= limit:
+        return out
+    pieces, room = [], limit - 1
+    for char in text:
+        piece = _UNSAFE.sub(_escape, char)
+        if len(piece) > room:
+            break
+        pieces.append(piece)
+        room -= len(piece)
+    return "".join(pieces) + "\u2026"
+
+
+def for_terminal(value: object) -> object:
+    """JSON-like data (what an answer decodes to) with every string in it, keys too, escaped:
+    what a human-readable view is made from, so no field can reach the terminal raw."""
+    if isinstance(value, str):
+        return escaped(value)
+    if isinstance(value, dict):
+        return {for_terminal(k): for_terminal(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [for_terminal(v) for v in value]
+    return value
+
+
 def printable(text: str, limit: int = _MAX_SHOWN) -> str:
     """Text from outside, safe for a terminal or a log line: unsafe characters escaped, cut."""
     if len(text) > limit:
         text = text[: limit - 3] + "..."
-    return _UNSAFE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+    return _UNSAFE.sub(_escape, text)
 
 
 def shown(value: object) -> str:
@@ -49,4 +83,4 @@ def json_for_terminal(value: object) -> str:
     and separator characters written as JSON \\u escapes, so the output is still exact JSON
     and a peer's text cannot move the cursor or reorder what the terminal shows."""
     text = json.dumps(value, indent=2, ensure_ascii=False)  # escapes C0 inside strings
-    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+    return _UNSAFE_IN_JSON.sub(_escape, text)

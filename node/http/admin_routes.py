@@ -1,6 +1,7 @@
 """The local admin API's routes: JSON over a Unix socket (mode 0600) in the home; the CLI's way in.
 
 It is never bound to a network address, so only the account that owns the home can use it.
+Listings (inbox, outbox) take ``limit`` and ``after`` (a cursor) and answer ``{"items", "next"}``.
 Errors are ``{"error": class, "message": text, "hint": text, "exit_code": n}``
 (node/http/responses.py). Routes translate HTTP only; :class:`AdminDeps` holds the services, and
 the CLI's operations (node/operations.py) are mounted from node/http/operations.py.
@@ -8,7 +9,7 @@ the CLI's operations (node/operations.py) are mounted from node/http/operations.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -41,6 +42,10 @@ class AckRequest(msgspec.Struct, forbid_unknown_fields=True):
     details: str | None = None
 
 
+class RetryRequest(msgspec.Struct, forbid_unknown_fields=True):
+    to: str | None = None  # only the delivery to this peer
+
+
 class Queued(msgspec.Struct, frozen=True):
     id: str
     to: list[str]
@@ -49,6 +54,8 @@ class Queued(msgspec.Struct, frozen=True):
 
 _SEND = Decoder[SendRequest](SendRequest, what="admin request")
 _ACK = Decoder[AckRequest](AckRequest, what="admin request")
+_RETRY = Decoder[RetryRequest](RetryRequest, what="admin request")
+DEFAULT_LIMIT = 50
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +86,13 @@ def _hex_id(text: str) -> bytes:
     return raw
 
 
+def _limit(query: Mapping[str, str]) -> int:
+    text = query.get("limit", str(DEFAULT_LIMIT))
+    if not (text.isascii() and text.isdigit()):
+        raise UsageError(f"limit must be a whole number, not {shown(text)}")
+    return int(text)
+
+
 def make_admin_app(deps: AdminDeps) -> web.Application:
     app = web.Application(middlewares=[admin_errors], client_max_size=4 * 1024 * 1024)
 
@@ -92,10 +106,19 @@ def make_admin_app(deps: AdminDeps) -> web.Application:
 
     async def outbox(r: web.Request) -> web.Response:
         msg_id = _hex_id(r.query["id"]) if "id" in r.query else None
-        return json_response(await deps.sender.outbox(msg_id))
+        page = await deps.sender.outbox(msg_id, limit=_limit(r.query), after=r.query.get("after"))
+        return json_response(page)
+
+    async def outbox_retry(r: web.Request) -> web.Response:
+        msg_id = _hex_id(r.match_info["id"])
+        req = _request(_RETRY, await r.read() or b"{}")
+        return json_response(await deps.sender.retry(msg_id, req.to))
 
     async def inbox(r: web.Request) -> web.Response:
-        return json_response(await deps.inbox.listing(unread=r.query.get("unread") == "1"))
+        page = await deps.inbox.listing(
+            unread=r.query.get("unread") == "1", limit=_limit(r.query), after=r.query.get("after")
+        )
+        return json_response(page)
 
     async def inbox_show(r: web.Request) -> web.Response:
         msg_id = _hex_id(r.match_info["id"])
@@ -119,6 +142,7 @@ def make_admin_app(deps: AdminDeps) -> web.Application:
     app.router.add_get("/v1/status", status)
     app.router.add_post("/v1/send", send)
     app.router.add_get("/v1/outbox", outbox)
+    app.router.add_post("/v1/outbox/{id}/retry", outbox_retry)
     app.router.add_get("/v1/inbox", inbox)
     app.router.add_get("/v1/inbox/{id}", inbox_show)
     app.router.add_post("/v1/inbox/{id}/ack", inbox_ack)

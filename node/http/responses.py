@@ -32,6 +32,7 @@ HTTP_STATUS = {
     "unauthenticated": 401,  # no client certificate of a trusted peer on the TLS channel
     "channel_mismatch": 403,  # an envelope signed by another peer than the channel proves
     "quota_exceeded": 507,  # the sender's share of this node's inbox storage is used up
+    "foreign_reference": 403,  # feedback about a message that was not sent to its sender
 }
 
 # Decryption and signature failures are opaque to peers: details go to the local log only.

@@ -25,12 +25,15 @@ from node.storage.rows import (
     Cosignature,
     DueMessage,
     Evidence,
+    InboxKey,
     InboxRow,
     InboxStats,
     KnownMessage,
+    OutboxKey,
     OutboxRow,
     OutboxStats,
     QueuedMessage,
+    SenderUsage,
     SignedCheckpoint,
     StoredMessage,
     Witnessed,
@@ -55,8 +58,11 @@ class Reads(Protocol):
 
     # inbox -----------------------------------------------------------------------------------
     def inbox_lookup(self, sender: bytes, msg_id: bytes) -> KnownMessage | None: ...
-    def inbox_rows(self, *, unread: bool = False, limit: int = 500) -> list[InboxRow]:
-        """Newest first."""
+    def inbox_rows(
+        self, *, unread: bool = False, limit: int = 50, after: InboxKey | None = None
+    ) -> list[InboxRow]:
+        """Most urgent first (flash, urgent, routine), newest first within a priority; only rows
+        after ``after`` in that order (keyset paging), at most ``limit``."""
         ...
 
     def inbox_get(self, msg_id: bytes, sender: bytes | None = None) -> list[StoredMessage]:
@@ -65,6 +71,13 @@ class Reads(Protocol):
         ...
 
     def inbox_stats(self) -> InboxStats: ...
+    def inbox_usage(self, sender: bytes) -> SenderUsage:
+        """What ``sender``'s messages in the inbox count and weigh (envelope bytes)."""
+        ...
+
+    def inbox_senders(self) -> list[SenderUsage]:
+        """Every sender with messages in the inbox, by node id."""
+        ...
 
     # outbox ----------------------------------------------------------------------------------
     def pending_peers(self) -> dict[bytes, float]:
@@ -83,8 +96,14 @@ class Reads(Protocol):
         """When the next entry for ``peer`` falls due, None if it has none to deliver."""
         ...
 
-    def outbox_rows(self, msg_id: bytes | None = None, limit: int = 200) -> list[OutboxRow]:
-        """Newest message first, then by peer."""
+    def outbox_rows(
+        self, msg_id: bytes | None = None, limit: int = 200, after: OutboxKey | None = None
+    ) -> list[OutboxRow]:
+        """Newest message first, then by peer; only entries after ``after`` in that order."""
+        ...
+
+    def outbox_peers(self, msg_id: bytes) -> list[bytes]:
+        """The peers this node sent message ``msg_id`` to; empty if it is not one of its own."""
         ...
 
     def outbox_stats(self) -> OutboxStats: ...
@@ -170,6 +189,11 @@ class Unit(Reads, Protocol):
 
     def mark_rejected(self, peer: bytes, msg_id: bytes, error: str) -> None:
         """The peer refused the message for good: never retried."""
+        ...
+
+    def requeue(self, msg_id: bytes, peers: Sequence[bytes]) -> int:
+        """The entries of ``msg_id`` for ``peers`` that failed or were rejected become queued
+        again, due at ``now`` (the operator asked to retry); returns how many."""
         ...
 
     def resume_inflight(self) -> int:

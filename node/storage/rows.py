@@ -24,6 +24,7 @@ class Accepted(msgspec.Struct, frozen=True, kw_only=True):
     envelope: bytes
     refers_to: bytes | None = None  # Feedback / Retraction target
     retracts: bytes | None = None
+    priority: str = "routine"  # meta.priority: routine | urgent | flash
 
 
 class KnownMessage(msgspec.Struct, frozen=True):
@@ -46,6 +47,26 @@ class InboxRow(msgspec.Struct, frozen=True, kw_only=True):
     acked_at: float | None
     ack_action: str | None
     withdrawn_by: bytes | None
+    priority: str  # routine | urgent | flash; routine for messages stored before it was kept
+
+
+class InboxKey(msgspec.Struct, frozen=True):
+    """Where a row stands in the inbox listing (most urgent first, then newest): a page starts
+    after the row with this key, so rows arriving meanwhile never shift it (keyset paging)."""
+
+    priority: str
+    received_at: float
+    sender: bytes
+    id: bytes
+
+
+class SenderUsage(msgspec.Struct, frozen=True):
+    """One sender's share of the inbox: what its quota counts, and what status shows."""
+
+    sender: bytes
+    messages: int
+    unread: int
+    bytes: int
 
 
 class StoredMessage(msgspec.Struct, frozen=True):
@@ -95,6 +116,14 @@ class OutboxRow(msgspec.Struct, frozen=True, kw_only=True):
     next_attempt: float
     last_error: str | None
     delivered_at: float | None
+
+
+class OutboxKey(msgspec.Struct, frozen=True):
+    """Where an entry stands in the outbox listing (newest message first, then by peer)."""
+
+    queued_at: float
+    id: bytes
+    peer: bytes
 
 
 class OutboxStats(msgspec.Struct, frozen=True):

@@ -28,25 +28,30 @@ from node.storage.rows import (
     Cosignature,
     DueMessage,
     Evidence,
+    InboxKey,
     InboxRow,
     InboxStats,
     KnownMessage,
+    OutboxKey,
     OutboxRow,
     OutboxStats,
     QueuedMessage,
+    SenderUsage,
     SignedCheckpoint,
     StoredMessage,
     Witnessed,
 )
-from node.storage.sqlite_schema import SCHEMA, SCHEMA_VERSION
+from node.storage.sqlite_schema import ADDED_COLUMNS, ON_ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION
 from protocol.audit import AuditEntry
 from protocol.errors import NodeError, Replay
 
 _PEER_COLUMNS = "name, node_id, fingerprint, card, verified_by, status, added_at, revoked_at"
 _INBOX_COLUMNS = (
     "id, sender, type, created, expires, received_at, content_hash, refers_to, read_at, "
-    "acked_at, ack_action, withdrawn_by"
+    "acked_at, ack_action, withdrawn_by, priority"
 )
+_PRIORITIES = ("routine", "urgent", "flash")  # inbox.priority is the index: most urgent highest
+_INBOX_ORDER = "ORDER BY priority DESC, received_at DESC, sender DESC, id DESC"
 _PENDING = "('queued', 'failed')"
 _UNDELIVERED = "('queued', 'failed', 'delivering')"  # 'delivering': databases of older versions
 
@@ -93,11 +98,17 @@ class _Reads:
         ).fetchone()
         return KnownMessage(bytes(row[0]), bytes(row[1])) if row else None
 
-    def inbox_rows(self, *, unread: bool = False, limit: int = 500) -> list[InboxRow]:
-        where = "WHERE read_at IS NULL" if unread else ""
+    def inbox_rows(
+        self, *, unread: bool = False, limit: int = 50, after: InboxKey | None = None
+    ) -> list[InboxRow]:
+        where, args = ["read_at IS NULL"] if unread else [], []
+        if after is not None:
+            # Keyset paging: the listing's order is descending on every column of the key.
+            where.append("(priority, received_at, sender, id) < (?, ?, ?, ?)")
+            args += [_urgency(after.priority), after.received_at, after.sender, after.id]
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self._db.execute(
-            f"SELECT {_INBOX_COLUMNS} FROM inbox {where} ORDER BY received_at DESC LIMIT ?",
-            (limit,),
+            f"SELECT {_INBOX_COLUMNS} FROM inbox {clause} {_INBOX_ORDER} LIMIT ?", (*args, limit)
         ).fetchall()
         return [_inbox(r) for r in rows]
 
@@ -114,6 +125,21 @@ class _Reads:
             "SELECT COUNT(*), COUNT(*) - COUNT(read_at) FROM inbox"
         ).fetchone()
         return InboxStats(int(total), int(unread))
+
+    def inbox_usage(self, sender: bytes) -> SenderUsage:
+        n, unread, size = self._db.execute(
+            "SELECT COUNT(*), COUNT(*) - COUNT(read_at), COALESCE(SUM(LENGTH(envelope)), 0) "
+            "FROM inbox WHERE sender = ?",
+            (sender,),
+        ).fetchone()
+        return SenderUsage(sender, int(n), int(unread), int(size))
+
+    def inbox_senders(self) -> list[SenderUsage]:
+        rows = self._db.execute(
+            "SELECT sender, COUNT(*), COUNT(*) - COUNT(read_at), SUM(LENGTH(envelope)) "
+            "FROM inbox GROUP BY sender ORDER BY sender"
+        ).fetchall()
+        return [SenderUsage(bytes(s), int(n), int(u), int(b)) for s, n, u, b in rows]
 
     # outbox ----------------------------------------------------------------------------------
 
@@ -144,12 +170,23 @@ class _Reads:
         ).fetchone()
         return None if row is None else float(row[0])
 
-    def outbox_rows(self, msg_id: bytes | None = None, limit: int = 200) -> list[OutboxRow]:
-        where, args = ("WHERE m.id = ?", (msg_id, limit)) if msg_id else ("", (limit,))
+    def outbox_rows(
+        self, msg_id: bytes | None = None, limit: int = 200, after: OutboxKey | None = None
+    ) -> list[OutboxRow]:
+        where = ["m.id = :id"] if msg_id else []
+        args: dict[str, object] = {"id": msg_id, "limit": limit}
+        if after is not None:  # keyset paging on (queued_at DESC, id DESC, peer ASC)
+            where.append(
+                "(m.queued_at < :t OR (m.queued_at = :t AND (m.id < :i OR "
+                "(m.id = :i AND o.peer > :p))))"
+            )
+            args.update(t=after.queued_at, i=after.id, p=after.peer)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self._db.execute(
             "SELECT m.id, m.type, m.created, m.expires, m.queued_at, o.peer, o.status, o.attempts, "
             "o.next_attempt, o.last_error, o.delivered_at FROM messages m "
-            f"JOIN outbox o ON o.msg_id = m.id {where} ORDER BY m.queued_at DESC, o.peer LIMIT ?",
+            f"JOIN outbox o ON o.msg_id = m.id {clause} "
+            "ORDER BY m.queued_at DESC, m.id DESC, o.peer LIMIT :limit",
             args,
         ).fetchall()
         return [
@@ -168,6 +205,10 @@ class _Reads:
             )
             for r in rows
         ]
+
+    def outbox_peers(self, msg_id: bytes) -> list[bytes]:
+        rows = self._db.execute("SELECT peer FROM outbox WHERE msg_id = ? ORDER BY peer", (msg_id,))
+        return [bytes(p) for (p,) in rows]
 
     def outbox_stats(self) -> OutboxStats:
         by_status = {
@@ -297,7 +338,7 @@ class SqliteUnit(_Reads):
     def insert_inbox(self, item: Accepted, receipt: bytes) -> None:
         self._db.execute(
             "INSERT INTO inbox (id, sender, type, created, expires, received_at, content_hash, "
-            "envelope, receipt, refers_to, retracts) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "envelope, receipt, refers_to, retracts, priority) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 item.id,
                 item.sender,
@@ -310,6 +351,7 @@ class SqliteUnit(_Reads):
                 receipt,
                 item.refers_to,
                 item.retracts,
+                _urgency(item.priority),
             ),
         )
         if item.retracts is not None:
@@ -378,6 +420,16 @@ class SqliteUnit(_Reads):
             (error, self._now, msg_id, peer),
         )
 
+    def requeue(self, msg_id: bytes, peers: Sequence[bytes]) -> int:
+        return sum(
+            self._db.execute(
+                "UPDATE outbox SET status = 'queued', next_attempt = ? WHERE msg_id = ? "
+                "AND peer = ? AND status IN ('failed', 'rejected')",
+                (self._now, msg_id, peer),
+            ).rowcount
+            for peer in peers
+        )
+
     def resume_inflight(self) -> int:
         return self._db.execute(
             "UPDATE outbox SET status = 'failed', last_error = COALESCE(last_error, "
@@ -442,6 +494,9 @@ class SqliteStore(_Reads):
                 )
             # executescript commits on its own; every statement in the schema is idempotent.
             db.executescript(SCHEMA)
+            for table, column, definition in ADDED_COLUMNS:
+                _add_column(db, table, column, definition)
+            db.executescript(ON_ADDED_COLUMNS)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
             raise NodeError(f"cannot open database {path}: {exc}") from exc
@@ -466,6 +521,17 @@ class SqliteStore(_Reads):
             self._db.execute("COMMIT")
         finally:
             self._in_unit = False
+
+
+def _add_column(db: sqlite3.Connection, table: str, column: str, definition: str) -> None:
+    """Add a column a database of an earlier release lacks (another process may race us)."""
+    if column in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+        return
+    try:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+    except sqlite3.OperationalError:
+        if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+            raise
 
 
 def _not_in(ids: Collection[bytes]) -> str:
@@ -500,4 +566,9 @@ def _inbox(r: Sequence[Any]) -> InboxRow:
         acked_at=r[9],
         ack_action=r[10],
         withdrawn_by=None if r[11] is None else bytes(r[11]),
+        priority=_PRIORITIES[int(r[12])] if 0 <= int(r[12]) < len(_PRIORITIES) else "routine",
     )
+
+
+def _urgency(priority: str) -> int:
+    return _PRIORITIES.index(priority) if priority in _PRIORITIES else 0

@@ -9,6 +9,16 @@ from __future__ import annotations
 
 SCHEMA_VERSION = 2
 
+# Columns added to a released version's tables, with the value rows stored before them get: a
+# database without one gains it (ALTER TABLE) when opened, then the indexes that use them.
+# inbox.priority: 0 routine, 1 urgent, 2 flash (meta.priority, kept when a message is stored).
+ADDED_COLUMNS = (("inbox", "priority", "INTEGER NOT NULL DEFAULT 0"),)
+ON_ADDED_COLUMNS = """
+CREATE INDEX IF NOT EXISTS inbox_listing ON inbox(priority, received_at, sender, id);
+CREATE INDEX IF NOT EXISTS inbox_unread ON inbox(priority, received_at, sender, id)
+    WHERE read_at IS NULL;
+"""
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS peers (
     name        TEXT PRIMARY KEY,
@@ -66,10 +76,12 @@ CREATE TABLE IF NOT EXISTS inbox (
     acked_at     REAL,
     ack_action   TEXT,
     withdrawn_by BLOB,
+    priority     INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (sender, id)
 );
 CREATE INDEX IF NOT EXISTS inbox_id ON inbox(id);
 CREATE INDEX IF NOT EXISTS inbox_retracts ON inbox(sender, retracts);
+CREATE INDEX IF NOT EXISTS messages_queued ON messages(queued_at, id);
 CREATE TABLE IF NOT EXISTS audit (
     idx   INTEGER PRIMARY KEY,
     entry BLOB NOT NULL,

@@ -134,7 +134,7 @@ def entries_after_init(home: Path) -> list[dict[str, Any]]:
     """The audit log without what differs between two homes: times, and the init entries."""
     return [
         {k: v for k, v in e.items() if k != "time"}
-        for e in cli_json(home, "audit", "log")
+        for e in cli_json(home, "audit", "log")["items"]
         if e["kind"] not in ("node.initialised", "key.created")
         and not (
             e["kind"] == "card.exported" and e.get("detail", "").endswith(("bar.card", "zag.card"))

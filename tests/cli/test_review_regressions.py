@@ -43,7 +43,7 @@ def test_regression_revoked_peer_could_be_removed_then_trusted_again(
     ]
     for how in (["--fingerprint", fp], ["--trust-on-first-use"]):
         one_line_error(cli(bar, "peers", "add", card, *how, check=False), 4, "was revoked")
-    refused = cli_json(bar, "audit", "log", "--kind", "peer.removed")
+    refused = cli_json(bar, "audit", "log", "--kind", "peer.removed")["items"]
     assert [(e["outcome"], e["peer"]) for e in refused] == [("refused", "belgrade-accu")]
     # (removing a trusted peer still works: see test_offline_flow.py test_attacks_on_open)
     one_line_error(cli(bar, "peers", "remove", "nobody", check=False), 4, "no peer named 'nobody'")
@@ -80,7 +80,8 @@ def test_regression_older_card_repointed_a_trusted_peer(
     )
     [peer] = cli_json(bar, "peers", "list")
     assert (peer["endpoints"], peer["verified_by"]) == (["http://127.0.0.1:7443"], "fingerprint")
-    assert cli_json(bar, "audit", "log", "--kind", "peer.added")[-1]["outcome"] == "refused"
+    added = cli_json(bar, "audit", "log", "--kind", "peer.added")["items"]
+    assert added[-1]["outcome"] == "refused"
     # a newer card from the same, already verified key is taken, and stays fingerprint-verified
     newer = tmp_path / "newer.card"
     newer.write_text(_recard(bel, valid_from_shift=1, endpoint="http://127.0.0.1:7444"))

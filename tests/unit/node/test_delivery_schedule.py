@@ -310,7 +310,7 @@ async def test_an_error_answer_to_one_message_is_final_only_for_a_permanent_reas
     w = worker(store, peer, bob, clock)
     await settle_all(w)
     r = row(store, msg_id)
-    text = f"bob refused the message ({error}, HTTP {status})"
+    text = f"bob refused the message ({error}, HTTP {status}): no"  # with what the peer said
     assert (r.attempts, r.last_error) == (1, text)
     assert w.link == "up"  # it answered
     if permanent:

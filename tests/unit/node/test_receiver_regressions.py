@@ -80,8 +80,10 @@ def sealed(
 
 
 def deliver(rx: Receiver, *envs: Envelope) -> list[tuple[str, str | None]]:
+    """One batch, on the channel of the first envelope's sender."""
     me = rx.me.node_id
-    resp = asyncio.run(rx.receive([e.for_recipient(me).encode() for e in envs], source="t"))
+    batch = [e.for_recipient(me).encode() for e in envs]
+    resp = asyncio.run(rx.receive(batch, source="t", peer=envs[0].sender))
     return [(r.outcome, r.reason) for r in resp.results]
 
 
@@ -127,7 +129,7 @@ def test_regression_message_opened_offline_then_delivered_is_a_replay_not_a_500(
     offline = sealed(ids, "alice")
     with store.unit(time.time()) as u:
         u.mark_seen(ids["alice"].node_id, offline.id, offline.expires)
-    other = sealed(ids, "mallory")
+    other = sealed(ids, "alice")
     assert deliver(rx, offline, other) == [("rejected", "replay"), ("accepted", None)]
     assert store.inbox_stats().total == 1
 
@@ -136,7 +138,7 @@ def test_regression_anonymous_junk_is_sampled_in_the_audit_log(net: Any) -> None
     """256 junk envelopes in one request must not add 256 permanent audit entries."""
     _ids, store, rx = net
     before = store.audit_state().size
-    asyncio.run(rx.receive([b"junk"] * 256, source="203.0.113.9"))
+    asyncio.run(rx.receive([b"junk"] * 256, source="203.0.113.9", peer=_ids["alice"].node_id))
     added = store.audit_state().size - before
     assert added == 9  # the 1st, 2nd, 4th, ..., 256th rejection, each with its running count
 
@@ -150,7 +152,7 @@ def test_regression_reposted_signed_envelopes_are_sampled_too(net: Any) -> None:
         u.mark_seen(ids["alice"].node_id, offline.id, offline.expires)
     before = store.audit_state().size
     copy = offline.for_recipient(ids["bob"].node_id).encode()
-    asyncio.run(rx.receive([copy] * 256, source="203.0.113.9"))
+    asyncio.run(rx.receive([copy] * 256, source="203.0.113.9", peer=ids["alice"].node_id))
     assert store.audit_state().size - before == 9
 
 

@@ -113,11 +113,11 @@ async def test_the_outbox_names_peers_and_clears_the_next_attempt_when_done(
 ) -> None:
     send = sender(store, Woken())
     msg_id = await send.send(["bob"], "seizure-alert", ALERT, 600)
-    [queued] = await send.outbox(msg_id)
+    [queued] = (await send.outbox(msg_id)).items
     assert (queued.id, queued.peer, queued.next_attempt) == (msg_id.hex(), "bob", NOW)
     with store.unit(NOW + 1) as u:
         u.mark_rejected(BOB.node_id, msg_id, "refused")
-    [done] = await send.outbox()
+    [done] = (await send.outbox()).items
     assert (done.status, done.next_attempt, done.last_error) == ("rejected", None, "refused")
 
 
@@ -148,12 +148,13 @@ def inbox(store: Store, woken: Woken, at: float) -> Inbox:
 
 async def test_the_inbox_lists_messages_without_their_bodies(store: Store) -> None:
     msg_id = receive(store)
-    [view] = await inbox(store, Woken(), NOW).listing(unread=False)
+    [view] = (await inbox(store, Woken(), NOW).listing(unread=False)).items
     got = msgspec.json.decode(msgspec.json.encode(view))
     assert got == {
         "id": msg_id.hex(),
         "from": "bob",
         "type": "seizure-alert",
+        "priority": "routine",
         "created": int(NOW),
         "expires": int(NOW) + 600,
         "received_at": NOW,
@@ -169,8 +170,9 @@ async def test_showing_a_message_opens_it_marks_it_read_and_audits_it(store: Sto
     shown = await inbox(store, Woken(), NOW + 5).show(msg_id, None)
     assert shown.message == template("seizure-alert")
     assert shown.read is False  # the view as it was when it was opened
-    assert [v.read for v in await inbox(store, Woken(), NOW).listing(unread=False)] == [True]
-    assert await inbox(store, Woken(), NOW).listing(unread=True) == []
+    listed = (await inbox(store, Woken(), NOW).listing(unread=False)).items
+    assert [v.read for v in listed] == [True]
+    assert (await inbox(store, Woken(), NOW).listing(unread=True)).items == []
     assert audit(store)[-1] == AuditEntry(
         time=int((NOW + 5) * 1000),
         actor="operator",

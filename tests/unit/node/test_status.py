@@ -89,7 +89,7 @@ def test_the_report_keeps_its_fields_in_order() -> None:
     ]
     assert list(got["peers"][0]) == ["name", "node_id", "link", "in_flight", "queued"]
     assert list(got["audit"]) == ["size", "checkpoint_size", "cosignatures", "witnessing"]
-    assert got["inbox"] == {"total": 0, "unread": 0}
+    assert got["inbox"] == {"total": 0, "unread": 0, "senders": []}
     assert got["node_id"] == ALICE.node_id.hex()
     assert got["listen"] == "h:1"
     assert got["uptime"] == 100.0
