@@ -38,6 +38,10 @@ from protocol.signednote import Verifier
 # each other would extend each other's logs forever.
 _WITNESSING = frozenset({"checkpoint.received", "checkpoint.cosigned", "checkpoint.published"})
 
+# Signed checkpoints kept (PROTOCOL.md 12.2): at the 5 s signing interval, about 85 minutes of them.
+# Older ones are pruned when a new one is signed, so what requests read stays bounded.
+KEEP_CHECKPOINTS = 1024
+
 
 # -- signing -------------------------------------------------------------------------------------
 
@@ -56,6 +60,7 @@ def sign_checkpoint(
     actor: str = "node",
     force: bool = False,
     full: bool = True,
+    keep: int = KEEP_CHECKPOINTS,
 ) -> Signed:
     """Sign a checkpoint of the current log unless the latest one already covers it.
 
@@ -63,6 +68,9 @@ def sign_checkpoint(
     ``full`` the whole tree is recomputed from the entries, O(n); without, the roots recorded at
     append time are compared, O(log n), and the node runs the full check at start and every
     ``audit.full_check_interval``. ``force`` signs even if only witnessing happened since.
+
+    A new checkpoint prunes the older ones to the newest ``keep``, never the latest nor the
+    newest one a witness cosigned (whose cosignatures are the log's best witnessed state).
     """
     with store.unit(now) as u:
         latest = u.latest_checkpoint()
@@ -88,6 +96,7 @@ def sign_checkpoint(
         origin = origin_of(identity.node_id)
         note = sign_note(Checkpoint(origin, size, root), origin, identity.signing_key)
         u.add_checkpoint(SignedCheckpoint(size, root, note))
+        u.prune_checkpoints(keep, u.cosigned_size())
         return Signed(note, size, True)
 
 

@@ -3,7 +3,8 @@ in the cosignatures they send back (PROTOCOL.md 12.3).
 
 A cosignature is stored only from a trusted peer, for a checkpoint this node signed, when it
 verifies with the key in that peer's card; what is stored and served is our own spelling of the
-one line that verified, never the caller's text. Refusals are returned as a reason (the peer
+one line that verified, never the caller's text. The same cosignature posted again (anyone can
+replay a published one) is a no-op: no signature check, no write, no audit entry. Refusals are returned as a reason (the peer
 routes turn it into an HTTP answer). Reads and writes storage through units; no HTTP.
 """
 
@@ -13,7 +14,7 @@ import msgspec
 
 from node.auditing import record
 from node.peer_info import parsed_card
-from node.runtime import Clock, Run
+from node.runtime import Clock, Run, run_inline
 from node.storage import Cosignature, Reads, Store
 from protocol.audit import origin_of
 from protocol.checkpoint import CosignatureVerifier, cosignature_line, verify_cosignature
@@ -49,7 +50,7 @@ class ProofCache:
         self.tree = MerkleTree()
 
     def proof(self, reads: Reads, old: int, new: int) -> list[bytes]:
-        """Runs on the database thread; ``new`` is a signed checkpoint size."""
+        """Runs on the database thread; ``new`` is at most the latest signed size."""
         if new > self.tree.size:
             for row in reads.audit_rows(self.tree.size, new):
                 self.tree.append(leaf_hash(row.entry))
@@ -57,49 +58,75 @@ class ProofCache:
 
 
 class Cosigning:
-    def __init__(self, store: Store, run_db: Run, clock: Clock) -> None:
+    """``run_cpu`` runs the Ed25519 check of a cosignature, off the event loop; requests read
+    one checkpoint by size (an indexed lookup), never the list of them."""
+
+    def __init__(
+        self, store: Store, run_db: Run, clock: Clock, *, run_cpu: Run = run_inline
+    ) -> None:
         self.store = store
         self.run_db = run_db
+        self.run_cpu = run_cpu
         self.clock = clock
         self.proofs = ProofCache()
 
     async def consistency(self, old: int, new: int) -> list[bytes] | Refused:
-        signed = {c.size for c in await self.run_db(self.store.checkpoints)}
-        if not 0 < old <= new or new not in signed:
-            return Refused("malformed", "sizes must satisfy 0 < old <= new, new a signed size")
+        """A proof between two sizes of the signed log: ``new`` at most the latest signed size.
+        Any such size was signed once (or lies inside a signed tree), even if the checkpoint of
+        that size has since been pruned, and a witness holding it must still get its proof."""
+        latest = await self.run_db(self.store.latest_checkpoint)
+        if not 0 < old <= new or latest is None or new > latest.size:
+            return Refused(
+                "malformed", "sizes must satisfy 0 < old <= new <= the latest signed size"
+            )
         return await self.run_db(self.proofs.proof, self.store, old, new)
 
-    async def accept(self, raw: bytes) -> Refused | None:
-        """Verify and store one cosignature (the JSON body of POST /v1/audit/cosignature)."""
+    async def accept(self, raw: bytes, *, peer: bytes | None = None) -> Refused | None:
+        """Verify and store one cosignature (the JSON body of POST /v1/audit/cosignature).
+
+        ``peer``: the node id the channel authenticated (mutual TLS); the cosignature must be
+        that peer's. The same cosignature again (a replay of a published one) changes nothing
+        and costs no signature check."""
         try:
             got = _COSIGNATURE.decode(raw)
             witness = bytes.fromhex(got.witness)
         except (ValidationError, ValueError):
             return Refused("malformed", "expected JSON {witness, size, line}")
+        if peer is not None and witness != peer:
+            return Refused("channel_mismatch", "the cosignature is not by the peer calling")
         rec = await self.run_db(self.store.peer_by_id, witness)
         if rec is None or rec.status != "trusted":
             return Refused("unknown_sender")
-        notes = {c.size: c.note for c in await self.run_db(self.store.checkpoints)}
-        if got.size not in notes:
+        signed = await self.run_db(self.store.checkpoint_at, got.size)
+        if signed is None:
             return Refused("malformed", "no checkpoint of that size")
         verifier = CosignatureVerifier(origin_of(witness), parsed_card(rec.card).body.sign_key)
         try:
-            sig = cosignature_line(notes[got.size], got.line)
+            sig = cosignature_line(signed.note, got.line)
         except AuditError as exc:
             return Refused("malformed", exc.message)
         if sig.name != verifier.name or sig.key_id != verifier.key_id:
             return Refused("bad_signature")
+        if await self.run_db(self._stored, got.size, witness, sig.line()):
+            return None  # verified when it was stored: the same bytes verify the same way
         now = self.clock()
         try:
-            ts = verify_cosignature(notes[got.size] + sig.line(), verifier, now=int(now))
+            ts = await self.run_cpu(
+                verify_cosignature, signed.note + sig.line(), verifier, now=int(now)
+            )
         except AuditError:
             return Refused("bad_signature")
         cosig = Cosignature(witness, sig.line(), ts)
         await self.run_db(self._store, got.size, cosig, rec.name, now)
         return None
 
+    def _stored(self, size: int, witness: bytes, line: str) -> bool:
+        return any(c.witness == witness and c.line == line for c in self.store.cosignatures(size))
+
     def _store(self, size: int, cosig: Cosignature, peer: str, now: float) -> None:
         with self.store.unit(now) as u:
+            if any(c == cosig for c in u.cosignatures(size)):
+                return  # a concurrent request stored the same one first
             record(
                 u,
                 "checkpoint.cosigned",

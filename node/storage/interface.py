@@ -115,10 +115,19 @@ class Reads(Protocol):
         ...
 
     def checkpoints(self) -> list[SignedCheckpoint]:
-        """Every checkpoint this node signed, smallest first."""
+        """The checkpoints this node signed and still keeps (a bounded number, see
+        :meth:`Unit.prune_checkpoints`), smallest first. Not for request paths: O(kept)."""
+        ...
+
+    def checkpoint_at(self, size: int) -> SignedCheckpoint | None:
+        """This node's kept checkpoint of exactly ``size`` entries: one indexed lookup."""
         ...
 
     def latest_checkpoint(self) -> SignedCheckpoint | None: ...
+    def cosigned_size(self) -> int | None:
+        """The size of the newest checkpoint with at least one cosignature, if any."""
+        ...
+
     def cosignatures(self, size: int) -> list[Cosignature]:
         """Cosignatures received for this node's checkpoint of ``size``, by witness id."""
         ...
@@ -202,6 +211,12 @@ class Unit(Reads, Protocol):
 
     # own checkpoints and witnessing
     def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None: ...
+    def prune_checkpoints(self, keep: int, spare: int | None = None) -> int:
+        """Delete checkpoints, and their cosignatures, until at most ``keep`` (at least 2)
+        remain: the newest ones and, in place of the oldest of those, the one of size
+        ``spare`` if it exists. Returns how many checkpoints were deleted."""
+        ...
+
     def add_cosignature(self, size: int, cosignature: Cosignature) -> None:
         """Insert, or replace this witness's cosignature of that size."""
         ...

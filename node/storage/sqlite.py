@@ -247,11 +247,21 @@ class _Reads:
         rows = self._db.execute("SELECT size, root, note FROM checkpoints ORDER BY size")
         return [SignedCheckpoint(int(s), bytes(r), str(n)) for s, r, n in rows]
 
+    def checkpoint_at(self, size: int) -> SignedCheckpoint | None:
+        row = self._db.execute(
+            "SELECT size, root, note FROM checkpoints WHERE size = ?", (size,)
+        ).fetchone()
+        return SignedCheckpoint(int(row[0]), bytes(row[1]), str(row[2])) if row else None
+
     def latest_checkpoint(self) -> SignedCheckpoint | None:
         row = self._db.execute(
             "SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1"
         ).fetchone()
         return SignedCheckpoint(int(row[0]), bytes(row[1]), str(row[2])) if row else None
+
+    def cosigned_size(self) -> int | None:
+        row = self._db.execute("SELECT MAX(size) FROM cosignatures").fetchone()
+        return None if row[0] is None else int(row[0])
 
     def cosignatures(self, size: int) -> list[Cosignature]:
         rows = self._db.execute(
@@ -443,6 +453,22 @@ class SqliteUnit(_Reads):
             "INSERT INTO checkpoints (size, root, note, signed_at) VALUES (?, ?, ?, ?)",
             (checkpoint.size, checkpoint.root, checkpoint.note, self._now),
         )
+
+    def prune_checkpoints(self, keep: int, spare: int | None = None) -> int:
+        if keep < 2:
+            raise NodeError(f"internal error: keep at least 2 checkpoints, not {keep}")
+        others = keep - (1 if spare is not None and self.checkpoint_at(spare) else 0)
+        row = self._db.execute(  # the oldest of the newest ``others``, ``spare`` aside
+            "SELECT size FROM checkpoints WHERE size IS NOT ? ORDER BY size DESC LIMIT 1 OFFSET ?",
+            (spare, others - 1),
+        ).fetchone()
+        if row is None:
+            return 0
+        args = (int(row[0]), spare)
+        self._db.execute("DELETE FROM cosignatures WHERE size < ? AND size IS NOT ?", args)
+        return self._db.execute(
+            "DELETE FROM checkpoints WHERE size < ? AND size IS NOT ?", args
+        ).rowcount
 
     def add_cosignature(self, size: int, cosignature: Cosignature) -> None:
         c = cosignature
