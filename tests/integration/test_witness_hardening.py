@@ -1,8 +1,10 @@
 """Witnessing against hostile answers (PROTOCOL.md 12.3), each bug pinned with real aiohttp servers
 on 127.0.0.1 and real nodes (not started: the tests call the peer API and the witness directly).
 
-Bob keeps the log; Alice witnesses it. A proxy between them stands for whatever sits on the path of
-an http:// endpoint: it can change the unsigned consistency proof, not the signed notes.
+Bob keeps the log; Alice witnesses it. Every server here speaks mutual TLS as a node does (bob's
+certificate, alice's trusted as a client), and alice calls with the context her node builds. A
+proxy between them stands for whatever holds bob's TLS key but not his signing key (a TLS
+terminator in front of the node): it can change the unsigned consistency proof, not the notes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -84,6 +87,30 @@ def peer_app(node: Node) -> web.Application:
     return node.peer_app()
 
 
+async def serve_as(node: Node, app: web.Application) -> TestServer:
+    """``app`` on 127.0.0.1 over mutual TLS, with ``node``'s certificate and client trust."""
+    server = TestServer(app)
+    trusted = await node.admission.trusted_certificates()
+    await server.start_server(ssl=node.tls.server_context(trusted))
+    return server
+
+
+def calling(caller: Node, server: TestServer, callee: Node) -> TestClient[Any, Any]:
+    """A client of ``server`` as ``caller`` (its certificate), pinning ``callee``'s."""
+    cert = callee.card.body.tls_cert
+    assert cert is not None
+    ctx = caller.tls.client_context(cert)
+    return TestClient(server, connector=aiohttp.TCPConnector(ssl=ctx))
+
+
+def peer_at(log: Node, server: TestServer) -> PeerInfo:
+    """``log`` as the witness knows it from its card, but reached at ``server``."""
+    ident = log.card.identity
+    return PeerInfo(
+        "bob", log.identity.node_id, ident, str(server.make_url("")), log.card.body.tls_cert
+    )
+
+
 async def grow(log: Node, entries: int) -> tuple[int, str]:
     for _ in range(entries):
         await log.run_db(audit, log.store, "node.initialised")
@@ -117,9 +144,9 @@ async def nodes(tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
 
 @pytest.fixture
 async def bob_api(nodes: tuple[Node, Node]) -> AsyncIterator[TestClient[Any, Any]]:
-    bob, _alice = nodes
+    bob, alice = nodes
     await grow(bob, 1)
-    async with TestClient(TestServer(peer_app(bob))) as client:
+    async with calling(alice, await serve_as(bob, peer_app(bob)), bob) as client:
         yield client
 
 
@@ -201,9 +228,13 @@ async def test_cosignature_body_over_4_kib_is_refused(bob_api: TestClient[Any, A
     assert streamed.status == 413
 
 
-async def test_cosignature_body_trickling_in_times_out(bob_api: TestClient[Any, Any]) -> None:
-    assert bob_api.port is not None
-    reader, writer = await asyncio.open_connection("127.0.0.1", bob_api.port)
+async def test_cosignature_body_trickling_in_times_out(
+    nodes: tuple[Node, Node], bob_api: TestClient[Any, Any]
+) -> None:
+    bob, alice = nodes
+    assert bob_api.port is not None and bob.card.body.tls_cert is not None
+    ctx = alice.tls.client_context(bob.card.body.tls_cert)
+    reader, writer = await asyncio.open_connection("127.0.0.1", bob_api.port, ssl=ctx)
     try:
         writer.write(
             f"POST {COSIGNATURE} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -267,10 +298,11 @@ async def witnessed_twice(
     bob, alice = nodes
     await grow(bob, 1)
     async with AsyncExitStack() as stack:
-        upstream = await stack.enter_async_context(TestClient(TestServer(peer_app(bob))))
+        log = await serve_as(bob, peer_app(bob))
+        upstream = await stack.enter_async_context(calling(alice, log, bob))
         proxy = Proxy(upstream, change)
-        server = await stack.enter_async_context(TestServer(proxy.app()))
-        peer = PeerInfo("bob", bob.identity.node_id, bob.card.identity, str(server.make_url("")))
+        server = await stack.enter_async_context(await serve_as(bob, proxy.app()))
+        peer = peer_at(bob, server)
         first = await alice.witness.check(peer)
         await grow(bob, 5)
         second = await alice.witness.check(peer)
@@ -295,8 +327,8 @@ async def test_witness_read_a_checkpoint_answer_of_any_size(nodes: tuple[Node, N
 
     app = web.Application()
     app.router.add_get("/v1/audit/checkpoint", endless)
-    async with TestServer(app) as server:
-        peer = PeerInfo("bob", bob.identity.node_id, bob.card.identity, str(server.make_url("")))
+    async with await serve_as(bob, app) as server:
+        peer = peer_at(bob, server)
         with pytest.raises(AuditError, match="checkpoint is over 64 KiB"):
             await alice.witness.check(peer)
     assert sent[0] < 64 * 2**20
