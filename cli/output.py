@@ -16,7 +16,10 @@ import click
 import msgspec
 
 from cli.options import WholeNumber
-from protocol.text import escaped, for_terminal
+from protocol.text import escaped, escaped_lines, for_terminal
+
+# Top-level values shown as several lines (a signed checkpoint): escaped line by line.
+MULTI_LINE = ("checkpoint",)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,13 +34,19 @@ def emit(
     """Print ``data`` as JSON (one document, stable key order) or through ``human``, which gets
     it with every string escaped but for the top-level keys in ``exact``: values a view shows
     only with ``protocol.text.json_for_terminal`` (a message body, as ``inbox show`` and
-    ``open`` do), which escapes them itself and keeps the JSON exact."""
+    ``open`` do), which escapes them itself and keeps the JSON exact. A signed note
+    (:data:`MULTI_LINE`) is escaped line by line."""
     if as_json:
         click.echo(msgspec.json.format(msgspec.json.encode(data), indent=2).decode())
         return
-    safe = for_terminal(msgspec.to_builtins(data))
-    if isinstance(safe, dict) and isinstance(data, dict):
-        safe.update({key: data[key] for key in exact if key in data})
+    raw = msgspec.to_builtins(data)
+    safe = for_terminal(raw)
+    if isinstance(safe, dict) and isinstance(raw, dict):
+        for key, value in raw.items():
+            if key in exact:
+                safe[key] = value
+            elif key in MULTI_LINE and isinstance(value, str):
+                safe[key] = escaped_lines(value)
     click.echo(human(safe))
 
 

@@ -41,6 +41,11 @@ def escaped(text: str, limit: int | None = None) -> str:
     return "".join(pieces) + "\u2026"
 
 
+def escaped_lines(text: str) -> str:
+    """Multi-line text from outside (a signed note): each line escaped, the newlines kept."""
+    return "\n".join(escaped(line) for line in text.split("\n"))
+
+
 def for_terminal(value: object) -> object:
     """JSON-like data (what an answer decodes to) with every string in it, keys too, escaped:
     what a human-readable view is made from, so no field can reach the terminal raw."""

@@ -34,7 +34,7 @@ def bar(tmp_path: Path) -> Iterator[NodeProc]:
 
 
 def rejected_entries(node: NodeProc) -> int:
-    return len(node.json("audit", "log", "--kind", "message.rejected"))
+    return len(node.json("audit", "log", "--kind", "message.rejected")["items"])
 
 
 def post(url: str, body: bytes, ctype: str = "application/vnd.borderlink.batch+msgpack") -> int:
@@ -55,7 +55,7 @@ def test_regression_refusals_before_decoding_are_sampled(bar: NodeProc) -> None:
     assert codes == {400, 413}
     # 1st, 2nd, 4th, ..., 64th of each reason from this address: 7 + 7, not 128
     assert rejected_entries(bar) - before == 14
-    last = bar.json("audit", "log", "--kind", "message.rejected")[-1]
+    last = bar.json("audit", "log", "--kind", "message.rejected")["items"][-1]
     assert last["detail"].startswith("64 so far from this source")
 
 

@@ -155,7 +155,7 @@ def assert_caught(w: Watched, kind: str, new_size: int) -> None:
     assert old.root_hash != new.root_hash
     entries = json.loads(
         w.witness.cli("audit", "log", "--kind", "checkpoint.inconsistent", "--json").stdout
-    )
+    )["items"]
     assert [(e["peer"], e["outcome"]) for e in entries] == [("bar-pcu", kind)]
     assert "witness.misbehaviour" in w.witness.log.read_text()
 

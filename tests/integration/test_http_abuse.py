@@ -136,7 +136,7 @@ def test_slowloris_does_not_delay_a_real_delivery(
         crowd.close()
     assert sent["recipients"] == {"belgrade-accu": "delivered"}
     assert still_sending == slow_headers
-    assert [m["id"] for m in bel.json("inbox")].count(sent["id"]) == 1
+    assert [m["id"] for m in bel.json("inbox")["items"]].count(sent["id"]) == 1
 
 
 def read_response(sock: socket.socket, head: bytes, trickle: bytes) -> tuple[float, int, bytes]:
@@ -170,7 +170,7 @@ def test_slow_body_gets_408(pair: dict[str, NodeProc]) -> None:
     How soon after the timeout the answer comes is up to the machine's load, so it is not bound.
     """
     bel = pair["belgrade-accu"]
-    inbox = bel.json("inbox")
+    inbox = bel.json("inbox")["items"]
     body = b"\x91" + b"\x00" * 999
     with socket.create_connection(("127.0.0.1", bel.port), timeout=30) as sock:
         answered, sent, raw = read_response(sock, request_head(bel, len(body)), body)
@@ -179,7 +179,7 @@ def test_slow_body_gets_408(pair: dict[str, NodeProc]) -> None:
     assert json.loads(answer)["error"] == "body_timeout"
     assert answered > 0.9, f"answered after {answered:.2f} s with body_timeout=1"
     assert sent < len(body), "the node waited for the whole body"
-    assert bel.json("inbox") == inbox
+    assert bel.json("inbox")["items"] == inbox
 
 
 def real_envelope(pair: dict[str, NodeProc], sender: str, to: str) -> bytes:

@@ -159,11 +159,11 @@ def assert_rejected(
 ) -> dict[str, Any]:
     """POST ``body``; the answer, the inbox and the log must show one clean, audited refusal."""
     assert HTTP_STATUS[reason] == status
-    inbox = node.json("inbox")
+    inbox = node.json("inbox")["items"]
     offset = node.log.stat().st_size
     got, answer = post(net, node, body, via=via)
     assert (got, json.loads(answer)["error"]) == (status, reason), answer
-    assert node.json("inbox") == inbox
+    assert node.json("inbox")["items"] == inbox
     event = wait_for_event(node, offset, "message.rejected")
     assert event["reason"] == reason and event["source"] == "127.0.0.1", event
     assert_no_plaintext_logged(net)
@@ -295,11 +295,11 @@ def test_unknown_sender_over_a_peers_channel(net: Net) -> None:
 def assert_unauthenticated(net: Net, node: NodeProc, body: bytes, **headers: str) -> None:
     """POST ``body`` with no client certificate: 401 before the body is read, nothing stored,
     nothing audited, no ``message.rejected`` event naming anyone."""
-    inbox, audit = node.json("inbox"), node.json("status")["audit"]["size"]
+    inbox, audit = node.json("inbox")["items"], node.json("status")["audit"]["size"]
     offset = node.log.stat().st_size
     got, answer = post(net, node, body, headers, via=ANONYMOUS)
     assert (got, json.loads(answer)["error"]) == (401, "unauthenticated"), answer
-    assert node.json("inbox") == inbox
+    assert node.json("inbox")["items"] == inbox
     assert node.json("status")["audit"]["size"] == audit
     assert log_events(node, "message.rejected", offset) == []
 
@@ -329,7 +329,7 @@ def test_a_strangers_certificate_gets_no_connection(net: Net) -> None:
     bel = net.nodes["belgrade-accu"]
     stranger = Identity.generate()
     context = peer_context(stranger, make_certificate(stranger, now=int(time.time())), bel.cert)
-    inbox = bel.json("inbox")
+    inbox = bel.json("inbox")["items"]
     req = urllib.request.Request(bel.url + "/v1/card")
     opener = urllib.request.build_opener(
         urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
@@ -337,7 +337,7 @@ def test_a_strangers_certificate_gets_no_connection(net: Net) -> None:
     with pytest.raises((urllib.error.URLError, ConnectionError, ssl.SSLError)):
         with opener.open(req, timeout=PATIENCE) as resp:
             resp.read()
-    assert bel.json("inbox") == inbox
+    assert bel.json("inbox")["items"] == inbox
 
 
 def test_removed_peer(net: Net) -> None:
@@ -347,10 +347,10 @@ def test_removed_peer(net: Net) -> None:
     accept(net, skopje, sealed(net, "belgrade-accu", "skopje-coord").encode())
     skopje.cli("peers", "remove", "belgrade-accu")
     data = sealed(net, "belgrade-accu", "skopje-coord").encode()
-    inbox, audit = skopje.json("inbox"), skopje.json("status")["audit"]["size"]
+    inbox, audit = skopje.json("inbox")["items"], skopje.json("status")["audit"]["size"]
     got, answer = post(net, skopje, encode_batch([data]), via="belgrade-accu")
     assert (got, json.loads(answer)["error"]) == (401, "unauthenticated"), answer
-    assert skopje.json("inbox") == inbox
+    assert skopje.json("inbox")["items"] == inbox
     assert skopje.json("status")["audit"]["size"] == audit
 
 
@@ -374,13 +374,13 @@ def test_exact_replay_returns_the_original_receipt(net: Net) -> None:
     bel = net.nodes["belgrade-accu"]
     env = sealed(net, "bar-pcu", "belgrade-accu")
     first = accept(net, bel, env.encode())
-    inbox = bel.json("inbox")
+    inbox = bel.json("inbox")["items"]
     status, answer = post(net, bel, encode_batch([env.encode()]))
     assert status == 200
     again = msgspec.msgpack.decode(answer, type=BatchResponse)
     assert [(r.outcome, r.id) for r in again.results] == [("duplicate", env.id)]
     assert again.receipts == first.receipts
-    assert bel.json("inbox") == inbox
+    assert bel.json("inbox")["items"] == inbox
     assert [m["id"] for m in inbox["items"]].count(env.id.hex()) == 1
     assert_no_plaintext_logged(net)
 
@@ -416,10 +416,10 @@ def declared_oversize(net: Net, node: NodeProc) -> tuple[int, bytes]:
 
 def test_declared_oversize_body_refused_without_reading(net: Net) -> None:
     bel = net.nodes["belgrade-accu"]
-    inbox = bel.json("inbox")
+    inbox = bel.json("inbox")["items"]
     status, answer = declared_oversize(net, bel)
     assert (status, json.loads(answer)["error"]) == (413, "oversize")
-    assert bel.json("inbox") == inbox
+    assert bel.json("inbox")["items"] == inbox
 
 
 def test_declared_oversize_body_is_audited(net: Net) -> None:
@@ -471,10 +471,10 @@ def test_invalid_signed_body_leaves_no_plaintext_in_the_log(net: Net) -> None:
     body = json.loads(alert_body())
     body["conveyance"]["container_number"] = "LEAKCANARY9"  # not an ISO 6346 number
     env = sealed(net, "bar-pcu", "belgrade-accu", body=json.dumps(body).encode())
-    inbox, offset = bel.json("inbox"), bel.log.stat().st_size
+    inbox, offset = bel.json("inbox")["items"], bel.log.stat().st_size
     status, answer = post(net, bel, encode_batch([env.encode()]))
     assert (status, json.loads(answer)["error"]) == (400, "malformed")
-    assert bel.json("inbox") == inbox
+    assert bel.json("inbox")["items"] == inbox
     event = wait_for_event(bel, offset, "message.rejected")
     assert event["reason"] == "malformed" and event["source"] == "127.0.0.1"
     assert "LEAKCANARY9" not in bel.log.read_bytes()[offset:].decode(errors="replace")

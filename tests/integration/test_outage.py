@@ -48,7 +48,7 @@ def pair(tmp_path: Path) -> Iterator[dict[str, NodeProc]]:
 
 def outbox(node: NodeProc, msg_id: str) -> dict[str, Any]:
     """One message's row, through the admin API ``outbox --json`` prints (fast enough to poll)."""
-    [row] = call(node.home / "admin.sock", "GET", f"/v1/outbox?id={msg_id}")
+    [row] = call(node.home / "admin.sock", "GET", f"/v1/outbox?id={msg_id}")["items"]
     return dict(row)
 
 
@@ -89,7 +89,7 @@ def test_peer_down_backs_off_reports_and_delivers_when_back(
     assert all(d >= 0.5 * MAX - ROUNDING for d in delays[3:])  # then stayed at the cap
 
     # What the operator sees.
-    rows = {r["id"]: r for r in bar.json("outbox")}
+    rows = {r["id"]: r for r in bar.json("outbox")["items"]}
     now = time.time()
     for msg_id in ids:
         row = rows[msg_id]
@@ -113,7 +113,7 @@ def test_peer_down_backs_off_reports_and_delivers_when_back(
         lambda: all(outbox(bar, i)["status"] == "delivered" for i in ids),
         lambda: f"delivery once the peer was back: {[outbox(bar, i) for i in ids]}",
     )
-    assert sorted(m["id"] for m in bel.json("inbox")) == sorted(ids)
+    assert sorted(m["id"] for m in bel.json("inbox")["items"]) == sorted(ids)
     for msg_id in ids:  # every try is accounted for: each failure logged, then one success
         assert outbox(bar, msg_id)["attempts"] == len(retries(bar, msg_id)) + 1
     status = bar.json("status")

@@ -30,7 +30,7 @@ def test_alert_sent_delivered_read_and_acknowledged(
         "send", "--to", "belgrade-accu", "--type", "seizure-alert", str(alert), "--wait", WAIT
     )
     assert sent["recipients"] == {"belgrade-accu": "delivered"}
-    inbox = bel.json("inbox")
+    inbox = bel.json("inbox")["items"]
     assert [(m["id"], m["from"], m["type"], m["read"]) for m in inbox] == [
         (sent["id"], "bar-pcu", "seizure-alert", False)
     ]
@@ -39,15 +39,15 @@ def test_alert_sent_delivered_read_and_acknowledged(
     ack = bel.json("inbox", "ack", sent["id"], "--action", "seized")
     assert ack["to"] == "bar-pcu"
     # The feedback travels back and links to the alert.
-    back = wait_until(lambda: bar.json("inbox"), "the feedback in the sender's inbox")
+    back = wait_until(lambda: bar.json("inbox")["items"], "the feedback in the sender's inbox")
     assert [(m["type"], m["refers_to"], m["from"]) for m in back] == [
         ("feedback", sent["id"], "belgrade-accu")
     ]
-    outbox = bar.json("outbox")
+    outbox = bar.json("outbox")["items"]
     assert [(r["peer"], r["status"]) for r in outbox if r["id"] == sent["id"]] == [
         ("belgrade-accu", "delivered")
     ]
-    assert bel.json("inbox", "--unread") == []
+    assert bel.json("inbox", "--unread")["items"] == []
 
 
 def test_three_nodes_and_a_retraction(trio: dict[str, NodeProc], tmp_path: Path) -> None:
@@ -77,9 +77,12 @@ def test_three_nodes_and_a_retraction(trio: dict[str, NodeProc], tmp_path: Path)
     path = tmp_path / "retract.json"
     path.write_text(json.dumps(retraction))
     bar.json("send", "--to", "belgrade-accu", "--type", "retraction", str(path), "--wait", WAIT)
-    original = next(m for m in bel.json("inbox") if m["id"] == sent["id"])
+    original = next(m for m in bel.json("inbox")["items"] if m["id"] == sent["id"])
     assert original["withdrawn_by"] is not None
-    assert next(m for m in coord.json("inbox") if m["id"] == sent["id"])["withdrawn_by"] is None
+    assert (
+        next(m for m in coord.json("inbox")["items"] if m["id"] == sent["id"])["withdrawn_by"]
+        is None
+    )
 
 
 def test_operator_commands_without_a_running_node(pair: dict[str, NodeProc]) -> None:
@@ -131,7 +134,7 @@ def test_partial_delivery_exits_6_and_undeliverable_messages_expire(
     assert last.startswith(said) and not last[len(said) :].startswith(","), last
 
     def status() -> dict[str, Any]:
-        return {r["peer"]: r for r in bar.json("outbox") if r["id"] == msg_id}
+        return {r["peer"]: r for r in bar.json("outbox")["items"] if r["id"] == msg_id}
 
     def partly_delivered() -> bool:
         st = status()
@@ -143,7 +146,7 @@ def test_partial_delivery_exits_6_and_undeliverable_messages_expire(
     assert "connection refused by skopje-coord" in down["last_error"]
 
     def row() -> dict[str, Any]:
-        [r] = [r for r in bar.json("outbox") if r["id"] == short]
+        [r] = [r for r in bar.json("outbox")["items"] if r["id"] == short]
         return dict(r)
 
     wait_until(lambda: row()["status"] == "expired", lambda: f"expiry: {row()}")
