@@ -1,13 +1,15 @@
 """Witnessing peers' audit logs (PROTOCOL.md 12.3).
 
-Every ``witness_interval`` this node fetches each trusted peer's latest signed checkpoint, checks
-the signature with the key from the peer's card, and compares it with the newest checkpoint it
-kept from that peer (the decision is node/witness_rules.py): a smaller tree (rollback) or another
-root at the same size (fork) is misbehaviour, kept with both signed notes as evidence. A
-consistency proof is not signed, so one that fails is fetched once more, and only a second failure
-is kept as evidence, with the proof. A consistent extension is stored and cosigned, and the
-cosignature is sent back to the peer, so a node that later shows anyone a different history
-contradicts what its witnesses signed.
+About every ``witness_interval`` (jittered, :meth:`Witness.next_delay`) this node fetches each
+trusted peer's latest signed checkpoint, checks the signature with the key from the peer's card,
+and compares it with the newest checkpoint it kept from that peer (the decision is
+node/witness_rules.py): another root at the same size (fork) is misbehaviour, kept with both
+signed notes as evidence. A smaller tree is checked with a consistency proof from its size to the
+held one: a prefix is only stale (an old note replayed), anything else a rollback. A consistency
+proof is not signed, so one that fails is fetched once more, and only a second failure is kept as
+evidence, with the proof. A consistent extension is stored and cosigned, and the cosignature is
+sent back to the peer, so a node that later shows anyone a different history contradicts what
+its witnesses signed.
 
 Talks HTTP only through a :class:`node.peer_client.AuditClient` (which caps what it reads), and
 reads and writes storage through units on the database thread; the time comes from an injected
@@ -15,6 +17,8 @@ clock.
 """
 
 from __future__ import annotations
+
+import random
 
 import msgspec
 import structlog
@@ -28,7 +32,10 @@ from node.witness_rules import (
     PROOF_ATTEMPTS,
     Consistent,
     Misbehaviour,
+    NoProof,
     RetryProof,
+    Stale,
+    Undecided,
     Verdict,
     decide,
     proof_needed,
@@ -41,6 +48,8 @@ from protocol.identity import Identity
 from protocol.signednote import Verifier
 
 log = structlog.get_logger("borderlink.witness")
+
+JITTER = 0.2  # each round waits the interval times U(1 - JITTER, 1 + JITTER)
 
 
 class CosignatureOut(msgspec.Struct):
@@ -59,13 +68,20 @@ class Witness:
         run_db: Run,
         client: AuditClient,
         clock: Clock = wall_clock,
+        rng: random.Random | None = None,
     ) -> None:
         self.identity = identity
         self.store = store
         self.run_db = run_db
         self.client = client
         self.clock = clock
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self._last: dict[str, str] = {}  # peer name -> last outcome, for status
+
+    def next_delay(self, interval: float) -> float:
+        """Seconds to wait before the next round: ``interval`` give or take ``JITTER``, so
+        nodes that started together do not all witness (and call) each other in step."""
+        return interval * self.rng.uniform(1 - JITTER, 1 + JITTER)
 
     def outcomes(self) -> dict[str, str]:
         """Peer name -> what the last round found there, in words (for status)."""
@@ -110,13 +126,8 @@ class Witness:
         old = checkpoint_of(held.note) if held is not None else None
         verdict: Verdict = Consistent(new.size)
         for attempt in range(1, PROOF_ATTEMPTS + 1):
-            proof: list[bytes] = []
             sizes = proof_needed(old, new)
-            if sizes is not None:
-                got = await self._proof(peer, *sizes)
-                if isinstance(got, str):
-                    return got
-                proof = got
+            proof = [] if sizes is None else await self._proof(peer, *sizes)
             verdict = decide(old, new, proof, attempt)
             if not isinstance(verdict, RetryProof):
                 break
@@ -125,20 +136,24 @@ class Witness:
             log.warning("witness.bad_proof_retry", peer=peer.name, detail=verdict.detail)
         if isinstance(verdict, Consistent):
             return f"consistent at size {verdict.size}"
+        if isinstance(verdict, Stale | Undecided):
+            if isinstance(verdict, Stale):
+                log.warning("witness.stale", peer=peer.name, size=verdict.size, held=verdict.held)
+            return verdict.outcome
         if isinstance(verdict, Misbehaviour):
             return await self._misbehaviour(peer, verdict, held, signed)
         await self.run_db(self._keep, peer, new, signed, self.clock())
         await self._cosign(peer, new, text)
         return f"cosigned size {new.size}"
 
-    async def _proof(self, peer: PeerInfo, old: int, new: int) -> list[bytes] | str:
-        """The log's consistency proof from ``old`` to ``new``, or the outcome if it has none."""
+    async def _proof(self, peer: PeerInfo, old: int, new: int) -> list[bytes] | NoProof:
+        """The log's consistency proof from ``old`` to ``new``, or the status it answered."""
         try:
             answer = await self.client.consistency(peer, old, new)
         except AnswerTooLarge as exc:
             raise AuditError(exc.message) from exc
         if answer.status != 200:
-            return f"no consistency proof (HTTP {answer.status})"
+            return NoProof(answer.status)
         return read_proof(answer.body)
 
     def _keep(self, peer: PeerInfo, cp: Checkpoint, signed: str, now: float) -> None:

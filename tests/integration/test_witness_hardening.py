@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import BaseTestServer, TestClient, TestServer
 from structlog.testing import capture_logs
 
 from keys.card import make_card
@@ -32,7 +32,14 @@ from node.daemon import Node
 from node.home import Home
 from node.peer_info import PeerInfo
 from protocol.audit import origin_of
-from protocol.checkpoint import CosignatureVerifier, cosign, open_checkpoint, verify_cosignature
+from protocol.checkpoint import (
+    Checkpoint,
+    CosignatureVerifier,
+    cosign,
+    open_checkpoint,
+    sign_checkpoint,
+    verify_cosignature,
+)
 from protocol.errors import AuditError
 from protocol.signednote import (
     ALG_COSIGNATURE_V1,
@@ -103,7 +110,7 @@ def calling(caller: Node, server: TestServer, callee: Node) -> TestClient[Any, A
     return TestClient(server, connector=aiohttp.TCPConnector(ssl=ctx))
 
 
-def peer_at(log: Node, server: TestServer) -> PeerInfo:
+def peer_at(log: Node, server: BaseTestServer) -> PeerInfo:
     """``log`` as the witness knows it from its card, but reached at ``server``."""
     ident = log.card.identity
     return PeerInfo(
@@ -258,9 +265,12 @@ class Proxy:
     change: Callable[[int, dict[str, Any]], bytes | None]
     proofs_served: int = 0
     given: list[list[str]] = field(default_factory=list)
+    note: str | None = None  # served instead of the log's current checkpoint (a replay)
 
     def app(self) -> web.Application:
         async def checkpoint(_request: web.Request) -> web.Response:
+            if self.note is not None:
+                return web.Response(text=self.note)
             return web.Response(text=await (await self.upstream.get("/v1/audit/checkpoint")).text())
 
         async def consistency(request: web.Request) -> web.Response:
@@ -371,3 +381,68 @@ async def test_witness_keeps_a_proof_that_fails_twice_with_the_evidence(
     events = [e["event"] for e in logs]
     assert events.count("witness.bad_proof_retry") == 1
     assert events.count("witness.misbehaviour") == 1
+
+
+# Issue 9: a replayed cosignature was audited per POST; a replayed old checkpoint was a rollback --
+
+
+async def test_regression_a_replayed_cosignature_adds_one_entry_not_one_per_post(
+    nodes: tuple[Node, Node], bob_api: TestClient[Any, Any]
+) -> None:
+    bob, alice = nodes
+    size, note = await grow(bob, 0)
+    payload = {
+        "witness": alice.identity.node_id.hex(),
+        "size": size,
+        "line": cosignature(alice, note),
+    }
+    for _ in range(200):
+        resp = await bob_api.post(COSIGNATURE, json=payload)
+        assert resp.status == 200, await resp.text()
+    rows = await bob.run_db(bob.store.audit_rows)
+    cosigned = [r for r in rows if json.loads(r.entry)["kind"] == "checkpoint.cosigned"]
+    assert len(cosigned) == 1
+
+
+async def witness_a_replay(nodes: tuple[Node, Node], replayed: Callable[[str], str]) -> str:
+    """Alice witnesses Bob at size 10 and again when larger, then is served ``replayed(note of
+    size 10)`` for Bob's checkpoint, while proofs still come from Bob's real log."""
+    bob, alice = nodes
+    await grow(bob, 8)
+    ten = await bob.run_db(bob.store.latest_checkpoint)
+    assert ten is not None and ten.size == 10
+    async with AsyncExitStack() as stack:
+        log = await serve_as(bob, peer_app(bob))
+        upstream = await stack.enter_async_context(calling(alice, log, bob))
+        proxy = Proxy(upstream, lambda _n, _got: None)
+        server = await stack.enter_async_context(await serve_as(bob, proxy.app()))
+        peer = peer_at(bob, server)
+        assert await alice.witness.check(peer) == "cosigned size 10"
+        size, _ = await grow(bob, 70)
+        assert await alice.witness.check(peer) == f"cosigned size {size}"
+        proxy.note = replayed(ten.note)
+        return await alice.witness.check(peer)
+
+
+async def test_regression_a_replayed_old_checkpoint_is_stale(nodes: tuple[Node, Node]) -> None:
+    bob, alice = nodes
+    outcome = await witness_a_replay(nodes, lambda ten: ten)
+    held = await alice.run_db(alice.store.witnessed, bob.identity.node_id)
+    assert held is not None
+    assert outcome == f"stale checkpoint (size 10, holding {held.size})"
+    assert alice.store.evidence() == []
+
+
+async def test_a_forked_old_checkpoint_is_evidence(nodes: tuple[Node, Node]) -> None:
+    bob, alice = nodes
+    origin = origin_of(bob.identity.node_id)
+
+    def forked(ten: str) -> str:  # size 10 of another log, signed with Bob's key
+        cp = Checkpoint(origin, 10, bytes(32))
+        return sign_checkpoint(cp, origin, bob.identity.signing_key)
+
+    outcome = await witness_a_replay(nodes, forked)
+    assert outcome.startswith("MISBEHAVIOUR: ")
+    [evidence] = alice.store.evidence()
+    assert evidence.kind == "rollback"
+    assert open_checkpoint(evidence.new_note, [log_verifier(bob)]).size == 10

@@ -3,6 +3,7 @@ audits, logs and cosigns for each answer, with an injected clock and no network.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -47,13 +48,19 @@ class Log:
         self.posted: list[dict[str, object]] = []
         self.cosign_status = 200
         self.fail: Exception | None = None
+        self.served: str | None = None  # a note served instead of the current one (a replay)
 
     def grow(self, n: int) -> None:
         for _ in range(n):
             self.tree.append(leaf_hash(b"%d" % self.tree.size))
 
     def note(self) -> str:
-        cp = Checkpoint(LOG, self.tree.size, self.tree.root())
+        if self.served is not None:
+            return self.served
+        return self.signed(self.tree.size, self.tree.root())
+
+    def signed(self, size: int, root: bytes) -> str:
+        cp = Checkpoint(LOG, size, root)
         return sign_checkpoint(cp, LOG, self.signer.signing_key) + self.extra
 
     async def checkpoint(self, peer: PeerInfo) -> Answer:
@@ -197,20 +204,109 @@ async def test_a_proof_that_fails_twice_is_kept_as_evidence_once(store: Store) -
     assert len(log.posted) == 1
 
 
-@pytest.mark.parametrize("kind", ["fork", "rollback"])
-async def test_contradicting_notes_are_evidence(store: Store, kind: str) -> None:
+async def test_another_root_at_the_same_size_is_evidence(store: Store) -> None:
     log, clock = Log(4), Clock(NOW)
     w = witness(store, log, clock)
     await w.round()
-    if kind == "fork":
-        log.tree = MerkleTree(leaf_hash(b"other %d" % i) for i in range(4))
-    else:
-        log.tree = MerkleTree(leaf_hash(b"%d" % i) for i in range(2))
+    log.tree = MerkleTree(leaf_hash(b"other %d" % i) for i in range(4))
     await w.round()
     assert w.outcomes()["bob"].startswith("MISBEHAVIOUR: ")
     [evidence] = store.evidence()
-    assert evidence.kind == kind
+    assert evidence.kind == "fork"
     assert log.proofs == []
+
+
+# Issue 9: a replayed old checkpoint the log really signed was recorded as a rollback ------------
+
+
+async def held_85_then(store: Store, log: Log) -> tuple[Witness, Witnessed]:
+    """The witness holds Bob's size 85 (after 10); then the log serves what the test sets."""
+    w = witness(store, log, Clock(NOW))
+    await w.round()
+    log.grow(75)
+    await w.round()
+    held = store.witnessed(BOB.node_id)
+    assert held is not None and held.size == 85
+    log.proofs.clear()
+    return w, held
+
+
+async def test_regression_a_replayed_old_checkpoint_is_stale_not_evidence(store: Store) -> None:
+    log = Log(10)
+    old_note = log.note()
+    w, held = await held_85_then(store, log)
+    log.served = old_note  # genuinely signed by Bob, when his log had 10 entries
+    with capture_logs() as logs:
+        await w.round()
+    assert w.outcomes() == {"bob": "stale checkpoint (size 10, holding 85)"}
+    assert log.proofs == [(10, 85)]  # a prefix of the held tree: checked, not assumed
+    assert store.evidence() == []
+    assert store.witnessed(BOB.node_id) == held
+    assert [e.kind for e in audit(store)] == ["checkpoint.received"] * 2
+    assert len(log.posted) == 2  # nothing cosigned for the stale one
+    assert [e["event"] for e in logs] == ["witness.stale"]
+
+
+async def test_a_smaller_checkpoint_of_another_history_is_a_rollback(store: Store) -> None:
+    log = Log(10)
+    w, held = await held_85_then(store, log)
+    forked = MerkleTree(leaf_hash(b"other %d" % i) for i in range(10))
+    log.served = log.signed(10, forked.root())  # signed by Bob's key, not a prefix of his log
+    await w.round()
+    assert w.outcomes()["bob"].startswith("MISBEHAVIOUR: log ")
+    assert log.proofs == [(10, 85), (10, 85)]  # an unsigned proof is asked for twice
+    [evidence] = store.evidence()
+    assert (evidence.kind, evidence.old_note, evidence.new_note) == (
+        "rollback",
+        held.note,
+        log.served,
+    )
+    assert "not a prefix" in evidence.detail and "\nproof:\n" in evidence.detail
+    assert store.witnessed(BOB.node_id) == held
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (400, "MISBEHAVIOUR: log "),  # the log refuses, twice, to link two trees it signed
+        (503, "stale checkpoint (size 10, holding 85), no consistency proof (HTTP 503)"),
+    ],
+)
+async def test_a_smaller_checkpoint_without_a_proof(
+    store: Store, status: int, outcome: str
+) -> None:
+    log = Log(10)
+    old_note = log.note()
+    w, _held = await held_85_then(store, log)
+    log.served, log.proof_status = old_note, status
+    await w.round()
+    assert w.outcomes()["bob"].startswith(outcome)
+    assert [e.kind for e in store.evidence()] == (["rollback"] if status == 400 else [])
+
+
+async def test_growth_the_log_refuses_to_prove_twice_is_evidence(store: Store) -> None:
+    log, clock = Log(3), Clock(NOW)
+    w = witness(store, log, clock)
+    await w.round()
+    log.grow(5)
+    log.proof_status = 400
+    await w.round()
+    assert log.proofs == [(3, 8), (3, 8)]
+    [evidence] = store.evidence()
+    assert evidence.kind == "badconsistencyproof"
+    assert evidence.detail.startswith(f"log {LOG} gives no proof that size 8 extends its size 3")
+
+
+# Issue 9: every node witnessed every peer at the same fixed interval ----------------------------
+
+
+def test_rounds_are_jittered_around_the_interval(store: Store) -> None:
+    w = Witness(ALICE, store, run_inline, Log(1), Clock(NOW), rng=random.Random(7))
+    delays = [w.next_delay(60.0) for _ in range(200)]
+    assert all(48.0 <= d <= 72.0 for d in delays)
+    assert min(delays) < 52.0 and max(delays) > 68.0  # spread over the whole range
+    again = Witness(ALICE, store, run_inline, Log(1), Clock(NOW), rng=random.Random(7))
+    assert [again.next_delay(60.0) for _ in range(200)] == delays
 
 
 @pytest.mark.parametrize(
