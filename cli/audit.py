@@ -16,6 +16,7 @@ import click
 import msgspec
 
 from cli.context import Ctx
+from cli.files import force_option, refuse_existing_output, write_output
 from cli.options import Group, PathArg, WholeNumber
 from cli.output import after_option, emit, emit_page, json_option, limit_option, note
 from cli.passphrase import passphrase_options
@@ -188,6 +189,7 @@ def prove_cmd(ctx: Ctx, entry: int, as_json: bool) -> None:
 
 @audit_group.command("export")
 @click.option("-o", "--output", required=True, type=PathArg(dir_okay=False))
+@force_option
 @passphrase_options
 @click.pass_obj
 def export_cmd(
@@ -196,11 +198,9 @@ def export_cmd(
     """Write entries, the signed checkpoint and inclusion proofs, verifiable offline elsewhere."""
     from node.operations import EXPORT_LOG, NOTE_EXPORT, ExportLog, NoteExport
 
+    refuse_existing_output(output)  # before a checkpoint is signed for nothing
     _fresh_checkpoint(ctx, passphrase_fd, passphrase_file)
     exported = ctx.run(EXPORT_LOG, ExportLog())
-    try:
-        Path(output).write_text(exported.text)
-    except OSError as exc:
-        raise BorderlinkError(f"cannot write {output}: {os_reason(exc)}") from exc
+    write_output(exported.text, output)
     ctx.run(NOTE_EXPORT, NoteExport(size=exported.size, destination=output, actor=ctx.actor()))
     note(f"exported {exported.size} audit entries and checkpoint to {output}")

@@ -61,6 +61,25 @@ force_option = click.option(
 """Add ``--force`` next to a command's ``-o``: ``write_output`` then replaces an existing file."""
 
 
+def _forced() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get(_FORCE))
+
+
+def _exists(output: str) -> BorderlinkError:
+    return BorderlinkError(
+        f"{output} already exists",
+        hint="choose another -o file, or pass --force to replace it",
+    )
+
+
+def refuse_existing_output(output: str | None) -> None:
+    """Refuse an existing ``-o`` file (without ``--force``) before a command does its work, so
+    a refusal costs no passphrase prompt or signature; ``write_output`` checks again, atomically."""
+    if output is not None and output != "-" and not _forced() and os.path.lexists(output):
+        raise _exists(output)
+
+
 def write_output(text: str, output: str | None, *, force: bool | None = None) -> None:
     """``text`` to the file ``output``, or to standard output for None or '-'.
 
@@ -74,8 +93,7 @@ def write_output(text: str, output: str | None, *, force: bool | None = None) ->
         click.echo(text, nl=False)
         return
     if force is None:
-        ctx = click.get_current_context(silent=True)
-        force = bool(ctx is not None and ctx.meta.get(_FORCE))
+        force = _forced()
     data = text.encode()
     try:
         if force:
@@ -83,10 +101,7 @@ def write_output(text: str, output: str | None, *, force: bool | None = None) ->
         else:
             _create(output, data)
     except FileExistsError as exc:
-        raise BorderlinkError(
-            f"{output} already exists",
-            hint="choose another -o file, or pass --force to replace it",
-        ) from exc
+        raise _exists(output) from exc
     except OSError as exc:
         raise BorderlinkError(f"cannot write {output}: {os_reason(exc)}") from exc
 

@@ -104,7 +104,7 @@ def passphrase_cmd(ctx: Ctx, passphrase_fd: int | None, passphrase_file: str | N
 
     old = get_passphrase(fd=passphrase_fd, file=passphrase_file, confirm=False)
     data = read_keystore_file(ctx.home.keystore)
-    new_env = os.environ.get("BORDERLINK_NEW_PASSPHRASE")
+    new_env = os.environ.pop("BORDERLINK_NEW_PASSPHRASE", None)  # no child inherits it
     if new_env is not None:
         if not new_env:
             raise UsageError("BORDERLINK_NEW_PASSPHRASE is empty")

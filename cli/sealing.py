@@ -8,7 +8,14 @@ import click
 import msgspec
 
 from cli.context import Ctx
-from cli.files import force_option, input_name, read_bytes, read_text, write_output
+from cli.files import (
+    force_option,
+    input_name,
+    read_bytes,
+    read_text,
+    refuse_existing_output,
+    write_output,
+)
 from cli.options import TYPE_NAMES, Command, Duration, OneOf, PathArg, split_names
 from cli.output import emit, json_option, note
 from cli.passphrase import passphrase_options
@@ -50,6 +57,7 @@ def seal_cmd(
     body = encode_body(decode_body(type_name, read_bytes(file), what=input_name(file)))
     found = ctx.run(FIND_RECIPIENTS, FindRecipients(names=split_names(to)))
     recipients = [r.identity for r in found.recipients]
+    refuse_existing_output(output)  # before the passphrase is asked for nothing
     identity = ctx.unlock(passphrase_fd, passphrase_file)
     env = seal(identity, recipients, type_name, body, now=ctx.now(), ttl=ttl)  # type: ignore[arg-type]
     write_output(armor(MESSAGE_KIND, [env.encode()]), output)

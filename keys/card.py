@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from keys.tls import check_certificate, pin_text
 from protocol.armor import armor, dearmor
 from protocol.decoding import Decoder, convert, describe_pattern
 from protocol.errors import Expired, Malformed, ValidationError
@@ -21,7 +22,6 @@ from protocol.identity import (
     check_sign_key,
     verify_signature,
 )
-from keys.tls import check_certificate, pin_text
 from protocol.labels import CARD_SIGNATURE_LABEL, MAX_CARD_BYTES
 
 CARD_KIND = "CARD"

@@ -35,9 +35,7 @@ _NOT_AFTER = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
 def tls_key(identity: Identity) -> ed25519.Ed25519PrivateKey:
     """The node's TLS private key: HKDF-SHA256(seed, info=TLS_KEY_LABEL), an Ed25519 seed."""
     seed = identity.secret_bytes()[:32]
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=TLS_KEY_LABEL).derive(
-        seed
-    )
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=TLS_KEY_LABEL).derive(seed)
     return ed25519.Ed25519PrivateKey.from_private_bytes(derived)
 
 

@@ -31,7 +31,7 @@ from node.inbox import Inbox
 from node.initialise import tls_added, with_tls, write_card
 from node.operations import OperationDeps
 from node.peer_client import PeerClient
-from node.receiver import Receiver
+from node.receiver import Quota, Receiver
 from node.rejections import Rejections
 from node.runtime import Clock, Threads, wall_clock
 from node.sending import Sender
@@ -69,7 +69,13 @@ class Node:
         )
         self.rejections = Rejections(self.store, self.run_db, clock)
         self.receiver = Receiver(
-            identity, self.store, self.run_db, self.run_cpu, self.rejections, clock
+            identity,
+            self.store,
+            self.run_db,
+            self.run_cpu,
+            self.rejections,
+            clock,
+            quota=Quota.of(config.limits),
         )
         self.witness = Witness(identity, self.store, self.run_db, self.client, clock)
         self.admission = Admission(config.limits, self.store, self.run_db)
@@ -110,7 +116,7 @@ class Node:
                 receiver=self.receiver,
                 rejections=self.rejections,
                 admission=self.admission,
-                cosigning=Cosigning(self.store, self.run_db, self.clock),
+                cosigning=Cosigning(self.store, self.run_db, self.clock, run_cpu=self.run_cpu),
                 run_cpu=self.run_cpu,
                 checkpoint=self._served_checkpoint,
                 stopping=lambda: self.stopping,
@@ -209,7 +215,9 @@ class Node:
         self._background = [
             asyncio.create_task(self._every(audit.checkpoint_interval, self.checkpoint)),
             asyncio.create_task(self._every(audit.prune_interval, self._prune)),
-            asyncio.create_task(self._every(audit.witness_interval, self.witness.round)),
+            asyncio.create_task(
+                self._every(audit.witness_interval, self.witness.round, self.witness.next_delay)
+            ),
         ]
         self.ready = True
         self.log.info(
@@ -253,10 +261,16 @@ class Node:
         self.log.info("node.signal", signal=sig.name, action="shutting down gracefully")
         stop.set()
 
-    async def _every(self, interval: float, job: Callable[[], Awaitable[object]]) -> None:
-        """Run ``job`` every ``interval`` seconds; a failure is logged and retried next time."""
+    async def _every(
+        self,
+        interval: float,
+        job: Callable[[], Awaitable[object]],
+        delay: Callable[[float], float] = lambda interval: interval,
+    ) -> None:
+        """Run ``job`` every ``delay(interval)`` seconds (the witness jitters its rounds, so
+        nodes do not all ask each other at once); a failure is logged and retried next time."""
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(delay(interval))
             try:
                 await job()
             except Exception:

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from node.http.bodies import read_limited
 from keys.tls import pin_text
+from node.http.bodies import read_limited
 from node.peer_info import PeerInfo
 from node.tls import NodeTls, presented_certificate, unverified_client
 from protocol.batch import BATCH_CONTENT_TYPE, BATCH_PATH

@@ -32,6 +32,8 @@ PERMANENT_REASONS = frozenset(
         "bad_signature",
         "decryption_failed",
         "replay",
+        "channel_mismatch",
+        "foreign_reference",
     }
 )
 

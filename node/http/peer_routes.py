@@ -71,7 +71,10 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
             "message.rejected", reason=reason, detail=detail, peer=caller.who, source=request.remote
         )
         await deps.rejections.refused(
-            reason, detail, source=request.remote, claimed=caller.peer.hex() if caller.peer else None
+            reason,
+            detail,
+            source=request.remote,
+            claimed=caller.peer.hex() if caller.peer else None,
         )
 
     @web.middleware
@@ -115,9 +118,7 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
         rate_limited += 1
         caller = caller_of(request)
         if caller.peer is not None and sampled(rate_limited):  # a flood is no log flood
-            await audit(
-                "rate_limited", why or f"{rate_limited} requests refused so far", request
-            )
+            await audit("rate_limited", why or f"{rate_limited} requests refused so far", request)
         return peer_error("rate_limited", "too many requests; retry later")
 
     async def body_or_refusal(
@@ -199,7 +200,7 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
         )
         if isinstance(raw, web.Response):
             return raw
-        refusal = await deps.cosigning.accept(raw)
+        refusal = await deps.cosigning.accept(raw, peer=caller_of(request).peer)
         if refusal is not None:
             return peer_error(refusal.reason, refusal.message)
         return web.json_response({"status": "stored"})

@@ -149,9 +149,6 @@ def test_seal_refuses_an_existing_output_unless_forced(tmp_path: Path) -> None:
     assert mode(sealed) == 0o600
 
 
-@pytest.mark.xfail(
-    reason="lead applies the cli/audit.py diff (write_output, --force)", strict=False
-)
 def test_audit_export_is_private_and_refuses_an_existing_file(home: Path, tmp_path: Path) -> None:
     out = tmp_path / "audit.json"
     cli(home, "audit", "export", "-o", str(out))

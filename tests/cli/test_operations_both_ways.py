@@ -167,7 +167,7 @@ def test_peers_and_open_say_and_audit_the_same_with_or_without_the_node(
         ("peers", "remove", "belgrade-accu"),  # refused: revocation is permanent
         ("peers", "remove", "nobody"),
         ("open", str(sealed)),  # a revoked sender
-        ("keys", "export-card", "-o", str(root / "card-again")),
+        ("keys", "export-card", "--force", "-o", str(root / "card-again")),
         ("audit", "verify"),
         ("audit", "prove", "1"),  # no checkpoint signed yet
     ]

@@ -18,7 +18,7 @@ def homes(tmp_path: Path) -> dict[str, Path]:
     """Bar PCU trusts Belgrade ACCU's card, fingerprint compared."""
     h = {"bar": tmp_path / "bar", "bel": tmp_path / "bel"}
     init_home(h["bar"], "bar-pcu")
-    init_home(h["bel"], "belgrade-accu", "--endpoint", "http://127.0.0.1:7443")
+    init_home(h["bel"], "belgrade-accu", "--endpoint", "https://127.0.0.1:7443")
     cli(h["bel"], "keys", "export-card", "-o", str(tmp_path / "bel.card"))
     fp = cli_json(h["bel"], "keys", "show")["fingerprint"]
     cli(h["bar"], "peers", "add", str(tmp_path / "bel.card"), "--fingerprint", fp)
@@ -72,23 +72,23 @@ def test_regression_older_card_repointed_a_trusted_peer(
 ) -> None:
     bar, bel = homes["bar"], homes["bel"]
     stale = tmp_path / "stale.card"
-    stale.write_text(_recard(bel, valid_from_shift=-86_400, endpoint="http://10.9.9.9:7443"))
+    stale.write_text(_recard(bel, valid_from_shift=-86_400, endpoint="https://10.9.9.9:7443"))
     one_line_error(
         cli(bar, "peers", "add", str(stale), "--trust-on-first-use", check=False),
         4,
         "card for 'belgrade-accu' is not newer than the one already trusted (valid from ",
     )
     [peer] = cli_json(bar, "peers", "list")
-    assert (peer["endpoints"], peer["verified_by"]) == (["http://127.0.0.1:7443"], "fingerprint")
+    assert (peer["endpoints"], peer["verified_by"]) == (["https://127.0.0.1:7443"], "fingerprint")
     added = cli_json(bar, "audit", "log", "--kind", "peer.added")["items"]
     assert added[-1]["outcome"] == "refused"
     # a newer card from the same, already verified key is taken, and stays fingerprint-verified
     newer = tmp_path / "newer.card"
-    newer.write_text(_recard(bel, valid_from_shift=1, endpoint="http://127.0.0.1:7444"))
+    newer.write_text(_recard(bel, valid_from_shift=1, endpoint="https://127.0.0.1:7444"))
     added = cli(bar, "peers", "add", str(newer), "--trust-on-first-use")
     assert added.stdout.startswith("updated peer belgrade-accu (fingerprint): ")
     [peer] = cli_json(bar, "peers", "list")
-    assert (peer["endpoints"], peer["verified_by"]) == (["http://127.0.0.1:7444"], "fingerprint")
+    assert (peer["endpoints"], peer["verified_by"]) == (["https://127.0.0.1:7444"], "fingerprint")
 
 
 def test_regression_deeply_nested_send_file_gave_a_recursion_traceback(

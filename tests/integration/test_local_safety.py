@@ -170,7 +170,6 @@ def test_hardened_process_is_not_dumpable() -> None:
 # -- SIGHUP --------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(reason="lead adds SIGHUP", strict=False)
 def test_sighup_stops_the_node_cleanly(node: NodeProc) -> None:
     start(node)
     assert node.proc is not None

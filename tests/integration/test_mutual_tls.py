@@ -19,8 +19,8 @@ import pytest
 
 from keys.card import make_card, parse_card
 from keys.tls import make_certificate, pin_text
-from node.initialise import write_card
 from node.home import Home
+from node.initialise import write_card
 from node.tls import NodeTls
 from protocol.identity import Identity
 from tests.integration.harness import (
@@ -40,7 +40,7 @@ class _Relay(http.server.BaseHTTPRequestHandler):
 
     seen: list[str]
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         self.seen.append(self.path)
         body = json.dumps({"error": "unknown_sender", "message": "forged"}).encode()
         self.send_response(403)
@@ -49,7 +49,7 @@ class _Relay(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_GET = do_POST  # noqa: N815
+    do_GET = do_POST
 
     def log_message(self, *_args: object) -> None:
         pass
@@ -61,9 +61,9 @@ def relay_key(tmp_path: Path) -> Iterator[tuple[Identity, bytes]]:
     yield mallory, make_certificate(mallory, now=0)
 
 
-def serve_relay(port: int, key: tuple[Identity, bytes], workdir: Path) -> tuple[
-    http.server.HTTPServer, list[str]
-]:
+def serve_relay(
+    port: int, key: tuple[Identity, bytes], workdir: Path
+) -> tuple[http.server.HTTPServer, list[str]]:
     seen: list[str] = []
     handler = type("Relay", (_Relay,), {"seen": seen})
     server = http.server.HTTPServer(("127.0.0.1", port), handler)

@@ -62,7 +62,9 @@ def test_the_certificate_is_self_signed_never_expiring_and_names_the_node() -> N
     cert = x509.load_der_x509_certificate(der)
     cert.verify_directly_issued_by(cert)
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == ALICE.node_id.hex()
-    assert cert.not_valid_after_utc == datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
+    assert cert.not_valid_after_utc == datetime.datetime(
+        9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC
+    )
     assert cert.not_valid_before_utc.timestamp() == NOW - 86400
     basic = cert.extensions.get_extension_for_class(x509.BasicConstraints)
     assert basic.critical and not basic.value.ca

@@ -79,8 +79,8 @@ def test_bad_config_is_one_clear_error(tmp_path: Path, text: bytes, says: str) -
     ("env", "says"),
     [
         (
-            {"BORDERLINK_LIMITS_RATE": "fast"},
-            "BORDERLINK_LIMITS_RATE='fast': must be a number, not text",
+            {"BORDERLINK_LIMITS_PEER_RATE": "fast"},
+            "BORDERLINK_LIMITS_PEER_RATE='fast': must be a number, not text",
         ),
         (
             {"BORDERLINK_DELIVERY_BATCH_SIZE": "1_000"},

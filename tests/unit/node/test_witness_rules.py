@@ -77,7 +77,6 @@ def test_a_bad_proof_is_fetched_again_then_kept_with_the_evidence() -> None:
 @pytest.mark.parametrize(
     ("held", "new", "kind"),
     [
-        (cp(tree(6)), cp(tree(4)), "rollback"),
         (cp(tree(6)), cp(tree(6, edit=2)), "fork"),
         (cp(tree(6)), cp(tree(6), origin="borderlink.example/audit/carol"), "originmismatch"),
     ],

@@ -66,9 +66,12 @@ def test_section_3_5_tls_key_certificate_and_pin() -> None:
     spki = own.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    assert cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ) == spki
+    assert (
+        cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        == spki
+    )
     assert hashlib.sha256(spki).hexdigest() == t["spki_sha256"]
     digest = t["spki_sha256"]
     assert t["pin"] == "sha256:" + " ".join(digest[i : i + 4] for i in range(0, 64, 4))
