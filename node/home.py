@@ -4,7 +4,8 @@ One class knows every path, so the CLI, the daemon and the tests agree on the la
 directory itself is private: 0700 and owned by the user; ``require`` refuses one that is not):
 
     HOME/keystore.json   secret keys, Argon2id + XChaCha20-Poly1305 (mode 0600)
-    HOME/card.txt        this node's signed contact card (public)
+    HOME/card.txt        this node's signed contact card (public; pins its TLS certificate, whose
+                         key is derived from the keystore's signing seed: no TLS file on disk)
     HOME/node.db         SQLite: peers, seen ids, outbox, inbox, receipts, audit log
     HOME/config.toml     optional settings (listen address, retry policy, ...)
     HOME/admin.sock      the admin API's Unix socket while the node runs (mode 0600)
@@ -45,17 +46,6 @@ class Home:
     @property
     def config(self) -> Path:
         return self.root / "config.toml"
-
-    @property
-    def tls_key(self) -> Path:
-        """The TLS private key (PEM, mode 0600): it authenticates the channel only; what a
-        message says is signed with the keystore's key."""
-        return self.root / "tls-key.pem"
-
-    @property
-    def tls_cert(self) -> Path:
-        """The self-signed TLS certificate (PEM) whose DER form this node's card carries."""
-        return self.root / "tls-cert.pem"
 
     @property
     def admin_socket(self) -> Path:
