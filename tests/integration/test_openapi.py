@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -22,18 +22,23 @@ import pytest
 
 from tests.integration.harness import PASSPHRASE, NodeProc, make_network, stop_all
 from tests.integration.waiting import PATIENCE
+from tests.tlsclient import anonymous, connect, read_answer, request_bytes
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 JSON_DOC = DOCS / "peer-api.openapi.json"
 YAML_DOC = DOCS / "peer-api.openapi.yaml"
 BATCH = "application/vnd.borderlink.batch+msgpack"
-# Small limits so every refusal is cheap to provoke. Probes not sent as the trusted peer share
-# this address's rate-limit bucket: the 18 of them before the flood fit in its burst of 20.
+# Small limits so every refusal is cheap to provoke. The probes sent as the trusted peer before
+# its flood fit in its burst of 40, the anonymous ones before theirs in the burst of 20; the
+# peer's fourth new message is over its inbox share.
 LIMITS = {
     "BORDERLINK_LIMITS_MAX_BODY": "65536",
     "BORDERLINK_LIMITS_BODY_TIMEOUT": "0.5",
-    "BORDERLINK_LIMITS_RATE": "1",
-    "BORDERLINK_LIMITS_BURST": "20",
+    "BORDERLINK_LIMITS_PEER_RATE": "1",
+    "BORDERLINK_LIMITS_PEER_BURST": "40",
+    "BORDERLINK_LIMITS_ANONYMOUS_RATE": "1",
+    "BORDERLINK_LIMITS_ANONYMOUS_BURST": "20",
+    "BORDERLINK_LIMITS_MAX_INBOX_PER_SENDER": "3",
 }
 
 
@@ -142,7 +147,7 @@ def error_reasons(doc: dict[str, Any], response: dict[str, Any]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProc, Any, Any]]:
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProc, Any, Any, Any]]:
     from keys.card import parse_card
     from keys.keystore import open_keystore, read_keystore_file
     from protocol.identity import Identity
@@ -154,7 +159,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProc, A
     try:
         me = parse_card((root / "bar-pcu.card").read_text(), now=None).identity
         secret = open_keystore(read_keystore_file(peer.home / "keystore.json"), PASSPHRASE.encode())
-        yield bar, me, Identity.from_secret_bytes(secret)
+        yield bar, me, Identity.from_secret_bytes(secret), peer.as_peer_of(bar)
     finally:
         stop_all(nodes)
 
@@ -165,61 +170,59 @@ class Answer(msgspec.Struct):
     body: bytes
 
 
-def request(url: str, method: str = "GET", body: bytes | None = None, sender: str = "t") -> Answer:
-    headers = {"X-Borderlink-Sender": sender}
-    if body is not None:
-        headers["Content-Type"] = BATCH
+def request(
+    url: str, via: ssl.SSLContext, method: str = "GET", body: bytes | None = None
+) -> Answer:
+    """One request over TLS: ``via`` is the trusted peer's context or an anonymous one."""
+    headers = {"Content-Type": BATCH} if body is not None else {}
     req = urllib.request.Request(url, data=body, method=method, headers=headers)
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=via)
+    )
     try:
-        with urllib.request.urlopen(req, timeout=PATIENCE) as r:
+        with opener.open(req, timeout=PATIENCE) as r:
             return Answer(r.status, r.headers.get_content_type(), r.read())
     except urllib.error.HTTPError as exc:
         return Answer(exc.code, exc.headers.get_content_type(), exc.read())
 
 
-def raw_post(port: int, head_extra: str, body: bytes, path: str = "/v1/envelopes") -> Answer:
+def raw_post(
+    port: int, via: ssl.SSLContext, length: int, body: bytes, path: str = "/v1/envelopes"
+) -> Answer:
     """A POST written by hand: to declare a length and then send less (or nothing). Reading
     blocks until the node answers, e.g. once its body timeout ran out."""
-    with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as s:
-        s.sendall(
-            (
-                f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {BATCH}\r\n"
-                f"X-Borderlink-Sender: raw-{head_extra[:8]}\r\n{head_extra}\r\n"
-            ).encode()
-            + body
-        )
-        data = b""
-        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head, _, payload = data.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    fields = dict(line.split(": ", 1) for line in lines[1:])
-    ctype = fields.get("Content-Type", "").split(";")[0]
-    return Answer(int(lines[0].split()[1]), ctype, payload)
+    head = request_bytes(
+        "POST", path, headers={"Content-Type": BATCH, "Content-Length": str(length)}
+    )
+    with connect(port, via, timeout=PATIENCE) as s:
+        s.sendall(head + body)
+        got = read_answer(s)
+    return Answer(got.status, got.headers.get("content-type", "").split(";")[0], got.body)
 
 
-def _length(data: bytes) -> int:
-    m = re.search(rb"Content-Length: (\d+)", data)
-    return int(m.group(1)) if m else 0
-
-
-def probes(bar: NodeProc, me: Any, peer: Any) -> list[tuple[str, str, Answer, str | None]]:
-    """(path, method, answer, expected reason or None) for every answer the node can give."""
+def probes(
+    bar: NodeProc, me: Any, peer: Any, via: ssl.SSLContext
+) -> list[tuple[str, str, Answer, str | None]]:
+    """(path, method, answer, expected reason or None) for every answer the node can give:
+    ``via`` is the trusted peer's TLS context; some probes come with no certificate at all."""
     from protocol.batch import encode_batch
     from protocol.envelope import seal
     from protocol.identity import Identity
     from protocol.schemas import encode_body, template
 
     now = int(time.time())
-    body = encode_body(template("feedback"))
+    nobody = anonymous()
 
     def env(
-        ident: Any = peer, to: Any = me, t: int = now, ttl: int = 600, msg_id: bytes | None = None
+        ident: Any = peer,
+        to: Any = me,
+        t: int = now,
+        ttl: int = 600,
+        msg_id: bytes | None = None,
+        kind: str = "seizure-alert",
     ) -> bytes:
-        return seal(ident, [to], "feedback", body, now=t, ttl=ttl, msg_id=msg_id).encode()
+        body = encode_body(template(kind))
+        return seal(ident, [to], kind, body, now=t, ttl=ttl, msg_id=msg_id).encode()
 
     class Forger:  # claims the trusted peer's node id, signs with another key
         node_id = peer.node_id
@@ -231,9 +234,16 @@ def probes(bar: NodeProc, me: Any, peer: Any) -> list[tuple[str, str, Answer, st
     reused = bytes(16)
     post = bar.url + "/v1/envelopes"
     out: list[tuple[str, str, Answer, str | None]] = [
-        ("/v1/card", "get", request(bar.url + "/v1/card"), None),
-        ("/livez", "get", request(bar.url + "/livez"), None),
-        ("/readyz", "get", request(bar.url + "/readyz"), None),
+        ("/v1/card", "get", request(bar.url + "/v1/card", nobody), None),
+        ("/v1/card", "get", request(bar.url + "/v1/card", via), None),
+        ("/livez", "get", request(bar.url + "/livez", nobody), None),
+        ("/readyz", "get", request(bar.url + "/readyz", nobody), None),
+        (
+            "/v1/envelopes",
+            "post",
+            request(post, nobody, "POST", encode_batch([good])),
+            "unauthenticated",
+        ),
     ]
     cases: list[tuple[bytes, str | None]] = [
         (encode_batch([good]), None),
@@ -241,8 +251,9 @@ def probes(bar: NodeProc, me: Any, peer: Any) -> list[tuple[str, str, Answer, st
         (encode_batch([good, b"junk"]), None),  # per-item outcomes in one 200
         (b"\xc1 not msgpack", "malformed"),
         (encode_batch([]), "malformed"),
+        (b"\xdd\x00\x1e\x84\x80", "malformed"),  # an array header saying 2,000,000 items
         (encode_batch([env(to=Identity.generate().public)]), "not_recipient"),
-        (encode_batch([env(ident=Identity.generate())]), "unknown_sender"),
+        (encode_batch([env(ident=Identity.generate())]), "channel_mismatch"),
         (encode_batch([env(t=now - 1000, ttl=10)]), "expired"),
         (encode_batch([env(t=now + 3600)]), "clock_skew"),
         (encode_batch([bytes(tampered)]), "decryption_failed"),
@@ -250,50 +261,44 @@ def probes(bar: NodeProc, me: Any, peer: Any) -> list[tuple[str, str, Answer, st
         (encode_batch([env(msg_id=reused)]), None),
         (encode_batch([env(msg_id=reused)]), "replay"),
         (encode_batch([b"x" * 70_000]), "oversize"),
+        (encode_batch([env()]), None),  # the third new message: the share is full
+        (encode_batch([env()]), "quota_exceeded"),
+        # feedback about a message this node never sent to the peer
+        (encode_batch([env(kind="feedback")]), "foreign_reference"),
     ]
-    for i, (data, reason) in enumerate(cases):
-        out.append(
-            ("/v1/envelopes", "post", request(post, "POST", data, sender=f"case-{i}"), reason)
-        )
-    out.append(
-        (
-            "/v1/envelopes",
-            "post",
-            raw_post(bar.port, "Content-Length: 10000000\r\n", b""),
-            "oversize",
-        )
-    )
-    out.append(
-        (
-            "/v1/envelopes",
-            "post",
-            raw_post(bar.port, "Content-Length: 100\r\n", b"\x91"),
-            "body_timeout",
-        )
-    )
-    out += audit_probes(bar, peer)
-    # The probes above left the address's bucket a few tokens: the flood empties it, and the
-    # audit routes share it.
-    flooded = refused(lambda: request(post, "POST", b"\xc1", sender="flood"))
+    for data, reason in cases:
+        out.append(("/v1/envelopes", "post", request(post, via, "POST", data), reason))
+    out.append(("/v1/envelopes", "post", raw_post(bar.port, via, 10_000_000, b""), "oversize"))
+    out.append(("/v1/envelopes", "post", raw_post(bar.port, via, 100, b"\x91"), "body_timeout"))
+    out += audit_probes(bar, peer, via)
+    # The probes above left the peer's bucket a few tokens: the flood empties it, and the
+    # audit routes share it. Anonymous callers have a bucket of their own, per address.
+    flooded = refused(lambda: request(post, via, "POST", b"\xc1"))
     out.append(("/v1/envelopes", "post", flooded, "rate_limited"))
     audit = bar.url + "/v1/audit"
     out += [
         (
             "/v1/audit/checkpoint",
             "get",
-            refused(lambda: request(audit + "/checkpoint", sender="flood")),
+            refused(lambda: request(audit + "/checkpoint", via)),
             "rate_limited",
         ),
         (
             "/v1/audit/consistency",
             "get",
-            refused(lambda: request(audit + "/consistency?old=1&new=1", sender="flood")),
+            refused(lambda: request(audit + "/consistency?old=1&new=1", via)),
             "rate_limited",
         ),
         (
             "/v1/audit/cosignature",
             "post",
-            refused(lambda: request(audit + "/cosignature", "POST", b"{}", sender="flood")),
+            refused(lambda: request(audit + "/cosignature", via, "POST", b"{}")),
+            "rate_limited",
+        ),
+        (
+            "/v1/card",
+            "get",
+            refused(lambda: request(bar.url + "/v1/card", nobody)),
             "rate_limited",
         ),
     ]
@@ -313,30 +318,34 @@ def refused(send: Callable[[], Answer], tries: int = 200) -> Answer:
     raise AssertionError(f"no 429 in {tries} requests from an emptied bucket")
 
 
-def audit_probes(bar: NodeProc, peer: Any) -> list[tuple[str, str, Answer, str | None]]:
-    """The witnessing routes (PROTOCOL.md 12.3), as a trusted witness and as strangers."""
-    import json
-
+def audit_probes(
+    bar: NodeProc, peer: Any, via: ssl.SSLContext
+) -> list[tuple[str, str, Answer, str | None]]:
+    """The witnessing routes (PROTOCOL.md 12.3), as the trusted witness and as nobody."""
     from protocol.audit import origin_of
     from protocol.checkpoint import cosign, parse_checkpoint
 
     base = bar.url + "/v1/audit"
+    nobody = anonymous()
     pid = peer.node_id.hex()
-    cp = request(base + "/checkpoint", sender=pid)
+    cp = request(base + "/checkpoint", via)
     text = cp.body.decode().split("\n\n", 1)[0] + "\n"
     size = parse_checkpoint(text).size
     line = cosign(text, origin_of(peer.node_id), peer.signing_key, int(time.time()))
 
-    def cosig(witness: str, n: int, ln: str) -> Answer:
+    def cosig(witness: str, n: int, ln: str, ctx: ssl.SSLContext = via) -> Answer:
         data = json.dumps({"witness": witness, "size": n, "line": ln}).encode()
         req = urllib.request.Request(
             base + "/cosignature",
             data=data,
             method="POST",
-            headers={"Content-Type": "application/json", "X-Borderlink-Sender": pid},
+            headers={"Content-Type": "application/json"},
+        )
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx)
         )
         try:
-            with urllib.request.urlopen(req, timeout=PATIENCE) as r:
+            with opener.open(req, timeout=PATIENCE) as r:
                 return Answer(r.status, r.headers.get_content_type(), r.read())
         except urllib.error.HTTPError as exc:
             return Answer(exc.code, exc.headers.get_content_type(), exc.read())
@@ -344,26 +353,34 @@ def audit_probes(bar: NodeProc, peer: Any) -> list[tuple[str, str, Answer, str |
     other = new_identity().node_id.hex()
     return [
         ("/v1/audit/checkpoint", "get", cp, None),
+        ("/v1/audit/checkpoint", "get", request(base + "/checkpoint", nobody), "unauthenticated"),
         (
             "/v1/audit/consistency",
             "get",
-            request(f"{base}/consistency?old=1&new={size}", sender=pid),
+            request(f"{base}/consistency?old=1&new={size}", via),
             None,
         ),
         (
             "/v1/audit/consistency",
             "get",
-            request(f"{base}/consistency?old=x", sender=pid),
+            request(f"{base}/consistency?old=1&new={size}", nobody),
+            "unauthenticated",
+        ),
+        (
+            "/v1/audit/consistency",
+            "get",
+            request(f"{base}/consistency?old=x", via),
             "malformed",
         ),
         ("/v1/audit/cosignature", "post", cosig(pid, size, line), None),
+        ("/v1/audit/cosignature", "post", cosig(pid, size, line, nobody), "unauthenticated"),
         ("/v1/audit/cosignature", "post", cosig(pid, size + 99, line), "malformed"),
-        ("/v1/audit/cosignature", "post", cosig(other, size, line), "unknown_sender"),
+        ("/v1/audit/cosignature", "post", cosig(other, size, line), "channel_mismatch"),
         ("/v1/audit/cosignature", "post", cosig(pid, size, "x" * 5000), "oversize"),
         (
             "/v1/audit/cosignature",
             "post",
-            raw_post(bar.port, "Content-Length: 100\r\n", b"{", path="/v1/audit/cosignature"),
+            raw_post(bar.port, via, 100, b"{", path="/v1/audit/cosignature"),
             "body_timeout",
         ),
         (
@@ -429,7 +446,7 @@ def test_every_route_of_the_app_is_documented() -> None:
     assert routes == documented
 
 
-def test_the_running_node_answers_as_documented(node: tuple[NodeProc, Any, Any]) -> None:
+def test_the_running_node_answers_as_documented(node: tuple[NodeProc, Any, Any, Any]) -> None:
     doc = load_doc()
     seen: set[tuple[str, str, str]] = set()
     for path, method, ans, reason in probes(*node):
