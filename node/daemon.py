@@ -172,6 +172,10 @@ class Node:
             handler_cancellation=True,
             shutdown_timeout=5.0,
             keepalive_timeout=limits.keepalive_timeout,
+            # A refused request's unread body (an anonymous caller's after 401, a peer's after
+            # 429) is drained for at most 1 s, then the connection closes; aiohttp's 10 s would
+            # let one caller make the node read 10 s of upload per request.
+            lingering_time=1.0,
         )
         await peer_runner.setup()
         site = GatedSite(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import ssl
@@ -98,6 +99,7 @@ class NodeProc:
     log: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    open_files: int | None = None  # a hard RLIMIT_NOFILE for the node process (soft = hard)
 
     @property
     def cert(self) -> bytes:
@@ -129,10 +131,15 @@ class NodeProc:
             stderr=logf,
             env=env(**self.extra_env),
             cwd=ROOT,
+            preexec_fn=None if self.open_files is None else self._limit_open_files,
         )
         logf.close()
         if wait:
             self.wait_ready()
+
+    def _limit_open_files(self) -> None:
+        assert self.open_files is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
     def wait_ready(self, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout

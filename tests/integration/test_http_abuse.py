@@ -425,6 +425,60 @@ def test_an_anonymous_flood_costs_nothing_and_is_held_per_address(
     assert msgspec.msgpack.decode(answer.body, type=BatchResponse).results[0].outcome == "accepted"
 
 
+def test_idle_sockets_up_to_the_file_limit_do_not_stop_deliveries(tmp_path: Path) -> None:
+    """Belgrade may open 160 files in all; 240 idle connections from four addresses (under the
+    per-address cap) are held open. Accepting fails while its descriptors are used up, which it
+    says in a line now and then, not a traceback per attempt; the handshake timeout frees them,
+    so its operator's ``status`` answers and Bar's alert is delivered while the crowd still
+    holds its sockets."""
+    nodes = make_network(
+        tmp_path,
+        ["bar-pcu", "belgrade-accu"],
+        start=False,
+        extra_env={
+            "BORDERLINK_LIMITS_HEADER_TIMEOUT": "2",
+            "BORDERLINK_LIMITS_MAX_CONNECTIONS_PER_ADDRESS": "64",
+        },
+    )
+    bar, bel = nodes["bar-pcu"], nodes["belgrade-accu"]
+    bel.open_files = 160
+    crowd: list[socket.socket] = []
+    try:
+        bar.start()
+        bel.start()
+        started = time.monotonic()
+        for i in range(240):
+            crowd.append(
+                socket.create_connection(
+                    ("127.0.0.1", bel.port),
+                    timeout=30,
+                    source_address=(f"127.0.3.{2 + i // 60}", 0),
+                )
+            )
+        wait_until(
+            lambda: log_events(bel, "connection.accept_failed"),
+            "Belgrade to say that it could not accept a connection",
+        )
+        alert = tmp_path / "alert.json"
+        alert.write_text(bar.cli("template", "seizure-alert").stdout)
+        sent = bar.json(
+            "send", "--to", "belgrade-accu", "--type", "seizure-alert", str(alert), "--wait", WAIT
+        )
+        status = bel.cli("status")
+        assert status.returncode == 0, status.stderr
+        assert sent["recipients"] == {"belgrade-accu": "delivered"}
+        text = bel.log.read_text(errors="replace")
+        assert "Traceback" not in text, text[text.find("Traceback") :][:2000]
+        failed = log_events(bel, "connection.accept_failed")
+        assert all(e["reason"] for e in failed)
+        elapsed = time.monotonic() - started
+        assert len(failed) <= elapsed + 1, f"{len(failed)} lines in {elapsed:.0f} s"
+    finally:
+        for s in crowd:
+            s.close()
+        stop_all(nodes)
+
+
 def test_no_node_logged_a_traceback(net: dict[str, NodeProc]) -> None:
     """Everything above was answered or logged in one line: no handler, accept or TLS error
     reached a node's log as a traceback. (Last in this module, after all the abuse.)"""
