@@ -162,13 +162,15 @@ async def idle(conn: Connection, cmd: dict[str, Any]) -> dict[str, Any]:
     t0 = time.monotonic()
     deadline = t0 + cmd["max_seconds"]
     closed = reopened = 0
+    closed_at: list[float] = []  # time.monotonic() (one clock for every process) of each close
     while time.monotonic() < deadline and not _stopped(conn):
         try:
             source = await asyncio.wait_for(lost.get(), timeout=POLL)
         except TimeoutError:
             continue
         closed += 1
-        if reopened < count and await open_one(source):
+        closed_at.append(time.monotonic())
+        if cmd.get("reopen", True) and reopened < count and await open_one(source):
             reopened += 1
     seconds = time.monotonic() - t0
     for t in transports:
@@ -179,6 +181,7 @@ async def idle(conn: Connection, cmd: dict[str, Any]) -> dict[str, Any]:
         "open_seconds": open_s,
         "addresses": len(set(sources)),
         "closed_by_server": closed,
+        "closed_between": (min(closed_at), max(closed_at)) if closed_at else None,
         "reopened": reopened,
         "errors": dict(errors),
         "seconds": seconds,

@@ -71,6 +71,7 @@ ATTACKS = (
 @dataclass
 class Case:
     attack: Attack
+    t0: float = 0.0  # time.monotonic() at the case's start
     latencies_ms: list[float] = field(default_factory=list)
     started_s: list[float] = field(default_factory=list)  # each delivery's start, in the case
     problems: Counter[str] = field(default_factory=Counter)
@@ -121,7 +122,7 @@ async def deliver(
     connector = aiohttp.TCPConnector(ssl=target.peer_context, limit=1)
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        t0 = time.monotonic()
+        t0 = case.t0 = time.monotonic()
         deadline = t0 + max_seconds
         cpu0 = cpu_seconds(target.pid)
         for i, body in enumerate(bodies):
@@ -230,6 +231,12 @@ def report(cases: list[Case], plan: Plan, mode: str, setup_s: float, total_s: fl
             lines.append(
                 f"  {c.attack.name}: {a['opened']} opened in {a['open_seconds']:.2f} s "
                 f"(RLIMIT_NOFILE {a['nofile']}), {a['reopened']} reopened"
+                + (
+                    f", the node closed them {a['closed_between'][0] - c.t0:.2f}"
+                    f"-{a['closed_between'][1] - c.t0:.2f} s into the case"
+                    if a["closed_between"]
+                    else ""
+                )
                 + (f", connect errors {a['errors']}" if a["errors"] else "")
             )
         if c.latencies_ms:
