@@ -33,7 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.peer_api import PEER, TARGET, Target, check_answer, cpu_seconds, open_fds, percentile
+from bench.peer_api import (
+    PEER,
+    TARGET,
+    Target,
+    check_answer,
+    cpu_seconds,
+    open_fds,
+    percentile,
+    rss_mb,
+)
 
 AIM_P99_MS = 100.0
 PER_ADDRESS_CAP = 64  # node/config.py Limits.max_connections_per_address, default
@@ -78,6 +87,7 @@ class Case:
     seconds: float = 0.0
     node_cpu: float = 0.0  # the node's CPU seconds / wall seconds during the case
     node_fds: int = -1  # the node's open file descriptors, looked at mid-case
+    node_rss: float = float("nan")  # the node's resident memory, MB, looked at mid-case
     attacker: dict[str, Any] = field(default_factory=dict)
 
     def p(self, q: float) -> float:
@@ -135,6 +145,7 @@ async def deliver(
                 await asyncio.sleep(due - now)
             if i == len(bodies) // 2:
                 case.node_fds = open_fds(target.pid)
+                case.node_rss = rss_mb(target.pid)
             sent_at, start = time.monotonic() - t0, time.perf_counter()
             try:
                 async with session.post(url, data=body, headers=headers) as resp:
@@ -209,13 +220,13 @@ def report(cases: list[Case], plan: Plan, mode: str, setup_s: float, total_s: fl
     w = max(len(c.attack.name) for c in cases)
     lines.append(
         f"{'case':<{w}}  {'p50 ms':>7}  {'p99 ms':>7}  {'max ms':>7}  {'node CPU':>8}  "
-        f"{'node fds':>8}  {'attack/s':>8}  {'aim p99<100':>11}  attacker answers"
+        f"{'node fds':>8}  {'RSS MB':>6}  {'attack/s':>8}  {'aim p99<100':>11}  attacker answers"
     )
     for c in cases:
         worst = max(c.latencies_ms) if c.latencies_ms else float("nan")
         lines.append(
             f"{c.attack.name:<{w}}  {c.p(50):>7.1f}  {c.p(99):>7.1f}  {worst:>7.1f}  "
-            f"{c.node_cpu:>8.0%}  {c.node_fds:>8}  {c.attacker_rate():>8}  "
+            f"{c.node_cpu:>8.0%}  {c.node_fds:>8}  {c.node_rss:>6.0f}  {c.attacker_rate():>8}  "
             f"{'met' if c.met else 'MISSED':>11}  {c.attacker_answers()}"
         )
     lines.append("")
