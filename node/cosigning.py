@@ -10,6 +10,8 @@ routes turn it into an HTTP answer). Reads and writes storage through units; no 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 from node.auditing import record
@@ -17,17 +19,26 @@ from node.peer_info import parsed_card
 from node.runtime import Clock, Run, run_inline
 from node.storage import Cosignature, Reads, Store
 from protocol.audit import origin_of
-from protocol.checkpoint import CosignatureVerifier, cosignature_line, verify_cosignature
-from protocol.decoding import Decoder
+from protocol.checkpoint import (
+    MAX_TREE_SIZE,
+    CosignatureVerifier,
+    cosignature_line,
+    verify_cosignature,
+)
+from protocol.decoding import Decoder, describe_pattern
 from protocol.errors import AuditError, ValidationError
 from protocol.merkle import MerkleTree, leaf_hash
 
 MAX_COSIGNATURE_BODY = 4096  # the JSON of one cosignature: a node id, a size, a line
+NODE_ID_HEX = describe_pattern(r"^[0-9a-f]{64}\Z", "a node id: 64 lowercase hex digits")
 
 
 class CosignatureIn(msgspec.Struct, forbid_unknown_fields=True):
-    witness: str
-    size: int
+    """As docs/peer-api.openapi.json declares it: a size outside 1..2^63 - 1 (no tree is larger,
+    12.2) is refused while decoding, never handed to storage, whose integers stop there."""
+
+    witness: Annotated[str, msgspec.Meta(pattern=NODE_ID_HEX)]
+    size: Annotated[int, msgspec.Meta(ge=1, le=MAX_TREE_SIZE)]
     line: str
 
 
