@@ -171,6 +171,16 @@ def crypto_ceiling(seconds: float, body: bytes) -> Ceiling:
 # the two nodes ---------------------------------------------------------------------------------
 
 
+def note_undelivered(pair: Pair, ids: Sequence[str], ph: Phase) -> None:
+    """Say why messages of a phase were not delivered in time (their outbox status and error)."""
+    if len(ids) > ph.delivered:
+        why = pair.undelivered(ids)
+        ph.notes.append(
+            f"{len(ids) - ph.delivered} not delivered in time: "
+            + "; ".join(f"{n} {k}" for k, n in sorted(why.items(), key=lambda kv: -kv[1])[:3])
+        )
+
+
 def backed_up(pair: Pair, body: dict[str, Any], plan: Plan) -> Phase:
     ph = Phase("backed up")
     before = pair.delivered()
@@ -183,6 +193,7 @@ def backed_up(pair: Pair, body: dict[str, Any], plan: Plan) -> Phase:
     pair.wait_delivered(before + len(ids), deadline)
     times = pair.times(ids)
     ph.sent, ph.delivered = len(ids), len(times)
+    note_undelivered(pair, ids, ph)
     end = max((d for _, d in times), default=time.time())
     ph.seconds = end - t0
     ph.latencies_ms = [(d - q) * 1000 for q, d in times]
@@ -217,6 +228,7 @@ def drain(
     pair.wait_delivered(before + len(ids), deadline)
     times = pair.times(ids)
     ph.sent, ph.delivered = len(ids), len(times)
+    note_undelivered(pair, ids, ph)
     done = sorted(d for _, d in times)
     if len(done) > 1 and done[-1] > done[0]:
         # From the first answered batch to the last: the messages after the first batch.
@@ -263,6 +275,7 @@ def one_at_a_time(pair: Pair, body: dict[str, Any], plan: Plan) -> Phase:
     end = time.time()
     times = pair.times(ids)
     ph.sent, ph.delivered, ph.seconds = len(ids), len(times), end - t0
+    note_undelivered(pair, ids, ph)
     ph.latencies_ms = [(d - q) * 1000 for q, d in times]
     return ph
 
@@ -293,6 +306,7 @@ def steady(pair: Pair, body: dict[str, Any], plan: Plan) -> Phase:
     pair.wait_delivered(before + count, time.monotonic() + plan.phase_timeout)
     times = pair.times(ids)
     ph.sent, ph.delivered, ph.seconds = len(ids), len(times), sent_for
+    note_undelivered(pair, ids, ph)
     ph.latencies_ms = [(d - q) * 1000 for q, d in times]
     ph.notes.append(
         f"offered {count / sent_for:,.0f} msg/s over {sent_for:.1f} s"
@@ -312,12 +326,19 @@ def report(
     problems: list[str],
     setup_s: float,
     total_s: float,
+    refused: int = 0,
 ) -> str:
     lines = [
         f"node throughput ({mode}): {SENDER} -> {RECEIVER}, two processes on 127.0.0.1, "
         f"{MESSAGE_TYPE} padded to 1 KiB, SQLite synchronous=FULL",
         "limits: "
-        + (", ".join(f"{k}={v}" for k, v in sorted(limits_env().items())) or "node defaults"),
+        + (", ".join(f"{k}={v}" for k, v in sorted(limits_env().items())) or "node defaults")
+        + (
+            f"; the receiver refused the sender over its peer budget (429; {refused} sampled "
+            "log lines): the budget bound some phase, raise BORDERLINK_LIMITS_PEER_RATE"
+            if refused
+            else "; the peer budget never bound (no 429)"
+        ),
         "",
     ]
     lines.append(f"crypto ceiling, one core, per message (best of two, {ceiling.noise:.0%} apart):")
@@ -414,13 +435,16 @@ def run(args: Any = None) -> str:
                 phases.append(step(pair, body, plan))
             phases.extend(unbatched_drains(pair, body, plan))  # restarts the sender: last
             problems = pair.audit()
+            refused = pair.rate_limited()
         finally:
             pair.close()
     # Measured on both sides of the node phases; the faster is the ceiling, the gap is noise.
     after = crypto_ceiling(plan.crypto_seconds, raw)
     ceiling = max(before, after, key=lambda c: c.per_message)
     ceiling.noise = abs(before.per_message - after.per_message) / ceiling.per_message
-    return report(plan, mode, ceiling, phases, problems, setup_s, time.monotonic() - started)
+    return report(
+        plan, mode, ceiling, phases, problems, setup_s, time.monotonic() - started, refused
+    )
 
 
 if __name__ == "__main__":
