@@ -28,6 +28,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 JSON_DOC = DOCS / "peer-api.openapi.json"
 YAML_DOC = DOCS / "peer-api.openapi.yaml"
 BATCH = "application/vnd.borderlink.batch+msgpack"
+HEALTH_AND_CARD = ("/v1/card", "/livez", "/readyz")  # the routes open to anonymous callers
 # Small limits so every refusal is cheap to provoke. The probes sent as the trusted peer before
 # its flood fit in its burst of 40, the anonymous ones before theirs in the burst of 20; the
 # peer's fourth new message is over its inbox share.
@@ -200,6 +201,14 @@ def raw_post(
     return Answer(got.status, got.headers.get("content-type", "").split(";")[0], got.body)
 
 
+def not_utf8(port: int, path: str) -> Answer:
+    """A GET with a header value that is not UTF-8, from no one: refused before any route."""
+    with connect(port, anonymous(), timeout=PATIENCE) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n".encode() + b"X-Unit: caf\xe9\r\n\r\n")
+        got = read_answer(s)
+    return Answer(got.status, got.headers.get("content-type", "").split(";")[0], got.body)
+
+
 def probes(
     bar: NodeProc, me: Any, peer: Any, via: ssl.SSLContext
 ) -> list[tuple[str, str, Answer, str | None]]:
@@ -238,6 +247,7 @@ def probes(
         ("/v1/card", "get", request(bar.url + "/v1/card", via), None),
         ("/livez", "get", request(bar.url + "/livez", nobody), None),
         ("/readyz", "get", request(bar.url + "/readyz", nobody), None),
+        *((path, "get", not_utf8(bar.port, path), "malformed") for path in HEALTH_AND_CARD),
         (
             "/v1/envelopes",
             "post",
