@@ -20,6 +20,7 @@ from protocol.identity import (
     PublicIdentity,
     check_enc_key,
     check_sign_key,
+    node_id_of,
     verify_signature,
 )
 from protocol.labels import CARD_SIGNATURE_LABEL, MAX_CARD_BYTES
@@ -46,7 +47,8 @@ class CardBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_de
     """The signed part of a card. Keys are raw 32-byte values (base64 in JSON).
 
     Version 2 adds ``tls_cert``: the node's self-signed TLS certificate (DER, base64 in JSON),
-    which peers pin (PROTOCOL.md 3.5). Version 1 cards carry no pin and are still read."""
+    its subject the node id, which peers pin (PROTOCOL.md 3.5). Version 1 cards carry no pin and
+    are still read."""
 
     format: Literal["borderlink-card"] = "borderlink-card"
     version: Literal[1, 2] = 2
@@ -92,7 +94,9 @@ class Card(msgspec.Struct, frozen=True):
         return armor(CARD_KIND, [self.body_bytes, self.signature])
 
 
-def _check_body(body: CardBody) -> None:
+def _check_body(body: CardBody, *, bind_certificate: bool = True) -> None:
+    """The rules of 3.1 and 3.5 a schema cannot state. ``bind_certificate=False`` leaves out the
+    certificate's subject (3.5), for a card already accepted and stored."""
     from protocol.validators import check_country, check_unlocode
 
     check_country(body.country, "country")
@@ -118,7 +122,8 @@ def _check_body(body: CardBody) -> None:
         raise ValidationError("tls_cert", "is required in a version 2 card")
     if body.tls_cert is not None:
         try:
-            check_certificate(body.tls_cert)
+            owner = node_id_of(body.sign_key) if bind_certificate else None
+            check_certificate(body.tls_cert, node_id=owner)
         except Malformed as exc:
             raise ValidationError("tls_cert", exc.message.removeprefix("tls_cert ")) from exc
 
@@ -161,7 +166,10 @@ def make_card(
 def parse_card(text: str | bytes, *, now: int | None) -> Card:
     """Parse and fully check an armored card: structure, keys, signature, validity at ``now``.
 
-    ``now=None`` skips the validity window, for cards already accepted and stored.
+    ``now=None`` is for a card already accepted and stored: the validity window is not checked,
+    nor is the certificate's subject (PROTOCOL.md 3.5), a rule newer than some stored cards; a
+    table holding a copied certificate still reads, and node/admission.py makes a pin that two
+    stored cards share nobody's.
     """
     if len(text) > MAX_CARD_BYTES:
         raise Malformed(f"card is larger than {MAX_CARD_BYTES} bytes")
@@ -174,7 +182,7 @@ def parse_card(text: str | bytes, *, now: int | None) -> Card:
     except ValidationError as exc:
         raise Malformed(f"card field {exc.message}" if exc.path else exc.message) from exc
     try:
-        _check_body(body)
+        _check_body(body, bind_certificate=now is not None)
     except ValidationError as exc:
         raise Malformed(f"card field {exc.message}") from exc
     sign_key = check_sign_key(body.sign_key)

@@ -27,6 +27,7 @@ from cryptography.x509.oid import NameOID
 from protocol.errors import Malformed
 from protocol.identity import Identity
 from protocol.labels import TLS_KEY_LABEL
+from protocol.text import printable
 
 MAX_CERT_BYTES = 4096  # an Ed25519 self-signed certificate is about 300 bytes
 _NOT_AFTER = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
@@ -106,9 +107,14 @@ class CheckedCertificate:
     pin: bytes
 
 
-def check_certificate(cert_der: bytes) -> CheckedCertificate:
-    """What a card's ``tls_cert`` must be: one DER certificate, self-signed by its own key,
-    with an Ed25519, ECDSA or RSA key (what TLS 1.3 stacks accept)."""
+def check_certificate(cert_der: bytes, *, node_id: bytes | None) -> CheckedCertificate:
+    """What the ``tls_cert`` of the card of ``node_id`` must be (PROTOCOL.md 3.5): one DER
+    certificate, self-signed by its own key (an Ed25519, ECDSA or RSA key: what TLS 1.3 stacks
+    accept), whose subject names that node: exactly one common name, the node id in lowercase
+    hex. The name binds the certificate to the card: a card cannot pin a copy of another
+    node's certificate (public, so copied without its key) and have that node's channel taken
+    for its own. ``node_id=None`` leaves the subject unchecked, for a card stored before the
+    rule (see keys.card.parse_card)."""
     if len(cert_der) > MAX_CERT_BYTES:
         raise Malformed(f"tls_cert is larger than {MAX_CERT_BYTES} bytes")
     try:
@@ -116,8 +122,23 @@ def check_certificate(cert_der: bytes) -> CheckedCertificate:
         if cert.public_bytes(serialization.Encoding.DER) != cert_der:
             raise Malformed("tls_cert is not in canonical DER form")
         cert.verify_directly_issued_by(cert)
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     except InvalidSignature as exc:
         raise Malformed("tls_cert is not signed by its own key") from exc
     except (ValueError, TypeError) as exc:
         raise Malformed("tls_cert is not a self-signed DER X.509 certificate") from exc
+    common_names = [str(n.value) for n in names]
+    if node_id is not None and common_names != [node_id.hex()]:
+        raise Malformed(
+            f"tls_cert is issued to {_subject_text(common_names)}, not to this card's node id "
+            f"{node_id.hex()}: a card pins only its own node's certificate"
+        )
     return CheckedCertificate(cert_der, spki_sha256(cert_der))
+
+
+def _subject_text(names: list[str]) -> str:
+    """The common names of a certificate subject, as an error message shows them."""
+    if not names:
+        return "a subject with no common name"
+    text = ", ".join(f"'{printable(n, 80)}'" for n in names)
+    return f"common name {text}" if len(names) == 1 else f"several common names ({text})"

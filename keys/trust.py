@@ -51,8 +51,14 @@ def decide_add(
     trust_on_first_use: bool,
     same_name: PeerRecord | None,
     same_key: PeerRecord | None,
+    same_pin: PeerRecord | None = None,
+    own_pin: str | None = None,
 ) -> tuple[AddOutcome, Verification]:
-    """Decide whether ``card`` may be stored; raise the TrustError that says why not."""
+    """Decide whether ``card`` may be stored; raise the TrustError that says why not.
+
+    ``same_pin``: a stored peer of another key whose card pins the certificate ``card`` pins;
+    ``own_pin``: this node's pin. A pin belongs to one node (PROTOCOL.md 3.5): shared, the TLS
+    channel could no longer say which peer calls."""
     if (fingerprint is None) == (not trust_on_first_use):
         raise UsageError(
             "give exactly one of --fingerprint FP (compared out of band) or --trust-on-first-use"
@@ -64,6 +70,19 @@ def decide_add(
         )
     method: Verification = "fingerprint" if fingerprint is not None else "tofu"
     node_id = card.identity.node_id
+    pin = card.tls_pin
+    if pin is not None and pin == own_pin:
+        raise TrustError(
+            f"card '{card.name}' pins this node's own TLS certificate ({pin}); a pin belongs to "
+            "one node; card not added",
+            hint="ask the peer for its own card",
+        )
+    if pin is not None and same_pin is not None and same_pin.node_id != node_id:
+        raise TrustError(
+            f"card '{card.name}' pins the TLS certificate of peer '{same_pin.name}' ({pin}); a "
+            "pin belongs to one peer; card not added",
+            hint="ask the peer for its own card",
+        )
     if same_name is not None and same_name.node_id != node_id:
         raise PeerKeyChanged(
             f"peer '{card.name}' is known with another key (fingerprint {same_name.fingerprint}); "

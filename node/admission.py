@@ -1,8 +1,9 @@
 """Who is calling the peer API and whether it may make the node work right now.
 
 Who: the TLS channel says it. A caller that presented the certificate pinned in a trusted peer's
-card is that peer; anyone else is anonymous, whatever its headers say, and may only fetch the card
-and the health checks (the routes enforce that). The pins of trusted peers are kept in memory and
+card is that peer (a pin two trusted cards share is nobody's, PROTOCOL.md 11.0); anyone else is
+anonymous, whatever its headers say, and may only fetch the card and the health checks (the
+routes enforce that). The pins of trusted peers are kept in memory and
 re-read from storage at most every two seconds, or at once after a peer change
 (:meth:`forget_peers`); an anonymous request costs no storage read at all.
 
@@ -19,6 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import structlog
+
 from keys.tls import spki_sha256
 from node.config import Limits
 from node.peer_info import parsed_card
@@ -26,6 +29,8 @@ from node.ratelimit import RateLimiter, source_key
 from node.runtime import Run
 from node.storage import Store
 from protocol.errors import Malformed
+
+log = structlog.get_logger("borderlink.admission")
 
 PEERS_TTL = 2.0  # seconds a read of the trusted pins is used for
 _MAX_CACHED_CERTS = 4096
@@ -68,6 +73,7 @@ class Admission:
         self._pin_of: dict[bytes, bytes] = {}  # certificate DER -> SPKI digest
         self._read_at = float("-inf")
         self._in_progress: dict[bytes, int] = {}
+        self._shared_logged: set[bytes] = set()  # pins of several peers, already logged
 
     def forget_peers(self) -> None:
         self._read_at = float("-inf")
@@ -81,7 +87,7 @@ class Admission:
         now = self.monotonic()
         if not force and now - self._read_at <= PEERS_TTL:
             return
-        by_pin: dict[bytes, tuple[bytes, str]] = {}
+        holders: dict[bytes, list[tuple[bytes, str]]] = {}
         certs: dict[bytes, bytes] = {}
         for rec in await self.run_db(self.store.peers):
             if rec.status != "trusted":
@@ -89,9 +95,24 @@ class Admission:
             der = parsed_card(rec.card).body.tls_cert
             if der is None:
                 continue
-            by_pin[self._pin(der)] = (rec.node_id, rec.name)
+            holders.setdefault(self._pin(der), []).append((rec.node_id, rec.name))
             certs[rec.node_id] = der
-        self._by_pin, self._certs, self._read_at = by_pin, certs, now
+        # A pin is one peer's (PROTOCOL.md 3.5, 11.0). Two trusted cards sharing one (a table
+        # filled before certificates were bound to cards) make it nobody's: the channel cannot
+        # say which of them calls, and the last one read must not take the other's requests.
+        shared = {pin: names for pin, names in holders.items() if len(names) > 1}
+        for pin, names in shared.items():
+            if pin not in self._shared_logged:
+                log.error(
+                    "peer.pin_shared",
+                    peers=sorted(name for _, name in names),
+                    pin=pin.hex(),
+                    detail="the TLS pin of several trusted peers: their calls are anonymous "
+                    "until all but one of them is removed",
+                )
+        self._shared_logged = set(shared)
+        self._by_pin = {pin: names[0] for pin, names in holders.items() if len(names) == 1}
+        self._certs, self._read_at = certs, now
 
     def _pin(self, der: bytes) -> bytes:
         pin = self._pin_of.get(der)

@@ -15,7 +15,14 @@ from keys.trust import PeerRecord, decide_add
 from node.auditing import record
 from node.peer_info import parsed_card
 from node.storage import Reads, Store
-from protocol.errors import BorderlinkError, PeerKeyChanged, PeerRevoked, TrustError, UnknownPeer
+from protocol.errors import (
+    BorderlinkError,
+    PeerKeyChanged,
+    PeerRevoked,
+    Rejected,
+    TrustError,
+    UnknownPeer,
+)
 from protocol.identity import PublicIdentity
 from protocol.text import shown
 
@@ -84,10 +91,11 @@ def add(
     trust_on_first_use: bool,
     actor: str,
     now: float,
+    own_pin: str | None = None,
 ) -> AddedPeer:
     """Trust ``card`` (already parsed and checked at ``now``) if keys.trust.decide_add allows it;
-    ``me`` is this node's id. The decision reads the peers in the unit that writes, so two adds
-    racing cannot both pass it."""
+    ``me`` is this node's id, ``own_pin`` its TLS pin. The decision reads the peers in the unit
+    that writes, so two adds racing cannot both pass it."""
     identity = card.identity
     if identity.node_id == me:
         raise BorderlinkError("that is this node's own card")
@@ -101,6 +109,8 @@ def add(
                 trust_on_first_use=trust_on_first_use,
                 same_name=u.peer_by_name(card.name),
                 same_key=u.peer_by_id(identity.node_id),
+                same_pin=_pinning(u, card.tls_pin, other_than=identity.node_id),
+                own_pin=own_pin,
             )
         except TrustError as exc:
             kind = "peer.key_changed" if isinstance(exc, PeerKeyChanged) else "peer.added"
@@ -140,6 +150,23 @@ def add(
     return AddedPeer(
         card.name, outcome, method, identity.fingerprint, identity.node_id.hex(), card.tls_pin
     )
+
+
+def _pinning(reads: Reads, pin: str | None, *, other_than: bytes) -> PeerRecord | None:
+    """A stored peer of another key whose card pins ``pin`` (trusted or revoked), if any."""
+    if pin is None:
+        return None
+    for rec in reads.peers():
+        if rec.node_id != other_than and rec.card and _pin_of(rec.card) == pin:
+            return rec
+    return None
+
+
+def _pin_of(card_text: str) -> str | None:
+    try:
+        return parsed_card(card_text).tls_pin
+    except Rejected:  # a stored card that no longer reads pins nothing we can compare
+        return None
 
 
 def listing(reads: Reads) -> list[PeerRow]:

@@ -47,7 +47,8 @@ def card_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "borderlink contact card body (PROTOCOL.md 3.1), versions 1 and 2",
         "description": "The signed JSON body of a card. Rules a schema cannot state: version 2 "
-        "requires tls_cert (a self-signed DER certificate, PROTOCOL.md 3.5) and https:// "
+        "requires tls_cert (a self-signed DER certificate whose subject is one common name, "
+        "the card's node id in lowercase hex, PROTOCOL.md 3.5) and https:// "
         "endpoints, version 1 has no tls_cert; location starts with country; valid_until > "
         "valid_from. Patterns use Python regex syntax (\\Z = end of text); bytes are base64.",
         **schema,

@@ -72,7 +72,7 @@ def test_the_certificate_is_self_signed_never_expiring_and_names_the_node() -> N
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     assert spki_sha256(der) == hashlib.sha256(spki).digest()
-    assert check_certificate(der).pin == spki_sha256(der)
+    assert check_certificate(der, node_id=ALICE.node_id).pin == spki_sha256(der)
 
 
 def test_the_pin_is_shown_as_sha256_in_groups_of_four() -> None:
@@ -107,13 +107,18 @@ def _signed_by_other(subject_key: ed25519.Ed25519PrivateKey) -> bytes:
 )
 def test_a_tls_cert_that_is_no_self_signed_certificate_is_refused(der: bytes, reason: str) -> None:
     with pytest.raises(Malformed) as caught:
-        check_certificate(der)
+        check_certificate(der, node_id=ALICE.node_id)
     assert caught.value.message == f"tls_cert {reason}"
 
 
 def test_an_ecdsa_certificate_of_another_implementation_is_accepted() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "other")])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "another implementation"),
+            x509.NameAttribute(NameOID.COMMON_NAME, ALICE.node_id.hex()),
+        ]
+    )
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -125,7 +130,7 @@ def test_an_ecdsa_certificate_of_another_implementation_is_accepted() -> None:
         .sign(key, hashes.SHA256())
     )
     der = cert.public_bytes(serialization.Encoding.DER)
-    assert check_certificate(der).der == der
+    assert check_certificate(der, node_id=ALICE.node_id).der == der
 
 
 def test_a_version_2_card_round_trips_with_its_pin() -> None:
@@ -197,3 +202,71 @@ def test_a_version_1_card_still_imports_and_pins_nothing() -> None:
     parsed = parse_card(card.armored(), now=NOW + 1)
     assert (parsed.body.version, parsed.tls_pin) == (1, None)
     assert b"tls_cert" not in parsed.body_bytes
+
+
+def _self_signed(key: ed25519.Ed25519PrivateKey, *names: str) -> bytes:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, n) for n in names])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(9)
+        .not_valid_before(datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
+        .not_valid_after(datetime.datetime(9999, 1, 1, tzinfo=datetime.UTC))
+        .sign(key, algorithm=None)
+    )
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_3_5_a_card_pinning_a_copy_of_another_nodes_certificate_is_refused() -> None:
+    """PROTOCOL.md 3.5: the certificate's subject names the card's own node. A certificate is
+    public, so a hostile peer could copy another's into its own signed card and have that peer's
+    channel attributed to itself (attack9 F2); the subject binds the copy to its real owner."""
+    bob = fixed_identity("bob")
+    stolen = make_certificate(bob, now=NOW)  # bob's real certificate, copied without its key
+    with pytest.raises(ValidationError) as made:
+        v2_card(ALICE, tls_cert=stolen)
+    assert made.value.path == "tls_cert"
+    body = _body()
+    body["tls_cert"] = base64.b64encode(stolen).decode()
+    with pytest.raises(Malformed) as caught:
+        parse_card(_resigned(body), now=NOW + 1)  # signed by alice: only the binding refuses it
+    assert caught.value.message == (
+        f"card field tls_cert: is issued to common name '{bob.node_id.hex()}', not to this card's "
+        f"node id {ALICE.node_id.hex()}: a card pins only its own node's certificate"
+    )
+    # A card stored before the rule still reads; admission makes the shared pin nobody's.
+    assert parse_card(_resigned(body), now=None).tls_pin == pin_text(stolen)
+
+
+@pytest.mark.parametrize(
+    ("names", "said"),
+    [
+        ((), "a subject with no common name"),
+        (("x",), "common name 'x'"),
+        ((ALICE.node_id.hex().upper(),), f"common name '{ALICE.node_id.hex().upper()}'"),
+        (
+            (ALICE.node_id.hex(), ALICE.node_id.hex()),
+            f"several common names ('{ALICE.node_id.hex()}', '{ALICE.node_id.hex()}')",
+        ),
+        (("bad\x1b[2Jname",), "common name 'bad\\u001b[2Jname'"),
+    ],
+    ids=["none", "other", "upper-case", "two", "control-characters"],
+)
+def test_3_5_the_subject_must_be_exactly_one_common_name_the_node_id_in_lowercase_hex(
+    names: tuple[str, ...], said: str
+) -> None:
+    """Its own key, self-signed, but not naming the card's node as 3.5 says: refused, the name
+    it carries shown escaped."""
+    der = _self_signed(ed25519.Ed25519PrivateKey.generate(), *names)
+    with pytest.raises(Malformed) as caught:
+        check_certificate(der, node_id=ALICE.node_id)
+    assert caught.value.message == (
+        f"tls_cert is issued to {said}, not to this card's node id {ALICE.node_id.hex()}: "
+        "a card pins only its own node's certificate"
+    )
+    assert check_certificate(
+        _self_signed(ed25519.Ed25519PrivateKey.generate(), ALICE.node_id.hex()),
+        node_id=ALICE.node_id,
+    )
