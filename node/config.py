@@ -41,14 +41,23 @@ class Limits(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     peer_rate: PerSecond = 400.0  # requests per second per authenticated peer, sustained
     peer_burst: Count = 800
     peer_concurrency: Count = 8  # a peer's requests in progress at once; more get 429
-    anonymous_rate: PerSecond = 20.0  # card and health requests per second per address or /64
+    # Requests per second per address (or /64) of callers without a peer's certificate; the
+    # health checks (/livez, /readyz) are not counted, every other request is (the card, and
+    # the 401s); new connections per address have their own bound, connection_rate.
+    anonymous_rate: PerSecond = 20.0
     anonymous_burst: Count = 40
-    # Connections (slowloris): a request's headers must arrive within header_timeout, an idle
-    # keep-alive connection is closed after keepalive_timeout, and one address holds at most
-    # max_connections_per_address connections (a /64 for IPv6).
+    # Connections (node/http/listener.py): a new connection must send its first byte and finish
+    # its TLS handshake within header_timeout each, then complete a request's headers within
+    # keepalive_timeout, which also closes an idle keep-alive connection. One address (a /64 for
+    # IPv6) holds at most max_connections_per_address connections and opens at most
+    # connection_rate a second (burst connection_burst); at most max_connections are in TLS at
+    # once (each holds about 300 KiB), the oldest not authenticated as a peer making room.
     header_timeout: Seconds = 10.0
     keepalive_timeout: Seconds = 15.0
     max_connections_per_address: Count = 64
+    max_connections: Count = 512
+    connection_rate: PerSecond = 20.0
+    connection_burst: Count = 40
     # One trusted peer's share of this node's inbox (read or not): over it, its new messages are
     # refused with quota_exceeded and nothing is stored, so one peer cannot fill the disk.
     max_inbox_per_sender: Count = 10_000

@@ -25,10 +25,11 @@ from node.cosigning import Cosigning
 from node.delivery import Deliveries
 from node.home import Home
 from node.http.admin_routes import AdminDeps, make_admin_app
-from node.http.listener import GatedSite, quiet_accept_errors
+from node.http.listener import GatedSite
 from node.http.peer_routes import PeerDeps, make_peer_app
 from node.inbox import Inbox
 from node.initialise import tls_added, with_tls, write_card
+from node.logs import http_logger, quiet_loop_errors
 from node.operations import OperationDeps
 from node.peer_client import PeerClient
 from node.receiver import Quota, Receiver
@@ -165,7 +166,7 @@ class Node:
         resumed = await self.run_db(self._resume)
         host, port = self.config.host_port
         limits = self.config.limits
-        quiet_accept_errors(asyncio.get_running_loop())
+        quiet_loop_errors(asyncio.get_running_loop())
         peer_runner = web.AppRunner(
             self.peer_app(),
             access_log=None,
@@ -176,6 +177,7 @@ class Node:
             # 429) is drained for at most 1 s, then the connection closes; aiohttp's 10 s would
             # let one caller make the node read 10 s of upload per request.
             lingering_time=1.0,
+            logger=http_logger(),  # an unparsable request: one sampled line, no traceback
         )
         await peer_runner.setup()
         site = GatedSite(
@@ -185,6 +187,9 @@ class Node:
             ssl_context=self.tls.server_context(await self.admission.trusted_certificates()),
             max_per_address=limits.max_connections_per_address,
             handshake_timeout=limits.header_timeout,
+            max_connections=limits.max_connections,
+            connect_rate=limits.connection_rate,
+            connect_burst=limits.connection_burst,
         )
         try:
             await site.start()

@@ -1,117 +1,109 @@
 """The peer API's listening socket: TLS, and what a connection may hold before it proves anything.
 
-aiohttp's ``TCPSite`` starts TLS inside asyncio, where nothing sees a connection before its
-handshake is done, so idle sockets could pile up to the file limit and starve real peers. Here each
-accepted TCP connection is counted against its address (an IPv4 address or an IPv6 /64) before
-any TLS work: over ``max_per_address`` it is closed at once. The handshake must finish within
-``handshake_timeout``; then the connection is handed to aiohttp, whose keep-alive timer (armed
-from the first byte, see ``RequestHandler.connection_made``) also closes a connection whose request
-headers never complete. The count is released when the connection ends, however it ends.
+aiohttp's ``TCPSite`` starts TLS on every accepted connection at once: each one, even one that
+never sends a byte, then holds asyncio's TLS state and its 256 KiB read buffer, so idle sockets
+from a few hundred addresses could take gigabytes (and, before the file limit was raised, every
+descriptor). Here a connection goes through three stages, each bounded:
+
+1. **Accepted, silent.** This site accepts connections itself and only watches the socket: no TLS
+   object, no buffer, no read. A connection is refused at once when its address (an IPv4
+   address or an IPv6 /64) already holds ``max_per_address`` or opened more than its
+   ``connect_rate`` allows; one that sends nothing within ``handshake_timeout`` is closed.
+2. **TLS.** On its first byte it is handed to asyncio's TLS, whose handshake must end within
+   ``handshake_timeout``. At most ``max_connections`` connections are in this stage and the next
+   at once; when a new one would exceed that, the oldest connection that has not authenticated
+   as a trusted peer (no client certificate verified) is closed to make room, so a crowd of
+   strangers evicts its own and never a peer's working connection.
+3. **HTTP.** aiohttp's handler, whose keep-alive timer (armed when the handshake ends, see
+   ``RequestHandler.connection_made``) also closes a connection whose request headers never
+   complete.
+
+Counts are released when a connection ends, however it ends. A failed accept() (no descriptor
+left) pauses accepting for a second and is logged in one line, at most once a second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import socket
 import ssl
-from collections import Counter
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any, cast
 
 import structlog
 from aiohttp import web
 
-from node.ratelimit import source_key
+from node.ratelimit import RateLimiter, source_key
 
 log = structlog.get_logger("borderlink.listener")
 
+_ACCEPTS_PER_WAKEUP = 64
+_ACCEPT_PAUSE = 1.0  # seconds without accepting after the process ran out of descriptors
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
-class _Connection(asyncio.Protocol):
-    """One accepted connection: counted, then TLS, then aiohttp's handler (which this object
-    fronts for the rest of the connection's life, so its end is seen here too)."""
 
-    def __init__(self, site: GatedSite) -> None:
-        self.site = site
-        self.key: str | None = None
-        self.handler: asyncio.Protocol | None = None
-        self.raw: asyncio.Transport | None = None
-        self.tls: asyncio.Task[None] | None = None
-        # Bytes the client sent with its last handshake message arrive before start_tls returns.
-        self.early: list[bytes] = []
-        self.early_eof = False
+class _Tracked(asyncio.Protocol):
+    """The application side of one TLS connection: fronts aiohttp's handler for the connection's
+    life, so that its end (and whether it authenticated) is seen here."""
 
-    # raw TCP ---------------------------------------------------------------------------------
+    def __init__(self, site: GatedSite, conn: _Conn) -> None:
+        self.site, self.conn = site, conn
+        self.handler = site.handler_factory()
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.raw = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        key = source_key(peer[0] if isinstance(peer, tuple) else None)
-        if not self.site.admit(key):
-            self.raw.abort()
-            return
-        self.key = key
-        self.tls = asyncio.ensure_future(self._start_tls())
-
-    async def _start_tls(self) -> None:
-        assert self.raw is not None
-        loop = asyncio.get_running_loop()
-        try:
-            transport = await loop.start_tls(
-                self.raw,
-                self,
-                self.site.ssl_context,
-                server_side=True,
-                ssl_handshake_timeout=self.site.handshake_timeout,
-            )
-        except (OSError, ssl.SSLError, ConnectionError, TimeoutError, asyncio.CancelledError):
-            self.raw.abort()
-            self._release()
-            return
-        if transport is None:  # closed during the handshake
-            self._release()
-            return
-        self.handler = self.site.handler_factory()
+        self.conn.transport = transport
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.conn.authenticated = bool(ssl_object and ssl_object.getpeercert(binary_form=True))
         self.handler.connection_made(transport)
-        for data in self.early:
-            self.handler.data_received(data)
-        self.early.clear()
-        if self.early_eof:
-            self.handler.eof_received()
 
-    # after the handshake, everything is the handler's -----------------------------------------
     def data_received(self, data: bytes) -> None:
-        if self.handler is not None:
-            self.handler.data_received(data)
-        elif sum(map(len, self.early)) + len(data) <= 1 << 20:
-            self.early.append(data)
+        self.handler.data_received(data)
 
     def eof_received(self) -> bool | None:
-        if self.handler is None:
-            self.early_eof = True
-            return None
         return self.handler.eof_received()
 
     def pause_writing(self) -> None:
-        if self.handler is not None:
-            self.handler.pause_writing()
+        self.handler.pause_writing()
 
     def resume_writing(self) -> None:
-        if self.handler is not None:
-            self.handler.resume_writing()
+        self.handler.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.tls is not None and not self.tls.done():
-            self.tls.cancel()
-        self._release()
-        if self.handler is not None:
-            self.handler.connection_lost(exc)
+        self.site._end(self.conn)
+        self.handler.connection_lost(exc)
 
-    def _release(self) -> None:
-        if self.key is not None:
-            self.site.release(self.key)
-            self.key = None
+
+class _Conn:
+    """One accepted connection, in whatever stage it is."""
+
+    __slots__ = ("authenticated", "counted", "key", "sock", "task", "timer", "transport")
+
+    def __init__(self, sock: socket.socket, key: str) -> None:
+        self.sock = sock
+        self.key = key
+        self.timer: asyncio.TimerHandle | None = None  # stage 1: closes a silent connection
+        self.task: asyncio.Task[None] | None = None  # stage 2: the handshake
+        self.transport: asyncio.BaseTransport | None = None  # stage 3
+        self.authenticated = False
+        self.counted = True  # holds a place in its address's count until released
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.transport is not None:
+            cast(asyncio.Transport, self.transport).abort()
+        elif self.task is not None:
+            self.task.cancel()  # asyncio closes the socket when the handshake is cancelled
+        else:
+            self.sock.close()
 
 
 class GatedSite(web.BaseSite):
-    """A TCP site serving TLS, with a per-address connection cap (see the module docstring)."""
+    """A TCP site serving TLS behind the stages of the module docstring."""
 
     def __init__(
         self,
@@ -122,15 +114,33 @@ class GatedSite(web.BaseSite):
         ssl_context: ssl.SSLContext,
         max_per_address: int,
         handshake_timeout: float,
+        max_connections: int = 512,
+        connect_rate: float | None = None,
+        connect_burst: int | None = None,
         backlog: int = 512,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
         self.host, self.port = host, port
         self.ssl_context = ssl_context
         self.max_per_address = max_per_address
+        self.max_connections = max_connections
         self.handshake_timeout = handshake_timeout
-        self.open: Counter[str] = Counter()
-        self.refused = 0
+        self.connects = (
+            RateLimiter(connect_rate, connect_burst or max(1, int(connect_rate)))
+            if connect_rate is not None
+            else None
+        )
+        self.monotonic = monotonic
+        self.open: Counter[str] = Counter()  # connections per address, every stage
+        self.silent: OrderedDict[_Conn, None] = OrderedDict()  # stage 1, oldest first
+        self.tls: OrderedDict[_Conn, None] = OrderedDict()  # stages 2 and 3, oldest first
+        self.refused = 0  # connections closed at accept
+        self.evicted = 0  # connections closed to make room
+        self._listener: socket.socket | None = None
+        self._paused: asyncio.TimerHandle | None = None
+        self._accept_failures = 0
+        self._last_accept_log = float("-inf")
 
     @property
     def handler_factory(self) -> Callable[[], asyncio.Protocol]:
@@ -142,63 +152,155 @@ class GatedSite(web.BaseSite):
     def name(self) -> str:
         return f"https://{self.host}:{self.port}"
 
-    def admit(self, key: str) -> bool:
-        if self.open[key] >= self.max_per_address:
-            self.refused += 1
-            if self.refused & (self.refused - 1) == 0:  # 1st, 2nd, 4th...: no log flood
-                log.warning(
-                    "connection.refused",
-                    source=key,
-                    reason=f"over {self.max_per_address} connections from one address",
-                    refused_so_far=self.refused,
-                )
-            return False
-        self.open[key] += 1
-        return True
-
-    def release(self, key: str) -> None:
-        self.open[key] -= 1
-        if self.open[key] <= 0:
-            del self.open[key]
+    @property
+    def sockets(self) -> list[Any]:
+        return [self._listener] if self._listener is not None else []
 
     async def start(self) -> None:
         await super().start()
+        family, *_rest, address = socket.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        listener = socket.create_server(address[:2], family=family, backlog=self._backlog)
+        listener.setblocking(False)
+        self._listener = listener
+        asyncio.get_running_loop().add_reader(listener.fileno(), self._accept)
+
+    async def stop(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Connection(self), self.host, self.port, backlog=self._backlog
-        )
+        if self._paused is not None:
+            self._paused.cancel()
+        if self._listener is not None:
+            with contextlib.suppress(ValueError, OSError):
+                loop.remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+        for conn in list(self.silent):  # stage 3 connections end with the runner's handlers
+            self._drop(conn)
+        for conn in list(self.tls):
+            if conn.transport is None:
+                self._drop(conn)
+        await super().stop()
 
-    @property
-    def sockets(self) -> list[Any]:
-        server = self._server
-        return list(getattr(server, "sockets", None) or [])
+    # stage 1 ----------------------------------------------------------------------------------
+    def _accept(self) -> None:
+        assert self._listener is not None
+        loop = asyncio.get_running_loop()
+        for _ in range(_ACCEPTS_PER_WAKEUP):
+            try:
+                sock, peer = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _OUT_OF_RESOURCES:
+                    self._pause_accepting(exc)
+                return  # ECONNABORTED and the like: that client is gone
+            sock.setblocking(False)
+            key = source_key(peer[0] if isinstance(peer, tuple) else None)
+            if not self._admit(key):
+                sock.close()
+                continue
+            conn = _Conn(sock, key)
+            self.open[key] += 1
+            self.silent[conn] = None
+            loop.add_reader(sock.fileno(), self._first_byte, conn)
+            conn.timer = loop.call_later(self.handshake_timeout, self._drop, conn)
 
+    def _admit(self, key: str) -> bool:
+        why = None
+        if self.open[key] >= self.max_per_address:
+            why = f"over {self.max_per_address} connections from one address"
+        elif self.connects is not None and not self.connects.allow(key, self.monotonic()):
+            why = "over its rate of new connections"
+        if why is None:
+            return True
+        self.refused += 1
+        if self.refused & (self.refused - 1) == 0:  # 1st, 2nd, 4th...: no log flood
+            log.warning("connection.refused", source=key, reason=why, refused_so_far=self.refused)
+        return False
 
-def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
-    """Log a failed accept() (no file descriptors left, for instance) as one line, at most once
-    per second, instead of asyncio's traceback per attempt (26 MB in 25 s under a socket flood)."""
-    last = [float("-inf")]
-    suppressed = [0]
-    previous = loop.get_exception_handler()
+    def _pause_accepting(self, exc: OSError) -> None:
+        """Out of descriptors: stop accepting for a while rather than spin on accept()."""
+        loop = asyncio.get_running_loop()
+        assert self._listener is not None
+        loop.remove_reader(self._listener.fileno())
+        self._paused = loop.call_later(_ACCEPT_PAUSE, self._resume_accepting)
+        self._accept_failures += 1
+        now = self.monotonic()
+        if now - self._last_accept_log >= 1.0:
+            log.warning(
+                "connection.accept_failed",
+                reason=exc.strerror or type(exc).__name__,
+                suppressed=self._accept_failures - 1,
+            )
+            self._last_accept_log, self._accept_failures = now, 0
 
-    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        message = str(context.get("message", ""))
-        if "accept" not in message:
-            if previous is not None:
-                previous(loop, context)
-            else:
-                loop.default_exception_handler(context)
+    def _resume_accepting(self) -> None:
+        self._paused = None
+        if self._listener is not None:
+            asyncio.get_running_loop().add_reader(self._listener.fileno(), self._accept)
+
+    # stage 2 ----------------------------------------------------------------------------------
+    def _first_byte(self, conn: _Conn) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(conn.sock.fileno())
+        if conn.timer is not None:
+            conn.timer.cancel()
+            conn.timer = None
+        del self.silent[conn]
+        if len(self.tls) >= self.max_connections and not self._evict_one():
+            self._end(conn)
+            conn.sock.close()
             return
-        now = loop.time()
-        if now - last[0] < 1.0:
-            suppressed[0] += 1
-            return
-        exc = context.get("exception")
-        log.warning(
-            "connection.accept_failed",
-            reason=getattr(exc, "strerror", None) or type(exc).__name__,
-            suppressed=suppressed[0],
-        )
-        last[0], suppressed[0] = now, 0
+        self.tls[conn] = None
+        conn.task = asyncio.ensure_future(self._handshake(conn))
 
-    loop.set_exception_handler(handler)
+    def _evict_one(self) -> bool:
+        """Close the oldest TLS connection that has not authenticated; False if all have."""
+        for old in self.tls:
+            if not old.authenticated:
+                self.evicted += 1
+                if self.evicted & (self.evicted - 1) == 0:
+                    log.warning(
+                        "connection.evicted",
+                        source=old.key,
+                        reason=f"{self.max_connections} connections open; the oldest "
+                        "without a trusted peer's certificate made room",
+                        evicted_so_far=self.evicted,
+                    )
+                self._drop(old)
+                return True
+        return False
+
+    async def _handshake(self, conn: _Conn) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(
+                lambda: _Tracked(self, conn),
+                conn.sock,
+                ssl=self.ssl_context,
+                ssl_handshake_timeout=self.handshake_timeout,
+            )
+        except (Exception, asyncio.CancelledError):  # a failed handshake ends the connection
+            conn.sock.close()
+            self._end(conn)
+
+    # the end ----------------------------------------------------------------------------------
+    def _drop(self, conn: _Conn) -> None:
+        """Close ``conn`` now, whatever its stage."""
+        if conn in self.silent:
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(conn.sock.fileno())
+        conn.close()
+        if conn.transport is None:
+            self._end(conn)  # stage 3 ends in _Tracked.connection_lost
+
+    def _end(self, conn: _Conn) -> None:
+        """Release ``conn``'s place (once, however many ways it ends)."""
+        self.silent.pop(conn, None)
+        self.tls.pop(conn, None)
+        if conn.counted:
+            conn.counted = False
+            self.open[conn.key] -= 1
+            if self.open[conn.key] <= 0:
+                del self.open[conn.key]

@@ -35,6 +35,7 @@ from node.runtime import Run
 from node.tls import presented_certificate
 from protocol.batch import BATCH_CONTENT_TYPE, BATCH_PATH, decode_batch, encode_response
 from protocol.errors import Rejected
+from protocol.text import escaped
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CALLER = web.RequestKey("caller", Caller)  # set by who_calls on every request
@@ -110,10 +111,13 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
         if request.path == "/v1/card":
             return await handler(request)
         if caller.peer is None:
-            n = anonymous.count(f"{caller.source}|{request.path}")
+            n = anonymous.count(caller.source)  # per address: varying the path logs nothing more
             if sampled(n):
                 deps.log.warning(
-                    "request.unauthenticated", path=request.path, source=caller.source, count=n
+                    "request.unauthenticated",
+                    path=escaped(request.path, limit=80),
+                    source=caller.source,
+                    count=n,
                 )
             return peer_error(
                 "unauthenticated",
@@ -217,7 +221,11 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
             return peer_error(refusal.reason, refusal.message)
         return web.json_response({"status": "stored"})
 
+    async def no_version(_request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Server"] = "borderlink"  # not aiohttp's and Python's versions
+
     app = web.Application(client_max_size=limits.max_body, middlewares=[who_calls])
+    app.on_response_prepare.append(no_version)
     app.router.add_get("/v1/audit/checkpoint", audit_checkpoint)
     app.router.add_get("/v1/audit/consistency", audit_consistency)
     app.router.add_post("/v1/audit/cosignature", audit_cosignature)

@@ -1,30 +1,35 @@
 """The peer API's listening socket (node/http/listener.py) on real sockets on 127.0.0.1: the
-per-address cap holds before any TLS work and is released however a connection ends, a request
-sent together with the last handshake message is served, and a failed accept() is one log line
-per second, not a traceback per attempt."""
+per-address cap holds before any TLS work and is released however a connection ends, a silent
+connection holds no TLS state and is closed, strangers make room for each other and for peers but
+never take a peer's place, an address opening connections too fast is refused, and a request sent
+together with the last handshake message is served. (A failed accept() is tested black-box, under a
+real file limit: tests/integration/test_http_abuse.py.)"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
-from structlog.testing import capture_logs
 
 from keys.tls import make_certificate
-from node.http.listener import GatedSite, quiet_accept_errors
-from node.tls import NodeTls
+from node.http.listener import GatedSite
+from node.tls import NodeTls, unverified_client
 from tests.conftest import NOW, fixed_identity
 
 BOB, ALICE = fixed_identity("bob"), fixed_identity("alice")
 CERTS = {id(w): make_certificate(w, now=NOW) for w in (BOB, ALICE)}
 
 
-@pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[GatedSite]:
+@contextlib.asynccontextmanager
+async def gated(tmp_path: Path, **kw: Any) -> AsyncIterator[GatedSite]:
+    """Bob's site serving one page, trusting Alice's certificate; ``kw`` overrides its bounds."""
+
     async def hello(_request: web.Request) -> web.Response:
         return web.Response(text="hello")
 
@@ -33,17 +38,24 @@ async def site(tmp_path: Path) -> AsyncIterator[GatedSite]:
     runner = web.AppRunner(app, keepalive_timeout=30)
     await runner.setup()
     tls = NodeTls(BOB, CERTS[id(BOB)], tmp_path)
-    gated = GatedSite(
+    site = GatedSite(
         runner,
         "127.0.0.1",
         0,
         ssl_context=tls.server_context([CERTS[id(ALICE)]]),
-        max_per_address=3,
-        handshake_timeout=5,
+        **{"max_per_address": 3, "handshake_timeout": 5, **kw},
     )
-    await gated.start()
-    yield gated
-    await runner.cleanup()
+    await site.start()
+    try:
+        yield site
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[GatedSite]:
+    async with gated(tmp_path) as s:
+        yield s
 
 
 def port_of(site: GatedSite) -> int:
@@ -108,21 +120,59 @@ async def test_a_request_sent_with_the_handshake_is_served(site: GatedSite, tmp_
     assert site.open == {}  # every count released when its connection ended
 
 
-async def test_a_failed_accept_is_one_line_per_second_without_a_traceback() -> None:
-    loop = asyncio.get_running_loop()
-    previous = loop.get_exception_handler()
-    quiet_accept_errors(loop)
-    try:
-        with capture_logs() as logs:
-            for _ in range(1000):
-                loop.call_exception_handler(
-                    {
-                        "message": "socket.accept() out of system resource",
-                        "exception": OSError(24, "Too many open files"),
-                    }
-                )
-        accept_lines = [e for e in logs if e["event"] == "connection.accept_failed"]
-        assert len(accept_lines) == 1
-        assert "exc_info" not in accept_lines[0]
-    finally:
-        loop.set_exception_handler(previous)
+async def tls_open(port: int, context: ssl.SSLContext) -> tuple[asyncio.StreamReader, Any]:
+    return await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname="")
+
+
+async def until(cond: Callable[[], bool]) -> None:
+    """Wait for ``cond`` (bounded: 10 s), not for a length of time."""
+    for _ in range(1000):
+        if cond():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never held")
+
+
+async def test_a_silent_connection_holds_no_tls_state_and_is_closed(tmp_path: Path) -> None:
+    async with gated(tmp_path, handshake_timeout=0.5) as site:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(site))
+        await until(lambda: len(site.silent) == 1)
+        assert not site.tls  # no TLS object, no buffer, until it sends something
+        assert await closed_by_server(reader)
+        writer.close()
+        await until(lambda: not site.open)
+
+
+async def test_the_oldest_stranger_makes_room_never_a_peer(tmp_path: Path) -> None:
+    """Two places in TLS: strangers evict each other, oldest first; a peer's connection takes a
+    stranger's place, and when peers hold every place a stranger is turned away."""
+    anon = unverified_client()
+    async with gated(tmp_path, max_connections=2) as site:
+        port = port_of(site)
+        r1, w1 = await tls_open(port, anon)
+        r2, w2 = await tls_open(port, anon)
+        await until(lambda: len(site.tls) == 2)
+        r3, w3 = await tls_open(port, anon)  # evicts the first
+        assert await closed_by_server(r1)
+        _peer_r, peer_w = await tls_open(port, client_context(tmp_path))  # evicts the second
+        assert await closed_by_server(r2)
+        _peer2_r, peer2_w = await tls_open(port, client_context(tmp_path))  # evicts the third
+        assert await closed_by_server(r3)
+        await until(lambda: len(site.tls) == 2 and all(c.authenticated for c in site.tls))
+        with pytest.raises((ConnectionError, ssl.SSLError)):
+            r4, _w4 = await tls_open(port, anon)
+            await r4.read(1)  # closed: no place, and no peer's place is taken
+        assert site.evicted == 3
+        for w in (w1, w2, w3, peer_w, peer2_w):
+            w.close()
+
+
+async def test_an_address_opening_connections_too_fast_is_refused(tmp_path: Path) -> None:
+    async with gated(tmp_path, connect_rate=0.001, connect_burst=2) as site:
+        port = port_of(site)
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await closed_by_server(reader)
+        assert site.refused == 1 and site.open == {"127.0.0.1": 2}
+        for _r, w in (*held, (reader, writer)):
+            w.close()
