@@ -128,8 +128,16 @@ class Reads(Protocol):
         """The size of the newest checkpoint with at least one cosignature, if any."""
         ...
 
+    def checkpoint_signed_at(self, size: int) -> float | None:
+        """When this node signed its kept checkpoint of ``size`` (its clock at the time)."""
+        ...
+
     def cosignatures(self, size: int) -> list[Cosignature]:
         """Cosignatures received for this node's checkpoint of ``size``, by witness id."""
+        ...
+
+    def cosignature_by(self, size: int, witness: bytes) -> Cosignature | None:
+        """``witness``'s cosignature of the checkpoint of ``size``, if stored: one lookup."""
         ...
 
     def witnessed(self, node: bytes) -> Witnessed | None: ...
@@ -217,8 +225,9 @@ class Unit(Reads, Protocol):
         ``spare`` if it exists. Returns how many checkpoints were deleted."""
         ...
 
-    def add_cosignature(self, size: int, cosignature: Cosignature) -> None:
-        """Insert, or replace this witness's cosignature of that size."""
+    def add_cosignature(self, size: int, cosignature: Cosignature) -> bool:
+        """Insert this witness's cosignature of that size unless it has one already: the first
+        one stands (PROTOCOL.md 12.3). True if it was inserted."""
         ...
 
     def put_witnessed(self, witnessed: Witnessed) -> None: ...

@@ -263,11 +263,23 @@ class _Reads:
         row = self._db.execute("SELECT MAX(size) FROM cosignatures").fetchone()
         return None if row[0] is None else int(row[0])
 
+    def checkpoint_signed_at(self, size: int) -> float | None:
+        row = self._db.execute(
+            "SELECT signed_at FROM checkpoints WHERE size = ?", (size,)
+        ).fetchone()
+        return float(row[0]) if row else None
+
     def cosignatures(self, size: int) -> list[Cosignature]:
         rows = self._db.execute(
             "SELECT witness, line, time FROM cosignatures WHERE size = ? ORDER BY witness", (size,)
         )
         return [Cosignature(bytes(w), str(ln), int(t)) for w, ln, t in rows]
+
+    def cosignature_by(self, size: int, witness: bytes) -> Cosignature | None:
+        row = self._db.execute(
+            "SELECT line, time FROM cosignatures WHERE size = ? AND witness = ?", (size, witness)
+        ).fetchone()
+        return Cosignature(witness, str(row[0]), int(row[1])) if row else None
 
     def witnessed(self, node: bytes) -> Witnessed | None:
         row = self._db.execute(
@@ -470,11 +482,14 @@ class SqliteUnit(_Reads):
             "DELETE FROM checkpoints WHERE size < ? AND size IS NOT ?", args
         ).rowcount
 
-    def add_cosignature(self, size: int, cosignature: Cosignature) -> None:
+    def add_cosignature(self, size: int, cosignature: Cosignature) -> bool:
         c = cosignature
-        self._db.execute(
-            "INSERT OR REPLACE INTO cosignatures (size, witness, line, time) VALUES (?,?,?,?)",
-            (size, c.witness, c.line, c.time),
+        return (
+            self._db.execute(
+                "INSERT OR IGNORE INTO cosignatures (size, witness, line, time) VALUES (?,?,?,?)",
+                (size, c.witness, c.line, c.time),
+            ).rowcount
+            == 1
         )
 
     def put_witnessed(self, witnessed: Witnessed) -> None:

@@ -31,6 +31,7 @@ from node.config import Config, Limits
 from node.daemon import Node
 from node.home import Home
 from node.peer_info import PeerInfo
+from node.runtime import Clock, wall_clock
 from protocol.audit import origin_of
 from protocol.checkpoint import (
     Checkpoint,
@@ -50,18 +51,18 @@ from protocol.signednote import (
     parse_note,
 )
 from protocol.signednote import public_key_bytes as raw_key
-from tests.conftest import fixed_identity
+from tests.conftest import NOW, fixed_identity
 from tests.integration.waiting import PATIENCE
 from tests.stores import audit
 
 COSIGNATURE = "/v1/audit/cosignature"
 
 
-def make_node(root: Path, name: str, **limits: Any) -> Node:
+def make_node(root: Path, name: str, clock: Clock = wall_clock, **limits: Any) -> Node:
     ident = fixed_identity(name)
     home = Home(root / name)
     home.create()
-    now = int(time.time())
+    now = int(clock())
     card = make_card(
         ident,
         name=name,
@@ -73,11 +74,11 @@ def make_node(root: Path, name: str, **limits: Any) -> Node:
         valid_until=now + 86400,
     )
     home.card.write_text(card.armored())
-    return Node(home, Config(limits=Limits(**limits)), ident)
+    return Node(home, Config(limits=Limits(**limits)), ident, clock)
 
 
 def trust(node: Node, other: Node) -> None:
-    with node.store.unit(time.time()) as u:
+    with node.store.unit(node.clock()) as u:
         u.put_peer(
             PeerRecord(
                 name=other.card.name,
@@ -85,7 +86,7 @@ def trust(node: Node, other: Node) -> None:
                 fingerprint=other.card.identity.fingerprint,
                 card=other.card_text,
                 verified_by="fingerprint",
-                added_at=int(time.time()),
+                added_at=int(node.clock()),
             )
         )
 
@@ -120,7 +121,7 @@ def peer_at(log: Node, server: BaseTestServer) -> PeerInfo:
 
 async def grow(log: Node, entries: int) -> tuple[int, str]:
     for _ in range(entries):
-        await log.run_db(audit, log.store, "node.initialised")
+        await log.run_db(audit, log.store, "node.initialised", now=log.clock())
     await log.checkpoint(force=True)
     latest = await log.run_db(log.store.latest_checkpoint)
     assert latest is not None
@@ -446,3 +447,67 @@ async def test_a_forked_old_checkpoint_is_evidence(nodes: tuple[Node, Node]) -> 
     [evidence] = alice.store.evidence()
     assert evidence.kind == "rollback"
     assert open_checkpoint(evidence.new_note, [log_verifier(bob)]).size == 10
+
+
+# attack9 F4: every distinct cosignature line of a witness replaced the last and was audited ----
+
+
+@dataclass
+class FakeClock:
+    now: float
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def cosigned_entries(log: Node) -> list[str]:
+    rows = await log.run_db(log.store.audit_rows)
+    return [
+        e["outcome"]
+        for e in map(json.loads, (r.entry for r in rows))
+        if e["kind"] == "checkpoint.cosigned"
+    ]
+
+
+async def test_12_3_the_witness_cosigns_each_size_once_and_more_lines_add_nothing(
+    tmp_path: Path,
+) -> None:
+    """Alice's own witness cosigns Bob's checkpoint, a second round at the same size posts
+    nothing, and 100 more valid lines by Alice for that size (later, earlier) change nothing on
+    Bob, nor does one dated 1970 (refused): no entry, no new line served. Bob's next checkpoint
+    is cosigned again, once."""
+    clock = FakeClock(NOW)
+    bob, alice = make_node(tmp_path, "bob", clock), make_node(tmp_path, "alice", clock)
+    trust(bob, alice)
+    trust(alice, bob)
+    try:
+        size, note = await grow(bob, 1)
+        async with AsyncExitStack() as stack:
+            server = await stack.enter_async_context(await serve_as(bob, peer_app(bob)))
+            api = await stack.enter_async_context(calling(alice, server, bob))
+            peer = peer_at(bob, server)
+            clock.now += 10
+            assert await alice.witness.check(peer) == f"cosigned size {size}"
+            clock.now += 30
+            assert await alice.witness.check(peer) == f"consistent at size {size}"
+            served = await (await api.get("/v1/audit/checkpoint")).text()
+            assert served.startswith(note) and served.count("\n— ") == 2  # bob's, alice's
+            name, key = origin_of(alice.identity.node_id), alice.identity.signing_key
+            for at in [*range(int(NOW) - 50, int(NOW) + 50), 0]:
+                line = cosign(parse_note(note).text, name, key, at)
+                payload = {"witness": alice.identity.node_id.hex(), "size": size, "line": line}
+                resp = await api.post(COSIGNATURE, json=payload)
+                assert resp.status == (200 if at else 422), await resp.text()
+            assert await (await api.get("/v1/audit/checkpoint")).text() == served
+            witness = CosignatureVerifier(name, alice.card.body.sign_key)
+            assert verify_cosignature(served, witness) == NOW + 10
+            assert await cosigned_entries(bob) == [f"size {size}"]
+
+            grown, _ = await grow(bob, 3)
+            clock.now += 30
+            assert await alice.witness.check(peer) == f"cosigned size {grown}"
+            assert await alice.witness.check(peer) == f"consistent at size {grown}"
+        assert await cosigned_entries(bob) == [f"size {size}", f"size {grown}"]
+    finally:
+        await bob.stop()
+        await alice.stop()

@@ -4,6 +4,7 @@ to an HTTP answer)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -101,7 +102,13 @@ async def test_refusals_say_why_and_store_nothing(store: Store) -> None:
             "malformed", "a cosignature is one line"
         ),
         request(BOB, size, line_by(CAROL, note)): Refused("bad_signature"),
-        request(BOB, size, line_by(BOB, note, int(NOW) + 86400)): Refused("bad_signature"),
+        request(BOB, size, line_by(BOB, note, int(NOW) + 86400)): Refused(
+            "bad_signature", "the cosignature is dated 86399 s in the future"
+        ),
+        request(BOB, size, line_by(BOB, note, 0)): Refused(
+            "bad_signature",
+            f"the cosignature is dated {int(NOW)} s before the checkpoint was signed",
+        ),
     }
     for body, refusal in cases.items():
         assert await cosigning(store).accept(body) == refusal, body
@@ -246,10 +253,6 @@ async def test_regression_a_replayed_cosignature_is_stored_and_audited_once(
         assert await service.accept(body) is None
     assert len(entries(store)) == before + 1
     assert cpu.ran == ["verify_cosignature"]  # checked once, off the event loop
-    newer = line_by(BOB, note, int(NOW) + 1)  # a new cosignature by the same witness replaces it
-    assert await service.accept(request(BOB, size, newer)) is None
-    assert store.cosignatures(size) == [Cosignature(BOB.node_id, newer, int(NOW) + 1)]
-    assert len(entries(store)) == before + 2
 
 
 async def test_a_cosignature_must_be_by_the_peer_the_channel_authenticated(
@@ -261,3 +264,115 @@ async def test_a_cosignature_must_be_by_the_peer_the_channel_authenticated(
     assert refused is not None and refused.reason == "channel_mismatch"
     assert store.cosignatures(size) == []
     assert await cosigning(store).accept(body, peer=BOB.node_id) is None
+
+
+# attack9 F4: a witness minted endless cosignatures (any past date), each replacing the last ------
+
+
+async def test_12_3_a_witness_cosigns_each_checkpoint_once_whatever_it_posts(
+    store: Store,
+) -> None:
+    """600 distinct valid lines for one checkpoint (dates across the whole accepted window)
+    store and audit the first only, and are each answered as valid; the table and the log grow
+    by one per newly signed checkpoint."""
+    size, note = latest(store)
+    cpu = CountingCpu()
+    service = Cosigning(store, run_inline, lambda: NOW + 1, run_cpu=cpu)
+    before = len(entries(store))
+    first = line_by(BOB, note, int(NOW) + 5)
+    assert await service.accept(request(BOB, size, first)) is None
+    for at in range(int(NOW) - 300, int(NOW) + 300):
+        assert await service.accept(request(BOB, size, line_by(BOB, note, at))) is None
+    assert store.cosignatures(size) == [Cosignature(BOB.node_id, first, int(NOW) + 5)]
+    assert len(entries(store)) == before + 1
+    assert len(cpu.ran) == 600  # each new line checked once, the stored one again never
+    refused = await service.accept(request(BOB, size, line_by(BOB, note, 0)))
+    assert refused == Refused(
+        "bad_signature", f"the cosignature is dated {int(NOW)} s before the checkpoint was signed"
+    )
+    forged = line_by(CAROL, note).replace(origin_of(CAROL.node_id), origin_of(BOB.node_id))
+    assert await service.accept(request(BOB, size, forged)) == Refused("bad_signature")
+
+    audit(store, "peer.added", now=NOW, peer="x")
+    sign_checkpoint(store, ALICE, NOW + 1)
+    grown, grown_note = latest(store)
+    for at in (int(NOW) + 1, int(NOW) + 2, int(NOW) + 3):
+        assert await service.accept(request(BOB, grown, line_by(BOB, grown_note, at))) is None
+    assert [c.time for c in store.cosignatures(grown)] == [int(NOW) + 1]
+    kinds = [e.kind for e in entries(store)[before:]]
+    assert kinds.count("checkpoint.cosigned") == 2
+    assert store.cosignatures(size) == [Cosignature(BOB.node_id, first, int(NOW) + 5)]
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("at", "why"),
+    [
+        (0, f"dated {int(NOW) + 5000} s before the checkpoint was signed"),
+        (int(NOW), "dated 5000 s before the checkpoint was signed"),
+        (int(NOW) + 5000 - 301, "dated 301 s before the checkpoint was signed"),
+        (int(NOW) + 9000 + 301, "dated 301 s in the future"),
+    ],
+)
+async def test_12_3_a_cosignature_dated_before_the_checkpoint_or_after_now_is_refused(
+    store: Store, at: int, why: str
+) -> None:
+    """Dated by the node's own record of when it signed the checkpoint (the note carries no
+    time) and by its injected clock, with CLOCK_SKEW (300 s) allowed either way."""
+    audit(store, "peer.added", now=NOW, peer="x")
+    sign_checkpoint(store, ALICE, NOW + 5000)
+    size, note = latest(store)
+    assert store.checkpoint_signed_at(size) == NOW + 5000
+    service = Cosigning(store, run_inline, Clock(NOW + 9000))
+    before = len(entries(store))
+    refused = await service.accept(request(BOB, size, line_by(BOB, note, at)))
+    assert refused == Refused("bad_signature", f"the cosignature is {why}")
+    assert store.cosignatures(size) == [] and len(entries(store)) == before
+    # a refused one does not stand: the witness's next, well dated, cosignature is stored
+    for edge in (int(NOW) + 5000 - 300, int(NOW) + 9000 + 300):
+        line = line_by(BOB, note, edge)
+        assert (
+            await Cosigning(store, run_inline, Clock(NOW + 9000)).accept(request(BOB, size, line))
+            is None
+        )
+    assert [c.time for c in store.cosignatures(size)] == [int(NOW) + 5000 - 300]
+    assert len(entries(store)) == before + 1
+
+
+async def test_12_3_two_cosignatures_by_one_witness_at_once_store_and_audit_one(
+    store: Store,
+) -> None:
+    """Both requests find no cosignature and verify theirs; the store keeps the first."""
+
+    async def yielding(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        await asyncio.sleep(0)  # the other request runs meanwhile, as on the crypto thread
+        return fn(*args, **kwargs)
+
+    size, note = latest(store)
+    service = Cosigning(store, run_inline, lambda: NOW + 1, run_cpu=yielding)
+    before = len(entries(store))
+    a, b = (request(BOB, size, line_by(BOB, note, int(NOW) + i)) for i in (1, 2))
+    assert await asyncio.gather(service.accept(a), service.accept(b)) == [None, None]
+    assert len(store.cosignatures(size)) == 1
+    assert len(entries(store)) == before + 1
+
+
+def test_12_3_the_store_keeps_a_witness_first_cosignature_of_a_size(store: Store) -> None:
+    size, _ = latest(store)
+    first, second = (Cosignature(BOB.node_id, f"line {i}\n", int(NOW) + i) for i in (1, 2))
+    with store.unit(NOW) as u:
+        assert u.add_cosignature(size, first) is True
+        assert u.add_cosignature(size, second) is False
+        assert u.add_cosignature(size, Cosignature(CAROL.node_id, "c\n", int(NOW))) is True
+    assert store.cosignature_by(size, BOB.node_id) == first
+    assert store.cosignature_by(size, ALICE.node_id) is None
+    assert store.cosignature_by(size + 1, BOB.node_id) is None
+    assert store.checkpoint_signed_at(size) == NOW
+    assert store.checkpoint_signed_at(size + 1) is None
