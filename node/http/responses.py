@@ -38,7 +38,7 @@ HTTP_STATUS = {
 # Decryption and signature failures are opaque to peers: details go to the local log only.
 GENERIC = {
     "decryption_failed": "the envelope could not be decrypted",
-    "bad_signature": "the envelope could not be verified",
+    "bad_signature": "the signature could not be verified, or its date is out of bounds",
     "unknown_sender": "the sender is not a trusted peer of this node",
 }
 
