@@ -9,7 +9,8 @@ re-read from storage at most every two seconds, or at once after a peer change
 
 Whether: token buckets, one per authenticated peer (peers may share an address) and one per
 address (an IPv4 address or an IPv6 /64) for anonymous callers, each set below what the node can
-serve, so no one caller can take it all; and a bound on each peer's requests in progress, so a
+serve, so no one caller can take it all; a peer's bucket pays one token per request and one per
+envelope of a batch (:meth:`Admission.charge`); and a bound on each peer's requests in progress, so a
 peer cannot queue unbounded work on the crypto and database threads either. Reads storage; no HTTP
 (the routes pass the presented certificate and the address).
 """
@@ -137,8 +138,20 @@ class Admission:
         return Caller(known[0], known[1], source)
 
     def allow(self, caller: Caller) -> bool:
+        """Charge one request to ``caller``'s bucket; False if it cannot pay."""
         limiter = self.peers if caller.peer is not None else self.anonymous
         return limiter.allow(caller.bucket, self.monotonic())
+
+    def charge(self, caller: Caller, envelopes: int) -> bool:
+        """Charge a batch of ``envelopes`` to ``caller``'s bucket: one token per envelope, the
+        request's own token (:meth:`allow`, at entry) counted as the first. False if the bucket
+        cannot pay the rest, and then nothing is taken: the batch is refused (429) before any
+        cryptography. Each envelope is work on the crypto thread, so a budget in requests would
+        let one batch of 256 cost 256 times one request's (attack9 F3)."""
+        if envelopes <= 1:
+            return True
+        limiter = self.peers if caller.peer is not None else self.anonymous
+        return limiter.allow(caller.bucket, self.monotonic(), cost=envelopes - 1)
 
     def enter(self, caller: Caller) -> bool:
         """Start a request of ``caller``'s that does work; False if it has too many in progress.

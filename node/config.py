@@ -36,9 +36,13 @@ class Limits(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_body: Annotated[int, msgspec.Meta(ge=1024)] = 8 * 1024 * 1024  # one POST (a batch)
     max_batch: Count = 256
     body_timeout: Seconds = 10.0  # a slow sender must send its whole body within this
-    # Budgets bind below what one node serves (about 800 requests/s on two cores), so no single
-    # caller takes it all; a backed-up peer sends 64 envelopes per request and never comes close.
-    peer_rate: PerSecond = 400.0  # requests per second per authenticated peer, sustained
+    # Budgets bind below what one node serves, so no single caller takes it all. A peer's is
+    # counted in envelopes, each opened on the one crypto thread (about 1,000/s on a loaded
+    # two-core host): a batch costs one token per envelope, any other request one. 400/s with
+    # a burst of 800 lets a backed-up peer send a dozen 64-envelope batches at once, then drain
+    # at 400 messages/s; peer_burst must be at least max_batch, or the largest batches are
+    # never paid for.
+    peer_rate: PerSecond = 400.0  # envelopes (and other requests) per second per peer, sustained
     peer_burst: Count = 800
     peer_concurrency: Count = 8  # a peer's requests in progress at once; more get 429
     # Requests per second per address (or /64) of callers without a peer's certificate; the

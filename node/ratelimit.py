@@ -32,11 +32,13 @@ class RateLimiter:
         self.rate, self.burst, self.max_keys = rate, float(burst), max_keys
         self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    def allow(self, key: str, now: float) -> bool:
+    def allow(self, key: str, now: float, cost: float = 1.0) -> bool:
+        """Take ``cost`` tokens from ``key``'s bucket if it holds that many; else take none and
+        say False. A cost over the burst is never paid."""
         tokens, last = self.buckets.pop(key, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
-        ok = tokens >= 1.0
-        self.buckets[key] = (tokens - 1.0 if ok else tokens, now)
+        ok = tokens >= cost
+        self.buckets[key] = (tokens - cost if ok else tokens, now)
         while len(self.buckets) > self.max_keys:
             self.buckets.popitem(last=False)
         return ok

@@ -2,7 +2,8 @@
 
 Exactly-once in the inbox: the replay table and inbox insert share the unit that also stores the
 receipt, and a re-delivered message (same id, sender and content hash) gets its original receipt
-back, so a sender's retry after a lost answer is harmless. Reads and writes storage through units
+back, so a sender's retry after a lost answer is harmless; it is not opened again (11.3), nor are
+identical envelopes of one batch opened more than once. Reads and writes storage through units
 on the database thread, opens envelopes on the crypto thread; no HTTP (the peer routes call it).
 
 Before any cryptography, an envelope whose sender is not the peer the TLS channel authenticated
@@ -28,7 +29,7 @@ from node.rejections import Rejections
 from node.runtime import Clock, Run, wall_clock
 from node.storage import Accepted, Store, Unit
 from protocol.batch import BatchResponse, ItemResult, classify_arrival
-from protocol.envelope import Opened, decode_envelope, open_envelope
+from protocol.envelope import Envelope, Opened, decode_envelope, open_envelope
 from protocol.errors import (
     ChannelMismatch,
     ForeignReference,
@@ -62,12 +63,25 @@ class Quota:
         return cls(limits.max_inbox_per_sender, limits.max_inbox_bytes_per_sender)
 
 
+# Envelopes opened per call on the crypto thread. The thread is one queue for every peer: in
+# chunks, another peer's request waits behind a few of these, not behind whole 256-envelope
+# batches (attack9 F3).
+OPEN_CHUNK = 16
+
+
 @dataclass
 class _Item:
     data: bytes
+    env: Envelope | None = None  # the header, decoded before any cryptography
     opened: Opened | None = None
     reason: str | None = None
     detail: str = ""
+    stored: bytes | None = None  # the receipt of this very message, already in the inbox
+    same_as: _Item | None = None  # an earlier item of the batch with the same bytes
+
+    def copy_from(self, first: _Item) -> None:
+        self.env, self.opened, self.stored = first.env, first.opened, first.stored
+        self.reason, self.detail = first.reason, first.detail
 
 
 class Receiver:
@@ -114,14 +128,55 @@ class Receiver:
 
     async def receive(self, envelopes: list[bytes], *, source: str, peer: bytes) -> BatchResponse:
         """``peer`` is the node id the TLS channel authenticated: only its own envelopes are
-        opened, every other one is refused before any cryptography."""
+        opened, every other one is refused before any cryptography.
+
+        What costs a peer nothing cannot cost this node much either (attack9 F3): identical
+        envelopes in a batch are opened once, a re-delivery of a message already in the inbox
+        is answered from its header alone, and the rest is opened in chunks of
+        :data:`OPEN_CHUNK`."""
         items = [_Item(e) for e in envelopes]
+        firsts: dict[bytes, _Item] = {}
         for it in items:
-            _check_channel(it, peer)
-        peers = {p.node_id: p for p in await self.run_db(self.store.peers)}
-        to_open = [it for it in items if it.reason is None]
-        await self.run_cpu(self._open_all, to_open, peers, int(self.clock()))
+            first = firsts.setdefault(it.data, it)
+            if first is not it:
+                it.same_as = first
+            else:
+                _check_channel(it, peer)
+        distinct = [it for it in items if it.same_as is None and it.reason is None]
+        peers = await self.run_db(self._before_opening, distinct, peer)
+        to_open = [it for it in distinct if it.stored is None]
+        for i in range(0, len(to_open), OPEN_CHUNK):
+            chunk = to_open[i : i + OPEN_CHUNK]
+            await self.run_cpu(self._open_all, chunk, peers, int(self.clock()))
+        for it in items:
+            if it.same_as is not None:
+                it.copy_from(it.same_as)
         return await self.run_db(self._store_and_sign, items, source)
+
+    def _before_opening(self, items: list[_Item], peer: bytes) -> dict[bytes, PeerRecord]:
+        """Runs on the database thread: the peer table, and which envelopes re-deliver a message
+        already in the inbox (PROTOCOL.md 11.3). Such a one is answered ``duplicate`` with its
+        stored receipt and not opened: its header (sender, id, the signed recipients and times)
+        and payload are byte for byte those of a message verified when it was accepted, which
+        the content hash (5.7) says without a key. Only the sender's own channel can ask (the
+        lookup is for ``peer``, whose envelopes alone got here), so this tells nobody else which
+        ids are stored; one expired, not for this node or from a peer no longer trusted is
+        opened, and so refused, as any other."""
+        peers = {p.node_id: p for p in self.store.peers()}
+        rec = peers.get(peer)
+        if rec is None or rec.status != "trusted":
+            return peers
+        now = self.clock()
+        for it in items:
+            env = it.env
+            if env is None or now >= env.expires:
+                continue
+            known = self.store.inbox_lookup(peer, env.id)
+            if known is None or not any(s.to == self.me.node_id for s in env.slots):
+                continue
+            if known.content_hash == env.content_hash():
+                it.stored = known.receipt
+        return peers
 
     def _store_and_sign(self, items: list[_Item], source: str) -> BatchResponse:
         """Runs on the database thread: duplicate check, one unit, receipt."""
@@ -132,6 +187,12 @@ class Receiver:
         by_receipt: dict[bytes, int] = {}
         shares = _Shares(self.store, self.quota)
         for it in items:
+            if it.stored is not None and it.env is not None:
+                idx = by_receipt.setdefault(it.stored, len(receipts))
+                if idx == len(receipts):
+                    receipts.append(it.stored)
+                results.append(ItemResult("duplicate", id=it.env.id, receipt=idx))
+                continue
             op = it.opened
             if op is None:
                 results.append(ItemResult("rejected", reason=it.reason))
@@ -256,10 +317,11 @@ class _Shares:
 def _check_channel(item: _Item, peer: bytes) -> None:
     """Refuse an envelope not sent as ``peer`` by its header alone (no cryptography yet)."""
     try:
-        sender = decode_envelope(item.data).sender
+        item.env = decode_envelope(item.data)
     except Rejected as exc:
         item.reason, item.detail = exc.reason, exc.message
         return
+    sender = item.env.sender
     if sender != peer:
         item.reason = ChannelMismatch.reason
         item.detail = f"envelope from {sender.hex()} on the channel of {peer.hex()}"

@@ -21,7 +21,7 @@ import pytest
 
 from keys.card import parse_card
 from protocol.batch import BATCH_CONTENT_TYPE, BATCH_PATH, BatchResponse, encode_batch
-from protocol.envelope import seal
+from protocol.envelope import Envelope, seal
 from protocol.identity import Identity, PublicIdentity
 from protocol.schemas import encode_body, template
 from tests.hostile_cards import card_pinning
@@ -31,6 +31,9 @@ from tests.tlsclient import home_identity
 
 BAR, BELGRADE = "bar-pcu", "belgrade-accu"
 DAY = 86400
+# Budgets out of the way: these tests count what the node does with a batch, not what it refuses
+# before reading one.
+UNBOUNDED = {"BORDERLINK_LIMITS_PEER_RATE": "1000000", "BORDERLINK_LIMITS_PEER_BURST": "1000000"}
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class Net:
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     root = tmp_path_factory.mktemp("hostile")
-    nodes = make_network(root, [BAR, BELGRADE])
+    nodes = make_network(root, [BAR, BELGRADE], extra_env=UNBOUNDED)
     try:
         yield Net(root, nodes)
     finally:
@@ -119,3 +122,26 @@ def test_f2_a_card_pinning_a_copy_of_a_peers_certificate_is_refused_and_the_peer
     status, answer = post(net, [from_belgrade(net)])
     assert status == 200, answer
     assert outcomes(answer) == [("accepted", None)]
+
+
+# -- F3: a batch of copies costs the node one opening at most ---------------------------------------
+
+
+def test_f3_copies_of_a_stored_message_are_answered_duplicate_without_opening(net: Net) -> None:
+    data = from_belgrade(net)
+    status, answer = post(net, [data])
+    assert status == 200 and outcomes(answer) == [("accepted", None)], answer
+    receipt = msgspec.msgpack.decode(answer, type=BatchResponse).receipts
+    status, answer = post(net, [data] * 256)
+    assert status == 200, answer
+    assert outcomes(answer) == [("duplicate", None)] * 256
+    assert msgspec.msgpack.decode(answer, type=BatchResponse).receipts == receipt
+    # What shows nothing was opened: with its key slot zeroed, a copy would fail decryption if
+    # it were; its header and payload, all the content hash covers, are the stored message's.
+    env = msgspec.msgpack.decode(data, type=Envelope)
+    env.slots[0].key = bytes(len(env.slots[0].key))
+    status, answer = post(net, [env.encode()] * 256)
+    assert status == 200, answer
+    assert outcomes(answer) == [("duplicate", None)] * 256
+    inbox = net.bar.json("inbox")["items"]
+    assert len([m for m in inbox if m["id"] == env.id.hex()]) == 1
