@@ -46,9 +46,11 @@ from protocol.schemas import Feedback, Retraction
 
 log = structlog.get_logger("borderlink.receive")
 
-# Refusals of a signed envelope that are still sampled in the audit log: anyone can re-post a
-# signed envelope (replay), and a peer over its quota would otherwise grow the log at will.
-_SAMPLED = frozenset({Replay.reason, QuotaExceeded.reason})
+# Refusals of a signed envelope that are still sampled in the audit log, per sender: anyone can
+# re-post a signed envelope (replay), and a peer could otherwise grow the log at will by
+# re-posting one it is refused for, since nothing of a refused one is stored: over its quota, or
+# Feedback or a Retraction about a message it may not refer to (attack9 F4).
+_SAMPLED = frozenset({Replay.reason, QuotaExceeded.reason, ForeignReference.reason})
 
 
 @dataclass(frozen=True)
@@ -265,6 +267,7 @@ class Receiver:
         for it, res in zip(items, results, strict=True):
             if res.outcome != "rejected":
                 continue
+            opened = it.opened
             self.rejections.note(
                 unit,
                 res.reason or "rejected",
@@ -274,8 +277,9 @@ class Receiver:
                 message_id=res.id.hex() if res.id else None,
                 # Anyone can re-post a validly signed envelope (a replay proves who wrote it, not
                 # who sent it now): replays are sampled like unauthenticated junk, and so are
-                # refusals over quota, which a peer can repeat at will.
-                authenticated=it.opened is not None and res.reason not in _SAMPLED,
+                # the other refusals a peer can repeat at will (_SAMPLED), counted per sender.
+                authenticated=opened is not None and res.reason not in _SAMPLED,
+                sender=opened.sender.hex() if opened is not None else None,
             )
 
     def _check_reference(self, op: Opened) -> None:

@@ -1,8 +1,9 @@
 """The audit trail of refused input, bounded so that anonymous traffic cannot grow it at will.
 
-Rejections by an authenticated sender are always audited. Unauthenticated junk (and replays: anyone
-can re-post a validly signed envelope) is sampled per (source, reason): the 1st, 2nd, 4th, 8th...
-with the running count in the entry (PROTOCOL.md 12.1). One instance serves the peer routes'
+Rejections by an authenticated sender are always audited, but for those it can repeat at will
+(replays: anyone can re-post a validly signed envelope; over quota; a foreign reference), which
+are sampled per (sender, reason). Unauthenticated junk is sampled per (source, reason). Sampled
+means the 1st, 2nd, 4th, 8th... with the running count in the entry (PROTOCOL.md 12.1). One instance serves the peer routes'
 refusals before decoding and the receiver's refusals after, so both count against one budget.
 Writes audit entries through a storage unit; no HTTP.
 """
@@ -22,9 +23,11 @@ class Rejections:
         self.clock = clock
         self.sampler = Sampler()
 
-    def sample(self, source: str | None, reason: str) -> int | None:
-        """The running count for this source and reason if this one is to be audited, else None."""
-        n = self.sampler.count(f"{source_key(source)}|{reason}")
+    def sample(self, source: str | None, reason: str, *, sender: str | None = None) -> int | None:
+        """The running count for this source (or, given, this verified sender) and reason if
+        this one is to be audited, else None."""
+        who = f"peer {sender}" if sender is not None else source_key(source)
+        n = self.sampler.count(f"{who}|{reason}")
         return n if sampled(n) else None
 
     def note(
@@ -37,13 +40,17 @@ class Rejections:
         claimed_sender: str | None,
         message_id: str | None = None,
         authenticated: bool,
+        sender: str | None = None,
     ) -> None:
-        """Audit one rejection inside ``unit`` (the receiver's), sampled unless authenticated."""
+        """Audit one rejection inside ``unit`` (the receiver's), sampled unless authenticated:
+        per ``sender`` (node id hex) for an envelope whose signature verified, which it may
+        re-post from any address, else per source address."""
         if not authenticated:
-            n = self.sample(source, reason)
+            n = self.sample(source, reason, sender=sender)
             if n is None:
                 return
-            detail = f"{n} so far from this source; last: {detail}"
+            whose = "sender" if sender is not None else "source"
+            detail = f"{n} so far from this {whose}; last: {detail}"
         record(
             unit,
             "message.rejected",

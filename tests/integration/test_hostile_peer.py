@@ -145,3 +145,23 @@ def test_f3_copies_of_a_stored_message_are_answered_duplicate_without_opening(ne
     assert outcomes(answer) == [("duplicate", None)] * 256
     inbox = net.bar.json("inbox")["items"]
     assert len([m for m in inbox if m["id"] == env.id.hex()]) == 1
+
+
+# -- F4: one refused envelope re-posted does not grow the audit log one entry a copy ----------------
+
+
+def rejected_entries(net: Net, outcome: str) -> list[dict[str, Any]]:
+    items = net.bar.json("audit", "log", "--kind", "message.rejected")["items"]
+    return [e for e in items if e.get("outcome") == outcome]
+
+
+def test_f4_one_foreign_reference_posted_2560_times_gives_a_dozen_audit_entries(net: Net) -> None:
+    feedback = msgspec.structs.replace(template("feedback"), refers_to=(b"\x42" * 16).hex())
+    data = from_belgrade(net, "feedback", feedback)
+    for _ in range(10):
+        status, answer = post(net, [data] * 256)
+        assert status == 200, answer
+        assert set(outcomes(answer)) == {("rejected", "foreign_reference")}
+    entries = rejected_entries(net, "foreign_reference")
+    assert len(entries) == 12  # the 1st, 2nd, 4th ... 2048th
+    assert entries[-1]["detail"].startswith("2048 so far from this sender")

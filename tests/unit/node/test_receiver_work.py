@@ -3,7 +3,8 @@ SQLite store: identical envelopes are opened once, a re-delivery of a message al
 inbox is answered ``duplicate`` from its header alone (not opened), the rest is opened in chunks
 so other peers' work interleaves; and what cannot be abused: another content under a stored id
 is opened and refused ``replay``, a sender no longer trusted gets nothing for free, and neither
-does another peer's channel."""
+does another peer's channel. Refusals a peer can repeat at will are audited sampled, per sender
+(F4)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from node.rejections import Rejections
 from node.runtime import run_inline
 from node.storage import Store
 from node.storage.sqlite import open_store
+from protocol.audit import AuditEntry
 from protocol.batch import BatchResponse
 from protocol.envelope import Envelope, seal
 from protocol.schemas import encode_body, template
@@ -164,3 +166,28 @@ def test_a_token_bucket_charges_a_cost_or_nothing() -> None:
     assert bucket.allow("peer", 0.0, cost=9)
     assert not bucket.allow("peer", 0.0)
     assert bucket.allow("peer", 1.0)  # refilled one
+
+
+def rejected(store: Store) -> list[AuditEntry]:
+    entries = [msgspec.json.decode(r.entry, type=AuditEntry) for r in store.audit_rows()]
+    return [e for e in entries if e.kind == "message.rejected"]
+
+
+def test_f4_one_foreign_reference_reposted_2560_times_is_audited_sampled_per_sender(
+    store: Store,
+) -> None:
+    """Feedback about a message this node never sent, 10 batches of 256 copies: refused every
+    time, nothing stored, but audited on the 1st, 2nd, 4th... only, with the count."""
+    cpu = CountingCpu()
+    rx = receiver(store, cpu)
+    fb = msgspec.structs.replace(template("feedback"), refers_to=(b"\x42" * 16).hex())
+    data = alert(type_name="feedback", body=encode_body(fb))
+    for _ in range(10):
+        resp = deliver(rx, [data] * 256)
+        assert set(outcomes(resp)) == {("rejected", "foreign_reference")}
+    entries = rejected(store)
+    assert [e.outcome for e in entries] == ["foreign_reference"] * 12  # 1, 2, 4 ... 2048
+    assert entries[-1].detail.startswith("2048 so far from this sender; last: feedback about")
+    assert {e.peer_id for e in entries} == {ALICE.node_id.hex()}
+    assert cpu.opened == 10  # once per batch
+    assert store.inbox_stats().total == 0
