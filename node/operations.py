@@ -128,6 +128,7 @@ async def _add_peer(deps: OperationDeps, req: AddPeer) -> AddedPeer:
         deps.store,
         card,
         me=deps.own_card().identity.node_id,
+        own_pin=deps.own_card().tls_pin,
         fingerprint=req.fingerprint,
         trust_on_first_use=req.trust_on_first_use,
         actor=req.actor,

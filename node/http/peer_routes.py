@@ -33,7 +33,13 @@ from node.receiver import Receiver
 from node.rejections import Rejections
 from node.runtime import Run
 from node.tls import presented_certificate
-from protocol.batch import BATCH_CONTENT_TYPE, BATCH_PATH, decode_batch, encode_response
+from protocol.batch import (
+    BATCH_CONTENT_TYPE,
+    BATCH_PATH,
+    array_length,
+    decode_batch,
+    encode_response,
+)
 from protocol.errors import Rejected
 from protocol.text import escaped
 
@@ -167,6 +173,13 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
         body = await body_or_refusal(request, request.read, limits.max_body)
         if isinstance(body, web.Response):
             return body
+        declared = array_length(body)  # the budget counts envelopes: charged before any work
+        if (
+            declared is not None
+            and declared <= limits.max_batch
+            and not deps.admission.charge(caller_of(request), declared)
+        ):
+            return await over_rate(request, f"a batch of {declared} envelopes over the budget")
         try:
             items = await deps.run_cpu(decode_batch, body, max_items=limits.max_batch)
         except Rejected as exc:

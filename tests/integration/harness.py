@@ -43,6 +43,11 @@ def free_port() -> int:
 def env(**extra: str) -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith("BORDERLINK_")}
     e["BORDERLINK_PASSPHRASE"] = PASSPHRASE
+    # Tests call nodes from 127.0.0.1 with a new connection per request (urllib), as no peer
+    # does (a peer keeps its connection alive): the per-address bound on new connections
+    # (20 a second) is lifted unless a test sets it (tests/unit/node/test_listener.py does).
+    e["BORDERLINK_LIMITS_CONNECTION_RATE"] = "10000"
+    e["BORDERLINK_LIMITS_CONNECTION_BURST"] = "10000"
     e.update(extra)
     return e
 

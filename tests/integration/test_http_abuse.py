@@ -420,6 +420,26 @@ def flood(
     return Flood(statuses, held_at)
 
 
+def test_the_budget_counts_envelopes_not_requests(net: dict[str, NodeProc]) -> None:
+    """A batch is charged one token per envelope before any of it is opened: BURST + 1 valid
+    envelopes in one request are over the budget (429, nothing stored), a smaller batch
+    right after it goes in whole."""
+    bar, bel = net["bar-pcu"], net["belgrade-accu"]
+    inbox = bar.json("inbox")["items"]
+    peer = Client(bar, bel.as_peer_of(bar))
+    try:
+        big = [real_envelope(net, "belgrade-accu", "bar-pcu") for _ in range(BURST + 1)]
+        over = peer.post_batch(encode_batch(big))
+        assert (over.status, error_of(over)) == (429, "rate_limited"), over
+        assert bar.json("inbox")["items"] == inbox
+        small = peer.post_batch(encode_batch(big[:4]))
+    finally:
+        peer.close()
+    assert small.status == 200, small
+    results = msgspec.msgpack.decode(small.body, type=BatchResponse).results
+    assert [r.outcome for r in results] == ["accepted"] * 4
+
+
 def test_a_flooding_peer_is_held_before_its_body_is_read_and_others_are_not(
     net: dict[str, NodeProc],
 ) -> None:
