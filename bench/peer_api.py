@@ -11,15 +11,18 @@ node's own ``PeerClient`` does (one aiohttp session, the context from ``node/tls
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import ssl
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.node_pair import MESSAGE_TYPE, RECEIVER, SENDER, limits_env
+
+T = TypeVar("T")
 
 TARGET, PEER = RECEIVER, SENDER
 TTL = 3600
@@ -149,3 +152,13 @@ def check_answer(status: int, body: bytes, expected: int) -> str:
     if len(resp.results) != expected or bad:
         return f"{len(resp.results)} results, not accepted: {', '.join(sorted(set(bad)))}"
     return "ok"
+
+
+def quick_or_full(args: Any, prog: str, quick: T, full: T) -> tuple[T, str]:
+    """The plan ``args`` ask for (``python -m bench``'s namespace, or an argv list when a module
+    is run alone): ``quick`` with ``--quick``, else ``full``; and its name."""
+    if isinstance(args, Sequence) and not isinstance(args, str):
+        parser = argparse.ArgumentParser(prog=prog)
+        parser.add_argument("--quick", action="store_true")
+        args = parser.parse_args(list(args))
+    return (quick, "quick") if getattr(args, "quick", False) else (full, "full")

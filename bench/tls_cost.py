@@ -27,19 +27,18 @@ request once the connection is up).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import multiprocessing
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from bench.peer_api import PEER, TARGET, Target, check_answer
+from bench.peer_api import PEER, TARGET, Target, check_answer, quick_or_full
 
 ANSWER = b"\x82\xa7results\x90\xa8receipts\x90"  # a MessagePack {results: [], receipts: []}
 BATCHES = (1, 64)
@@ -282,16 +281,8 @@ def report(results: dict[str, list[float]], crypto: dict[int, list[float]], mode
     return "\n".join(lines)
 
 
-def _plan(args: Any) -> tuple[Plan, str]:
-    if isinstance(args, Sequence) and not isinstance(args, str):
-        parser = argparse.ArgumentParser(prog="bench.tls_cost")
-        parser.add_argument("--quick", action="store_true")
-        args = parser.parse_args(list(args))
-    return (QUICK, "quick") if getattr(args, "quick", False) else (FULL, "full")
-
-
 def run(args: Any = None) -> str:
-    plan, mode = _plan(args)
+    plan, mode = quick_or_full(args, "bench.tls_cost", QUICK, FULL)
     started = time.monotonic()
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="bl-tls-") as tmp:

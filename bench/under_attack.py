@@ -21,14 +21,12 @@ node too: a worst case for a 2-vCPU machine, and the node's CPU use per case is 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import multiprocessing
 import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +39,7 @@ from bench.peer_api import (
     cpu_seconds,
     open_fds,
     percentile,
+    quick_or_full,
     rss_mb,
 )
 
@@ -276,19 +275,11 @@ def report(cases: list[Case], plan: Plan, mode: str, setup_s: float, total_s: fl
     return "\n".join(lines)
 
 
-def _plan(args: Any) -> tuple[Plan, str]:
-    if isinstance(args, Sequence) and not isinstance(args, str):
-        parser = argparse.ArgumentParser(prog="bench.under_attack")
-        parser.add_argument("--quick", action="store_true")
-        args = parser.parse_args(list(args))
-    return (QUICK, "quick") if getattr(args, "quick", False) else (FULL, "full")
-
-
 def run(args: Any = None) -> str:
     from bench import attacker as attacker_module
     from protocol.batch import encode_batch
 
-    plan, mode = _plan(args)
+    plan, mode = quick_or_full(args, "bench.under_attack", QUICK, FULL)
     started = time.monotonic()
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
