@@ -43,6 +43,13 @@ class RateLimiter:
             self.buckets.popitem(last=False)
         return ok
 
+    def empty(self, key: str, now: float) -> None:
+        """Take every token ``key``'s bucket holds: it refills from nothing."""
+        self.buckets.pop(key, None)
+        self.buckets[key] = (0.0, now)
+        while len(self.buckets) > self.max_keys:
+            self.buckets.popitem(last=False)
+
 
 class Sampler:
     """Counts per key, remembering a bounded number of keys (oldest forgotten first).

@@ -97,7 +97,12 @@ class _Conn:
         if self.transport is not None:
             cast(asyncio.Transport, self.transport).abort()
         elif self.task is not None:
-            self.task.cancel()  # asyncio closes the socket when the handshake is cancelled
+            # A handshake cancelled mid-way closes its socket; one cancelled before it ran never
+            # touched it (attack10: evicted sockets left in CLOSE-WAIT until a garbage
+            # collection), so the socket is closed once the task is done, whichever it was.
+            sock = self.sock
+            self.task.add_done_callback(lambda _task: sock.close())
+            self.task.cancel()
         else:
             self.sock.close()
 

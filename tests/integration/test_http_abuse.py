@@ -422,8 +422,9 @@ def flood(
 
 def test_the_budget_counts_envelopes_not_requests(net: dict[str, NodeProc]) -> None:
     """A batch is charged one token per envelope before any of it is opened: BURST + 1 valid
-    envelopes in one request are over the budget (429, nothing stored), a smaller batch
-    right after it goes in whole."""
+    envelopes in one request are over the budget (429, nothing stored), and the refusal empties
+    the budget, so the next request is refused before its body is read; a smaller batch sent
+    with backoff, as a node's delivery worker does, then goes in whole."""
     bar, bel = net["bar-pcu"], net["belgrade-accu"]
     inbox = bar.json("inbox")["items"]
     peer = Client(bar, bel.as_peer_of(bar))
@@ -431,8 +432,16 @@ def test_the_budget_counts_envelopes_not_requests(net: dict[str, NodeProc]) -> N
         big = [real_envelope(net, "belgrade-accu", "bar-pcu") for _ in range(BURST + 1)]
         over = peer.post_batch(encode_batch(big))
         assert (over.status, error_of(over)) == (429, "rate_limited"), over
+        with connect(bar.port, bel.as_peer_of(bar)) as sock:  # declares 100 kB, sends none
+            sock.sendall(request_bytes("POST", BATCH_PATH, headers={"Content-Length": "100000"}))
+            emptied = read_answer(sock)
+        assert (emptied.status, error_of(emptied)) == (429, "rate_limited")
         assert bar.json("inbox")["items"] == inbox
-        small = peer.post_batch(encode_batch(big[:4]))
+        for attempt in range(12):  # backoff 0.1 s, 0.2 s, ... : bounded, not a timing
+            time.sleep(0.1 * 2**attempt)
+            small = peer.post_batch(encode_batch(big[:4]))
+            if small.status != 429:
+                break
     finally:
         peer.close()
     assert small.status == 200, small

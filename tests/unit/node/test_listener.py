@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import os
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -176,3 +179,25 @@ async def test_an_address_opening_connections_too_fast_is_refused(tmp_path: Path
         assert site.refused == 1 and site.open == {"127.0.0.1": 2}
         for _r, w in (*held, (reader, writer)):
             w.close()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_evicted_connections_close_their_sockets(tmp_path: Path) -> None:
+    """40 connections close at once (each EOF is a first byte, so each goes to TLS); with two
+    places, most are evicted, some before their handshake task ran. Every server socket must be
+    closed then, not left in CLOSE-WAIT until a garbage collection (the collector is off here)."""
+    gc.disable()
+    try:
+        async with gated(tmp_path, max_per_address=100, max_connections=2) as site:
+            baseline = open_fds()
+            clients = [socket.create_connection(("127.0.0.1", port_of(site))) for _ in range(40)]
+            await until(lambda: sum(site.open.values()) == 40)
+            for c in clients:
+                c.close()
+            await until(lambda: not site.open and open_fds() == baseline)
+            assert site.evicted > 0
+    finally:
+        gc.enable()
