@@ -143,3 +143,16 @@ def test_a_receipt_for_another_sender_is_not_proof() -> None:
     body = encode_response(BatchResponse([ItemResult("accepted", receipt=0)], [receipt]))
     [(_, text)] = settled([row], 200, body).retry
     assert text.startswith("bob sent an invalid answer or receipt: ")
+
+
+def test_11_2_a_sender_backs_off_after_a_429() -> None:
+    """A 429 (the receiver's budget, which a refused batch empties) is no final answer: every row
+    of the batch is retried, and the next attempt waits at least half the base backoff, growing
+    with each attempt, never at once."""
+    rows = [due(1, attempts=0), due(2, attempts=3)]
+    out = settled(rows, 429, error("rate_limited"))
+    assert out.rejected == [] and out.delivered == []
+    assert [r for r, _ in out.retry] == rows
+    policy, rng = Delivery(), random.Random(7)
+    waits = [backoff(r.attempts, policy, rng) for r, _ in out.retry]
+    assert waits[0] >= 0.5 * policy.backoff_base and waits[1] >= 0.5 * policy.backoff_base * 2**3
