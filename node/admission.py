@@ -137,6 +137,16 @@ class Admission:
             return Caller(None, None, source)
         return Caller(known[0], known[1], source)
 
+    def peer_of_certificate(self, der: bytes) -> str | None:
+        """The trusted peer (node id, hex) whose pinned certificate ``der`` is, from the pins
+        read last (re-read at most every PEERS_TTL while requests come, and at once after a
+        peer change): the listener's test of whom a connection may never be evicted for."""
+        try:
+            known = self._by_pin.get(self._pin(der))
+        except Malformed:
+            return None
+        return known[0].hex() if known is not None else None
+
     def allow(self, caller: Caller) -> bool:
         """Charge one request to ``caller``'s bucket; False if it cannot pay."""
         limiter = self.peers if caller.peer is not None else self.anonymous

@@ -55,11 +55,13 @@ class Limits(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # keepalive_timeout, which also closes an idle keep-alive connection. One address (a /64 for
     # IPv6) holds at most max_connections_per_address connections and opens at most
     # connection_rate a second (burst connection_burst); at most max_connections are in TLS at
-    # once (each holds about 300 KiB), the oldest not authenticated as a peer making room.
+    # once (each holds about 300 KiB), the oldest not from a trusted peer making room, and one
+    # peer at most max_connections_per_peer.
     header_timeout: Seconds = 10.0
     keepalive_timeout: Seconds = 15.0
     max_connections_per_address: Count = 64
     max_connections: Count = 512
+    max_connections_per_peer: Count = 8  # one trusted peer's, its oldest closed for a new one
     connection_rate: PerSecond = 20.0
     connection_burst: Count = 40
     # One trusted peer's share of this node's inbox (read or not): over it, its new messages are

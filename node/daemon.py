@@ -193,6 +193,8 @@ class Node:
             max_connections=limits.max_connections,
             connect_rate=limits.connection_rate,
             connect_burst=limits.connection_burst,
+            peer_of=self.admission.peer_of_certificate,
+            max_per_peer=limits.max_connections_per_peer,
         )
         try:
             await site.start()

@@ -11,9 +11,10 @@ descriptor). Here a connection goes through three stages, each bounded:
    ``connect_rate`` allows; one that sends nothing within ``handshake_timeout`` is closed.
 2. **TLS.** On its first byte it is handed to asyncio's TLS, whose handshake must end within
    ``handshake_timeout``. At most ``max_connections`` connections are in this stage and the next
-   at once; when a new one would exceed that, the oldest connection that has not authenticated
-   as a trusted peer (no client certificate verified) is closed to make room, so a crowd of
-   strangers evicts its own and never a peer's working connection.
+   at once; when a new one would exceed that, the oldest connection that is not from a trusted
+   peer (judged against the peer table now, so a removed peer's connections count as strangers')
+   is closed to make room, so a crowd of strangers evicts its own and never a peer's working
+   connection; and one peer holds at most ``max_per_peer`` connections (its oldest make room).
 3. **HTTP.** aiohttp's handler, whose keep-alive timer (armed when the handshake ends, see
    ``RequestHandler.connection_made``) also closes a connection whose request headers never
    complete.
@@ -57,8 +58,9 @@ class _Tracked(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.conn.transport = transport
         ssl_object = transport.get_extra_info("ssl_object")
-        self.conn.authenticated = bool(ssl_object and ssl_object.getpeercert(binary_form=True))
+        self.conn.certificate = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         self.handler.connection_made(transport)
+        self.site._authenticated(self.conn)
 
     def data_received(self, data: bytes) -> None:
         self.handler.data_received(data)
@@ -80,7 +82,7 @@ class _Tracked(asyncio.Protocol):
 class _Conn:
     """One accepted connection, in whatever stage it is."""
 
-    __slots__ = ("authenticated", "counted", "key", "sock", "task", "timer", "transport")
+    __slots__ = ("certificate", "counted", "key", "sock", "task", "timer", "transport")
 
     def __init__(self, sock: socket.socket, key: str) -> None:
         self.sock = sock
@@ -88,7 +90,7 @@ class _Conn:
         self.timer: asyncio.TimerHandle | None = None  # stage 1: closes a silent connection
         self.task: asyncio.Task[None] | None = None  # stage 2: the handshake
         self.transport: asyncio.BaseTransport | None = None  # stage 3
-        self.authenticated = False
+        self.certificate: bytes | None = None  # the client certificate TLS verified, if any
         self.counted = True  # holds a place in its address's count until released
 
     def close(self) -> None:
@@ -122,6 +124,8 @@ class GatedSite(web.BaseSite):
         max_connections: int = 512,
         connect_rate: float | None = None,
         connect_burst: int | None = None,
+        peer_of: Callable[[bytes], str | None] | None = None,
+        max_per_peer: int = 8,
         backlog: int = 512,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -137,6 +141,11 @@ class GatedSite(web.BaseSite):
             else None
         )
         self.monotonic = monotonic
+        # Which trusted peer a verified client certificate is now (None: none, or one removed
+        # since: the server's trust anchors only grow while it runs). Without it, any verified
+        # certificate counts, keyed by itself.
+        self.peer_of = peer_of or (lambda der: der.hex())
+        self.max_per_peer = max_per_peer
         self.open: Counter[str] = Counter()  # connections per address, every stage
         self.silent: OrderedDict[_Conn, None] = OrderedDict()  # stage 1, oldest first
         self.tls: OrderedDict[_Conn, None] = OrderedDict()  # stages 2 and 3, oldest first
@@ -260,10 +269,24 @@ class GatedSite(web.BaseSite):
         self.tls[conn] = None
         conn.task = asyncio.ensure_future(self._handshake(conn))
 
+    def authenticated(self, conn: _Conn) -> str | None:
+        """The trusted peer ``conn`` is from, judged now (a peer removed since counts as none)."""
+        return self.peer_of(conn.certificate) if conn.certificate is not None else None
+
+    def _authenticated(self, conn: _Conn) -> None:
+        """A handshake ended: a peer holds at most ``max_per_peer`` connections, its oldest
+        closed for a new one, so one peer's key cannot take every place."""
+        peer = self.authenticated(conn)
+        if peer is None:
+            return
+        mine = [c for c in self.tls if c.transport is not None and self.authenticated(c) == peer]
+        for old in mine[: max(0, len(mine) - self.max_per_peer)]:
+            self._drop(old)
+
     def _evict_one(self) -> bool:
-        """Close the oldest TLS connection that has not authenticated; False if all have."""
+        """Close the oldest TLS connection not from a trusted peer; False if all are."""
         for old in self.tls:
-            if not old.authenticated:
+            if self.authenticated(old) is None:
                 self.evicted += 1
                 if self.evicted & (self.evicted - 1) == 0:
                     log.warning(

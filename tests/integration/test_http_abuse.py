@@ -604,6 +604,52 @@ def test_a_stranger_varying_the_path_does_not_write_the_log(net: dict[str, NodeP
     assert all(len(e["path"]) <= 80 for e in lines)
 
 
+def test_one_peers_key_cannot_take_every_place(tmp_path: Path) -> None:
+    """Belgrade's key opens 10 connections: it keeps at most 4 (its oldest closed for each new
+    one), so it cannot fill the 12 places in TLS and lock other callers out (found by an attack
+    run: with every place held by one peer's connections, nobody else could connect). Once
+    Belgrade is removed, its connections are strangers': strangers evict them, never Skopje's."""
+    nodes = make_network(
+        tmp_path,
+        ["bar-pcu", "belgrade-accu", "skopje-coord"],
+        start=False,
+        extra_env={
+            "BORDERLINK_LIMITS_MAX_CONNECTIONS": "12",
+            "BORDERLINK_LIMITS_MAX_CONNECTIONS_PER_PEER": "4",
+        },
+    )
+    bar, bel, skopje = nodes["bar-pcu"], nodes["belgrade-accu"], nodes["skopje-coord"]
+    held: list[Client] = []
+    try:
+        bar.start()  # only Bar runs: the test plays its peers
+        skopje_client = Client(bar, skopje.as_peer_of(bar), "127.0.6.1")
+        assert skopje_client.call("GET", "/livez").status == 200
+        bel_clients = [Client(bar, bel.as_peer_of(bar), f"127.0.6.{2 + i}") for i in range(10)]
+        for c in bel_clients:
+            assert c.call("GET", "/livez").status == 200
+        wait_until(
+            lambda: sum(c.sock is not None and closed_by_peer(c.sock) for c in bel_clients) == 6,
+            "Bar to close Belgrade's six oldest connections",
+        )
+        still = [c for c in bel_clients if c.sock is not None and not closed_by_peer(c.sock)]
+        assert still == bel_clients[6:]
+        assert bar.cli("peers", "remove", "belgrade-accu").returncode == 0
+        strangers = [Client(bar, anonymous(), f"127.0.7.{2 + i}") for i in range(12)]
+        held = [skopje_client, *bel_clients, *strangers]
+        for c in strangers:
+            c.call("GET", "/livez")
+        wait_until(
+            lambda: all(c.sock is not None and closed_by_peer(c.sock) for c in still),
+            "strangers to evict the removed peer's connections",
+        )
+        assert skopje_client.sock is not None and not closed_by_peer(skopje_client.sock)
+        assert skopje_client.call("GET", "/livez").status == 200  # the same connection
+    finally:
+        for c in held:
+            c.close()
+        stop_all(nodes)
+
+
 def test_no_node_logged_a_traceback(net: dict[str, NodeProc]) -> None:
     """Everything above was answered or logged in one line: no handler, accept or TLS error
     reached a node's log as a traceback. (Last in this module, after all the abuse.)"""

@@ -161,7 +161,7 @@ async def test_the_oldest_stranger_makes_room_never_a_peer(tmp_path: Path) -> No
         assert await closed_by_server(r2)
         _peer2_r, peer2_w = await tls_open(port, client_context(tmp_path))  # evicts the third
         assert await closed_by_server(r3)
-        await until(lambda: len(site.tls) == 2 and all(c.authenticated for c in site.tls))
+        await until(lambda: len(site.tls) == 2 and all(site.authenticated(c) for c in site.tls))
         with pytest.raises((ConnectionError, ssl.SSLError)):
             r4, _w4 = await tls_open(port, anon)
             await r4.read(1)  # closed: no place, and no peer's place is taken
