@@ -8,7 +8,8 @@ descriptor). Here a connection goes through three stages, each bounded:
 1. **Accepted, silent.** This site accepts connections itself and only watches the socket: no TLS
    object, no buffer, no read. A connection is refused at once when its address (an IPv4
    address or an IPv6 /64) already holds ``max_per_address`` or opened more than its
-   ``connect_rate`` allows; one that sends nothing within ``handshake_timeout`` is closed.
+   ``connect_rate`` allows; one that sends nothing within ``handshake_timeout`` is closed, and
+   when a quarter of the file limit waits so, the oldest makes room.
 2. **TLS.** On its first byte it is handed to asyncio's TLS, whose handshake must end within
    ``handshake_timeout``. At most ``max_connections`` connections are in this stage and the next
    at once; when a new one would exceed that, the oldest connection that is not from a trusted
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import resource
 import socket
 import ssl
 import time
@@ -146,6 +148,15 @@ class GatedSite(web.BaseSite):
         # certificate counts, keyed by itself.
         self.peer_of = peer_of or (lambda der: der.hex())
         self.max_per_peer = max_per_peer
+        # Silent connections cost only a descriptor each, but descriptors run out: at most a
+        # quarter of the file limit (and 4 x max_connections) wait for their first byte.
+        # Neither do the TLS stage's: with the silent quarter, the listener keeps at most three
+        # quarters of the file limit, the rest left to the database, the admin socket and the
+        # node's own outbound connections.
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        files = soft if soft != resource.RLIM_INFINITY else 1 << 20
+        self.max_silent = max(16, min(4 * max_connections, files // 4))
+        self.max_connections = max(2, min(max_connections, files // 2))
         self.open: Counter[str] = Counter()  # connections per address, every stage
         self.silent: OrderedDict[_Conn, None] = OrderedDict()  # stage 1, oldest first
         self.tls: OrderedDict[_Conn, None] = OrderedDict()  # stages 2 and 3, oldest first
@@ -214,6 +225,10 @@ class GatedSite(web.BaseSite):
             if not self._admit(key):
                 sock.close()
                 continue
+            if len(self.silent) >= self.max_silent:  # the oldest silent one makes room
+                oldest = next(iter(self.silent))
+                self._evicted(oldest, f"{self.max_silent} connections wait for a first byte")
+                self._drop(oldest)
             conn = _Conn(sock, key)
             self.open[key] += 1
             self.silent[conn] = None
@@ -238,6 +253,8 @@ class GatedSite(web.BaseSite):
         loop = asyncio.get_running_loop()
         assert self._listener is not None
         loop.remove_reader(self._listener.fileno())
+        if self._paused is not None:
+            self._paused.cancel()
         self._paused = loop.call_later(_ACCEPT_PAUSE, self._resume_accepting)
         self._accept_failures += 1
         now = self.monotonic()
@@ -287,18 +304,21 @@ class GatedSite(web.BaseSite):
         """Close the oldest TLS connection not from a trusted peer; False if all are."""
         for old in self.tls:
             if self.authenticated(old) is None:
-                self.evicted += 1
-                if self.evicted & (self.evicted - 1) == 0:
-                    log.warning(
-                        "connection.evicted",
-                        source=old.key,
-                        reason=f"{self.max_connections} connections open; the oldest "
-                        "without a trusted peer's certificate made room",
-                        evicted_so_far=self.evicted,
-                    )
+                self._evicted(
+                    old,
+                    f"{self.max_connections} connections in TLS; the oldest not from a trusted "
+                    "peer made room",
+                )
                 self._drop(old)
                 return True
         return False
+
+    def _evicted(self, conn: _Conn, why: str) -> None:
+        self.evicted += 1
+        if self.evicted & (self.evicted - 1) == 0:  # 1st, 2nd, 4th...: no log flood
+            log.warning(
+                "connection.evicted", source=conn.key, reason=why, evicted_so_far=self.evicted
+            )
 
     async def _handshake(self, conn: _Conn) -> None:
         loop = asyncio.get_running_loop()

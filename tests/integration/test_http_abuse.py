@@ -532,20 +532,18 @@ def test_an_anonymous_flood_costs_nothing_and_is_held_per_address(
     assert msgspec.msgpack.decode(answer.body, type=BatchResponse).results[0].outcome == "accepted"
 
 
-def test_idle_sockets_up_to_the_file_limit_do_not_stop_deliveries(tmp_path: Path) -> None:
-    """Belgrade may open 160 files in all; 240 idle connections from four addresses (under the
-    per-address cap) are held open. Accepting fails while its descriptors are used up, which it
-    says in a line now and then, not a traceback per attempt; the handshake timeout frees them,
-    so its operator's ``status`` answers and Bar's alert is delivered while the crowd still
-    holds its sockets."""
+def test_idle_sockets_beyond_the_file_limit_do_not_stop_deliveries(tmp_path: Path) -> None:
+    """Belgrade may open 160 files in all; 240 connections from four addresses (under the
+    per-address cap) each send a ClientHello and then nothing. The listener keeps at most a
+    quarter of the file limit silent and half in TLS, the oldest making room, so descriptors
+    never run out (1,020 idle sockets under a limit of 1,024 used to stop deliveries, hang
+    ``status`` and write a traceback per failed accept): Bar's alert is delivered and the
+    operator's ``status`` answers while the crowd holds its sockets."""
     nodes = make_network(
         tmp_path,
         ["bar-pcu", "belgrade-accu"],
         start=False,
-        extra_env={
-            "BORDERLINK_LIMITS_HEADER_TIMEOUT": "2",
-            "BORDERLINK_LIMITS_MAX_CONNECTIONS_PER_ADDRESS": "64",
-        },
+        extra_env={"BORDERLINK_LIMITS_MAX_CONNECTIONS_PER_ADDRESS": "64"},
     )
     bar, bel = nodes["bar-pcu"], nodes["belgrade-accu"]
     bel.open_files = 160
@@ -553,19 +551,17 @@ def test_idle_sockets_up_to_the_file_limit_do_not_stop_deliveries(tmp_path: Path
     try:
         bar.start()
         bel.start()
-        started = time.monotonic()
+        assert bel.proc is not None
+        fds = Path(f"/proc/{bel.proc.pid}/fd")
+        hello = client_hello()
+        most = 0
         for i in range(240):
-            crowd.append(
-                socket.create_connection(
-                    ("127.0.0.1", bel.port),
-                    timeout=30,
-                    source_address=(f"127.0.3.{2 + i // 60}", 0),
-                )
+            s = socket.create_connection(
+                ("127.0.0.1", bel.port), timeout=30, source_address=(f"127.0.3.{2 + i // 60}", 0)
             )
-        wait_until(
-            lambda: log_events(bel, "connection.accept_failed"),
-            "Belgrade to say that it could not accept a connection",
-        )
+            crowd.append(s)
+            s.sendall(hello)
+            most = max(most, len(list(fds.iterdir())))
         alert = tmp_path / "alert.json"
         alert.write_text(bar.cli("template", "seizure-alert").stdout)
         sent = bar.json(
@@ -574,34 +570,14 @@ def test_idle_sockets_up_to_the_file_limit_do_not_stop_deliveries(tmp_path: Path
         status = bel.cli("status")
         assert status.returncode == 0, status.stderr
         assert sent["recipients"] == {"belgrade-accu": "delivered"}
+        assert most < 160, f"{most} descriptors open"
+        assert log_events(bel, "connection.evicted") or log_events(bel, "connection.refused")
         text = bel.log.read_text(errors="replace")
         assert "Traceback" not in text, text[text.find("Traceback") :][:2000]
-        failed = log_events(bel, "connection.accept_failed")
-        assert all(e["reason"] for e in failed)
-        elapsed = time.monotonic() - started
-        assert len(failed) <= elapsed + 1, f"{len(failed)} lines in {elapsed:.0f} s"
     finally:
         for s in crowd:
             s.close()
         stop_all(nodes)
-
-
-def test_a_stranger_varying_the_path_does_not_write_the_log(net: dict[str, NodeProc]) -> None:
-    """401s are logged per address (1st, 2nd, 4th...), not per path, and a path is logged cut
-    short: 40 requests with 1 kB paths, each new, used to log 40 lines of 1 kB."""
-    bel = net["belgrade-accu"]
-    offset = bel.log.stat().st_size
-    stranger = Client(bel, anonymous(), "127.0.0.13")
-    try:
-        answers = [stranger.call("GET", f"/v1/x{i}/{'A' * 1000}") for i in range(40)]
-    finally:
-        stranger.close()
-    assert {a.status for a in answers} <= {401, 429} and answers[0].status == 401
-    assert all(a.headers["server"] == "borderlink" for a in answers)  # no versions given away
-    unauthenticated = sum(a.status == 401 for a in answers)
-    lines = log_events(bel, "request.unauthenticated", offset)
-    assert len(lines) == unauthenticated.bit_length(), (len(lines), unauthenticated)
-    assert all(len(e["path"]) <= 80 for e in lines)
 
 
 def test_one_peers_key_cannot_take_every_place(tmp_path: Path) -> None:

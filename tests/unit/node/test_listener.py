@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import os
 import socket
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from keys.tls import make_certificate
 from node.http.listener import GatedSite
@@ -192,6 +194,7 @@ async def test_evicted_connections_close_their_sockets(tmp_path: Path) -> None:
     gc.disable()
     try:
         async with gated(tmp_path, max_per_address=100, max_connections=2) as site:
+            site.max_silent = 100  # all 40 wait for their first byte
             baseline = open_fds()
             clients = [socket.create_connection(("127.0.0.1", port_of(site))) for _ in range(40)]
             await until(lambda: sum(site.open.values()) == 40)
@@ -201,3 +204,47 @@ async def test_evicted_connections_close_their_sockets(tmp_path: Path) -> None:
             assert site.evicted > 0
     finally:
         gc.enable()
+
+
+async def test_the_oldest_silent_connection_makes_room(tmp_path: Path) -> None:
+    """Silent connections hold a descriptor each: past the silent bound the oldest is closed, so
+    they cannot use up the file limit (found by an attack run at a hard limit of 1,024)."""
+    async with gated(tmp_path, max_per_address=100) as site:
+        site.max_silent = 3
+        port = port_of(site)
+        first = await asyncio.open_connection("127.0.0.1", port)
+        others = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        assert await closed_by_server(first[0])
+        await until(lambda: len(site.silent) == 3)
+        for _r, w in (first, *others):
+            w.close()
+
+
+class _OutOfFiles:
+    """The listening socket as it behaves when the process has no descriptor left (the stages'
+    bounds keep the listener itself from getting there, so the condition is played here)."""
+
+    def __init__(self, real: socket.socket) -> None:
+        self.real = real
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+    def accept(self) -> tuple[socket.socket, object]:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+
+async def test_out_of_descriptors_pauses_accepting_with_one_line(tmp_path: Path) -> None:
+    async with gated(tmp_path) as site:
+        real = site._listener
+        assert real is not None
+        site._listener = _OutOfFiles(real)  # type: ignore[assignment]
+        try:
+            with capture_logs() as logs:
+                for _ in range(100):
+                    site._accept()
+            assert site._paused is not None  # accepting resumes after a pause, no busy loop
+            lines = [e for e in logs if e["event"] == "connection.accept_failed"]
+            assert len(lines) == 1 and "exc_info" not in lines[0]
+        finally:
+            site._listener = real
