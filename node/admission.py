@@ -129,28 +129,31 @@ class Admission:
         if certificate is None:
             return Caller(None, None, source)
         await self._refresh()
-        try:
-            known = self._by_pin.get(self._pin(certificate))
-        except Malformed:
-            known = None
+        known = self._known(certificate)
         if known is None:
             return Caller(None, None, source)
         return Caller(known[0], known[1], source)
+
+    def _known(self, der: bytes) -> tuple[bytes, str] | None:
+        """(node id, name) of the trusted peer whose pin ``der`` is, from the pins read last."""
+        try:
+            return self._by_pin.get(self._pin(der))
+        except Malformed:
+            return None
 
     def peer_of_certificate(self, der: bytes) -> str | None:
         """The trusted peer (node id, hex) whose pinned certificate ``der`` is, from the pins
         read last (re-read at most every PEERS_TTL while requests come, and at once after a
         peer change): the listener's test of whom a connection may never be evicted for."""
-        try:
-            known = self._by_pin.get(self._pin(der))
-        except Malformed:
-            return None
+        known = self._known(der)
         return known[0].hex() if known is not None else None
 
     def allow(self, caller: Caller) -> bool:
         """Charge one request to ``caller``'s bucket; False if it cannot pay."""
-        limiter = self.peers if caller.peer is not None else self.anonymous
-        return limiter.allow(caller.bucket, self.monotonic())
+        return self._limiter(caller).allow(caller.bucket, self.monotonic())
+
+    def _limiter(self, caller: Caller) -> RateLimiter:
+        return self.peers if caller.peer is not None else self.anonymous
 
     def charge(self, caller: Caller, envelopes: int) -> bool:
         """Charge a batch of ``envelopes`` to ``caller``'s bucket: one token per envelope, the
@@ -160,7 +163,7 @@ class Admission:
         let one batch of 256 cost 256 times one request's (attack9 F3)."""
         if envelopes <= 1:
             return True
-        limiter = self.peers if caller.peer is not None else self.anonymous
+        limiter = self._limiter(caller)
         now = self.monotonic()
         if limiter.allow(caller.bucket, now, cost=envelopes - 1):
             return True

@@ -38,15 +38,17 @@ class RateLimiter:
         tokens, last = self.buckets.pop(key, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
         ok = tokens >= cost
-        self.buckets[key] = (tokens - cost if ok else tokens, now)
-        while len(self.buckets) > self.max_keys:
-            self.buckets.popitem(last=False)
+        self._put(key, tokens - cost if ok else tokens, now)
         return ok
 
     def empty(self, key: str, now: float) -> None:
         """Take every token ``key``'s bucket holds: it refills from nothing."""
         self.buckets.pop(key, None)
-        self.buckets[key] = (0.0, now)
+        self._put(key, 0.0, now)
+
+    def _put(self, key: str, tokens: float, now: float) -> None:
+        """Store ``key``'s bucket as the newest, forgetting the oldest beyond ``max_keys``."""
+        self.buckets[key] = (tokens, now)
         while len(self.buckets) > self.max_keys:
             self.buckets.popitem(last=False)
 

@@ -40,7 +40,7 @@ from typing import Any, cast
 import structlog
 from aiohttp import web
 
-from node.ratelimit import RateLimiter, source_key
+from node.ratelimit import RateLimiter, sampled, source_key
 
 log = structlog.get_logger("borderlink.listener")
 
@@ -62,7 +62,7 @@ class _Tracked(asyncio.Protocol):
         ssl_object = transport.get_extra_info("ssl_object")
         self.conn.certificate = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         self.handler.connection_made(transport)
-        self.site._authenticated(self.conn)
+        self.site._handshake_done(self.conn)
 
     def data_received(self, data: bytes) -> None:
         self.handler.data_received(data)
@@ -135,7 +135,6 @@ class GatedSite(web.BaseSite):
         self.host, self.port = host, port
         self.ssl_context = ssl_context
         self.max_per_address = max_per_address
-        self.max_connections = max_connections
         self.handshake_timeout = handshake_timeout
         self.connects = (
             RateLimiter(connect_rate, connect_burst or max(1, int(connect_rate)))
@@ -244,7 +243,7 @@ class GatedSite(web.BaseSite):
         if why is None:
             return True
         self.refused += 1
-        if self.refused & (self.refused - 1) == 0:  # 1st, 2nd, 4th...: no log flood
+        if sampled(self.refused):  # no log flood
             log.warning("connection.refused", source=key, reason=why, refused_so_far=self.refused)
         return False
 
@@ -280,8 +279,7 @@ class GatedSite(web.BaseSite):
             conn.timer = None
         del self.silent[conn]
         if len(self.tls) >= self.max_connections and not self._evict_one():
-            self._end(conn)
-            conn.sock.close()
+            self._drop(conn)
             return
         self.tls[conn] = None
         conn.task = asyncio.ensure_future(self._handshake(conn))
@@ -290,7 +288,7 @@ class GatedSite(web.BaseSite):
         """The trusted peer ``conn`` is from, judged now (a peer removed since counts as none)."""
         return self.peer_of(conn.certificate) if conn.certificate is not None else None
 
-    def _authenticated(self, conn: _Conn) -> None:
+    def _handshake_done(self, conn: _Conn) -> None:
         """A handshake ended: a peer holds at most ``max_per_peer`` connections, its oldest
         closed for a new one, so one peer's key cannot take every place."""
         peer = self.authenticated(conn)
@@ -315,7 +313,7 @@ class GatedSite(web.BaseSite):
 
     def _evicted(self, conn: _Conn, why: str) -> None:
         self.evicted += 1
-        if self.evicted & (self.evicted - 1) == 0:  # 1st, 2nd, 4th...: no log flood
+        if sampled(self.evicted):  # no log flood
             log.warning(
                 "connection.evicted", source=conn.key, reason=why, evicted_so_far=self.evicted
             )
