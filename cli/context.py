@@ -76,13 +76,20 @@ class Ctx:
     def unlock(self, fd: int | None, file: str | None) -> Identity:
         """Ask for the passphrase (fd, file, env, prompt) and decrypt the keystore."""
         from cli.passphrase import get_passphrase
+        from keys.keyring import decode_keyring
         from keys.keystore import open_keystore, read_keystore_file
-        from protocol.identity import Identity
 
         self.home.require()
         data = read_keystore_file(self.home.keystore)
-        secret = open_keystore(data, get_passphrase(fd=fd, file=file, confirm=False))
-        identity = Identity.from_secret_bytes(secret)
+        ring = decode_keyring(open_keystore(data, get_passphrase(fd=fd, file=file, confirm=False)))
+        identity = ring.identity()
+        if ring.card is not None and ring.card != self.home.card.read_text():
+            # A crash after a rotation sealed the keystore and before it wrote the card: the
+            # keystore names its card, so the home is made whole again.
+            from keys.card import parse_card
+            from node.initialise import write_card
+
+            write_card(self.home, parse_card(ring.card, now=None))
         if identity.public != self.card().identity:
             raise BorderlinkError(
                 f"keystore and card in {self.home.root} belong to different identities"

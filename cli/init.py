@@ -73,11 +73,20 @@ def init_cmd(
         kdf_profile=kdf_profile,
         actor=ctx.actor(),
     )
+    from node.keychange import write_revocation_certificate
+
+    certificate = write_revocation_certificate(home, identity, card, now=ctx.now())
     info = {
         "name": name,
         "node_id": identity.node_id.hex(),
         "fingerprint": identity.public.fingerprint,
         "home": str(home.root),
+        "revocation_certificate": certificate,
     }
     note(f"created identity '{name}' in {home.root}")
+    note(f"revocation certificate: {certificate}")
+    note(
+        "print it or store it away from the node: with it, 'borderlink keys revoke "
+        "--certificate FILE' revokes this key even if the keystore or its passphrase is lost"
+    )
     emit(info, as_json, lambda d: f"node id:     {d['node_id']}\nfingerprint: {d['fingerprint']}")

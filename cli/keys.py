@@ -6,12 +6,14 @@ import base64
 from typing import TYPE_CHECKING, Any
 
 import click
+import msgspec
 
 from cli.context import Ctx
 from cli.files import force_option, write_output
 from cli.options import Group, OneOf, PathArg
 from cli.output import emit, json_option, note
 from cli.passphrase import passphrase_options
+from protocol.identity import fingerprint_of
 
 if TYPE_CHECKING:
     from keys.card import Card
@@ -38,6 +40,17 @@ def card_summary(card: Card) -> dict[str, Any]:
         "valid_until": body.valid_until,
         "card_version": body.version,
         "tls_pin": card.tls_pin,
+        "seq": body.seq,
+        "history": [
+            {
+                "seq": link.seq,
+                "replaced": fingerprint_of(link.old_key),
+                "by": fingerprint_of(link.new_key),
+                "at": link.at,
+                "old_key_accepted_until": link.overlap_until,
+            }
+            for link in body.rotations
+        ],
     }
 
 
@@ -51,16 +64,47 @@ def _human(d: dict[str, Any]) -> str:
             f"enc key:     x25519 {d['enc_key']}",
             f"endpoints:   {', '.join(d['endpoints']) or '-'}",
             f"tls pin:     {d['tls_pin'] or 'none (version 1 card: start the node to add one)'}",
+            f"valid:       {_day(d['valid_from'])} to {_day(d['valid_until'])}{_left(d)}",
+            f"key seq:     {d['seq']}",
         ]
+        + (
+            ["key history:"]
+            + [
+                f"  seq {h['seq']} {_day(h['at'])}: {h['replaced']} -> {h['by']} "
+                f"(old key accepted until {_day(h['old_key_accepted_until'])})"
+                for h in d["history"]
+            ]
+            if d["history"]
+            else ["key history: no rotation yet"]
+        )
     )
+
+
+def _day(ts: int) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+
+
+def _left(d: dict[str, Any]) -> str:
+    import time
+
+    left = d["valid_until"] - time.time()
+    if left <= 0:
+        return "  EXPIRED: run 'borderlink keys renew'"
+    if left < 30 * 86400:
+        return f"  (expires in {int(left // 86400)} days: run 'borderlink keys renew')"
+    return ""
 
 
 @keys_group.command("show")
 @json_option
 @click.pass_obj
 def show_cmd(ctx: Ctx, as_json: bool) -> None:
-    """Show node id, name, fingerprint and public keys."""
-    emit(card_summary(ctx.card()), as_json, _human)
+    """Show node id, name, fingerprint, public keys, expiry and the key history."""
+    from node.local import own_card
+
+    emit(card_summary(own_card(ctx.home, None)), as_json, _human)
 
 
 @keys_group.command("export-card")
@@ -114,3 +158,174 @@ def passphrase_cmd(ctx: Ctx, passphrase_fd: int | None, passphrase_file: str | N
     write_keystore_file(ctx.home.keystore, change_passphrase(data, old, new), overwrite=True)
     ctx.run(NOTE_PASSPHRASE_CHANGE, NotePassphraseChange(actor=ctx.actor()))
     note("keystore passphrase changed")
+
+
+def _changed_line(d: dict[str, Any]) -> str:
+    lines = []
+    if d["kind"] == "rotated":
+        lines.append(
+            f"rotated keys of {d['name']} to key seq {d['seq']}: new fingerprint "
+            f"{d['fingerprint']} (was {d['previous_fingerprint']})"
+        )
+        lines.append(f"old keys accepted until {_day(d['overlap_until'])}")
+    elif d["kind"] == "renewed":
+        lines.append(
+            f"renewed the card of {d['name']} (key seq {d['seq']}): valid until "
+            f"{_day(d['valid_until'])}"
+        )
+    else:
+        lines.append(f"revoked key {d['fingerprint']} of {d['name']} ({d['reason']})")
+        if d["held"]:
+            lines.append(f"{d['held']} undelivered message(s) held")
+    lines.append(f"queued for {d['peers_notified']} trusted peer(s); see 'borderlink status'")
+    if d.get("revocation_certificate"):
+        lines.append(f"new revocation certificate: {d['revocation_certificate']}")
+        lines.append("print it or store it away from the node; the old one no longer applies")
+    return "\n".join(lines)
+
+
+@keys_group.command("rotate")
+@click.option(
+    "--overlap-days",
+    type=click.IntRange(0, 90),
+    default=7,
+    show_default=True,
+    help="How long envelopes sealed under the old keys still open.",
+)
+@passphrase_options
+@json_option
+@click.pass_obj
+def rotate_cmd(
+    ctx: Ctx,
+    overlap_days: int,
+    passphrase_fd: int | None,
+    passphrase_file: str | None,
+    as_json: bool,
+) -> None:
+    """New signing, encryption and TLS keys; every trusted peer is told (signed by both keys)."""
+    from cli.passphrase import get_passphrase
+    from node.operations import ROTATE_KEYS, RotateKeys
+
+    ctx.home.require()
+    phrase = get_passphrase(fd=passphrase_fd, file=passphrase_file, confirm=False)
+    done = ctx.run(
+        ROTATE_KEYS, RotateKeys(passphrase=phrase, overlap_days=overlap_days, actor=ctx.actor())
+    )
+    emit(msgspec.to_builtins(done), as_json, _changed_line)
+
+
+@keys_group.command("renew")
+@click.option(
+    "--valid-days",
+    type=click.IntRange(1, 3650),
+    default=365,
+    show_default=True,
+    help="Days the renewed card is valid from now.",
+)
+@passphrase_options
+@json_option
+@click.pass_obj
+def renew_cmd(
+    ctx: Ctx,
+    valid_days: int,
+    passphrase_fd: int | None,
+    passphrase_file: str | None,
+    as_json: bool,
+) -> None:
+    """The same keys, a card with a later expiry; every trusted peer gets it."""
+    from cli.passphrase import get_passphrase
+    from node.operations import RENEW_CARD, RenewCard
+
+    ctx.home.require()
+    phrase = get_passphrase(fd=passphrase_fd, file=passphrase_file, confirm=False)
+    done = ctx.run(
+        RENEW_CARD, RenewCard(passphrase=phrase, valid_days=valid_days, actor=ctx.actor())
+    )
+    emit(msgspec.to_builtins(done), as_json, _changed_line)
+
+
+@keys_group.command("revoke")
+@click.option(
+    "--reason",
+    type=OneOf(["superseded", "compromised", "retired"]),
+    required=True,
+    help="Why: superseded, compromised or retired.",
+)
+@click.option(
+    "--certificate",
+    type=PathArg(dir_okay=False),
+    help="Revoke with the revocation certificate written at init (no keystore needed).",
+)
+@click.option(
+    "--since",
+    type=int,
+    help="compromised: Unix time from which the key is suspect (default: the card's start).",
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@passphrase_options
+@json_option
+@click.pass_obj
+def revoke_cmd(
+    ctx: Ctx,
+    reason: str,
+    certificate: str | None,
+    since: int | None,
+    yes: bool,
+    passphrase_fd: int | None,
+    passphrase_file: str | None,
+    as_json: bool,
+) -> None:
+    """Revoke this node's key for good and tell every trusted peer."""
+    import sys
+
+    from cli.files import read_text
+    from cli.passphrase import get_passphrase
+    from node.operations import REVOKE_KEY, RevokeKey
+    from protocol.errors import UsageError
+
+    if certificate is None:
+        ctx.home.require()
+    else:
+        ctx.home.require_card()
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("revoking this node's key is permanent: confirm with --yes")
+        answer = click.prompt(
+            "Revoke this node's key for good? Peers will accept nothing signed with it [y/N]",
+            default="n",
+            show_default=False,
+            err=True,
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            note("not revoked")
+            return
+    if certificate is not None:
+        request = RevokeKey(
+            reason=reason, certificate=read_text(certificate), since=since, actor=ctx.actor()
+        )
+        shown_done = _revoke_without_keystore(ctx, request)
+    else:
+        phrase = get_passphrase(fd=passphrase_fd, file=passphrase_file, confirm=False)
+        done = ctx.run(
+            REVOKE_KEY, RevokeKey(reason=reason, passphrase=phrase, since=since, actor=ctx.actor())
+        )
+        shown_done = dict(msgspec.to_builtins(done))
+    emit(shown_done, as_json, _changed_line)
+
+
+def _revoke_without_keystore(ctx: Ctx, request: Any) -> dict[str, Any]:
+    """Through the node if it runs; else here, then delivered to every peer from here (the
+    keystore may be gone: statements need no client certificate)."""
+    from cli.admin_client import NodeNotRunning, operation
+    from node.local import deliver_notices, run
+    from node.operations import REVOKE_KEY
+
+    try:
+        return dict(msgspec.to_builtins(operation(ctx.home.admin_socket, REVOKE_KEY, request)))
+    except (NodeNotRunning, FileNotFoundError):
+        pass
+    done = dict(msgspec.to_builtins(run(ctx.home, REVOKE_KEY, request, keystore=False)))
+    sent = deliver_notices(ctx.home)
+    for line in sent:
+        note(line)
+    return done

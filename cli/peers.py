@@ -61,13 +61,42 @@ def add_cmd(
     )
 
 
+def _trust(r: dict[str, Any]) -> str:
+    """How the peer is trusted, in the words ``peers list`` uses."""
+    if r["status"] == "revoked":
+        return f"revoked ({r['revoke_reason']})" if r.get("revoke_reason") else "revoked"
+    if r["status"] == "blocked":
+        return "BLOCKED: key changed"
+    if r["verified_by"] == "introduced":
+        return f"introduced by {r.get('introduced_by') or '?'}"
+    words = {"fingerprint": "verified", "tofu": "TOFU"}
+    return words.get(str(r["verified_by"]), str(r["verified_by"]))
+
+
+def _expiry(r: dict[str, Any]) -> str:
+    import time
+
+    until = r.get("valid_until")
+    if until is None:
+        return "-"
+    left = until - time.time()
+    day = time.strftime("%Y-%m-%d", time.gmtime(until))
+    if left <= 0:
+        return f"EXPIRED {day}"
+    return f"{day} (in {int(left // 86400)} d)" if left < 30 * 86400 else day
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no peers yet; add one with 'borderlink peers add CARD --fingerprint FP'"
+    head = f"{'NAME':<20} {'TYPE':<11} {'LOCODE':<6} {'TRUST':<28} {'EXPIRES':<20} FINGERPRINT"
     return "\n".join(
-        f"{r['name']:<20} {r['unit_type'] or '':<11} {r['location'] or '':<6} {r['status']:<8} "
-        f"{r['verified_by']:<11} {r['fingerprint']}"
-        for r in rows
+        [head]
+        + [
+            f"{r['name']:<20} {r['unit_type'] or '':<11} {r['location'] or '':<6} "
+            f"{_trust(r):<28} {_expiry(r):<20} {r['fingerprint']}"
+            for r in rows
+        ]
     )
 
 
@@ -92,13 +121,54 @@ def remove_cmd(ctx: Ctx, name: str) -> None:
     note(f"removed peer {name}")
 
 
+@peers_group.command("verify")
+@click.argument("name")
+@click.option("--fingerprint", required=True, help="The peer's fingerprint, compared out of band.")
+@json_option
+@click.pass_obj
+def verify_cmd(ctx: Ctx, name: str, fingerprint: str, as_json: bool) -> None:
+    """Mark a peer verified after comparing its fingerprint out of band: unblocks a peer whose
+    key changed, or upgrades one trusted on first use or introduced by a coordinator."""
+    from node.operations import VERIFY_PEER, VerifyPeer
+
+    done = ctx.run(VERIFY_PEER, VerifyPeer(name=name, fingerprint=fingerprint, actor=ctx.actor()))
+    emit(
+        msgspec.to_builtins(done),
+        as_json,
+        lambda d: (
+            f"peer {d['name']} is already verified: {d['fingerprint']}"
+            if d["outcome"] == "unchanged"
+            else f"verified peer {d['name']} (was {d['was']}): {d['fingerprint']}"
+        ),
+    )
+
+
 @peers_group.command("revoke")
 @click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
 @click.pass_obj
-def revoke_cmd(ctx: Ctx, name: str) -> None:
-    """Revoke a peer's key for good: its messages are refused and it cannot be re-added."""
-    from node.operations import REVOKE_PEER, RevokePeer
+def revoke_cmd(ctx: Ctx, name: str, yes: bool) -> None:
+    """Revoke a peer's key for good: its messages are refused, what is queued for it is held,
+    and it cannot be re-added. Asks for confirmation on a terminal."""
+    import sys
 
+    from node.operations import REVOKE_PEER, RevokePeer
+    from protocol.errors import UsageError
+
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                f"revoking '{name}' is permanent: confirm with --yes when not on a terminal"
+            )
+        answer = click.prompt(
+            f"Revoke peer '{name}' for good? Its key can never be trusted again [y/N]",
+            default="n",
+            show_default=False,
+            err=True,
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            note("not revoked")
+            return
     if ctx.run(REVOKE_PEER, RevokePeer(name=name, actor=ctx.actor())).already:
         note(f"peer {name} was already revoked")
         return

@@ -14,7 +14,7 @@ import msgspec
 from keys.tls import check_certificate, pin_text
 from protocol.armor import armor, dearmor
 from protocol.decoding import Decoder, convert, describe_pattern
-from protocol.errors import Expired, Malformed, ValidationError
+from protocol.errors import BadSignature, Expired, Malformed, ValidationError
 from protocol.identity import (
     Identity,
     PublicIdentity,
@@ -23,7 +23,13 @@ from protocol.identity import (
     node_id_of,
     verify_signature,
 )
-from protocol.labels import CARD_SIGNATURE_LABEL, MAX_CARD_BYTES
+from protocol.labels import (
+    CARD_SIGNATURE_LABEL,
+    MAX_CARD_BYTES,
+    MAX_OVERLAP_SECONDS,
+    MAX_ROTATIONS,
+    ROTATION_LABEL,
+)
 
 CARD_KIND = "CARD"
 CARD_FORMAT = "borderlink-card"
@@ -41,6 +47,42 @@ UNIT_TYPES: tuple[str, ...] = ("PCU", "ACCU", "JAITF", "LBCU", "coordinator", "o
 _ENDPOINT_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(:\d{1,5})?(/[\x21-\x7e]*)?$")
 
 Name = Annotated[str, msgspec.Meta(pattern=NAME_RE)]
+
+
+class Rotation(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """One link of a node's key chain (PROTOCOL.md 13.1): ``old_key`` hands the node over to
+    ``new_key`` at key sequence ``seq``, and stays acceptable until ``overlap_until``. Signed by
+    ``old_key`` over :func:`rotation_signed_bytes`; the card carrying the link is signed by the new
+    key, so a rotation bears both signatures."""
+
+    seq: int
+    old_key: bytes
+    new_key: bytes
+    at: int
+    overlap_until: int
+    signature: bytes
+
+
+def rotation_signed_bytes(node_id: bytes, link: Rotation) -> bytes:
+    """ROTATION_LABEL || node id || seq || old key || new key || at || overlap_until, the three
+    integers as unsigned 64-bit big-endian: a fixed layout another implementation rebuilds
+    without any serialiser."""
+    return b"".join(
+        (
+            ROTATION_LABEL,
+            node_id,
+            link.seq.to_bytes(8, "big"),
+            link.old_key,
+            link.new_key,
+            link.at.to_bytes(8, "big"),
+            link.overlap_until.to_bytes(8, "big"),
+        )
+    )
+
+
+def chain_node_id(sign_key: bytes, rotations: list[Rotation]) -> bytes:
+    """The node id a card stands for: its first key's, which the chain leads from."""
+    return node_id_of(rotations[0].old_key if rotations else sign_key)
 
 
 class CardBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
@@ -64,6 +106,11 @@ class CardBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_de
     valid_from: int
     valid_until: int
     tls_cert: Annotated[bytes, msgspec.Meta(max_length=4096)] | None = None
+    # Key sequence (PROTOCOL.md 13): 0 at init, one more at each rotation or renewal.
+    seq: Annotated[int, msgspec.Meta(ge=0, le=2**53)] = 0
+    rotations: Annotated[list[Rotation], msgspec.Meta(max_length=MAX_ROTATIONS)] = msgspec.field(
+        default_factory=list
+    )
 
 
 _BODY = Decoder[CardBody](CardBody, what="card body")
@@ -78,7 +125,17 @@ class Card(msgspec.Struct, frozen=True):
 
     @property
     def identity(self) -> PublicIdentity:
-        return PublicIdentity(self.body.sign_key, self.body.enc_key)
+        origin = chain_node_id(self.body.sign_key, self.body.rotations)
+        own = origin == node_id_of(self.body.sign_key)
+        return PublicIdentity(self.body.sign_key, self.body.enc_key, None if own else origin)
+
+    @property
+    def node_id(self) -> bytes:
+        return chain_node_id(self.body.sign_key, self.body.rotations)
+
+    @property
+    def seq(self) -> int:
+        return self.body.seq
 
     @property
     def name(self) -> str:
@@ -120,12 +177,44 @@ def _check_body(body: CardBody, *, bind_certificate: bool = True) -> None:
         raise ValidationError("tls_cert", "is not part of a version 1 card")
     if body.version == 2 and body.tls_cert is None:
         raise ValidationError("tls_cert", "is required in a version 2 card")
+    _check_chain(body)
     if body.tls_cert is not None:
         try:
-            owner = node_id_of(body.sign_key) if bind_certificate else None
+            owner = chain_node_id(body.sign_key, body.rotations) if bind_certificate else None
             check_certificate(body.tls_cert, node_id=owner)
         except Malformed as exc:
             raise ValidationError("tls_cert", exc.message.removeprefix("tls_cert ")) from exc
+
+
+def _check_chain(body: CardBody) -> None:
+    """Each link signed by the key before it, the last handing over to the card's key
+    (PROTOCOL.md 13.1)."""
+    if not body.rotations:
+        return
+    node_id = chain_node_id(body.sign_key, body.rotations)
+    previous_seq = -1
+    for i, link in enumerate(body.rotations):
+        where = f"rotations[{i}]"
+        if i and link.old_key != body.rotations[i - 1].new_key:
+            raise ValidationError(where, "does not continue from the key the link before it named")
+        if not previous_seq < link.seq <= body.seq:
+            raise ValidationError(where, "sequence numbers must rise, up to the card's seq")
+        if not link.at <= link.overlap_until <= link.at + MAX_OVERLAP_SECONDS:
+            raise ValidationError(where, "overlap must end after the rotation, within 90 days")
+        previous_seq = link.seq
+        try:
+            old = check_sign_key(link.old_key)
+            check_sign_key(link.new_key)
+        except Malformed as exc:
+            raise ValidationError(where, exc.message) from exc
+        try:
+            verify_signature(old, link.signature, rotation_signed_bytes(node_id, link))
+        except BadSignature as exc:
+            raise BadSignature(
+                f"card field {where}: the rotation is not signed by the key it replaces"
+            ) from exc
+    if body.rotations[-1].new_key != body.sign_key:
+        raise ValidationError("rotations", "the last link must hand over to the card's key")
 
 
 def make_card(
@@ -139,6 +228,8 @@ def make_card(
     valid_from: int,
     valid_until: int,
     tls_cert: bytes | None = None,
+    seq: int = 0,
+    rotations: list[Rotation] | None = None,
 ) -> Card:
     """Build and sign this node's card; the inputs are validated as an importer would."""
     body = convert(
@@ -154,6 +245,8 @@ def make_card(
             "valid_until": valid_until,
             "version": 1 if tls_cert is None else 2,
             "tls_cert": tls_cert,
+            "seq": seq,
+            "rotations": list(rotations or []),
         },
         CardBody,
         what="card",
@@ -187,11 +280,20 @@ def parse_card(text: str | bytes, *, now: int | None) -> Card:
         raise Malformed(f"card field {exc.message}") from exc
     sign_key = check_sign_key(body.sign_key)
     check_enc_key(body.enc_key)
-    verify_signature(sign_key, signature, CARD_SIGNATURE_LABEL + body_bytes)
+    try:
+        verify_signature(sign_key, signature, CARD_SIGNATURE_LABEL + body_bytes)
+    except BadSignature as exc:
+        raise BadSignature(f"card of {body.name} is not signed by its own key") from exc
     if now is None:
         return Card(body, body_bytes, signature)
     if now >= body.valid_until:
-        raise Expired(f"card of {body.name} expired")
+        raise Expired(f"card of {body.name} expired on {_day(body.valid_until)}")
     if now < body.valid_from - 300:
         raise Malformed(f"card of {body.name} is not valid yet")
     return Card(body, body_bytes, signature)
+
+
+def _day(ts: int) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))

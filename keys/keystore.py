@@ -51,6 +51,7 @@ from protocol.errors import (
 )
 
 FORMAT = "borderlink-keystore"
+BACKUP_FORMAT = "borderlink-key-backup"  # the same document, its own name (PROTOCOL.md 13.7)
 VERSION = 1
 KDF_ALG = "argon2id"
 AEAD_ALG = "xchacha20poly1305"
@@ -110,6 +111,7 @@ def seal_keystore(
     profile: str = "moderate",
     salt: bytes | None = None,
     nonce: bytes | None = None,
+    format: str = FORMAT,
 ) -> bytes:
     """Encrypt ``secret`` under ``passphrase``; return the keystore file content.
 
@@ -124,7 +126,7 @@ def seal_keystore(
     if len(salt) != SALT_LEN or len(nonce) != NONCE_LEN:
         raise UsageError(f"salt must be {SALT_LEN} bytes and nonce {NONCE_LEN} bytes")
     opslimit, memlimit = PROFILES[profile]
-    header = Header(FORMAT, VERSION, KdfParams(KDF_ALG, opslimit, memlimit, salt), AEAD_ALG)
+    header = Header(format, VERSION, KdfParams(KDF_ALG, opslimit, memlimit, salt), AEAD_ALG)
     key = _derive_key(passphrase, header.kdf)
     ciphertext = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
         secret, msgspec.json.encode(header), nonce, key
@@ -135,9 +137,9 @@ def seal_keystore(
     return msgspec.json.encode(doc) + b"\n"
 
 
-def open_keystore(data: bytes, passphrase: bytes) -> bytes:
+def open_keystore(data: bytes, passphrase: bytes, *, format: str = FORMAT) -> bytes:
     """Decrypt keystore file content; return the secret. Raises ``KeystoreError`` subclasses."""
-    doc = _parse(data)
+    doc = _parse(data, format)
     key = _derive_key(passphrase, doc.kdf)
     try:
         return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
@@ -147,12 +149,22 @@ def open_keystore(data: bytes, passphrase: bytes) -> bytes:
         raise WrongPassphrase(OPEN_FAILED) from exc
 
 
+def profile_of(data: bytes) -> str:
+    """The profile a keystore was sealed with, so re-sealing keeps it ("moderate" if its
+    parameters are no profile's)."""
+    doc = _parse(data)
+    for name, (ops, mem) in PROFILES.items():
+        if (doc.kdf.opslimit, doc.kdf.memlimit) == (ops, mem):
+            return name
+    return "moderate"
+
+
 def change_passphrase(data: bytes, old: bytes, new: bytes, profile: str = "moderate") -> bytes:
     """Re-seal under a new passphrase, with a fresh salt and nonce (and possibly a new profile)."""
     return seal_keystore(open_keystore(data, old), new, profile=profile)
 
 
-def _parse(data: bytes) -> KeystoreDocument:
+def _parse(data: bytes, format: str = FORMAT) -> KeystoreDocument:
     """Decode and check everything that can be checked without the passphrase."""
     if len(data) > MAX_FILE_BYTES:
         raise KeystoreError(f"keystore file is too large ({len(data)} bytes)")
@@ -160,8 +172,9 @@ def _parse(data: bytes) -> KeystoreDocument:
         doc = _DOCUMENT.decode(data)
     except ValidationError as exc:
         raise KeystoreError(f"keystore file is damaged or not a keystore ({exc.message})") from exc
-    if doc.format != FORMAT:
-        raise KeystoreError("not a borderlink keystore file")
+    if doc.format != format:
+        what = "key backup" if format == BACKUP_FORMAT else "keystore"
+        raise KeystoreError(f"not a borderlink {what} file")
     if doc.version != VERSION:
         raise KeystoreError(f"unsupported keystore version {doc.version} (this build reads 1)")
     if doc.kdf.alg != KDF_ALG or doc.aead != AEAD_ALG:

@@ -24,8 +24,10 @@ from protocol.errors import (
 )
 from protocol.identity import normalize_fingerprint
 
-Verification = Literal["fingerprint", "tofu"]
-PeerStatus = Literal["trusted", "revoked"]
+Verification = Literal["fingerprint", "tofu", "introduced"]
+# blocked: its key changed without a rotation this node could check; nothing goes to it until a
+# custodian compares the new fingerprint (``peers verify``), the new card waiting in pending_card.
+PeerStatus = Literal["trusted", "revoked", "blocked"]
 
 
 class PeerRecord(msgspec.Struct, kw_only=True):
@@ -39,9 +41,13 @@ class PeerRecord(msgspec.Struct, kw_only=True):
     status: PeerStatus = "trusted"
     added_at: int
     revoked_at: int | None = None
+    revoke_reason: str | None = None  # custodian | superseded | compromised | retired
+    revoke_since: int | None = None  # compromised: what came since is suspect
+    pending_card: str | None = None  # blocked: the changed card, until verified
+    introduced_by: str | None = None  # the coordinator whose directory introduced it
 
 
-AddOutcome = Literal["added", "updated", "unchanged"]
+AddOutcome = Literal["added", "updated", "unchanged", "changed"]
 
 
 def decide_add(
@@ -83,25 +89,35 @@ def decide_add(
             "pin belongs to one peer; card not added",
             hint="ask the peer for its own card",
         )
-    if same_name is not None and same_name.node_id != node_id:
-        raise PeerKeyChanged(
-            f"peer '{card.name}' is known with another key (fingerprint {same_name.fingerprint}); "
-            "refusing the changed key"
-        )
     if same_key is not None and same_key.name != card.name:
         raise PeerKeyChanged(
             f"this key already belongs to peer '{same_key.name}'; refusing it under a second name"
         )
+    if same_name is not None and same_name.node_id != node_id:
+        # Another node under a known name, with no rotation linking it: the caller accepts it
+        # only on a fingerprint compared out of band, and otherwise blocks the peer.
+        if same_name.status == "revoked":
+            raise PeerRevoked(f"peer '{card.name}' was revoked; its name cannot be reused")
+        return "changed", method
     known = same_name or same_key
     if known is not None and known.status == "revoked":
         raise PeerRevoked(f"peer '{known.name}' was revoked; its key cannot be trusted again")
     if known is None:
         return "added", method
+    known_card = parse_card(known.card, now=None)
+    if card.seq != known_card.seq or card.body.sign_key != known_card.body.sign_key:
+        # A rotation or renewal handed over by hand: the same rules as when the peer sends it.
+        from keys.statements import decide_card
+
+        change = decide_card(known_card, card, known_text=known.card, new_text=card.armored())
+        if change == "unchanged":
+            return "unchanged", known.verified_by
+        return "updated", _stronger(method, known.verified_by)
     if known.card == card.armored():
         return "unchanged", known.verified_by
     # Same key, same name, another card: only a newer one replaces it (PROTOCOL.md 4), else a stale
     # card, still validly signed, could point deliveries back at an old endpoint.
-    known_from = parse_card(known.card, now=None).body.valid_from
+    known_from = known_card.body.valid_from
     if card.body.valid_from <= known_from:
         raise TrustError(
             f"card for '{card.name}' is not newer than the one already trusted "
@@ -109,8 +125,13 @@ def decide_add(
             hint="ask the peer for its current card",
         )
     # The newer card is signed by the same, already verified key: keep the stronger verification.
-    best: Verification = "fingerprint" if "fingerprint" in (method, known.verified_by) else "tofu"
-    return "updated", best
+    return "updated", _stronger(method, known.verified_by)
+
+
+def _stronger(method: Verification, known: Verification) -> Verification:
+    if "fingerprint" in (method, known):
+        return "fingerprint"
+    return "introduced" if known == "introduced" else method
 
 
 def _utc(ts: int) -> str:
@@ -123,4 +144,6 @@ def require_trusted(record: PeerRecord | None, node_id: bytes) -> PeerRecord:
         raise UnknownSender(f"sender {node_id.hex()[:16]} is not a trusted peer")
     if record.status == "revoked":
         raise PeerRevoked(f"sender '{record.name}' has been revoked")
+    if record.status == "blocked":
+        raise PeerRevoked(f"sender '{record.name}' is blocked: its key changed")
     return record

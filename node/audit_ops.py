@@ -328,4 +328,4 @@ def export_signer(reads: Reads, own: Card, card_text: str) -> PeerKeys:
                 f"the export is from {card.name}, whose card this home does not trust",
                 hint="add the node's card with 'borderlink peers add' first",
             )
-    return PeerKeys(card.name, card.identity.sign_key, card.identity.enc_key)
+    return PeerKeys(card.name, card.identity.sign_key, card.identity.enc_key, card.identity.origin)

@@ -29,9 +29,11 @@ from node.http.listener import GatedSite
 from node.http.peer_routes import PeerDeps, make_peer_app
 from node.inbox import Inbox
 from node.initialise import tls_added, with_tls, write_card
+from node.keychange import apply_statement
 from node.logs import http_logger, quiet_loop_errors
 from node.operations import OperationDeps
 from node.peer_client import PeerClient
+from node.peer_info import PeerInfo
 from node.receiver import Quota, Receiver
 from node.rejections import Rejections
 from node.runtime import Clock, Threads, wall_clock
@@ -44,6 +46,7 @@ from node.witness import Witness
 from protocol.checkpoint import checkpoint_size
 from protocol.errors import NodeError, os_reason
 from protocol.identity import Identity
+from protocol.text import shown
 
 
 class Node:
@@ -113,7 +116,8 @@ class Node:
         return make_peer_app(
             PeerDeps(
                 limits=self.config.limits,
-                card_text=self.card_text,
+                card_text=lambda: self.card_text,
+                key_statement=self.key_statement,
                 receiver=self.receiver,
                 rejections=self.rejections,
                 admission=self.admission,
@@ -151,6 +155,9 @@ class Node:
                     own_card=self._own_card,
                     identity=self.identity,
                     after_peers_changed=self.after_peers_changed,
+                    home=self.home,
+                    after_keys_changed=self.after_keys_changed,
+                    fetch=self.fetch,
                 ),
             )
         )
@@ -327,6 +334,40 @@ class Node:
     async def _witness_now(self) -> dict[str, str]:
         await self.witness.round()
         return self.witness.outcomes()
+
+    async def fetch(self, name: str, path: str) -> bytes:
+        """GET ``path`` from the trusted peer ``name`` (for an operation such as importing a
+        coordinator's directory); a failure is a DeliveryFailed in our words."""
+        rec = await self.run_db(self.store.peer_by_name, name)
+        if rec is None or rec.status != "trusted":
+            raise NodeError(f"no trusted peer named {shown(name)}")
+        answer = await self.client.get(PeerInfo.of(rec), path, limit=1024 * 1024)
+        if answer.status != 200:
+            raise NodeError(f"{shown(name)} answered HTTP {answer.status} for {path}")
+        return answer.body
+
+    async def key_statement(self, text: str, source: str) -> tuple[str, bytes]:
+        """A peer's rotation, renewal or revocation (PROTOCOL.md 13.5): applied, then the
+        node's view of its peers (TLS anchors, delivery) follows it."""
+        applied = await self.run_db(
+            apply_statement, self.store, self.identity, text, now=int(self.clock()), source=source
+        )
+        if applied.outcome == "applied":
+            self.log.info("keys.peer_changed", peer=applied.peer)
+            await self.after_peers_changed()
+        return applied.outcome, applied.receipt
+
+    async def after_keys_changed(self, identity: Identity | None, card: Card | None) -> None:
+        """This node rotated or renewed (``identity`` and ``card`` new) or queued a revocation:
+        sign, decrypt and serve with the new keys from now on, and send the statements."""
+        if identity is not None and card is not None:
+            self.identity.take_over(identity)
+            self.card, self.card_text = card, card.armored()
+            if card.body.tls_cert is not None and card.body.tls_cert != self.tls.cert_der:
+                self.tls.reload(card.body.tls_cert)
+                await self.client.close()  # pooled connections presented the old certificate
+            self.log.info("keys.changed", seq=card.seq, fingerprint=card.identity.fingerprint)
+        await self.deliveries.notices_queued()
 
     async def after_peers_changed(self) -> None:
         """A peer was added, updated, removed or revoked through the admin API: forget what is

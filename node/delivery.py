@@ -16,24 +16,31 @@ nobody else reaches into them.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+import msgspec
 import structlog
 
+from keys.statements import check_receipt
 from keys.trust import PeerRecord
 from node.auditing import record
 from node.config import Delivery
 from node.delivery_rules import Settlement, backoff, failed, settle, split_expired
-from node.peer_client import BatchClient, DeliveryFailed
+from node.peer_client import Answer, BatchClient, DeliveryFailed
 from node.peer_info import PeerInfo
 from node.runtime import Clock, Run, wall_clock
 from node.storage import DueMessage, Store
+from node.storage.rows import KeyNotice
 from protocol.batch import encode_batch
 from protocol.envelope import decode_envelope
+from protocol.errors import Rejected
 from protocol.receipt import receipt_digest
+from protocol.text import escaped
 
 __all__ = ["Deliveries", "LinkState", "PeerWorker", "backoff"]
 
@@ -84,6 +91,9 @@ class PeerWorker:
         self.wake = asyncio.Event()
         self.inflight: set[bytes] = set()  # message ids of the batches being delivered
         self.link = "unknown"  # up | down | unknown, for status
+        # Key statements of this node's may wait for this peer (PROTOCOL.md 13.5): they go
+        # first, and no envelope goes while one is queued (the peer could not check it yet).
+        self.notices = True
         self._tasks: list[asyncio.Task[None]] = []
         self._batches: set[asyncio.Task[None]] = set()
 
@@ -114,6 +124,12 @@ class PeerWorker:
         time. A wake-up comes from a new message (``Deliveries.ensure``) or a finished batch."""
         self.wake.clear()  # before reading: a wake-up during the read is not lost
         timeout: float | None = None
+        if self.notices:
+            wait = await self._send_notices()
+            if wait is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout=wait)
+                return
         if len(self._batches) < max(1, self.policy.concurrency):
             rows, next_due = await self.run_db(
                 self._take, self.peer.node_id, self.clock(), tuple(self.inflight)
@@ -127,6 +143,52 @@ class PeerWorker:
                 timeout = max(0.0, next_due - self.clock())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout=timeout)
+
+    async def _send_notices(self) -> float | None:
+        """Send the queued key statements in order; None once none is left queued, else the
+        seconds until the next attempt."""
+        notices = await self.run_db(self.store.key_notices, self.peer.node_id, pending=True)
+        for n in notices:
+            now = self.clock()
+            if n.next_attempt > now:
+                return n.next_attempt - now
+            try:
+                answer = await self.client.post_key_statement(self.peer, n.statement)
+            except DeliveryFailed as exc:
+                self.link = "down"
+                retry = backoff(n.attempts, self.policy, self.rng)
+                await self.run_db(self._settle_notice, n, "queued", exc.message, now + retry)
+                log.info("keys.notice_failed", peer=self.peer.name, kind=n.kind, error=exc.message)
+                return retry
+            self.link = "up"
+            status, error, receipt = notice_outcome(answer, self.peer, n.statement)
+            await self.run_db(self._settle_notice, n, status, error, now, receipt)
+            log.info("keys.notice", peer=self.peer.name, kind=n.kind, status=status, error=error)
+        self.notices = False
+        return None
+
+    def _settle_notice(
+        self,
+        n: KeyNotice,
+        status: str,
+        error: str | None,
+        next_attempt: float,
+        receipt: bytes | None = None,
+    ) -> None:
+        with self.store.unit(self.clock()) as u:
+            u.mark_notice(n.id, status, error=error, next_attempt=next_attempt, receipt=receipt)
+            if status != "queued":
+                record(
+                    u,
+                    "key.delivered" if status == "delivered" else "key.refused",
+                    peer=self.peer.name,
+                    peer_id=self.peer.node_id.hex(),
+                    outcome=status if status == "delivered" else (error or "refused")[:60],
+                    detail=f"{n.kind} (queued {round(self.clock() - n.queued_at)} s before)",
+                )
+                u.add_key_event(
+                    self.peer.name, f"own.{n.kind}", status, error or "receipt verified"
+                )
 
     def _take(
         self, peer: bytes, now: float, exclude: tuple[bytes, ...]
@@ -312,10 +374,23 @@ class Deliveries:
 
     async def refresh(self) -> None:
         """Re-read the peers with work or a worker (after a peer was added, changed or revoked
-        outside the worker's view) and :meth:`ensure` each."""
+        outside the worker's view) and :meth:`ensure` each; a peer no longer trusted loses its
+        worker (what was queued for it is held, node/keychange.py)."""
         wanted = set(await self.run_db(self.store.pending_peers)) | set(self._workers)
+        wanted |= {n.peer for n in await self.run_db(self.store.key_notices, pending=True)}
         peers = await self.run_db(self.store.peers)
+        for p in peers:
+            worker = self._workers.get(p.node_id)
+            if worker is not None and p.status != "trusted":
+                del self._workers[p.node_id]
+                await worker.stop()
         await self.ensure_all(p for p in peers if p.node_id in wanted)
+
+    async def notices_queued(self) -> None:
+        """Key statements were queued: every worker looks for them, new ones start."""
+        for worker in self._workers.values():
+            worker.notices = True
+        await self.refresh()
 
     def link(self, node_id: bytes) -> LinkState:
         worker = self._workers.get(node_id)
@@ -326,3 +401,28 @@ class Deliveries:
         workers, self._workers = list(self._workers.values()), {}
         for w in workers:
             await w.stop()
+
+
+def notice_outcome(
+    answer: Answer, peer: PeerInfo, statement: str
+) -> tuple[str, str | None, bytes | None]:
+    """(status, error, receipt) of a key statement's answer: delivered only with the peer's
+    signature over the exact statement (PROTOCOL.md 13.5)."""
+    try:
+        data = msgspec.json.decode(answer.body)
+    except msgspec.DecodeError:
+        data = None
+    if answer.status == 200 and isinstance(data, dict) and isinstance(data.get("receipt"), str):
+        try:
+            receipt = base64.b64decode(data["receipt"], validate=True)
+            check_receipt(peer.identity.sign_key, peer.node_id, statement, receipt)
+        except (binascii.Error, Rejected):
+            return "refused", f"{peer.name} answered with a receipt that does not verify", None
+        return "delivered", None, receipt
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        reason = escaped(data["error"], limit=40)
+        text = escaped(str(data.get("message", "")), limit=160)
+        if answer.status in (429, 503):
+            return "queued", f"{peer.name} is busy ({reason})", None
+        return "refused", f"{peer.name} refused it: {reason}: {text}", None
+    return "queued", f"{peer.name} answered HTTP {answer.status}", None

@@ -6,6 +6,8 @@ directory itself is private: 0700 and owned by the user; ``require`` refuses one
     HOME/keystore.json   secret keys, Argon2id + XChaCha20-Poly1305 (mode 0600)
     HOME/card.txt        this node's signed contact card (public; pins its TLS certificate, whose
                          key is derived from the keystore's signing seed: no TLS file on disk)
+    HOME/revocation.txt  revocation certificate: revokes the key without the keystore (keep a copy
+                         away from the node)
     HOME/node.db         SQLite: peers, seen ids, outbox, inbox, receipts, audit log
     HOME/config.toml     optional settings (listen address, retry policy, ...)
     HOME/admin.sock      the admin API's Unix socket while the node runs (mode 0600)
@@ -40,6 +42,11 @@ class Home:
         return self.root / "card.txt"
 
     @property
+    def revocation(self) -> Path:
+        """The revocation certificate written at init and at each rotation (PROTOCOL.md 13.3)."""
+        return self.root / "revocation.txt"
+
+    @property
     def database(self) -> Path:
         return self.root / "node.db"
 
@@ -59,6 +66,15 @@ class Home:
             raise KeystoreError(
                 f"no borderlink identity in {self.root}",
                 hint="run 'borderlink init --name NAME ...' or pass the right --home",
+            )
+        self.check_private()
+
+    def require_card(self) -> None:
+        """For what works with the keystore gone (revoking by certificate): a home with a card."""
+        if not self.card.exists():
+            raise BorderlinkError(
+                f"no borderlink node in {self.root} (no card.txt)",
+                hint="pass the --home of the node whose key you revoke",
             )
         self.check_private()
 
@@ -82,7 +98,7 @@ class Home:
         if self.keystore.exists():
             raise BorderlinkError(
                 f"{self.root} already holds an identity",
-                hint="use another --home, or rotate keys instead of re-initialising",
+                hint="use another --home, or change this node's keys with 'borderlink keys rotate'",
             )
         try:
             st = self.root.stat()

@@ -29,9 +29,12 @@ Req = TypeVar("Req", bound=msgspec.Struct)
 Res = TypeVar("Res", bound=msgspec.Struct)
 
 
-def own_card(home: Home, now: int | None) -> Card:
+def own_card(home: Home, now: int | None, *, keystore: bool = True) -> Card:
     """This node's card from the home, checked valid at ``now`` (None: not checked)."""
-    home.require()
+    if keystore:
+        home.require()
+    else:
+        home.require_card()
     try:
         text = home.card.read_text()
     except OSError as exc:
@@ -42,8 +45,11 @@ def own_card(home: Home, now: int | None) -> Card:
 
 
 @contextmanager
-def _store(home: Home) -> Iterator[Store]:
-    home.require()
+def _store(home: Home, *, keystore: bool = True) -> Iterator[Store]:
+    if keystore:
+        home.require()
+    else:
+        home.require_card()
     store = open_store(home.database)
     try:
         yield store
@@ -58,15 +64,22 @@ def run(
     *,
     identity: Identity | None = None,
     clock: Clock = wall_clock,
+    keystore: bool = True,
 ) -> Res:
-    """Run ``op`` here, as the node would run it; ``identity`` if the CLI has unlocked it."""
+    """Run ``op`` here, as the node would run it; ``identity`` if the CLI has unlocked it;
+    ``keystore=False`` for a home whose keystore is gone (revoking by certificate)."""
 
     def card() -> Card:
-        return own_card(home, int(clock()))
+        return own_card(home, int(clock()), keystore=keystore)
 
-    with _store(home) as store:
+    with _store(home, keystore=keystore) as store:
         deps = OperationDeps(
-            store=store, run_db=run_inline, clock=clock, own_card=card, identity=identity
+            store=store,
+            run_db=run_inline,
+            clock=clock,
+            own_card=card,
+            identity=identity,
+            home=home,
         )
         return _inline(op.run(deps, request))
 
@@ -106,3 +119,49 @@ def initialise(
     init.write_home(home, identity, card, passphrase, kdf_profile)
     with _store(home) as store:
         init.initialised(store, card, kdf_profile=kdf_profile, actor=actor, now=clock())
+
+
+def deliver_notices(home: Home, clock: Clock = wall_clock) -> list[str]:
+    """Send this node's queued key statements from here, once, to every peer they wait for:
+    for a revocation made while the node cannot run (its keystore lost or stolen). Statements
+    need no client certificate. One line per peer, saying how it went."""
+    import asyncio
+
+    from node.config import Delivery
+    from node.delivery import PeerWorker
+    from node.peer_client import PeerClient
+    from node.peer_info import PeerInfo
+
+    async def send(store: Store) -> list[str]:
+        client = PeerClient(Delivery().request_timeout, None)
+        lines = []
+        try:
+            waiting = {n.peer for n in store.key_notices(pending=True)}
+            for rec in store.peers():
+                if rec.node_id not in waiting:
+                    continue
+                worker = PeerWorker(
+                    PeerInfo.of(rec),
+                    me=own_card(home, None, keystore=False).node_id,
+                    store=store,
+                    run_db=run_inline,
+                    client=client,
+                    policy=Delivery(),
+                    clock=clock,
+                )
+                left = await worker._send_notices()
+                done = store.key_notices(rec.node_id)
+                last = done[-1] if done else None
+                if left is None and last is not None and last.status == "delivered":
+                    lines.append(f"{rec.name}: delivered, receipt verified")
+                else:
+                    why = last.last_error if last is not None else "not sent"
+                    lines.append(
+                        f"{rec.name}: not delivered yet ({why}); run the command again later"
+                    )
+        finally:
+            await client.close()
+        return lines
+
+    with _store(home, keystore=False) as store:
+        return asyncio.run(send(store))

@@ -43,7 +43,7 @@ def recipients(reads: Reads, names: list[str]) -> list[PeerKeys]:
     out = []
     for peer in trusted_by_name(reads, names):
         identity = parsed_card(peer.card).identity
-        out.append(PeerKeys(peer.name, identity.sign_key, identity.enc_key))
+        out.append(PeerKeys(peer.name, identity.sign_key, identity.enc_key, identity.origin))
     return out
 
 

@@ -18,10 +18,12 @@ from typing import Generic, Protocol, TypeVar
 import msgspec
 
 from keys.card import Card, parse_card
-from node import audit_ops, initialise, offline, peers
+from node import audit_ops, initialise, keychange, offline, peers
 from node.audit_ops import Exported, LogReport, Proof
+from node.home import Home
+from node.keychange import KeysChanged
 from node.offline import OpenedFile
-from node.peers import AddedPeer, PeerKeys, PeerRow, Revoked
+from node.peers import AddedPeer, PeerKeys, PeerRow, Revoked, VerifiedPeer
 from node.runtime import Clock, Run, run_inline
 from node.sending import cursor, from_cursor, page_limit, paged
 from node.storage import Store
@@ -31,6 +33,10 @@ from protocol.identity import Identity
 
 
 async def _nothing() -> None:
+    return None
+
+
+async def _no_key_change(_identity: Identity | None, _card: Card | None) -> None:
     return None
 
 
@@ -47,6 +53,20 @@ class OperationDeps:
     # After a peer was added, updated, removed or revoked: the node refreshes what it caches
     # about peers (delivery workers, the rate limiter's known senders).
     after_peers_changed: Callable[[], Awaitable[None]] = field(default=_nothing)
+    home: Home | None = None  # the keystore and card files, for the key commands
+    # GET a path from a trusted peer (by name) over mutual TLS; the answer's body. Only the
+    # running node can (the CLI alone has no client): None here.
+    fetch: Callable[[str, str], Awaitable[bytes]] | None = None
+    # After this node's keys or card changed (new identity and card; None, None: only key
+    # statements were queued): the node takes the new keys at once and wakes delivery.
+    after_keys_changed: Callable[[Identity | None, Card | None], Awaitable[None]] = field(
+        default=_no_key_change
+    )
+
+    def my_home(self) -> Home:
+        if self.home is None:
+            raise NodeError("internal error: this operation needs the node's home")
+        return self.home
 
     def me(self) -> Identity:
         if self.identity is None:
@@ -176,7 +196,23 @@ async def _revoke_peer(deps: OperationDeps, req: RevokePeer) -> Revoked:
     return revoked
 
 
+class VerifyPeer(_Request):
+    name: str
+    fingerprint: str
+    actor: str
+
+
+async def _verify_peer(deps: OperationDeps, req: VerifyPeer) -> VerifiedPeer:
+    verified = await deps.run_db(
+        peers.verify, deps.store, req.name, req.fingerprint, actor=req.actor, now=deps.clock()
+    )
+    if verified.outcome != "unchanged":
+        await deps.after_peers_changed()
+    return verified
+
+
 ADD_PEER = Operation("peers.add", AddPeer, AddedPeer, _add_peer)
+VERIFY_PEER = Operation("peers.verify", VerifyPeer, VerifiedPeer, _verify_peer)
 LIST_PEERS = Operation("peers.list", ListPeers, PeerList, _list_peers)
 REMOVE_PEER = Operation("peers.remove", RemovePeer, Done, _remove_peer)
 REVOKE_PEER = Operation("peers.revoke", RevokePeer, Revoked, _revoke_peer)
@@ -353,6 +389,79 @@ async def _note_passphrase_change(deps: OperationDeps, req: NotePassphraseChange
     return Done()
 
 
+# -- this node's keys (PROTOCOL.md 13) -------------------------------------------------------------
+
+
+class RotateKeys(_Request):
+    passphrase: bytes  # the keystore is sealed again with the new keys
+    actor: str
+    overlap_days: int = keychange.DEFAULT_OVERLAP_DAYS
+
+
+class RenewCard(_Request):
+    passphrase: bytes
+    actor: str
+    valid_days: int = 365
+
+
+class RevokeKey(_Request):
+    reason: str
+    actor: str
+    passphrase: bytes | None = None
+    certificate: str | None = None  # a revocation certificate's text: no keystore needed
+    since: int | None = None
+
+
+async def _rotate_keys(deps: OperationDeps, req: RotateKeys) -> KeysChanged:
+    if not 0 <= req.overlap_days <= 90:
+        raise UsageError("--overlap-days must be between 0 and 90")
+    changed, identity, card = await deps.run_db(
+        keychange.rotate_own,
+        deps.my_home(),
+        deps.store,
+        req.passphrase,
+        now=int(deps.clock()),
+        overlap_days=req.overlap_days,
+        actor=req.actor,
+    )
+    await deps.after_keys_changed(identity, card)
+    return changed
+
+
+async def _renew_card(deps: OperationDeps, req: RenewCard) -> KeysChanged:
+    changed, identity, card = await deps.run_db(
+        keychange.renew_own,
+        deps.my_home(),
+        deps.store,
+        req.passphrase,
+        now=int(deps.clock()),
+        valid_days=req.valid_days,
+        actor=req.actor,
+    )
+    await deps.after_keys_changed(identity, card)
+    return changed
+
+
+async def _revoke_key(deps: OperationDeps, req: RevokeKey) -> KeysChanged:
+    changed = await deps.run_db(
+        keychange.revoke_own,
+        deps.my_home(),
+        deps.store,
+        now=int(deps.clock()),
+        actor=req.actor,
+        reason=req.reason,
+        passphrase=req.passphrase,
+        certificate=req.certificate,
+        since=req.since,
+    )
+    await deps.after_keys_changed(None, None)
+    return changed
+
+
+ROTATE_KEYS = Operation("keys.rotate", RotateKeys, KeysChanged, _rotate_keys)
+RENEW_CARD = Operation("keys.renew", RenewCard, KeysChanged, _renew_card)
+REVOKE_KEY = Operation("keys.revoke", RevokeKey, KeysChanged, _revoke_key)
+
 NOTE_CARD_EXPORT = Operation("keys.card_exported", NoteCardExport, Done, _note_card_export)
 NOTE_PASSPHRASE_CHANGE = Operation(
     "keys.passphrase_changed", NotePassphraseChange, Done, _note_passphrase_change
@@ -363,6 +472,10 @@ OPERATIONS: dict[str, Answering] = {
     op.name: op
     for op in (
         ADD_PEER,
+        VERIFY_PEER,
+        ROTATE_KEYS,
+        RENEW_CARD,
+        REVOKE_KEY,
         LIST_PEERS,
         REMOVE_PEER,
         REVOKE_PEER,

@@ -26,10 +26,12 @@ import aiohttp
 from keys.tls import pin_text
 from node.http.bodies import read_limited
 from node.peer_info import PeerInfo
-from node.tls import NodeTls, presented_certificate, unverified_client
+from node.tls import NodeTls, anonymous_client, presented_certificate, unverified_client
 from protocol.batch import BATCH_CONTENT_TYPE, BATCH_PATH
 from protocol.errors import NodeError, os_reason
 
+KEYS_PATH = "/v1/keys"  # PROTOCOL.md 13.5
+MAX_KEYS_ANSWER = 4096
 CHECKPOINT_PATH = "/v1/audit/checkpoint"
 CONSISTENCY_PATH = "/v1/audit/consistency"
 COSIGNATURE_PATH = "/v1/audit/cosignature"
@@ -69,6 +71,10 @@ class BatchClient(Protocol):
         """POST a batch; the peer's answer, or raise :class:`DeliveryFailed`."""
         ...
 
+    async def post_key_statement(self, peer: PeerInfo, statement: str) -> Answer:
+        """POST one of this node's key statements (PROTOCOL.md 13.5)."""
+        ...
+
 
 class AuditClient(Protocol):
     """What the witness needs (PROTOCOL.md 12.3); each raises :class:`DeliveryFailed`."""
@@ -90,7 +96,7 @@ class PeerClient:
     """Every outbound request of the node. Create it anywhere; the session opens on first use
     (aiohttp wants a running loop) and :meth:`close` ends it."""
 
-    def __init__(self, timeout: float, tls: NodeTls) -> None:
+    def __init__(self, timeout: float, tls: NodeTls | None) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 5.0))
         self._tls = tls
         self._session: aiohttp.ClientSession | None = None
@@ -112,6 +118,32 @@ class PeerClient:
             too_large=f"{where} answered with more than {_kib(MAX_BATCH_RESPONSE)}",
             data=body,
             headers=headers,
+        )
+
+    async def post_key_statement(self, peer: PeerInfo, statement: str) -> Answer:
+        """A rotation, renewal or revocation, sent without a client certificate (it carries
+        its own signatures; the peer may not know this node's new certificate yet)."""
+        return await self._request(
+            "POST",
+            peer,
+            KEYS_PATH,
+            where=_where(peer),
+            limit=MAX_KEYS_ANSWER,
+            too_large=f"answer to a key statement is over {_kib(MAX_KEYS_ANSWER)}",
+            data=statement.encode("ascii", "replace"),
+            headers={"Content-Type": "text/plain"},
+            anonymous=True,
+        )
+
+    async def get(self, peer: PeerInfo, path: str, *, limit: int) -> Answer:
+        """GET ``path`` from a peer over mutual TLS (a coordinator's directory, PROTOCOL.md 13.8)."""
+        return await self._request(
+            "GET",
+            peer,
+            path,
+            where=_where(peer),
+            limit=limit,
+            too_large=f"answer over {_kib(limit)}",
         )
 
     async def checkpoint(self, peer: PeerInfo) -> Answer:
@@ -172,6 +204,7 @@ class PeerClient:
         data: bytes | None = None,
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
+        anonymous: bool = False,
     ) -> Answer:
         endpoint = peer.endpoint or ""
         if peer.tls_cert is None:
@@ -186,7 +219,10 @@ class PeerClient:
             )
         session = self._open()
         url = endpoint.rstrip("/") + path
-        ssl_context = self._tls.client_context(peer.tls_cert)
+        if anonymous or self._tls is None:
+            ssl_context = anonymous_client(peer.tls_cert)
+        else:
+            ssl_context = self._tls.client_context(peer.tls_cert)
         try:
             async with session.request(
                 method,

@@ -11,19 +11,24 @@ from __future__ import annotations
 import msgspec
 
 from keys.card import Card
+from keys.statements import utc
 from keys.trust import PeerRecord, decide_add
 from node.auditing import record
+from node.keychange import revoke_peer
 from node.peer_info import parsed_card
 from node.storage import Reads, Store
 from protocol.errors import (
     BorderlinkError,
+    FingerprintMismatch,
+    PeerBlocked,
     PeerKeyChanged,
     PeerRevoked,
     Rejected,
+    StatementRefused,
     TrustError,
     UnknownPeer,
 )
-from protocol.identity import PublicIdentity
+from protocol.identity import PublicIdentity, normalize_fingerprint
 from protocol.text import shown
 
 
@@ -34,23 +39,50 @@ class PeerKeys(msgspec.Struct, frozen=True):
     name: str
     sign_key: bytes
     enc_key: bytes
+    origin: bytes | None = None  # the node id, when a rotation made it not the key's own
 
     @property
     def identity(self) -> PublicIdentity:
-        return PublicIdentity(self.sign_key, self.enc_key)
+        return PublicIdentity(self.sign_key, self.enc_key, self.origin)
 
 
-def trusted_by_name(reads: Reads, names: list[str]) -> list[PeerRecord]:
-    """Names -> trusted peers, in order; an unknown or revoked name is refused (exit 4)."""
+def trusted_by_name(
+    reads: Reads, names: list[str], *, now: float | None = None
+) -> list[PeerRecord]:
+    """Names -> trusted peers, in order; an unknown, revoked or blocked name, or (given ``now``)
+    one whose card expired, is refused (exit 4) with what to do."""
     out = []
     for name in names:
         peer = reads.peer_by_name(name)
         if peer is None:
             raise UnknownPeer(f"no peer named {shown(name)}")
+        if peer.status == "blocked":
+            raise PeerBlocked(blocked_line(peer), hint="")
         if peer.status != "trusted":
-            raise PeerRevoked(f"peer {shown(name)} is revoked")
+            why = f" ({peer.revoke_reason})" if peer.revoke_reason else ""
+            raise PeerRevoked(f"peer {shown(name)} is revoked{why}")
+        if now is not None:
+            until = parsed_card(peer.card).body.valid_until
+            if now >= until:
+                raise TrustError(
+                    f"the card of peer {shown(name)} expired on {utc(until)}; nothing is sent "
+                    "under an expired card",
+                    hint=f"ask {name} to run 'borderlink keys renew' (its renewal reaches you "
+                    "by itself), or import its renewed card with 'borderlink peers add'",
+                )
         out.append(peer)
     return out
+
+
+def blocked_line(peer: PeerRecord) -> str:
+    """The one line a send to a blocked peer fails with: the exact command to run."""
+    pending = parsed_card(peer.pending_card) if peer.pending_card else None
+    fp = pending.identity.fingerprint if pending else "?"
+    return (
+        f"peer {shown(peer.name)} changed its key and is blocked; compare the new fingerprint "
+        f"with {shown(peer.name)} out of band, then run: borderlink peers verify {peer.name} "
+        f'--fingerprint "{fp}"'
+    )
 
 
 class AddedPeer(msgspec.Struct, frozen=True):
@@ -75,6 +107,17 @@ class PeerRow(msgspec.Struct, frozen=True):
     endpoints: list[str]
     valid_until: int | None
     tls_pin: str | None = None
+    introduced_by: str | None = None
+    revoke_reason: str | None = None
+    key_seq: int = 0
+    pending_fingerprint: str | None = None  # blocked: the changed key's
+
+
+class VerifiedPeer(msgspec.Struct, frozen=True):
+    name: str
+    outcome: str  # verified | unchanged
+    fingerprint: str
+    was: str  # how it stood before: tofu | introduced | blocked | fingerprint
 
 
 class Revoked(msgspec.Struct, frozen=True):
@@ -112,7 +155,9 @@ def add(
                 same_pin=_pinning(u, card.tls_pin, other_than=identity.node_id),
                 own_pin=own_pin,
             )
-        except TrustError as exc:
+        except (TrustError, StatementRefused) as exc:
+            if isinstance(exc, StatementRefused):
+                exc = TrustError(f"card not added: {exc.message}")
             kind = "peer.key_changed" if isinstance(exc, PeerKeyChanged) else "peer.added"
             record(
                 u,
@@ -125,7 +170,63 @@ def add(
             )
             refused = exc
         else:
-            if outcome != "unchanged":
+            known = u.peer_by_name(card.name)
+            if outcome == "changed" and known is not None and method != "fingerprint":
+                u.put_peer(
+                    msgspec.structs.replace(known, status="blocked", pending_card=card.armored())
+                )
+                u.hold_outbox(known.node_id, f"peer '{card.name}' changed its key: blocked")
+                record(
+                    u,
+                    "peer.key_changed",
+                    actor,
+                    outcome="blocked",
+                    detail=f"{known.fingerprint} -> {identity.fingerprint}",
+                    peer=peer,
+                    peer_id=peer_id,
+                )
+                blocked = msgspec.structs.replace(known, pending_card=card.armored())
+                refused = PeerBlocked(blocked_line(blocked), hint="")
+            elif outcome == "changed" and known is not None:
+                u.delete_peer(card.name)
+                u.put_peer(
+                    PeerRecord(
+                        name=card.name,
+                        node_id=identity.node_id,
+                        fingerprint=identity.fingerprint,
+                        card=card.armored(),
+                        verified_by="fingerprint",
+                        added_at=int(now),
+                    )
+                )
+                record(
+                    u,
+                    "peer.key_changed",
+                    actor,
+                    outcome="verified by fingerprint",
+                    detail=f"{known.fingerprint} -> {identity.fingerprint}",
+                    peer=peer,
+                    peer_id=peer_id,
+                )
+            elif outcome == "updated" and known is not None:
+                u.put_peer(
+                    msgspec.structs.replace(
+                        known,
+                        card=card.armored(),
+                        fingerprint=identity.fingerprint,
+                        verified_by=method,
+                    )
+                )
+                record(
+                    u,
+                    "peer.updated",
+                    actor,
+                    outcome=f"verified by {method}",
+                    detail=identity.fingerprint,
+                    peer=peer,
+                    peer_id=peer_id,
+                )
+            elif outcome != "unchanged":
                 u.put_peer(
                     PeerRecord(
                         name=card.name,
@@ -148,7 +249,12 @@ def add(
     if refused is not None:
         raise refused
     return AddedPeer(
-        card.name, outcome, method, identity.fingerprint, identity.node_id.hex(), card.tls_pin
+        card.name,
+        "updated" if outcome == "changed" else outcome,
+        method,
+        identity.fingerprint,
+        identity.node_id.hex(),
+        card.tls_pin,
     )
 
 
@@ -185,6 +291,12 @@ def listing(reads: Reads) -> list[PeerRow]:
                 endpoints=list(body.endpoints) if body else [],
                 valid_until=body.valid_until if body else None,
                 tls_pin=parsed_card(p.card).tls_pin if p.card else None,
+                introduced_by=p.introduced_by,
+                revoke_reason=p.revoke_reason,
+                key_seq=parsed_card(p.card).seq if p.card else 0,
+                pending_fingerprint=(
+                    parsed_card(p.pending_card).identity.fingerprint if p.pending_card else None
+                ),
             )
         )
     return rows
@@ -226,7 +338,7 @@ def revoke(store: Store, name: str, *, actor: str, now: float) -> Revoked:
             raise UnknownPeer(f"no peer named '{name}'")
         if rec.status == "revoked":
             return Revoked(name, already=True)
-        u.put_peer(msgspec.structs.replace(rec, status="revoked", revoked_at=int(now)))
+        revoke_peer(u, rec, reason="custodian", since=None, now=now, by="this node's custodian")
         record(
             u,
             "peer.revoked",
@@ -236,3 +348,65 @@ def revoke(store: Store, name: str, *, actor: str, now: float) -> Revoked:
             detail=rec.fingerprint,
         )
     return Revoked(name, already=False)
+
+
+def verify(store: Store, name: str, fingerprint: str, *, actor: str, now: float) -> VerifiedPeer:
+    """A custodian compared ``fingerprint`` out of band: a blocked peer's new key is accepted,
+    a TOFU or introduced peer becomes verified. A wrong fingerprint changes nothing."""
+    given = normalize_fingerprint(fingerprint)
+    refused: TrustError | None = None
+    with store.unit(now) as u:
+        rec = u.peer_by_name(name)
+        if rec is None:
+            raise UnknownPeer(f"no peer named {shown(name)}")
+        if rec.status == "revoked":
+            raise PeerRevoked(f"peer {shown(name)} is revoked; revocation is permanent")
+        pending = parsed_card(rec.pending_card) if rec.pending_card else None
+        target = pending if pending is not None else parsed_card(rec.card)
+        actual = target.identity.fingerprint
+        was = "blocked" if rec.status == "blocked" else rec.verified_by
+        if given != actual:
+            record(
+                u,
+                "peer.verified",
+                actor,
+                outcome="refused",
+                detail=f"fingerprint given does not match {actual}",
+                peer=name,
+                peer_id=rec.node_id.hex(),
+            )
+            refused = FingerprintMismatch(
+                f"the fingerprint of {shown(name)}'s "
+                f"{'new ' if pending else ''}key is {actual}, not the one given; nothing changed"
+            )
+        elif was == "fingerprint":
+            return VerifiedPeer(name, "unchanged", actual, was)
+        else:
+            if pending is not None:
+                u.delete_peer(name)
+                u.put_peer(
+                    PeerRecord(
+                        name=name,
+                        node_id=pending.node_id,
+                        fingerprint=actual,
+                        card=pending.armored(),
+                        verified_by="fingerprint",
+                        added_at=int(now),
+                    )
+                )
+            else:
+                u.put_peer(msgspec.structs.replace(rec, verified_by="fingerprint"))
+            if pending is None or pending.node_id == rec.node_id:
+                u.release_outbox(rec.node_id)  # rows sealed to another node's key stay held
+            record(
+                u,
+                "peer.verified",
+                actor,
+                outcome=f"verified by fingerprint (was {was})",
+                detail=actual,
+                peer=name,
+                peer_id=(pending.node_id if pending else rec.node_id).hex(),
+            )
+    if refused is not None:
+        raise refused
+    return VerifiedPeer(name, "verified", actual, was)

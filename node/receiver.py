@@ -22,17 +22,21 @@ from dataclasses import dataclass, field
 import structlog
 
 from keys.card import parse_card
+from keys.statements import retired_signers, utc
 from keys.trust import PeerRecord, require_trusted
 from node.auditing import record
 from node.config import Limits
+from node.peer_info import parsed_card
 from node.rejections import Rejections
 from node.runtime import Clock, Run, wall_clock
 from node.storage import Accepted, Store, Unit
+from node.storage.rows import RevokedKey
 from protocol.batch import BatchResponse, ItemResult, classify_arrival
 from protocol.envelope import Envelope, Opened, decode_envelope, open_envelope
 from protocol.errors import (
     ChannelMismatch,
     ForeignReference,
+    KeyRetired,
     PeerRevoked,
     QuotaExceeded,
     Rejected,
@@ -69,6 +73,7 @@ class Quota:
 # chunks, another peer's request waits behind a few of these, not behind whole 256-envelope
 # batches (attack9 F3).
 OPEN_CHUNK = 16
+MAX_OLD_KEYS = 4  # replaced keys tried on a signature that fails: a bound on the cost of junk
 
 
 @dataclass
@@ -106,6 +111,7 @@ class Receiver:
         self.rejections = rejections
         self.clock = clock
         self._cards: dict[str, PublicIdentity] = {}
+        self._revoked: dict[bytes, RevokedKey] = {}  # the calling peer's, read per batch
 
     def _identity(self, record: PeerRecord) -> PublicIdentity:
         ident = self._cards.get(record.card)
@@ -120,9 +126,36 @@ class Receiver:
             except PeerRevoked as exc:  # the wire does not tell revoked from unknown
                 raise UnknownSender(exc.message) from exc
 
+        revoked = self._revoked
+
+        def older_keys(node_id: bytes) -> list[tuple[bytes, Rejected | None]]:
+            """The sender's replaced keys (PROTOCOL.md 13.2): each may sign until its overlap
+            ends, unless revoked; after that, what it signed is refused as retired_key."""
+            rec = peers.get(node_id)
+            if rec is None:
+                return []
+            out: list[tuple[bytes, Rejected | None]] = []
+            for old in retired_signers(parsed_card(rec.card))[:MAX_OLD_KEYS]:
+                if old.key in revoked:
+                    why: Rejected | None = KeyRetired(
+                        f"signed with a key of '{rec.name}' that was revoked "
+                        f"({revoked[old.key].reason})"
+                    )
+                elif now >= old.until:
+                    why = KeyRetired(
+                        f"signed with a key '{rec.name}' replaced on {utc(old.replaced_at)}; "
+                        f"its overlap ended {utc(old.until)}"
+                    )
+                else:
+                    why = None
+                out.append((old.key, why))
+            return out
+
         for it in items:
             try:
-                it.opened = open_envelope(it.data, self.me, sender_of=sender_of, now=now)
+                it.opened = open_envelope(
+                    it.data, self.me, sender_of=sender_of, now=now, older_keys=older_keys
+                )
             except Rejected as exc:
                 it.reason, it.detail = exc.reason, exc.message
             except TrustError as exc:
@@ -165,6 +198,7 @@ class Receiver:
         ids are stored; one expired, not for this node or from a peer no longer trusted is
         opened, and so refused, as any other."""
         peers = {p.node_id: p for p in self.store.peers()}
+        self._revoked = {r.key: r for r in self.store.revoked_keys(peer)}
         rec = peers.get(peer)
         if rec is None or rec.status != "trusted":
             return peers

@@ -20,6 +20,7 @@ from typing import Generic, Protocol, TypeVar, cast
 import msgspec
 import structlog
 
+from keys.statements import utc
 from keys.trust import PeerRecord
 from node.auditing import record
 from node.peer_info import parsed_card
@@ -28,7 +29,7 @@ from node.runtime import Clock, Run
 from node.storage import OutboxRow, QueuedMessage, Reads, Store
 from node.storage.rows import OutboxKey
 from protocol.envelope import Envelope, TypeName, seal
-from protocol.errors import BorderlinkError, UsageError, ValidationError
+from protocol.errors import BorderlinkError, TrustError, UsageError, ValidationError
 from protocol.identity import Identity
 from protocol.schemas import SCHEMA_VERSION, Feedback, Meta, decode_body, encode_body
 from protocol.text import shown
@@ -170,7 +171,7 @@ class Sender:
         self, to: list[str], type_name: str, body: bytes, ttl: int, priority: str | None = None
     ) -> bytes:
         """Validate, seal, and queue durably; returns once the message would survive kill -9."""
-        recipients = await self.run_db(trusted_by_name, self.store, to)
+        recipients = await self.run_db(self._recipients, to, self.clock())
         msg = decode_body(type_name, body)
         if priority is not None:
             if priority not in ("routine", "urgent", "flash"):
@@ -194,6 +195,19 @@ class Sender:
         for r in recipients:
             await self.deliveries.ensure(r)
         return env.id
+
+    def _recipients(self, to: list[str], now: float) -> list[PeerRecord]:
+        """The trusted, unexpired peers named, if this node's own key may still sign."""
+        me = self.identity.public
+        for rev in self.store.revoked_keys(self.identity.node_id):
+            if rev.key == me.sign_key:
+                raise TrustError(
+                    f"this node's key was revoked ({rev.reason}) on {utc(rev.at)}: nothing can "
+                    "be sent with it",
+                    hint="set up a new node with 'borderlink init --home NEW_HOME' and have "
+                    "your peers or coordinator introduce it",
+                )
+        return trusted_by_name(self.store, to, now=now)
 
     async def outbox(
         self, msg_id: bytes | None = None, *, limit: int = 50, after: str | None = None

@@ -89,6 +89,26 @@ class NodeTls:
             self._clients[pin] = ctx
         return ctx
 
+    def reload(self, cert_der: bytes) -> None:
+        """After a rotation: serve and present the new certificate (its key derives from the
+        identity, which took over the new keys in place). New handshakes use it; client
+        contexts are built again on next use."""
+        self.cert_der = cert_der
+        if self._server is not None:
+            self._load_own(self._server)
+        self._clients.clear()
+
+
+def anonymous_client(pin: bytes) -> ssl.SSLContext:
+    """Pinned to the peer's certificate, presenting none: for key statements, which carry their
+    own signatures and must reach a peer that does not yet know this node's new certificate
+    (or from a machine without the node's keys at all)."""
+    ctx = _base(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=pin)
+    return ctx
+
 
 def unverified_client() -> ssl.SSLContext:
     """Only to learn which certificate a server presents after a pin mismatch, to name it in the

@@ -22,6 +22,7 @@ from typing import Annotated, Literal
 import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from protocol.decoding import Decoder
@@ -33,12 +34,13 @@ from protocol.errors import (
     Malformed,
     NotForMe,
     Oversize,
+    Rejected,
     Replay,
     SenderMismatch,
     TooManyRecipients,
     ValidationError,
 )
-from protocol.identity import Identity, PublicIdentity, verify_signature
+from protocol.identity import Identity, PublicIdentity, check_sign_key, verify_signature
 from protocol.labels import (
     DEFAULT_CLOCK_SKEW_SECONDS,
     ENVELOPE_HASH_LABEL,
@@ -212,6 +214,28 @@ def decode_envelope(data: bytes) -> Envelope:
     return env
 
 
+def _decrypt(
+    enc: bytes, keys: Sequence[X25519PrivateKey], env: Envelope, mine: bytes, header: bytes
+) -> bytes:
+    """Open the slot with the current decryption key, else one retired in its overlap."""
+    info = hpke_info(env.sender, mine, env.id)
+    for private in keys:
+        try:
+            key = SUITE.decrypt(enc, private, info)
+            return ChaCha20Poly1305(key).decrypt(CONTENT_NONCE, env.payload, header)
+        except (InvalidTag, ValueError):
+            continue
+    raise DecryptionFailed("decryption failed")
+
+
+def _verifies(sign_key: bytes, signature: bytes, data: bytes) -> bool:
+    try:
+        verify_signature(check_sign_key(sign_key), signature, data)
+    except (BadSignature, Malformed):
+        return False
+    return True
+
+
 def open_envelope(
     data: bytes,
     me: Identity,
@@ -220,12 +244,16 @@ def open_envelope(
     now: int,
     seen: Callable[[bytes, bytes], bool] = lambda _sender, _id: False,
     skew: int = DEFAULT_CLOCK_SKEW_SECONDS,
+    older_keys: Callable[[bytes], Sequence[tuple[bytes, Rejected | None]]] = lambda _s: (),
 ) -> Opened:
     """Verify and decrypt; return the message or raise the one Rejected that explains why.
 
     ``sender_of`` maps a node id to a trusted identity or raises (UnknownSender, PeerRevoked);
     ``seen(sender, id)`` answers whether that sender's id was accepted before (ids are scoped
     by sender, so one peer cannot pre-empt another's; the node backs it with a table).
+    ``older_keys(sender)``: signing keys the sender rotated away from, each with None while it
+    may still sign (its overlap) or the Rejected to raise if it signed (KeyRetired); tried only
+    when the current key does not verify.
     """
     env = decode_envelope(data)
     mine = me.node_id
@@ -242,19 +270,25 @@ def open_envelope(
     if env.created > now + skew:
         raise ClockSkew("message was created in the future beyond the allowed clock skew")
     header = env.header()
-    try:
-        key = SUITE.decrypt(slot.key, me.decryption_key, hpke_info(env.sender, mine, env.id))
-        padded = ChaCha20Poly1305(key).decrypt(CONTENT_NONCE, env.payload, header)
-    except (InvalidTag, ValueError) as exc:
-        raise DecryptionFailed("decryption failed") from exc
+    padded = _decrypt(slot.key, me.decryption_keys(now), env, mine, header)
     plain = unpad(padded)
     if len(plain) < SIGNATURE_BYTES:
         raise Malformed("plaintext is shorter than a signature")
     signature, body = plain[:SIGNATURE_BYTES], plain[SIGNATURE_BYTES:]
+    signed = MESSAGE_SIGNATURE_LABEL + header + body
     try:
-        verify_signature(sender.verifier(), signature, MESSAGE_SIGNATURE_LABEL + header + body)
+        verify_signature(sender.verifier(), signature, signed)
     except BadSignature as exc:
-        raise BadSignature("message signature does not verify for the claimed sender") from exc
+        for old_key, refusal in older_keys(env.sender):
+            # A key the sender rotated away from (PROTOCOL.md 13.2): accepted while its
+            # overlap runs; ``refusal`` says why one whose overlap ended (or that was revoked)
+            # no longer may sign, so the sender hears that rather than "bad signature".
+            if _verifies(old_key, signature, signed):
+                if refusal is not None:
+                    raise refusal from exc
+                break
+        else:
+            raise BadSignature("message signature does not verify for the claimed sender") from exc
     try:
         message = decode_body(env.type, body)
     except ValidationError as exc:

@@ -165,6 +165,31 @@ class ChannelMismatch(Rejected):
     reason = "channel_mismatch"
 
 
+class KeyRetired(Rejected):
+    """Signed with a key its owner rotated away from, after the overlap ended, or revoked."""
+
+    reason = "retired_key"
+
+
+class StatementRefused(Rejected):
+    """A key statement (rotation, renewal, revocation) or directory a peer sent was refused:
+    ``reason`` names the rule (PROTOCOL.md 13.6), e.g. sequence_skipped."""
+
+    exit_code = 4
+
+    def __init__(
+        self, reason: str, message: str, *, hint: str | None = None, peer: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+        self.peer = peer  # the peer it came from, when known
+
+
+class PeerBlocked(TrustError):
+    """The peer's key changed without a rotation this node could check: nothing goes to it until
+    a custodian compares the new fingerprint (``borderlink peers verify``)."""
+
+
 class QuotaExceeded(Rejected):
     """The sender's share of this node's inbox (messages or bytes) is used up."""
 

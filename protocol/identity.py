@@ -116,14 +116,19 @@ def _raw_public(key: Ed25519PublicKey | X25519PublicKey) -> bytes:
 
 @dataclass(frozen=True)
 class PublicIdentity:
-    """What a peer knows of a node: both public keys. Imported keys are checked by the caller."""
+    """What a peer knows of a node: both public keys. Imported keys are checked by the caller.
+
+    ``origin`` is the node id when it is not the current signing key's own: a node keeps the id
+    of its first key through rotations (PROTOCOL.md 13.1), which its card's chain of rotation
+    links proves. None for a node that never rotated."""
 
     sign_key: bytes
     enc_key: bytes
+    origin: bytes | None = None
 
     @property
     def node_id(self) -> bytes:
-        return node_id_of(self.sign_key)
+        return self.origin if self.origin is not None else node_id_of(self.sign_key)
 
     @property
     def fingerprint(self) -> str:
@@ -149,24 +154,45 @@ class PublicIdentity:
 class Identity:
     """A node's secret keys. The repr names the node only; the keys are never printed."""
 
-    __slots__ = ("_enc", "_public", "_sign")
+    __slots__ = ("_enc", "_public", "_retired", "_sign")
 
-    def __init__(self, sign: Ed25519PrivateKey, enc: X25519PrivateKey) -> None:
+    def __init__(
+        self, sign: Ed25519PrivateKey, enc: X25519PrivateKey, *, node_id: bytes | None = None
+    ) -> None:
         self._sign = sign
         self._enc = enc
-        self._public = PublicIdentity(_raw_public(sign.public_key()), _raw_public(enc.public_key()))
+        sign_key = _raw_public(sign.public_key())
+        origin = node_id if node_id is not None and node_id != node_id_of(sign_key) else None
+        self._public = PublicIdentity(sign_key, _raw_public(enc.public_key()), origin)
+        self._retired: tuple[tuple[X25519PrivateKey, int], ...] = ()
+
+    def retire(self, keys: list[tuple[X25519PrivateKey, int]]) -> None:
+        """Decryption keys this node replaced, each with the end of its overlap (PROTOCOL.md
+        13.2): envelopes sealed to them before a peer learnt of the rotation still open."""
+        self._retired = tuple(keys)
+
+    def decryption_keys(self, now: int) -> list[X25519PrivateKey]:
+        """The current decryption key first, then the retired ones still in their overlap."""
+        return [self._enc, *(k for k, until in self._retired if now < until)]
+
+    def take_over(self, other: Identity) -> None:
+        """Become ``other`` in place: after a rotation every service holding this object signs
+        and decrypts with the new keys at once, with no restart and no stale copy left behind."""
+        self._sign, self._enc = other._sign, other._enc
+        self._public, self._retired = other._public, other._retired
 
     @classmethod
     def generate(cls) -> Identity:
         return cls(Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
 
     @classmethod
-    def from_secret_bytes(cls, secret: bytes) -> Identity:
+    def from_secret_bytes(cls, secret: bytes, *, node_id: bytes | None = None) -> Identity:
         if len(secret) != SECRET_BYTES:
             raise Malformed("identity secret has the wrong length")
         return cls(
             Ed25519PrivateKey.from_private_bytes(secret[:32]),
             X25519PrivateKey.from_private_bytes(secret[32:]),
+            node_id=node_id,
         )
 
     def secret_bytes(self) -> bytes:

@@ -16,6 +16,15 @@ MESSAGE_SIGNATURE_LABEL = b"borderlink/1 message\n"
 HPKE_INFO_LABEL = b"borderlink/1 hpke slot\n"
 ENVELOPE_HASH_LABEL = b"borderlink/1 envelope\n"
 RECEIPT_SIGNATURE_LABEL = b"borderlink/1 receipt\n"
+# Key lifecycle (PROTOCOL.md 13): a rotation link is signed by the key it replaces, a revocation by
+# the key it revokes, a key-statement receipt by the peer that applied it, a directory by its
+# coordinator.
+ROTATION_LABEL = b"borderlink/1 key rotation\n"
+REVOCATION_LABEL = b"borderlink/1 key revocation\n"
+KEY_RECEIPT_LABEL = b"borderlink/1 key statement receipt\n"
+DIRECTORY_LABEL = b"borderlink/1 directory\n"
+MAX_ROTATIONS = 32  # links a card may carry; a node rotating monthly has years of room
+MAX_OVERLAP_SECONDS = 90 * 24 * 3600
 
 # Limits enforced before any decoding or cryptography (PROTOCOL.md section 6).
 MAX_ENVELOPE_BYTES = 1024 * 1024

@@ -23,11 +23,13 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from keys.statements import MAX_STATEMENT_BYTES
 from node.admission import Admission, Caller
 from node.config import Limits
 from node.cosigning import MAX_COSIGNATURE_BODY, Cosigning, Refused
 from node.http.bodies import read_limited
 from node.http.responses import peer_error
+from node.peer_client import KEYS_PATH
 from node.ratelimit import Sampler, sampled
 from node.receiver import Receiver
 from node.rejections import Rejections
@@ -40,7 +42,7 @@ from protocol.batch import (
     decode_batch,
     encode_response,
 )
-from protocol.errors import Rejected
+from protocol.errors import Rejected, StatementRefused
 from protocol.text import escaped
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -63,7 +65,8 @@ def size_param(request: web.Request, name: str) -> int | None:
 @dataclass(frozen=True, kw_only=True)
 class PeerDeps:
     limits: Limits
-    card_text: str
+    card_text: Callable[[], str]  # this node's card now (it changes when the keys rotate)
+    key_statement: Callable[[str, str], Awaitable[tuple[str, bytes]]]  # text, source -> answer
     receiver: Receiver
     rejections: Rejections
     admission: Admission
@@ -114,7 +117,9 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
             return await handler(request)
         if not deps.admission.allow(caller):
             return await over_rate(request)
-        if request.path == "/v1/card":
+        if request.path in ("/v1/card", KEYS_PATH):
+            # A key statement carries its own signatures (PROTOCOL.md 13.5): a node whose
+            # certificate just changed, or its custodian on another machine, sends it unnamed.
             return await handler(request)
         if caller.peer is None:
             n = anonymous.count(caller.source)  # per address: varying the path logs nothing more
@@ -193,7 +198,30 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
         return web.Response(body=encode_response(resp), content_type=BATCH_CONTENT_TYPE)
 
     async def card(_request: web.Request) -> web.Response:
-        return web.Response(text=deps.card_text, content_type="text/plain")
+        return web.Response(text=deps.card_text(), content_type="text/plain")
+
+    async def post_key_statement(request: web.Request) -> web.Response:
+        declared = request.content_length
+        if declared is not None and declared > MAX_STATEMENT_BYTES:
+            return peer_error("oversize", f"body over {MAX_STATEMENT_BYTES} bytes")
+        raw = await body_or_refusal(
+            request,
+            lambda: read_limited(request.content, None, MAX_STATEMENT_BYTES),
+            MAX_STATEMENT_BYTES,
+        )
+        if isinstance(raw, web.Response):
+            return raw
+        try:
+            text = raw.decode("ascii")
+        except UnicodeDecodeError:
+            return peer_error("malformed", "a key statement is ASCII armored text")
+        try:
+            outcome, receipt = await deps.key_statement(text, str(request.remote))
+        except StatementRefused as exc:
+            return peer_error(exc.reason, exc.message)
+        return web.json_response(
+            {"outcome": outcome, "receipt": base64.b64encode(receipt).decode()}
+        )
 
     async def livez(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -244,6 +272,7 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
     app.router.add_post("/v1/audit/cosignature", audit_cosignature)
     app.router.add_post(BATCH_PATH, post_envelopes)
     app.router.add_get("/v1/card", card)
+    app.router.add_post(KEYS_PATH, post_key_statement)
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
     return app

@@ -33,6 +33,16 @@ HTTP_STATUS = {
     "channel_mismatch": 403,  # an envelope signed by another peer than the channel proves
     "quota_exceeded": 507,  # the sender's share of this node's inbox storage is used up
     "foreign_reference": 403,  # feedback about a message that was not sent to its sender
+    # key statements (PROTOCOL.md 13.6)
+    "retired_key": 403,  # signed with a replaced key after its overlap, or a revoked one
+    "sequence_skipped": 409,
+    "sequence_reused": 409,
+    "sequence_older": 409,
+    "not_a_rotation": 409,
+    "not_later": 409,
+    "unknown_node": 404,
+    "unknown_key": 404,
+    "revoked": 410,
 }
 
 # Decryption and signature failures are opaque to peers: details go to the local log only.

@@ -28,11 +28,14 @@ from node.storage.rows import (
     InboxKey,
     InboxRow,
     InboxStats,
+    KeyEvent,
+    KeyNotice,
     KnownMessage,
     OutboxKey,
     OutboxRow,
     OutboxStats,
     QueuedMessage,
+    RevokedKey,
     SenderUsage,
     SignedCheckpoint,
     StoredMessage,
@@ -141,6 +144,23 @@ class Reads(Protocol):
         ...
 
     def witnessed(self, node: bytes) -> Witnessed | None: ...
+    def revoked_keys(self, node: bytes | None = None) -> list[RevokedKey]:
+        """Signing keys revoked by a signed revocation, this node's and its peers'."""
+        ...
+
+    def key_notices(self, peer: bytes | None = None, *, pending: bool = False) -> list[KeyNotice]:
+        """This node's key statements queued for peers, oldest first (``pending``: queued)."""
+        ...
+
+    def key_events(self, limit: int = 20) -> list[KeyEvent]:
+        """The latest key changes applied or refused, newest first."""
+        ...
+
+    def directory_seq(self, coordinator: bytes) -> int | None:
+        """The sequence number of the last directory imported from ``coordinator`` (or, for
+        this node's own id, the last it published)."""
+        ...
+
     def evidence(self) -> list[Evidence]:
         """Oldest first."""
         ...
@@ -162,6 +182,34 @@ class Unit(Reads, Protocol):
     # peers
     def put_peer(self, peer: PeerRecord) -> None:
         """Insert, or replace the peer of the same name."""
+        ...
+
+    def put_revoked_key(self, key: RevokedKey) -> None: ...
+    def enqueue_notice(self, peer: bytes, kind: str, statement: str) -> None: ...
+    def mark_notice(
+        self,
+        notice_id: int,
+        status: str,
+        *,
+        error: str | None,
+        next_attempt: float,
+        receipt: bytes | None = None,
+    ) -> None: ...
+    def add_key_event(self, peer: str, kind: str, outcome: str, detail: str) -> None:
+        """Keeps the latest 200."""
+        ...
+
+    def hold_outbox(self, peer: bytes, why: str) -> int:
+        """Undelivered rows for ``peer`` -> held with ``why``; nothing is sent while held."""
+        ...
+
+    def release_outbox(self, peer: bytes) -> int:
+        """Held rows for ``peer`` -> queued, due now."""
+        ...
+
+    def set_directory_seq(self, coordinator: bytes, seq: int) -> None: ...
+    def mark_suspect(self, sender: bytes, since: float, why: str) -> int:
+        """Inbox rows from ``sender`` received since ``since`` -> suspect, with why."""
         ...
 
     def delete_peer(self, name: str) -> bool:

@@ -175,3 +175,39 @@ class Evidence(msgspec.Struct, frozen=True, kw_only=True):
     new_note: str
     detail: str
     at: float
+
+
+class RevokedKey(msgspec.Struct, frozen=True, kw_only=True):
+    """A signing key revoked by a signed revocation (PROTOCOL.md 13.3): this node's or a peer's."""
+
+    node: bytes
+    key: bytes
+    reason: str
+    since: int | None
+    at: int
+    statement: str  # the armored revocation, to pass on
+
+
+class KeyNotice(msgspec.Struct, frozen=True, kw_only=True):
+    """A key statement of this node's queued for one peer: delivered like a message."""
+
+    id: int
+    peer: bytes
+    kind: str  # rotation | renewal | revocation
+    statement: str
+    status: str  # queued | delivered | refused
+    attempts: int
+    next_attempt: float
+    last_error: str | None
+    queued_at: float
+    delivered_at: float | None
+
+
+class KeyEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A key change this node applied or refused, as status shows the latest ones."""
+
+    at: float
+    peer: str
+    kind: str
+    outcome: str
+    detail: str

@@ -31,11 +31,14 @@ from node.storage.rows import (
     InboxKey,
     InboxRow,
     InboxStats,
+    KeyEvent,
+    KeyNotice,
     KnownMessage,
     OutboxKey,
     OutboxRow,
     OutboxStats,
     QueuedMessage,
+    RevokedKey,
     SenderUsage,
     SignedCheckpoint,
     StoredMessage,
@@ -45,7 +48,13 @@ from node.storage.sqlite_schema import ADDED_COLUMNS, ON_ADDED_COLUMNS, SCHEMA, 
 from protocol.audit import AuditEntry
 from protocol.errors import NodeError, Replay
 
-_PEER_COLUMNS = "name, node_id, fingerprint, card, verified_by, status, added_at, revoked_at"
+_PEER_COLUMNS = (
+    "name, node_id, fingerprint, card, verified_by, status, added_at, revoked_at, "
+    "revoke_reason, revoke_since, pending_card, introduced_by"
+)
+_NOTICE_COLUMNS = (
+    "id, peer, kind, statement, status, attempts, next_attempt, last_error, queued_at, delivered_at"
+)
 _INBOX_COLUMNS = (
     "id, sender, type, created, expires, received_at, content_hash, refers_to, read_at, "
     "acked_at, ack_action, withdrawn_by, priority"
@@ -83,6 +92,65 @@ class _Reads:
     def peers(self) -> list[PeerRecord]:
         rows = self._db.execute(f"SELECT {_PEER_COLUMNS} FROM peers ORDER BY name").fetchall()
         return [_peer(r) for r in rows]
+
+    def revoked_keys(self, node: bytes | None = None) -> list[RevokedKey]:
+        where, args = ("WHERE node = ?", (node,)) if node is not None else ("", ())
+        rows = self._db.execute(
+            f"SELECT node, key, reason, since, at, statement FROM revoked_keys {where} "
+            "ORDER BY at, key",
+            args,
+        ).fetchall()
+        return [
+            RevokedKey(
+                node=bytes(r[0]),
+                key=bytes(r[1]),
+                reason=r[2],
+                since=r[3],
+                at=r[4],
+                statement=r[5],
+            )
+            for r in rows
+        ]
+
+    def key_notices(self, peer: bytes | None = None, *, pending: bool = False) -> list[KeyNotice]:
+        clauses, args = [], []
+        if peer is not None:
+            clauses.append("peer = ?")
+            args.append(peer)
+        if pending:
+            clauses.append("status = 'queued'")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._db.execute(
+            f"SELECT {_NOTICE_COLUMNS} FROM key_notices {where} ORDER BY id", args
+        ).fetchall()
+        return [
+            KeyNotice(
+                id=r[0],
+                peer=bytes(r[1]),
+                kind=r[2],
+                statement=r[3],
+                status=r[4],
+                attempts=r[5],
+                next_attempt=r[6],
+                last_error=r[7],
+                queued_at=r[8],
+                delivered_at=r[9],
+            )
+            for r in rows
+        ]
+
+    def key_events(self, limit: int = 20) -> list[KeyEvent]:
+        rows = self._db.execute(
+            "SELECT at, peer, kind, outcome, detail FROM key_events ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [KeyEvent(at=r[0], peer=r[1], kind=r[2], outcome=r[3], detail=r[4]) for r in rows]
+
+    def directory_seq(self, coordinator: bytes) -> int | None:
+        row = self._db.execute(
+            "SELECT seq FROM directories WHERE coordinator = ?", (coordinator,)
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     # replay table ----------------------------------------------------------------------------
 
@@ -326,7 +394,8 @@ class SqliteUnit(_Reads):
 
     def put_peer(self, peer: PeerRecord) -> None:
         self._db.execute(
-            f"INSERT OR REPLACE INTO peers ({_PEER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO peers ({_PEER_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 peer.name,
                 peer.node_id,
@@ -336,8 +405,80 @@ class SqliteUnit(_Reads):
                 peer.status,
                 peer.added_at,
                 peer.revoked_at,
+                peer.revoke_reason,
+                peer.revoke_since,
+                peer.pending_card,
+                peer.introduced_by,
             ),
         )
+
+    # key lifecycle
+
+    def put_revoked_key(self, key: RevokedKey) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO revoked_keys (node, key, reason, since, at, statement) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (key.node, key.key, key.reason, key.since, key.at, key.statement),
+        )
+
+    def enqueue_notice(self, peer: bytes, kind: str, statement: str) -> None:
+        self._db.execute(
+            "INSERT INTO key_notices (peer, kind, statement, status, next_attempt, queued_at) "
+            "VALUES (?, ?, ?, 'queued', ?, ?)",
+            (peer, kind, statement, self._now, self._now),
+        )
+
+    def mark_notice(
+        self,
+        notice_id: int,
+        status: str,
+        *,
+        error: str | None,
+        next_attempt: float,
+        receipt: bytes | None = None,
+    ) -> None:
+        self._db.execute(
+            "UPDATE key_notices SET status = ?, attempts = attempts + 1, last_error = ?, "
+            "next_attempt = ?, receipt = COALESCE(?, receipt), "
+            "delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END WHERE id = ?",
+            (status, error, next_attempt, receipt, status, self._now, notice_id),
+        )
+
+    def add_key_event(self, peer: str, kind: str, outcome: str, detail: str) -> None:
+        self._db.execute(
+            "INSERT INTO key_events (at, peer, kind, outcome, detail) VALUES (?, ?, ?, ?, ?)",
+            (self._now, peer, kind, outcome, detail[:300]),
+        )
+        self._db.execute(
+            "DELETE FROM key_events WHERE id <= (SELECT MAX(id) FROM key_events) - 200"
+        )
+
+    def hold_outbox(self, peer: bytes, why: str) -> int:
+        return self._db.execute(
+            f"UPDATE outbox SET status = 'held', last_error = ? WHERE peer = ? AND status IN "
+            f"{_UNDELIVERED}",
+            (why, peer),
+        ).rowcount
+
+    def release_outbox(self, peer: bytes) -> int:
+        return self._db.execute(
+            "UPDATE outbox SET status = 'queued', last_error = NULL, next_attempt = ? "
+            "WHERE peer = ? AND status = 'held'",
+            (self._now, peer),
+        ).rowcount
+
+    def set_directory_seq(self, coordinator: bytes, seq: int) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO directories (coordinator, seq, at) VALUES (?, ?, ?)",
+            (coordinator, seq, self._now),
+        )
+
+    def mark_suspect(self, sender: bytes, since: float, why: str) -> int:
+        return self._db.execute(
+            "UPDATE inbox SET suspect = ? WHERE sender = ? AND received_at >= ? "
+            "AND suspect IS NULL",
+            (why, sender, since),
+        ).rowcount
 
     def delete_peer(self, name: str) -> bool:
         return self._db.execute("DELETE FROM peers WHERE name = ?", (name,)).rowcount > 0
@@ -580,8 +721,13 @@ def _not_in(ids: Collection[bytes]) -> str:
 
 
 def _peer(row: Sequence[Any]) -> PeerRecord:
-    name, node_id, fingerprint, card, verified_by, status, added_at, revoked_at = row
+    name, node_id, fingerprint, card, verified_by, status, added_at, revoked_at = row[:8]
+    reason, since, pending, introduced = row[8:]
     return PeerRecord(
+        revoke_reason=reason,
+        revoke_since=since,
+        pending_card=pending,
+        introduced_by=introduced,
         name=str(name),
         node_id=bytes(node_id),
         fingerprint=str(fingerprint),

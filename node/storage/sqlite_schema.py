@@ -12,7 +12,15 @@ SCHEMA_VERSION = 2
 # Columns added to a released version's tables, with the value rows stored before them get: a
 # database without one gains it (ALTER TABLE) when opened, then the indexes that use them.
 # inbox.priority: 0 routine, 1 urgent, 2 flash (meta.priority, kept when a message is stored).
-ADDED_COLUMNS = (("inbox", "priority", "INTEGER NOT NULL DEFAULT 0"),)
+# peers.revoke_reason .. introduced_by, inbox.suspect: key lifecycle (PROTOCOL.md 13).
+ADDED_COLUMNS = (
+    ("inbox", "priority", "INTEGER NOT NULL DEFAULT 0"),
+    ("inbox", "suspect", "TEXT"),
+    ("peers", "revoke_reason", "TEXT"),
+    ("peers", "revoke_since", "INTEGER"),
+    ("peers", "pending_card", "TEXT"),
+    ("peers", "introduced_by", "TEXT"),
+)
 ON_ADDED_COLUMNS = """
 CREATE INDEX IF NOT EXISTS inbox_listing ON inbox(priority, received_at, sender, id);
 CREATE INDEX IF NOT EXISTS inbox_unread ON inbox(priority, received_at, sender, id)
@@ -111,6 +119,42 @@ CREATE TABLE IF NOT EXISTS witnessed (
     root    BLOB NOT NULL,
     note    TEXT NOT NULL,
     updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revoked_keys (
+    node    BLOB NOT NULL,
+    key     BLOB NOT NULL,
+    reason  TEXT NOT NULL,
+    since   INTEGER,
+    at      INTEGER NOT NULL,
+    statement TEXT NOT NULL,
+    PRIMARY KEY (node, key)
+);
+CREATE TABLE IF NOT EXISTS key_notices (
+    id           INTEGER PRIMARY KEY,
+    peer         BLOB NOT NULL,
+    kind         TEXT NOT NULL,
+    statement    TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_error   TEXT,
+    queued_at    REAL NOT NULL,
+    delivered_at REAL,
+    receipt      BLOB
+);
+CREATE INDEX IF NOT EXISTS key_notices_due ON key_notices(peer, status, id);
+CREATE TABLE IF NOT EXISTS key_events (
+    id      INTEGER PRIMARY KEY,
+    at      REAL NOT NULL,
+    peer    TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS directories (
+    coordinator BLOB PRIMARY KEY,
+    seq         INTEGER NOT NULL,
+    at          REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS evidence (
     id       INTEGER PRIMARY KEY,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from keys.trust import PeerRecord, decide_add, require_trusted
@@ -59,21 +60,27 @@ def test_neither_or_both_verification_modes_is_a_usage_error() -> None:
         )
 
 
-def test_changed_key_for_known_name_is_refused_even_with_tofu() -> None:
+def test_changed_key_for_known_name_is_a_change_the_caller_must_block_or_verify() -> None:
+    """Another key under a known name is never an update: decide_add says "changed", with the
+    method, so node/peers.py blocks the peer (TOFU) or accepts a fingerprint compared out of
+    band; a revoked name is refused outright."""
     old = card_for(fixed_identity("alice"))
     new = card_for(fixed_identity("mallory"))  # same name "bar-pcu", another key
-    with pytest.raises(PeerKeyChanged, match="another key"):
-        decide_add(
-            new, fingerprint=None, trust_on_first_use=True, same_name=record(old), same_key=None
-        )
-    with pytest.raises(PeerKeyChanged):
-        decide_add(
-            new,
-            fingerprint=new.identity.fingerprint,
-            trust_on_first_use=False,
-            same_name=record(old),
-            same_key=None,
-        )
+    tofu = decide_add(
+        new, fingerprint=None, trust_on_first_use=True, same_name=record(old), same_key=None
+    )
+    assert tofu == ("changed", "tofu")
+    verified = decide_add(
+        new,
+        fingerprint=new.identity.fingerprint,
+        trust_on_first_use=False,
+        same_name=record(old),
+        same_key=None,
+    )
+    assert verified == ("changed", "fingerprint")
+    revoked = msgspec.structs.replace(record(old), status="revoked")
+    with pytest.raises(PeerRevoked):
+        decide_add(new, fingerprint=None, trust_on_first_use=True, same_name=revoked, same_key=None)
 
 
 def test_same_key_under_a_second_name_is_refused() -> None:
