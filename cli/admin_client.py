@@ -115,4 +115,6 @@ def _rebuild(err: dict[str, Any]) -> BorderlinkError:
         BorderlinkError.__init__(exc, message, hint=hint)
     if "exit_code" in err and type(exc).exit_code != err["exit_code"]:
         exc.exit_code = int(err["exit_code"])
+    if isinstance(err.get("reason"), str) and isinstance(exc, errors.Rejected):
+        exc.reason = err["reason"]
     return exc

@@ -30,6 +30,8 @@ def _inbox_human(rows: list[dict[str, Any]]) -> str:
         flags += ("new " if not r["read"] else "") + (f"acked:{r['acked']} " if r["acked"] else "")
         if r["withdrawn_by"]:
             flags += "WITHDRAWN "
+        if r.get("suspect"):
+            flags += "SUSPECT "
         out.append(
             f"{r['id']}  {r['type']:<13} from {r['from']:<16} {local_time(r['received_at'])}  {flags}"
         )
@@ -76,6 +78,8 @@ def _message_human(d: dict[str, Any]) -> str:
     )
     if d["withdrawn_by"]:
         head += f"WITHDRAWN by {d['withdrawn_by']}\n"
+    if d.get("suspect"):
+        head += f"SUSPECT: {d['suspect']}\n"
     return head + json_for_terminal(d["message"])
 
 

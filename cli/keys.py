@@ -329,3 +329,135 @@ def _revoke_without_keystore(ctx: Ctx, request: Any) -> dict[str, Any]:
     for line in sent:
         note(line)
     return done
+
+
+BACKUP_ENV = "BORDERLINK_BACKUP_PASSPHRASE"
+
+
+def _backup_passphrase(*, confirm: bool) -> bytes:
+    """The backup's own passphrase: $BORDERLINK_BACKUP_PASSPHRASE, else asked at the terminal
+    (twice when writing). Never the keystore's: a backup must survive a forgotten one."""
+    import os
+
+    from cli.passphrase import get_passphrase
+    from protocol.errors import UsageError
+
+    value = os.environ.pop(BACKUP_ENV, None)
+    if value is not None:
+        if not value:
+            raise UsageError(f"{BACKUP_ENV} is empty")
+        return value.encode()
+    return get_passphrase(fd=None, file=None, confirm=confirm, env={}, purpose="key backup")
+
+
+@keys_group.command("backup")
+@click.option("-o", "--output", type=PathArg(dir_okay=False), required=True, help="File to write.")
+@passphrase_options
+@click.pass_obj
+def backup_cmd(
+    ctx: Ctx, output: str, passphrase_fd: int | None, passphrase_file: str | None
+) -> None:
+    """Write the secret keys and the card, encrypted under a separate backup passphrase (asked
+    twice, or $BORDERLINK_BACKUP_PASSPHRASE), for safekeeping away from the node."""
+    from pathlib import Path
+
+    from cli.passphrase import get_passphrase
+    from keys.keyring import decode_keyring, encode_keyring
+    from keys.keystore import (
+        BACKUP_FORMAT,
+        open_keystore,
+        profile_of,
+        read_keystore_file,
+        seal_keystore,
+        write_keystore_file,
+    )
+
+    ctx.home.require()
+    data = read_keystore_file(ctx.home.keystore)
+    phrase = get_passphrase(fd=passphrase_fd, file=passphrase_file, confirm=False)
+    ring = decode_keyring(open_keystore(data, phrase))
+    ring = msgspec.structs.replace(ring, card=ctx.home.card.read_text())
+    backup = _backup_passphrase(confirm=True)
+    sealed = seal_keystore(
+        encode_keyring(ring), backup, profile=profile_of(data), format=BACKUP_FORMAT
+    )
+    write_keystore_file(Path(output), sealed)
+    note(f"wrote the key backup of {ctx.card().name} to {output} (mode 0600)")
+    note("keep it, and its passphrase, apart from the node; restore with 'borderlink keys restore'")
+
+
+@keys_group.command("restore")
+@click.argument("backup_file", metavar="FILE", type=PathArg(dir_okay=False))
+@click.option(
+    "--kdf-profile",
+    type=OneOf(["moderate", "interactive"]),
+    default="moderate",
+    show_default=True,
+    help="Argon2id cost of the new keystore.",
+)
+@json_option
+@click.pass_obj
+def restore_cmd(ctx: Ctx, backup_file: str, kdf_profile: str, as_json: bool) -> None:
+    """Restore a key backup into --home: a new home, or one of the same node whose keystore
+    was lost. The new keystore passphrase is asked twice (or $BORDERLINK_NEW_PASSPHRASE)."""
+    import os
+    from pathlib import Path
+
+    from cli.passphrase import get_passphrase
+    from keys.card import parse_card
+    from keys.keyring import decode_keyring, encode_keyring
+    from keys.keystore import (
+        BACKUP_FORMAT,
+        open_keystore,
+        read_keystore_file,
+        seal_keystore,
+        write_keystore_file,
+    )
+    from node.initialise import write_card
+    from protocol.errors import BorderlinkError, UsageError
+
+    data = read_keystore_file(Path(backup_file))
+    ring = decode_keyring(
+        open_keystore(data, _backup_passphrase(confirm=False), format=BACKUP_FORMAT)
+    )
+    if ring.card is None:
+        raise BorderlinkError("the backup holds no card; it was not written by 'keys backup'")
+    card = parse_card(ring.card, now=None)
+    if ring.identity().public != card.identity:
+        raise BorderlinkError("the backup's keys and card belong to different identities")
+    home = ctx.home
+    if home.card.exists():
+        home.check_private()
+        here = parse_card(home.card.read_text(), now=None)
+        if here.node_id != card.node_id:
+            raise UsageError(
+                f"{home.root} holds another node ({here.name}); restore into a new --home"
+            )
+        if here.seq > card.seq:
+            raise UsageError(
+                f"the backup is older (key seq {card.seq}) than this home's card (seq "
+                f"{here.seq}); its keys were replaced since"
+            )
+        overwrite = True
+    else:
+        home.create()
+        overwrite = False
+    new_env = os.environ.pop("BORDERLINK_NEW_PASSPHRASE", None)
+    if new_env:
+        phrase = new_env.encode()
+    else:
+        phrase = get_passphrase(fd=None, file=None, confirm=True, env={}, purpose="new keystore")
+    write_keystore_file(
+        home.keystore,
+        seal_keystore(encode_keyring(ring), phrase, profile=kdf_profile),
+        overwrite=overwrite,
+    )
+    write_card(home, card)
+    info = {
+        "name": card.name,
+        "node_id": card.node_id.hex(),
+        "fingerprint": card.identity.fingerprint,
+        "seq": card.seq,
+        "home": str(home.root),
+    }
+    emit(info, as_json, lambda d: f"restored {d['name']} ({d['fingerprint']}) into {d['home']}")

@@ -173,3 +173,13 @@ def revoke_cmd(ctx: Ctx, name: str, yes: bool) -> None:
         note(f"peer {name} was already revoked")
         return
     note(f"revoked peer {name}; messages from it will be refused")
+
+
+def _directory_commands() -> None:
+    from cli.directory import import_directory_cmd, publish_directory_cmd
+
+    peers_group.add_command(import_directory_cmd)
+    peers_group.add_command(publish_directory_cmd)
+
+
+_directory_commands()

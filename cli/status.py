@@ -39,7 +39,25 @@ def _human(d: dict[str, Any]) -> str:
         f"  MISBEHAVIOUR by {m['peer']}: {m['kind']}: {m['detail']}"
         for m in d.get("misbehaviour", [])
     ]
+    k = d.get("keys")
+    if k:
+        lines.append(f"keys: seq {k['seq']}, card valid until {_day(k['valid_until'])}")
+        lines += [f"  WARNING: {w}" for w in k["warnings"]]
+        lines += [
+            f"  key statement(s) not yet delivered to {name}: {n}"
+            for name, n in k["undelivered_statements"].items()
+        ]
+        lines += [
+            f"  {_day(e['at'])} {e['peer']}: {e['kind']} {e['outcome']}: {e['detail']}"
+            for e in k["events"][:5]
+        ]
     return "\n".join(lines)
+
+
+def _day(ts: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
 
 
 @click.command("status", cls=Command)

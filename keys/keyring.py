@@ -84,12 +84,6 @@ def identity_from_secret(secret: bytes) -> Identity:
     return decode_keyring(secret).identity()
 
 
-def prune(ring: Keyring, now: int) -> Keyring:
-    """Drop retired keys whose overlap ended: nothing sealed to them may open any more."""
-    keep = [r for r in ring.retired if r.until > now]
-    return ring if len(keep) == len(ring.retired) else msgspec.structs.replace(ring, retired=keep)
-
-
 def rotate(
     ring: Keyring, card: Card, new: Identity, *, now: int, overlap: int
 ) -> tuple[Keyring, Rotation]:
@@ -118,8 +112,11 @@ def rotate(
         unsigned, signature=old.sign(rotation_signed_bytes(ring.node_id, unsigned))
     )
     retired = RetiredKey(seq=link.seq, enc_secret=ring.current[32:], until=link.overlap_until)
-    kept = prune(ring, now).retired
+    # Retired decryption keys are kept (at most one per rotation): messages stored in the inbox
+    # were sealed to them and are opened again to be shown; new ones open only in the overlap.
     return (
-        Keyring(node_id=ring.node_id, current=new.secret_bytes(), retired=[*kept, retired]),
+        Keyring(
+            node_id=ring.node_id, current=new.secret_bytes(), retired=[*ring.retired, retired]
+        ),
         link,
     )

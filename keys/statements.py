@@ -102,12 +102,19 @@ def parse_revocation(text: str | bytes) -> Revocation:
 
 
 def split_certificate(text: str) -> dict[str, Revocation]:
-    """A revocation certificate file (one revocation per reason, written at init) -> by reason."""
+    """A revocation certificate file (one revocation per reason, written at init, after a few
+    lines saying what it is) -> by reason. Text between the blocks is ignored."""
     out: dict[str, Revocation] = {}
+    begin = f"-----BEGIN BORDERLINK {REVOCATION_KIND}-----"
     end = f"-----END BORDERLINK {REVOCATION_KIND}-----"
-    for chunk in text.split(end)[:-1]:
-        rev = parse_revocation(chunk.strip() + "\n" + end + "\n")
+    at = text.find(begin)
+    while at >= 0 and len(out) < len(REASONS):
+        stop = text.find(end, at)
+        if stop < 0:
+            break
+        rev = parse_revocation(text[at : stop + len(end)] + "\n")
         out[rev.body.reason] = rev
+        at = text.find(begin, stop)
     if not out:
         raise Malformed("the file holds no BORDERLINK REVOCATION")
     return out

@@ -47,7 +47,15 @@ def make_certificate(identity: Identity, *, now: int) -> bytes:
     a function of the identity and ``now`` (the serial is a hash of both; Ed25519 signatures are
     deterministic), so the project's vectors can pin the exact bytes."""
     key = tls_key(identity)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity.node_id.hex())])
+    names = [x509.NameAttribute(NameOID.COMMON_NAME, identity.node_id.hex())]
+    if identity.public.origin is not None:
+        # After a rotation the node id stays and the key changes: a second attribute naming the
+        # key keeps each certificate's subject its own. OpenSSL finds a self-signed anchor by
+        # its subject, so two anchors with one name would have a peer check the new
+        # certificate against the old one and refuse it (PROTOCOL.md 3.5).
+        tag = hashlib.sha256(identity.public.sign_key).hexdigest()[:16]
+        names.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"key {tag}"))
+    subject = x509.Name(names)
     start = datetime.datetime.fromtimestamp(now - 86400, tz=datetime.UTC)
     cert = (
         x509.CertificateBuilder()

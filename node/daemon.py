@@ -117,6 +117,7 @@ class Node:
             PeerDeps(
                 limits=self.config.limits,
                 card_text=lambda: self.card_text,
+                home_root=self.home.root,
                 key_statement=self.key_statement,
                 receiver=self.receiver,
                 rejections=self.rejections,
@@ -137,6 +138,7 @@ class Node:
             node_id=self.identity.node_id,
             started=self.started,
             listen=lambda: f"{host}:{self.listen_port}",
+            card=lambda: self.card,
         )
         return make_admin_app(
             AdminDeps(

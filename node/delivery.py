@@ -147,10 +147,12 @@ class PeerWorker:
     async def _send_notices(self) -> float | None:
         """Send the queued key statements in order; None once none is left queued, else the
         seconds until the next attempt."""
+        self.notices = False  # before reading: a statement queued during the read is not lost
         notices = await self.run_db(self.store.key_notices, self.peer.node_id, pending=True)
         for n in notices:
             now = self.clock()
             if n.next_attempt > now:
+                self.notices = True
                 return n.next_attempt - now
             try:
                 answer = await self.client.post_key_statement(self.peer, n.statement)
@@ -159,12 +161,16 @@ class PeerWorker:
                 retry = backoff(n.attempts, self.policy, self.rng)
                 await self.run_db(self._settle_notice, n, "queued", exc.message, now + retry)
                 log.info("keys.notice_failed", peer=self.peer.name, kind=n.kind, error=exc.message)
+                self.notices = True
                 return retry
             self.link = "up"
             status, error, receipt = notice_outcome(answer, self.peer, n.statement)
-            await self.run_db(self._settle_notice, n, status, error, now, receipt)
+            retry = backoff(n.attempts, self.policy, self.rng) if status == "queued" else 0.0
+            await self.run_db(self._settle_notice, n, status, error, now + retry, receipt)
             log.info("keys.notice", peer=self.peer.name, kind=n.kind, status=status, error=error)
-        self.notices = False
+            if status == "queued":
+                self.notices = True
+                return retry
         return None
 
     def _settle_notice(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from keys.statements import retired_signers
 from keys.trust import PeerRecord
 from node.auditing import record
 from node.peer_info import parsed_card
@@ -43,6 +44,7 @@ class InboxView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     read: bool
     acked: str | None  # the action it was acknowledged with
     withdrawn_by: str | None  # the retraction that withdrew it
+    suspect: str | None = None  # its sender's key was reported compromised since before it came
     message: Message | None = None
 
 
@@ -66,6 +68,7 @@ def inbox_view(row: InboxRow, names: dict[bytes, str]) -> InboxView:
         read=row.read_at is not None,
         acked=row.ack_action,
         withdrawn_by=row.withdrawn_by.hex() if row.withdrawn_by else None,
+        suspect=row.suspect,
     )
 
 
@@ -118,12 +121,19 @@ def _find(store: Store, msg_id: bytes, from_name: str | None) -> _Found:
 
 
 def _reopen(envelope: bytes, me: Identity, rec: PeerRecord, created: int) -> Opened:
-    identity = parsed_card(rec.card).identity
+    """A stored message, opened again to show it: it was checked when it came, so any key the
+    sender's chain holds may have signed it (it may predate a rotation), and this node's
+    decryption keys as they were when it was created open it."""
+    card = parsed_card(rec.card)
+    identity = card.identity
+    older = [(old.key, None) for old in retired_signers(card)]
 
     def sender_of(_nid: bytes) -> PublicIdentity:
         return identity
 
-    return open_envelope(envelope, me, sender_of=sender_of, now=created)
+    return open_envelope(
+        envelope, me, sender_of=sender_of, now=created, older_keys=lambda _nid: older
+    )
 
 
 class Inbox:

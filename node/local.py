@@ -163,5 +163,10 @@ def deliver_notices(home: Home, clock: Clock = wall_clock) -> list[str]:
             await client.close()
         return lines
 
+    import logging
+
+    from node.logs import configure
+
+    configure("json", level=logging.WARNING)  # the lines returned say it; stdout stays --json's
     with _store(home, keystore=False) as store:
         return asyncio.run(send(store))

@@ -16,10 +16,15 @@ from typing import Protocol
 
 import msgspec
 
+from keys.card import Card
+from keys.statements import utc
+from keys.trust import PeerRecord
 from node.delivery import LinkState
+from node.peer_info import parsed_card
+from node.peers import blocked_line
 from node.runtime import Clock, Run
 from node.storage import Evidence, InboxStats, OutboxStats, Reads
-from node.storage.rows import SenderUsage
+from node.storage.rows import KeyEvent, KeyNotice, RevokedKey, SenderUsage
 
 # The report's field order is the JSON's: the CLI and scripts read it.
 
@@ -62,6 +67,22 @@ class InboxStatus(msgspec.Struct, frozen=True):
     senders: list[SenderInbox]  # by node id
 
 
+class KeysStatus(msgspec.Struct, frozen=True):
+    """This node's key and card, and what needs a custodian: expiring or expired cards (its own
+    and its peers'), blocked or revoked peers, key statements not yet delivered, and the latest
+    key changes applied or refused (PROTOCOL.md 13)."""
+
+    seq: int
+    valid_until: int
+    revoked: str | None
+    warnings: list[str]
+    undelivered_statements: dict[str, int]  # peer name -> this node's statements queued for it
+    events: list[KeyEvent]
+
+
+EXPIRY_WARNING = 30 * 86400
+
+
 class Report(msgspec.Struct, frozen=True):
     node: str
     node_id: str
@@ -74,6 +95,7 @@ class Report(msgspec.Struct, frozen=True):
     misbehaviour: list[Misbehaviour]
     inbox: InboxStatus
     oldest_undelivered_age: float | None
+    keys: KeysStatus | None = None
 
 
 class Snapshot(msgspec.Struct, frozen=True):
@@ -87,13 +109,22 @@ class Snapshot(msgspec.Struct, frozen=True):
     cosignatures: int  # received for the latest checkpoint
     evidence: list[Evidence]
     senders: list[SenderUsage] = msgspec.field(default_factory=list)
+    peers: list[PeerRecord] = msgspec.field(default_factory=list)
+    revoked: list[RevokedKey] = msgspec.field(default_factory=list)  # this node's keys
+    notices: list[KeyNotice] = msgspec.field(default_factory=list)  # queued ones
+    key_events: list[KeyEvent] = msgspec.field(default_factory=list)
 
 
-def snapshot(reads: Reads) -> Snapshot:
+def snapshot(reads: Reads, me: bytes = b"") -> Snapshot:
     """Runs on the database thread."""
     latest = reads.latest_checkpoint()
+    peers = reads.peers()
     return Snapshot(
-        names={p.node_id: p.name for p in reads.peers()},
+        peers=peers,
+        revoked=reads.revoked_keys(me),
+        notices=reads.key_notices(pending=True),
+        key_events=reads.key_events(10),
+        names={p.node_id: p.name for p in peers},
         outbox=reads.outbox_stats(),
         inbox=reads.inbox_stats(),
         audit_size=reads.audit_state().size,
@@ -120,6 +151,57 @@ class Running:
     node_id: bytes
     started: float
     listen: Callable[[], str]  # HOST:PORT, known once the peer API is bound
+    card: Callable[[], Card] | None = None  # this node's card now (it changes on rotation)
+
+
+def keys_status(card: Card, snap: Snapshot, now: float) -> KeysStatus:
+    warnings = []
+    body = card.body
+    revoked = next((r for r in snap.revoked if r.key == body.sign_key), None)
+    if revoked is not None:
+        warnings.append(f"this node's key was REVOKED ({revoked.reason}) on {utc(revoked.at)}")
+    if now >= body.valid_until:
+        warnings.append(
+            f"this node's card EXPIRED on {utc(body.valid_until)}: peers refuse it; run "
+            "'borderlink keys renew'"
+        )
+    elif body.valid_until - now < EXPIRY_WARNING:
+        warnings.append(
+            f"this node's card expires on {utc(body.valid_until)} (in "
+            f"{int((body.valid_until - now) // 86400)} days): run 'borderlink keys renew'"
+        )
+    for p in snap.peers:
+        if p.status == "blocked":
+            warnings.append(blocked_line(p))
+            continue
+        if p.status != "trusted":
+            continue
+        until = parsed_card(p.card).body.valid_until
+        if now >= until:
+            warnings.append(
+                f"the card of peer '{p.name}' EXPIRED on {utc(until)}: nothing is sent to it"
+            )
+        elif until - now < EXPIRY_WARNING:
+            warnings.append(
+                f"the card of peer '{p.name}' expires on {utc(until)} (in "
+                f"{int((until - now) // 86400)} days)"
+            )
+    names = {p.node_id: p.name for p in snap.peers}
+    pending: dict[str, int] = {}
+    for n in snap.notices:
+        name = names.get(n.peer, n.peer.hex()[:16])
+        pending[name] = pending.get(name, 0) + 1
+    for e in snap.key_events:
+        if e.outcome not in ("applied", "announced", "delivered") and now - e.at < 86400:
+            warnings.append(f"key statement {e.kind} from/to '{e.peer}': {e.outcome}: {e.detail}")
+    return KeysStatus(
+        seq=card.seq,
+        valid_until=body.valid_until,
+        revoked=revoked.reason if revoked else None,
+        warnings=warnings,
+        undelivered_statements=pending,
+        events=snap.key_events,
+    )
 
 
 def report(
@@ -166,6 +248,7 @@ def report(
             ],
         ),
         oldest_undelivered_age=round(now - oldest, 1) if oldest else None,
+        keys=keys_status(me.card(), snap, now) if me.card is not None else None,
     )
 
 
@@ -181,5 +264,5 @@ class Status:
         self.clock = clock
 
     async def report(self) -> Report:
-        snap = await self.run_db(snapshot, self.reads)
+        snap = await self.run_db(snapshot, self.reads, self.me.node_id)
         return report(self.me, snap, self.links.link, self.witness.outcomes(), self.clock())

@@ -34,6 +34,7 @@ PERMANENT_REASONS = frozenset(
         "replay",
         "channel_mismatch",
         "foreign_reference",
+        "retired_key",
     }
 )
 

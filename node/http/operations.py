@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from node.directory_ops import DIRECTORY_OPERATIONS
 from node.operations import OPERATIONS, OperationDeps
 from protocol.errors import NodeError
 from protocol.text import shown
@@ -20,7 +21,7 @@ OPS_PATH = "/v1/ops/{name}"
 def add_operation_routes(app: web.Application, deps: OperationDeps) -> None:
     async def operation(request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        op = OPERATIONS.get(name)
+        op = OPERATIONS.get(name) or DIRECTORY_OPERATIONS.get(name)
         if op is None:
             raise NodeError(
                 f"this node does not know the operation {shown(name)}",

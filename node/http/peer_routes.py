@@ -19,6 +19,7 @@ import base64
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -28,6 +29,7 @@ from node.admission import Admission, Caller
 from node.config import Limits
 from node.cosigning import MAX_COSIGNATURE_BODY, Cosigning, Refused
 from node.http.bodies import read_limited
+from node.http.directory_routes import add_directory_route
 from node.http.responses import peer_error
 from node.peer_client import KEYS_PATH
 from node.ratelimit import Sampler, sampled
@@ -66,6 +68,7 @@ def size_param(request: web.Request, name: str) -> int | None:
 class PeerDeps:
     limits: Limits
     card_text: Callable[[], str]  # this node's card now (it changes when the keys rotate)
+    home_root: Path  # where a coordinator keeps the directory it publishes
     key_statement: Callable[[str, str], Awaitable[tuple[str, bytes]]]  # text, source -> answer
     receiver: Receiver
     rejections: Rejections
@@ -273,6 +276,7 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
     app.router.add_post(BATCH_PATH, post_envelopes)
     app.router.add_get("/v1/card", card)
     app.router.add_post(KEYS_PATH, post_key_statement)
+    add_directory_route(app, deps.home_root)
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
     return app

@@ -79,6 +79,7 @@ async def admin_errors(request: web.Request, handler: Handler) -> web.StreamResp
                 "message": exc.message,
                 "hint": exc.hint,
                 "exit_code": exc.exit_code,
+                "reason": getattr(exc, "reason", None),
             },
             status=400,
         )

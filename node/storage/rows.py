@@ -48,6 +48,7 @@ class InboxRow(msgspec.Struct, frozen=True, kw_only=True):
     ack_action: str | None
     withdrawn_by: bytes | None
     priority: str  # routine | urgent | flash; routine for messages stored before it was kept
+    suspect: str | None = None  # why: its sender reported the signing key compromised
 
 
 class InboxKey(msgspec.Struct, frozen=True):

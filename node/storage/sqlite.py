@@ -57,7 +57,7 @@ _NOTICE_COLUMNS = (
 )
 _INBOX_COLUMNS = (
     "id, sender, type, created, expires, received_at, content_hash, refers_to, read_at, "
-    "acked_at, ack_action, withdrawn_by, priority"
+    "acked_at, ack_action, withdrawn_by, priority, suspect"
 )
 _PRIORITIES = ("routine", "urgent", "flash")  # inbox.priority is the index: most urgent highest
 _INBOX_ORDER = "ORDER BY priority DESC, received_at DESC, sender DESC, id DESC"
@@ -754,6 +754,7 @@ def _inbox(r: Sequence[Any]) -> InboxRow:
         ack_action=r[10],
         withdrawn_by=None if r[11] is None else bytes(r[11]),
         priority=_PRIORITIES[int(r[12])] if 0 <= int(r[12]) < len(_PRIORITIES) else "routine",
+        suspect=r[13],
     )
 
 

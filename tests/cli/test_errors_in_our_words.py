@@ -125,8 +125,8 @@ def test_standard_input_is_named_as_such(tmp_path: Path) -> None:
         ),
         (
             ["keys", "bogus"],
-            "there is no command 'bogus'; the commands are export-card, export-public,"
-            " passphrase, show (see 'borderlink keys --help')",
+            "there is no command 'bogus'; the commands are backup, export-card, export-public,"
+            " passphrase, renew, restore, revoke, rotate, show (see 'borderlink keys --help')",
         ),
         (
             ["seal", "--to", "x", "--type", "feedback", "f.json", "-o", "/"],

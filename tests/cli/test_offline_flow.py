@@ -159,11 +159,13 @@ def test_trust_mistakes(homes: dict[str, Path], tmp_path: Path) -> None:
             check=False,
         ),
         4,
-        "another key",
+        "changed its key and is blocked; compare the new fingerprint",
     )
-    assert [p["fingerprint"] for p in cli_json(homes["bar"], "peers", "list")] == [
-        cli_json(homes["bel"], "keys", "show")["fingerprint"]
-    ]
+    # Blocked, not replaced: the known key stays, the changed one waits for 'peers verify'.
+    [row] = cli_json(homes["bar"], "peers", "list")
+    assert row["fingerprint"] == cli_json(homes["bel"], "keys", "show")["fingerprint"]
+    assert row["status"] == "blocked"
+    assert row["pending_fingerprint"] == cli_json(impostor, "keys", "show")["fingerprint"]
     one_line_error(
         cli(homes["bar"], "seal", "--to", "nobody", "--type", "seizure-alert", "x", check=False),
         1,

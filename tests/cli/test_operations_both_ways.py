@@ -162,8 +162,8 @@ def test_peers_and_open_say_and_audit_the_same_with_or_without_the_node(
         ("open", str(sealed)),  # the same file again: a replay, refused and audited
         ("seal", "--to", "belgrade-accu,nobody", "--type", "seizure-alert", str(msg)),
         ("audit", "log", "--kind", "peer."),
-        ("peers", "revoke", "belgrade-accu"),
-        ("peers", "revoke", "belgrade-accu"),
+        ("peers", "revoke", "belgrade-accu", "--yes"),
+        ("peers", "revoke", "belgrade-accu", "--yes"),
         ("peers", "remove", "belgrade-accu"),  # refused: revocation is permanent
         ("peers", "remove", "nobody"),
         ("open", str(sealed)),  # a revoked sender

@@ -30,7 +30,7 @@ def test_regression_revoked_peer_could_be_removed_then_trusted_again(
 ) -> None:
     bar, card = homes["bar"], str(tmp_path / "bel.card")
     fp = cli_json(homes["bel"], "keys", "show")["fingerprint"]
-    cli(bar, "peers", "revoke", "belgrade-accu")
+    cli(bar, "peers", "revoke", "belgrade-accu", "--yes")
     one_line_error(
         cli(bar, "peers", "remove", "belgrade-accu", check=False),
         4,

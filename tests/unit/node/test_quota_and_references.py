@@ -26,7 +26,7 @@ from node.storage.sqlite import open_store
 from protocol.audit import AuditEntry
 from protocol.envelope import Envelope, seal
 from protocol.schemas import encode_body, template
-from tests.conftest import fixed_identity
+from tests.conftest import NOW, fixed_identity
 from tests.peering import peer_record
 
 BOB, ALICE, MALLORY, CAROL = (fixed_identity(n) for n in ("bob", "alice", "mallory", "carol"))
@@ -181,7 +181,7 @@ def feedback_about(msg_id: bytes) -> bytes:
 
 async def sent_to(store: Store, *names: str) -> bytes:
     """A message this node (Bob) sent to ``names``."""
-    sender = Sender(ME, store, run_inline, run_inline, Woken(), time.time)
+    sender = Sender(ME, store, run_inline, run_inline, Woken(), lambda: float(NOW))
     return await sender.send(
         list(names), "seizure-alert", encode_body(template("seizure-alert")), 600
     )

@@ -1,0 +1,179 @@
+"""Keys change safely (PROTOCOL.md 13), black-box: real node processes, real sockets, the CLI.
+
+A rotation reaches a peer that was down, one that missed two rotations catches up in order, an
+envelope sealed under the old keys opens during the overlap and is refused as retired_key after
+it, and a key revoked by its certificate with the keystore gone stops its messages everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.harness import NodeProc, make_network, one_line_error, stop_all
+from tests.integration.waiting import wait_until
+
+# A peer that comes back is retried within 2 s, so the tests wait for delivery, not backoff.
+QUICK = {"BORDERLINK_DELIVERY_BACKOFF_MAX": "2"}
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[dict[str, NodeProc]]:
+    nodes = make_network(tmp_path, ["bar-pcu", "belgrade-accu"], extra_env=QUICK)
+    yield nodes
+    stop_all(nodes)
+
+
+@pytest.fixture
+def trio(tmp_path: Path) -> Iterator[dict[str, NodeProc]]:
+    nodes = make_network(tmp_path, ["bar-pcu", "belgrade-accu", "skopje-coord"], extra_env=QUICK)
+    yield nodes
+    stop_all(nodes)
+
+
+def _alert(tmp: Path, node: NodeProc) -> Path:
+    path = tmp / "alert.json"
+    path.write_text(node.cli("template", "seizure-alert").stdout)
+    return path
+
+
+def _peer(node: NodeProc, name: str) -> dict[str, object]:
+    [row] = [p for p in node.json("peers", "list") if p["name"] == name]
+    return dict(row)
+
+
+def _audit(node: NodeProc, kind: str) -> list[dict[str, object]]:
+    return [e for e in node.json("audit", "log")["items"] if e["kind"] == kind]
+
+
+def test_rotations_reach_a_peer_that_was_down_in_order_and_old_envelopes_open_in_the_overlap(
+    trio: dict[str, NodeProc], tmp_path: Path
+) -> None:
+    bar, bel, coord = trio["bar-pcu"], trio["belgrade-accu"], trio["skopje-coord"]
+    alert = _alert(tmp_path, bar)
+    assert bel.stop() == 0
+    # Sealed and signed under bar's first keys, queued while bel is down.
+    early = bar.json("send", "--to", "belgrade-accu", "--type", "seizure-alert", str(alert))
+    first = bar.json("keys", "show")["fingerprint"]
+    one = bar.json("keys", "rotate")
+    assert (one["kind"], one["seq"], one["previous_fingerprint"]) == ("rotated", 1, first)
+    assert Path(one["revocation_certificate"]).is_file()
+    two = bar.json("keys", "rotate")
+    assert two["seq"] == 2 and two["previous_fingerprint"] == one["fingerprint"]
+    shown = bar.json("keys", "show")
+    assert shown["fingerprint"] == two["fingerprint"] and shown["seq"] == 2
+    assert [(h["seq"], h["replaced"], h["by"]) for h in shown["history"]] == [
+        (1, first, one["fingerprint"]),
+        (2, one["fingerprint"], two["fingerprint"]),
+    ]
+    # The peer that stayed up switched at once, twice, and audited each switch.
+    wait_until(
+        lambda: _peer(coord, "bar-pcu")["fingerprint"] == two["fingerprint"] or None,
+        "skopje-coord to take bar-pcu's second rotation",
+    )
+    assert [e["detail"][:6] for e in _audit(coord, "key.rotated")] == ["seq 1:", "seq 2:"]
+    assert _peer(coord, "bar-pcu")["verified_by"] == "fingerprint"  # a checked chain stays verified
+    # bel returns: both rotations arrive in order, then the envelope sealed under the old keys.
+    bel.start()
+    wait_until(
+        lambda: _peer(bel, "bar-pcu")["fingerprint"] == two["fingerprint"] or None,
+        "belgrade-accu to catch up with both rotations",
+    )
+    assert [e["detail"][:6] for e in _audit(bel, "key.rotated")] == ["seq 1:", "seq 2:"]
+    inbox = wait_until(lambda: bel.json("inbox")["items"] or None, "the early alert at bel")
+    assert [m["id"] for m in inbox] == [early["id"]]
+    # Both ways under the new keys, through the node's new TLS certificate.
+    later = bar.json(
+        "send", "--to", "belgrade-accu", "--type", "seizure-alert", str(alert), "--wait", "30"
+    )
+    assert later["recipients"] == {"belgrade-accu": "delivered"}
+    back = bel.json("inbox", "ack", early["id"], "--action", "seized")
+    assert back["to"] == "bar-pcu"
+    wait_until(
+        lambda: [m for m in bar.json("inbox")["items"] if m["type"] == "feedback"] or None,
+        "bel's feedback, sealed to bar's newest key, at bar",
+    )
+    status = bar.json("status")["keys"]
+    assert status["seq"] == 2 and status["undelivered_statements"] == {}
+
+
+def test_after_the_overlap_an_envelope_signed_with_the_old_key_is_refused(
+    pair: dict[str, NodeProc], tmp_path: Path
+) -> None:
+    bar, bel = pair["bar-pcu"], pair["belgrade-accu"]
+    alert = _alert(tmp_path, bar)
+    assert bel.stop() == 0
+    early = bar.json("send", "--to", "belgrade-accu", "--type", "seizure-alert", str(alert))
+    bar.json("keys", "rotate", "--overlap-days", "0")  # the old key's overlap ends at once
+    bel.start()
+    row = wait_until(
+        lambda: next(
+            (
+                r
+                for r in bar.json("outbox")["items"]
+                if r["id"] == early["id"] and r["status"] == "rejected"
+            ),
+            None,
+        ),
+        "the old-key envelope to be refused",
+    )
+    assert "retired_key" in row["last_error"]
+    assert bel.json("inbox")["items"] == []
+    refused = [e for e in _audit(bel, "message.rejected") if e["outcome"] == "retired_key"]
+    assert refused and "overlap ended" in str(refused[0]["detail"])
+
+
+def test_revocation_by_certificate_with_the_keystore_gone(
+    pair: dict[str, NodeProc], tmp_path: Path
+) -> None:
+    bar, bel = pair["bar-pcu"], pair["belgrade-accu"]
+    alert = _alert(tmp_path, bel)
+    sent = bar.json(
+        "send",
+        "--to",
+        "belgrade-accu",
+        "--type",
+        "seizure-alert",
+        str(_alert(tmp_path, bar)),
+        "--wait",
+        "30",
+    )
+    assert bar.stop() == 0
+    queued = bel.json("send", "--to", "bar-pcu", "--type", "seizure-alert", str(alert))
+    certificate = tmp_path / "kept-away.txt"
+    certificate.write_text((bar.home / "revocation.txt").read_text())
+    (bar.home / "keystore.json").unlink()  # the laptop was stolen: no keystore, no passphrase
+    done = bar.cli(
+        "keys",
+        "revoke",
+        "--certificate",
+        str(certificate),
+        "--reason",
+        "compromised",
+        "--yes",
+        "--json",
+    )
+    assert json.loads(done.stdout)["kind"] == "revoked"
+    assert "belgrade-accu: delivered, receipt verified" in done.stderr
+    peer = _peer(bel, "bar-pcu")
+    assert (peer["status"], peer["revoke_reason"]) == ("revoked", "compromised")
+    # What bel received from that key since it was compromised is marked, what it queued held.
+    [m] = bel.json("inbox")["items"]
+    assert m["id"] == sent["id"] and "compromised" in m["suspect"]
+    [row] = [r for r in bel.json("outbox")["items"] if r["id"] == queued["id"]]
+    assert row["status"] == "held" and "revoked" in row["last_error"]
+    [entry] = _audit(bel, "key.revoked")
+    assert entry["peer"] == "bar-pcu" and entry["outcome"] == "compromised"
+    one_line_error(
+        bel.cli("send", "--to", "bar-pcu", "--type", "seizure-alert", str(alert), check=False),
+        4,
+        "revoked (compromised)",
+    )
+    events = bel.json("status")["keys"]["events"]
+    assert [(e["peer"], e["kind"], e["outcome"]) for e in events][:1] == [
+        ("bar-pcu", "revoked", "applied")
+    ]
