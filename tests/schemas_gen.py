@@ -50,7 +50,10 @@ def card_schema() -> dict[str, Any]:
         "requires tls_cert (a self-signed DER certificate whose subject is one common name, "
         "the card's node id in lowercase hex, PROTOCOL.md 3.5) and https:// "
         "endpoints, version 1 has no tls_cert; location starts with country; valid_until > "
-        "valid_from. Patterns use Python regex syntax (\\Z = end of text); bytes are base64.",
+        "valid_from; rotations (PROTOCOL.md 13.1) each signed by the key it replaces, in "
+        "rising seq up to the card's seq, the last handing over to sign_key; the node id is "
+        "that of the first link's old_key (else of sign_key). Patterns use Python regex syntax "
+        "(\\Z = end of text); bytes are base64.",
         **schema,
     }
 
