@@ -115,8 +115,6 @@ def rotate(
     # Retired decryption keys are kept (at most one per rotation): messages stored in the inbox
     # were sealed to them and are opened again to be shown; new ones open only in the overlap.
     return (
-        Keyring(
-            node_id=ring.node_id, current=new.secret_bytes(), retired=[*ring.retired, retired]
-        ),
+        Keyring(node_id=ring.node_id, current=new.secret_bytes(), retired=[*ring.retired, retired]),
         link,
     )

@@ -43,6 +43,7 @@ HTTP_STATUS = {
     "unknown_node": 404,
     "unknown_key": 404,
     "revoked": 410,
+    "not_found": 404,  # GET /v1/directory on a node that publishes none
 }
 
 # Decryption and signature failures are opaque to peers: details go to the local log only.

@@ -8,9 +8,8 @@ it, and a key revoked by its certificate with the keystore gone stops its messag
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 

@@ -38,7 +38,7 @@ LIMITS = {
     "BORDERLINK_LIMITS_PEER_RATE": "1",
     "BORDERLINK_LIMITS_PEER_BURST": "40",
     "BORDERLINK_LIMITS_ANONYMOUS_RATE": "1",
-    "BORDERLINK_LIMITS_ANONYMOUS_BURST": "20",
+    "BORDERLINK_LIMITS_ANONYMOUS_BURST": "40",
     "BORDERLINK_LIMITS_MAX_INBOX_PER_SENDER": "3",
 }
 
@@ -281,6 +281,8 @@ def probes(
     out.append(("/v1/envelopes", "post", raw_post(bar.port, via, 10_000_000, b""), "oversize"))
     out.append(("/v1/envelopes", "post", raw_post(bar.port, via, 100, b"\x91"), "body_timeout"))
     out += audit_probes(bar, peer, via)
+    out += key_probes(bar, peer)
+    out += directory_probes(bar, via)
     # The probes above left the peer's bucket a few tokens: the flood empties it, and the
     # audit routes share it. Anonymous callers have a bucket of their own, per address.
     flooded = refused(lambda: request(post, via, "POST", b"\xc1"))
@@ -311,8 +313,157 @@ def probes(
             refused(lambda: request(bar.url + "/v1/card", nobody)),
             "rate_limited",
         ),
+        (
+            "/v1/keys",
+            "post",
+            refused(lambda: request(bar.url + "/v1/keys", nobody, "POST", b"x")),
+            "rate_limited",
+        ),
+        (
+            "/v1/directory",
+            "get",
+            refused(lambda: request(bar.url + "/v1/directory", via)),
+            "rate_limited",
+        ),
     ]
+    out += revoked_probes(bar, peer, via)
     return out
+
+
+def _peer_card(bar: NodeProc) -> Any:
+    from keys.card import parse_card
+
+    return parse_card((bar.home.parent / "belgrade-accu.card").read_text(), now=None)
+
+
+def _card_like(card: Any, ident: Any, **over: Any) -> str:
+    """A card of the peer's, as its node would issue it, with ``over`` changed."""
+    from keys.card import make_card
+
+    b = card.body
+    args: dict[str, Any] = {
+        "name": b.name,
+        "unit_type": b.unit_type,
+        "country": b.country,
+        "location": b.location,
+        "endpoints": list(b.endpoints),
+        "valid_from": b.valid_from + 10,
+        "valid_until": b.valid_until + 86400,
+        "tls_cert": b.tls_cert,
+        "seq": 1,
+    }
+    args.update(over)
+    return str(make_card(ident, **args).armored())
+
+
+def key_probes(bar: NodeProc, peer: Any) -> list[tuple[str, str, Answer, str | None]]:
+    """POST /v1/keys (PROTOCOL.md 13.5) from no one: a renewal applied and answered again, and
+    each refusal of 13.6."""
+    import msgspec as ms
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from keys.statements import RevocationBody
+    from keys.tls import make_certificate
+    from protocol.armor import armor
+    from protocol.identity import Identity
+    from protocol.labels import REVOCATION_LABEL
+
+    url = bar.url + "/v1/keys"
+    nobody = anonymous()
+    card = _peer_card(bar)
+    now = int(time.time())
+
+    def post(text: str | bytes) -> Answer:
+        return request(url, nobody, "POST", text.encode() if isinstance(text, str) else text)
+
+    renewal = _card_like(card, peer)
+    lines = renewal.splitlines()
+    lines[-2] = "=" + ("A" if lines[-2][1] != "A" else "B") + lines[-2][2:]  # the signature
+    other_enc = Identity(peer._sign, X25519PrivateKey.generate())
+    stranger = Identity.generate()
+    body = ms.json.encode(
+        RevocationBody(
+            node_id=peer.node_id, key=stranger.public.sign_key, reason="retired", issued_at=now
+        )
+    )
+    foreign_key = armor("REVOCATION", [body, stranger.sign(REVOCATION_LABEL + body)])
+    return [
+        ("/v1/keys", "post", post(renewal), None),
+        ("/v1/keys", "post", post(renewal), None),  # again: unchanged, still 200
+        ("/v1/keys", "post", post(card.armored()), "sequence_older"),
+        ("/v1/keys", "post", post(_card_like(card, peer, seq=3)), "sequence_skipped"),
+        ("/v1/keys", "post", post(_card_like(card, peer, valid_until=now + 99)), "sequence_reused"),
+        ("/v1/keys", "post", post(_card_like(card, other_enc, seq=2)), "not_a_rotation"),
+        (
+            "/v1/keys",
+            "post",
+            post(_card_like(card, peer, seq=2, valid_until=card.body.valid_until)),
+            "not_later",
+        ),
+        (
+            "/v1/keys",
+            "post",
+            post(_card_like(card, stranger, seq=0, tls_cert=make_certificate(stranger, now=now))),
+            "unknown_node",
+        ),
+        ("/v1/keys", "post", post(foreign_key), "unknown_key"),
+        ("/v1/keys", "post", post("\n".join(lines) + "\n"), "bad_signature"),
+        (
+            "/v1/keys",
+            "post",
+            post(_card_like(card, peer, seq=2, valid_from=now - 200, valid_until=now - 100)),
+            "expired",
+        ),
+        ("/v1/keys", "post", post("not a statement"), "malformed"),
+        ("/v1/keys", "post", post(b"x" * 20_000), "oversize"),
+        (
+            "/v1/keys",
+            "post",
+            raw_post(bar.port, nobody, 100, b"-", path="/v1/keys"),
+            "body_timeout",
+        ),
+    ]
+
+
+def directory_probes(
+    bar: NodeProc, via: ssl.SSLContext
+) -> list[tuple[str, str, Answer, str | None]]:
+    url = bar.url + "/v1/directory"
+    out = [
+        ("/v1/directory", "get", request(url, via), "not_found"),
+        ("/v1/directory", "get", request(url, anonymous()), "unauthenticated"),
+        ("/v1/directory", "get", not_utf8(bar.port, "/v1/directory"), "malformed"),
+    ]
+    # What a coordinator's 'peers publish-directory' leaves in its home is what it serves.
+    (bar.home / "directory.txt").write_text("-----BEGIN BORDERLINK DIRECTORY-----\n")
+    out.append(("/v1/directory", "get", request(url, via), None))
+    return out
+
+
+def revoked_probes(
+    bar: NodeProc, peer: Any, via: ssl.SSLContext
+) -> list[tuple[str, str, Answer, str | None]]:
+    """Last, since it ends the peer: its own revocation, then any statement of it is 410."""
+    from keys.statements import make_revocation
+
+    url = bar.url + "/v1/keys"
+    rev = make_revocation(peer, reason="retired", issued_at=int(time.time())).armored()
+    done = served(lambda: request(url, anonymous(), "POST", rev.encode()))
+    after = served(
+        lambda: request(url, anonymous(), "POST", _card_like(_peer_card(bar), peer, seq=2).encode())
+    )
+    return [("/v1/keys", "post", done, None), ("/v1/keys", "post", after, "revoked")]
+
+
+def served(send: Callable[[], Answer], tries: int = 100) -> Answer:
+    """The first answer that is not 429, from a bucket the floods emptied (it refills at the
+    anonymous rate; bounded in count and time)."""
+    for _ in range(tries):
+        answer = send()
+        if answer.status != 429:
+            return answer
+        time.sleep(0.1)
+    raise AssertionError(f"still 429 after {tries} requests")
 
 
 def refused(send: Callable[[], Answer], tries: int = 200) -> Answer:
@@ -424,10 +575,11 @@ def test_every_reason_is_declared_with_its_status() -> None:
     from node.http.responses import HTTP_STATUS
 
     doc = load_doc()
-    responses = doc["paths"]["/v1/envelopes"]["post"]["responses"]
     declared = {
         r: int(code)
-        for code, resp in responses.items()
+        for ops in doc["paths"].values()
+        for op in ops.values()
+        for code, resp in op["responses"].items()
         if code >= "400"
         for r in error_reasons(doc, resp)
     }
@@ -445,7 +597,9 @@ def test_every_route_of_the_app_is_documented() -> None:
     from node.http.peer_routes import PeerDeps, make_peer_app
 
     # Declaring the routes reads only the limits; no service is called until a request comes.
-    app = make_peer_app(cast(PeerDeps, SimpleNamespace(limits=Config().limits)))
+    app = make_peer_app(
+        cast(PeerDeps, SimpleNamespace(limits=Config().limits, home_root=Path("/nonexistent")))
+    )
 
     routes = {
         (r.resource.canonical, r.method.lower())
