@@ -347,24 +347,25 @@ def _revoked_key(rev: Revocation, now: int) -> RevokedKey:
     )
 
 
-def resume(home: Home, store: Store, ring: Keyring, *, now: int, actor: str = "node") -> bool:
-    """After a crash between the keystore and the announcement: the keyring names the card it
-    was sealed with; put it back in the home and announce it if that had not happened."""
-    if ring.card is None:
+def resume(store: Store, card: Card, *, now: int, actor: str = "node") -> bool:
+    """At start: a crash after the keystore and card were written and before the announcement
+    was stored leaves a card of a later seq that no peer was told of; announce it now. (A second
+    announcement is harmless: peers answer ``unchanged``.)"""
+    if card.seq == 0:
         return False
-    card, text = _own_card(home)
-    new = parse_card(ring.card, now=None)
-    if text == ring.card and any(
-        e.kind.startswith("own.") and e.detail.startswith(f"seq {new.seq}:")
+    text = card.armored()
+    if any(n.statement == text for n in store.key_notices()):
+        return False
+    if any(
+        e.kind.startswith("own.") and e.detail.startswith(f"seq {card.seq}:")
         for e in store.key_events(200)
     ):
         return False
-    if new.seq < card.seq:
-        return False
-    write_card(home, new)
-    kind = "renewal" if new.body.sign_key == card.body.sign_key and new.seq > 0 else "rotation"
+    kind = (
+        "rotation" if card.body.rotations and card.body.rotations[-1].seq == card.seq else "renewal"
+    )
     with store.unit(now) as u:
-        _announce(u, new, kind, new.armored(), actor=actor, detail=f"seq {new.seq}: resumed")
+        _announce(u, card, kind, text, actor=actor, detail=f"seq {card.seq}: announced at start")
     return True
 
 

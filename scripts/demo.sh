@@ -98,6 +98,15 @@ run borderlink --home "$DEMO/bar-pcu" audit log --kind message.
 run borderlink --home "$DEMO/bar-pcu" audit verify
 run borderlink --home "$DEMO/bar-pcu" status
 
+say "9. Bar PCU's custodian rotates its keys; its peers switch by themselves (same node id)"
+run borderlink --home "$DEMO/bar-pcu" keys rotate
+for _ in $(seq 1 600); do
+  borderlink --home "$DEMO/belgrade-accu" audit log --kind key.rotated --json | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["items"] else 1)' && break
+  sleep 0.1
+done
+run borderlink --home "$DEMO/belgrade-accu" peers list
+run borderlink --home "$DEMO/bar-pcu" send --to belgrade-accu --type seizure-alert "$DEMO/alert.json" --wait 30
+
 say "Done. The nodes stop now; the homes stay in $DEMO. To try by hand:"
 cat <<EOT
   export PATH="${BORDERLINK_BIN:-$(dirname "$(command -v borderlink)")}:\$PATH"
@@ -109,4 +118,5 @@ cat <<EOT
   borderlink --home $DEMO/belgrade-accu inbox
   borderlink --home $DEMO/bar-pcu seal --to belgrade-accu --type seizure-alert alert.json -o alert.sealed
   borderlink --home $DEMO/belgrade-accu open alert.sealed      # offline, for removable media
+  borderlink --home $DEMO/bar-pcu keys show                    # the key history after step 9
 EOT

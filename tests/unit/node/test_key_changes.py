@@ -1,0 +1,149 @@
+"""Key changes as the node applies them (PROTOCOL.md 13): status warns before a card expires and
+names what a custodian must do; nothing is sent to a peer whose card expired, or that is blocked
+or revoked; a revoked sender's envelopes are refused; a receipt signed with a replaced key after
+its overlap does not count as delivered."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from keys.card import make_card
+from keys.keyring import decode_keyring, rotate
+from keys.statements import make_revocation
+from keys.tls import make_certificate
+from node.keychange import apply_statement
+from node.peer_info import parsed_card
+from node.peers import trusted_by_name
+from node.status import keys_status, snapshot
+from node.storage import Store
+from node.storage.sqlite import open_store
+from protocol.errors import PeerBlocked, PeerRevoked, TrustError
+from protocol.identity import Identity
+from protocol.receipt import sign_receipt
+from tests.conftest import NOW, fixed_identity
+from tests.peering import peer_record
+
+ALICE, BOB = fixed_identity("alice"), fixed_identity("bob")
+DAY = 86400
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = open_store(tmp_path / "alice.db")
+    with s.unit(NOW) as u:
+        u.put_peer(peer_record(BOB, "bob"))  # its card runs until NOW + 1 day
+    yield s
+    s.close()
+
+
+def _own_card(until: int):  # type: ignore[no-untyped-def]
+    return make_card(
+        ALICE,
+        name="alice",
+        unit_type="PCU",
+        country="ME",
+        location="MEBAR",
+        endpoints=["https://127.0.0.1:1"],
+        valid_from=NOW - 10,
+        valid_until=until,
+        tls_cert=make_certificate(ALICE, now=NOW),
+    )
+
+
+def test_13_3_status_warns_30_days_ahead_and_when_expired(store: Store) -> None:
+    snap = snapshot(store, ALICE.node_id)
+    calm = keys_status(_own_card(NOW + 90 * DAY), snap, NOW - 40 * DAY)
+    assert calm.warnings == []  # bob's card is also months away from then
+    soon = keys_status(_own_card(NOW + 10 * DAY), snap, NOW)
+    assert any("this node's card expires on" in w and "keys renew" in w for w in soon.warnings)
+    assert any("the card of peer 'bob' expires on" in w for w in soon.warnings)
+    late = keys_status(_own_card(NOW + 10 * DAY), snap, NOW + 2 * DAY)
+    assert any("the card of peer 'bob' EXPIRED on" in w for w in late.warnings)
+
+
+def test_13_3_nothing_is_sent_under_an_expired_card(store: Store) -> None:
+    assert [p.name for p in trusted_by_name(store, ["bob"], now=NOW)] == ["bob"]
+    with pytest.raises(TrustError, match="expired on 2026-09-22"):
+        trusted_by_name(store, ["bob"], now=NOW + 2 * DAY)
+
+
+def test_13_7_a_blocked_peer_gets_nothing_and_says_the_command(store: Store) -> None:
+    rec = store.peer_by_name("bob")
+    assert rec is not None
+    new = peer_record(Identity.generate(), "bob")
+    with store.unit(NOW) as u:
+        u.put_peer(msgspec.structs.replace(rec, status="blocked", pending_card=new.card))
+    with pytest.raises(PeerBlocked) as caught:
+        trusted_by_name(store, ["bob"], now=NOW)
+    assert caught.value.exit_code == 4
+    assert f'borderlink peers verify bob --fingerprint "{new.fingerprint}"' in caught.value.message
+    warnings = keys_status(_own_card(NOW + 90 * DAY), snapshot(store, ALICE.node_id), NOW).warnings
+    assert any("changed its key and is blocked" in w for w in warnings)
+
+
+def test_13_3_a_revoked_sender_gets_nothing_and_its_queue_is_held(store: Store) -> None:
+    from node.storage import QueuedMessage
+
+    with store.unit(NOW) as u:
+        u.enqueue(
+            QueuedMessage(
+                id=b"\x01" * 16,
+                type="seizure-alert",
+                created=NOW,
+                expires=NOW + 600,
+                content_hash=bytes(32),
+                envelope=b"env",
+            ),
+            [BOB.node_id],
+        )
+    rev = make_revocation(BOB, reason="compromised", issued_at=NOW, since=NOW - 5)
+    applied = apply_statement(store, ALICE, rev.armored(), now=NOW + 1, source="127.0.0.9")
+    assert applied.outcome == "applied"
+    [row] = store.outbox_rows(None, 10)
+    assert row.status == "held" and "revoked" in (row.last_error or "")
+    with pytest.raises(PeerRevoked, match="revoked \\(compromised\\)"):
+        trusted_by_name(store, ["bob"], now=NOW)
+    assert store.due(BOB.node_id, NOW + 10, 10) == []  # nothing due: the worker sends nothing
+    events = keys_status(_own_card(NOW + 90 * DAY), snapshot(store, ALICE.node_id), NOW).events
+    assert (events[0].peer, events[0].kind, events[0].outcome) == ("bob", "revoked", "applied")
+
+
+def test_13_2_a_receipt_signed_with_a_replaced_key_is_not_a_delivery() -> None:
+    """Receipts are checked against the peer's current key: one made with the key it rotated
+    away from does not mark a message delivered."""
+    from node.delivery_rules import settle
+    from node.storage import DueMessage
+    from protocol.batch import BatchResponse, ItemResult, encode_response
+
+    bob_card = parsed_card(peer_record(BOB, "bob").card)
+    ring, link = rotate(
+        decode_keyring(BOB.secret_bytes()), bob_card, Identity.generate(), now=NOW, overlap=0
+    )
+    new_bob = ring.identity()
+    rotated = make_card(
+        new_bob,
+        name="bob",
+        unit_type="PCU",
+        country="ME",
+        location="MEBAR",
+        endpoints=["https://127.0.0.1:1"],
+        valid_from=NOW,
+        valid_until=NOW + DAY,
+        tls_cert=make_certificate(new_bob, now=NOW),
+        seq=1,
+        rotations=[link],
+    )
+    row = DueMessage(
+        id=b"\x02" * 16, envelope=b"", content_hash=bytes(32), expires=NOW + 60, attempts=0
+    )
+    for signer, delivered in ((BOB, False), (new_bob, True)):
+        receipt = sign_receipt(signer, ALICE.node_id, [(row.id, row.content_hash)], now=NOW)
+        body = encode_response(
+            BatchResponse([ItemResult("accepted", id=row.id, receipt=0)], [receipt])
+        )
+        outcome = settle([row], 200, body, peer="bob", signer=rotated.identity, me=ALICE.node_id)
+        assert bool(outcome.delivered) is delivered
