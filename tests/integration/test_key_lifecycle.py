@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import NodeProc, make_network, one_line_error, stop_all
+from tests.integration.harness import (
+    NodeProc,
+    free_port,
+    init_home,
+    make_network,
+    one_line_error,
+    stop_all,
+)
 from tests.integration.waiting import wait_until
 
 # A peer that comes back is retried within 2 s, so the tests wait for delivery, not backoff.
@@ -176,3 +183,53 @@ def test_revocation_by_certificate_with_the_keystore_gone(
     assert [(e["peer"], e["kind"], e["outcome"]) for e in events][:1] == [
         ("bar-pcu", "revoked", "applied")
     ]
+
+
+def test_a_unit_that_verified_its_coordinator_imports_the_region_from_its_node(
+    tmp_path: Path,
+) -> None:
+    """PROTOCOL.md 13.8 over the peer API: skopje-coord verified bar-pcu and zagreb-jaitf;
+    zagreb-jaitf verified only the coordinator, and imports bar-pcu as introduced by it."""
+    nodes = make_network(tmp_path, ["bar-pcu", "skopje-coord"], start=False, extra_env=QUICK)
+    port = free_port()
+    zag = NodeProc(
+        "zagreb-jaitf", tmp_path / "zagreb-jaitf", port, tmp_path / "zag.log", dict(QUICK)
+    )
+    nodes["zagreb-jaitf"] = zag
+    init_home(zag.home, "zagreb-jaitf", "--endpoint", f"https://127.0.0.1:{port}")
+    coord = nodes["skopje-coord"]
+    zag.cli("keys", "export-card", "-o", str(tmp_path / "zag.card"))
+    coord.cli(
+        "peers",
+        "add",
+        str(tmp_path / "zag.card"),
+        "--fingerprint",
+        zag.json("keys", "show")["fingerprint"],
+    )
+    zag.cli(
+        "peers",
+        "add",
+        str(tmp_path / "skopje-coord.card"),
+        "--fingerprint",
+        coord.json("keys", "show")["fingerprint"],
+    )
+    try:
+        for n in nodes.values():
+            n.start()
+        published = coord.cli("peers", "publish-directory", "-o", str(tmp_path / "region.dir"))
+        assert published.returncode == 0
+        got = zag.json("peers", "import-directory", "--from", "skopje-coord")
+        assert got["introduced"] == ["bar-pcu"]
+        row = _peer(zag, "bar-pcu")
+        assert (row["verified_by"], row["introduced_by"]) == ("introduced", "skopje-coord")
+        [entry] = _audit(zag, "peer.introduced")
+        assert entry["peer"] == "bar-pcu" and "skopje-coord" in str(entry["outcome"])
+        # The same directory again is a rollback: refused with its reason, nothing changes.
+        again = zag.cli("peers", "import-directory", str(tmp_path / "region.dir"), check=False)
+        one_line_error(again, 4, "directory_rollback")
+        # bar-pcu signs no directory: refused even though it is now a trusted peer of zagreb.
+        bar = nodes["bar-pcu"]
+        forged = bar.cli("peers", "publish-directory", check=False)
+        assert forged.returncode != 0
+    finally:
+        stop_all(nodes)
