@@ -157,30 +157,58 @@ def parse_card_statement(text: str, *, now: int) -> Card:
         raise StatementRefused("malformed", exc.message) from exc
 
 
+def peek_card(text: str) -> tuple[bytes, int]:
+    """(node id, seq) a card statement claims, read without any cryptography: the cheap checks
+    a peer makes first (unknown node, a text it holds, a sequence out of order), so a flood of
+    statements costs it a signature check only for one that could be the next change."""
+    from keys.card import _BODY, CARD_KIND, chain_node_id
+
+    try:
+        blocks = dearmor(CARD_KIND, text, max_bytes=MAX_CARD_BYTES)
+        if len(blocks) != 2:
+            raise Malformed("card must have a body and exactly one signature line")
+        body = _BODY.decode(blocks[0])
+    except ValidationError as exc:
+        raise StatementRefused("malformed", f"card field {exc.message}") from exc
+    except Rejected as exc:
+        raise StatementRefused("malformed", exc.message) from exc
+    if body.rotations and len(body.rotations[0].old_key) != 32:
+        raise StatementRefused("malformed", "card field rotations[0].old_key is not 32 bytes")
+    return chain_node_id(body.sign_key, body.rotations), body.seq
+
+
+def check_order(known: Card, seq: int, *, same_text: bool) -> Literal["unchanged"] | None:
+    """The sequence rules of PROTOCOL.md 13.6 step 3-4, on the claimed seq alone."""
+    name = known.name
+    if seq == known.seq:
+        if same_text:
+            return "unchanged"
+        raise StatementRefused(
+            "sequence_reused",
+            f"key sequence {seq} of '{name}' is already used by the card this node holds",
+        )
+    if seq < known.seq:
+        raise StatementRefused(
+            "sequence_older",
+            f"key sequence {seq} of '{name}' is older than the {known.seq} this node holds",
+        )
+    if seq > known.seq + 1:
+        raise StatementRefused(
+            "sequence_skipped",
+            f"key sequence {seq} of '{name}' skips from {known.seq}: each change must be "
+            "exactly the next one",
+        )
+    return None
+
+
 def decide_card(known: Card, new: Card, *, known_text: str, new_text: str) -> Change:
     """May ``new`` replace ``known`` (the same node id)? Exactly the next sequence number, and
     either the same keys (a renewal) or a link from the known key to the new one (a rotation)."""
     name = known.name
     if new.node_id != known.node_id:
         raise StatementRefused("unknown_node", "the card is for another node")
-    if new.seq == known.seq:
-        if new_text == known_text:
-            return "unchanged"
-        raise StatementRefused(
-            "sequence_reused",
-            f"key sequence {new.seq} of '{name}' is already used by the card this node holds",
-        )
-    if new.seq < known.seq:
-        raise StatementRefused(
-            "sequence_older",
-            f"key sequence {new.seq} of '{name}' is older than the {known.seq} this node holds",
-        )
-    if new.seq > known.seq + 1:
-        raise StatementRefused(
-            "sequence_skipped",
-            f"key sequence {new.seq} of '{name}' skips from {known.seq}: each change must be "
-            "exactly the next one",
-        )
+    if check_order(known, new.seq, same_text=new_text == known_text) == "unchanged":
+        return "unchanged"
     k, n = known.body, new.body
     if n.sign_key == k.sign_key:
         if (n.enc_key, n.tls_cert, n.rotations) != (k.enc_key, k.tls_cert, k.rotations):

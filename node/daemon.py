@@ -353,7 +353,13 @@ class Node:
         """A peer's rotation, renewal or revocation (PROTOCOL.md 13.5): applied, then the
         node's view of its peers (TLS anchors, delivery) follows it."""
         applied = await self.run_db(
-            apply_statement, self.store, self.identity, text, now=int(self.clock()), source=source
+            apply_statement,
+            self.store,
+            self.identity,
+            text,
+            now=int(self.clock()),
+            source=source,
+            sample=lambda src, reason, peer: self.rejections.sample(src, reason, sender=peer),
         )
         if applied.outcome == "applied":
             self.log.info("keys.peer_changed", peer=applied.peer)

@@ -12,6 +12,7 @@ clock (``now`` is passed in).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import msgspec
 
@@ -27,10 +28,12 @@ from keys.keystore import (
 from keys.statements import (
     REASONS,
     Revocation,
+    check_order,
     decide_card,
     make_revocation,
     parse_card_statement,
     parse_revocation,
+    peek_card,
     revocation_effect,
     sign_receipt,
     split_certificate,
@@ -378,8 +381,21 @@ class Applied(msgspec.Struct, frozen=True):
     receipt: bytes
 
 
-def apply_statement(store: Store, me: Identity, text: str, *, now: int, source: str) -> Applied:
-    """Check a peer's key statement and apply it, or audit the refusal and raise it."""
+def apply_statement(
+    store: Store,
+    me: Identity,
+    text: str,
+    *,
+    now: int,
+    source: str,
+    sample: Callable[[str | None, str, str | None], int | None] | None = None,
+) -> Applied:
+    """Check a peer's key statement and apply it, or audit the refusal and raise it.
+
+    Anyone may post a statement (PROTOCOL.md 13.5), and replay a peer's old ones, so refusals
+    are audited sampled (``sample(source, reason, peer)``: the running count to record, or None
+    to let this one pass unrecorded: node/rejections.py), per peer when the statement names a
+    known one, else per source address."""
     refusal: StatementRefused | None = None
     with store.unit(now) as u:
         try:
@@ -387,16 +403,24 @@ def apply_statement(store: Store, me: Identity, text: str, *, now: int, source: 
         except StatementRefused as exc:
             refusal = exc
             name = exc.peer or "?"
-            record(
-                u,
-                "key.refused",
-                f"peer:{name}",
-                outcome=exc.reason,
-                detail=exc.message[:200],
-                peer=name if name != "?" else None,
-                source=source,
+            known = exc.peer is not None and exc.peer != "?"
+            n = (
+                1
+                if sample is None
+                else sample(None if known else source, exc.reason, name if known else None)
             )
-            u.add_key_event(name, "refused", exc.reason, exc.message)
+            if n is not None:
+                detail = exc.message if n == 1 else f"{n} so far; last: {exc.message}"
+                record(
+                    u,
+                    "key.refused",
+                    f"peer:{name}" if known else "anonymous",
+                    outcome=exc.reason,
+                    detail=detail[:200],
+                    peer=name if known else None,
+                    source=source,
+                )
+                u.add_key_event(name, "refused", exc.reason, detail)
     if refusal is not None:
         raise refusal
     return Applied(outcome, peer, sign_receipt(me, text))
@@ -413,16 +437,22 @@ def _apply(u: Unit, text: str, *, now: int) -> tuple[str, str]:
     if not head.startswith("-----BEGIN BORDERLINK CARD-----"):
         raise _refuse("malformed", "not a key statement (a card or a revocation)", "?")
     try:
-        new = parse_card_statement(text, now=now)
+        node_id, seq = peek_card(text)  # no cryptography until the statement could apply
     except StatementRefused as exc:
         raise _refuse(exc.reason, exc.message, "?") from exc
-    rec = u.peer_by_id(new.node_id)
+    rec = u.peer_by_id(node_id)
     if rec is None:
         raise _refuse("unknown_node", "the statement is for a node this node does not know", "?")
     name = rec.name
     if rec.status == "revoked":
         raise _refuse("revoked", f"peer '{name}' is revoked", name)
     known = parsed_card(rec.card)
+    try:
+        if check_order(known, seq, same_text=text.strip() == rec.card.strip()) == "unchanged":
+            return "unchanged", name
+        new = parse_card_statement(text, now=now)
+    except StatementRefused as exc:
+        raise _refuse(exc.reason, exc.message, name) from exc
     for r in u.revoked_keys(rec.node_id):
         if new.body.rotations and new.body.rotations[-1].old_key == r.key:
             raise _refuse("revoked", f"the key handing '{name}' over was revoked", name)

@@ -8,12 +8,15 @@ it, and a key revoked by its certificate with the keystore gone stops its messag
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from keys.card import parse_card
 from tests.integration.harness import (
+    PASSPHRASE,
     NodeProc,
     free_port,
     init_home,
@@ -22,6 +25,7 @@ from tests.integration.harness import (
     stop_all,
 )
 from tests.integration.waiting import wait_until
+from tests.tlsclient import connect, home_identity, read_answer, request_bytes
 
 # A peer that comes back is retried within 2 s, so the tests wait for delivery, not backoff.
 QUICK = {"BORDERLINK_DELIVERY_BACKOFF_MAX": "2"}
@@ -152,6 +156,8 @@ def test_revocation_by_certificate_with_the_keystore_gone(
     queued = bel.json("send", "--to", "bar-pcu", "--type", "seizure-alert", str(alert))
     certificate = tmp_path / "kept-away.txt"
     certificate.write_text((bar.home / "revocation.txt").read_text())
+    thief = bar.as_peer_of(bel)  # what whoever holds the stolen keys can still present
+    stolen = home_identity(bar.home, PASSPHRASE)
     (bar.home / "keystore.json").unlink()  # the laptop was stolen: no keystore, no passphrase
     done = bar.cli(
         "keys",
@@ -179,6 +185,32 @@ def test_revocation_by_certificate_with_the_keystore_gone(
         4,
         "revoked (compromised)",
     )
+    # The revoked key sending: its TLS certificate names no peer any more, nothing is opened.
+    from protocol.batch import BATCH_CONTENT_TYPE, encode_batch
+    from protocol.envelope import seal
+    from protocol.schemas import encode_body, template
+
+    bel_id = parse_card((bel.home / "card.txt").read_text(), now=None).identity
+    env = seal(
+        stolen,
+        [bel_id],
+        "seizure-alert",
+        encode_body(template("seizure-alert")),
+        now=int(time.time()),
+        ttl=600,
+    )
+    with connect(bel.port, thief) as sock:
+        sock.sendall(
+            request_bytes(
+                "POST",
+                "/v1/envelopes",
+                encode_batch([env.encode()]),
+                {"Content-Type": BATCH_CONTENT_TYPE},
+            )
+        )
+        answer = read_answer(sock)
+    assert answer.status == 401 and json.loads(answer.body)["error"] == "unauthenticated"
+    assert [m["id"] for m in bel.json("inbox")["items"]] == [sent["id"]]
     events = bel.json("status")["keys"]["events"]
     assert [(e["peer"], e["kind"], e["outcome"]) for e in events][:1] == [
         ("bar-pcu", "revoked", "applied")
