@@ -377,7 +377,9 @@ def key_probes(bar: NodeProc, peer: Any) -> list[tuple[str, str, Answer, str | N
         return request(url, nobody, "POST", text.encode() if isinstance(text, str) else text)
 
     renewal = _card_like(card, peer)
-    lines = renewal.splitlines()
+    lines = _card_like(
+        card, peer, seq=2, valid_until=card.body.valid_until + 2 * 86400
+    ).splitlines()
     lines[-2] = "=" + ("A" if lines[-2][1] != "A" else "B") + lines[-2][2:]  # the signature
     other_enc = Identity(peer._sign, X25519PrivateKey.generate())
     stranger = Identity.generate()

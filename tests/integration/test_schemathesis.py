@@ -40,7 +40,7 @@ from tests.integration.harness import NodeProc, make_network, stop_all
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "peer-api.openapi.json"
 SCHEMA = schemathesis.openapi.from_path(DOC)
-PUBLIC = ["/v1/card", "/livez", "/readyz"]  # what an anonymous caller may reach
+PUBLIC = ["/v1/card", "/livez", "/readyz", "/v1/keys"]  # what an anonymous caller may reach
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
