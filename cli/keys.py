@@ -180,7 +180,12 @@ def _changed_line(d: dict[str, Any]) -> str:
     lines.append(f"queued for {d['peers_notified']} trusted peer(s); see 'borderlink status'")
     if d.get("revocation_certificate"):
         lines.append(f"new revocation certificate: {d['revocation_certificate']}")
-        lines.append("print it or store it away from the node; the old one no longer applies")
+        lines.append("print it or store it away from the node")
+        if d["kind"] == "rotated":
+            lines.append(
+                "destroy the old certificate: its 'compromised' revocation can still revoke "
+                "this whole node"
+            )
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 import msgspec
@@ -201,15 +202,29 @@ def check_order(known: Card, seq: int, *, same_text: bool) -> Literal["unchanged
     return None
 
 
+# What a key change may not change: who the unit is. A stolen key must not turn a port unit
+# into a coordinator (whose directories introduce units) or rename it under its peers' eyes.
+_WHO = ("name", "unit_type", "country", "location")
+
+
 def decide_card(known: Card, new: Card, *, known_text: str, new_text: str) -> Change:
-    """May ``new`` replace ``known`` (the same node id)? Exactly the next sequence number, and
-    either the same keys (a renewal) or a link from the known key to the new one (a rotation)."""
+    """May ``new`` replace ``known`` (the same node id)? Exactly the next sequence number, the
+    same unit, and either the same keys (a renewal) or a link from the known key to the new one
+    (a rotation) dated from the known card's start to the new card's (which parse_card keeps
+    from the future)."""
     name = known.name
     if new.node_id != known.node_id:
         raise StatementRefused("unknown_node", "the card is for another node")
     if check_order(known, new.seq, same_text=new_text == known_text) == "unchanged":
         return "unchanged"
     k, n = known.body, new.body
+    changed = [f for f in _WHO if getattr(n, f) != getattr(k, f)]
+    if changed:
+        raise StatementRefused(
+            "not_a_rotation",
+            f"the card of '{name}' changes its {', '.join(changed)}: a key change keeps the "
+            "unit as it is (a changed unit is added again, compared by fingerprint)",
+        )
     if n.sign_key == k.sign_key:
         if (n.enc_key, n.tls_cert, n.rotations) != (k.enc_key, k.tls_cert, k.rotations):
             raise StatementRefused(
@@ -229,6 +244,14 @@ def decide_card(known: Card, new: Card, *, known_text: str, new_text: str) -> Ch
         )
     if n.rotations[:-1] != k.rotations:
         raise StatementRefused("not_a_rotation", f"the key chain of '{name}' was rewritten")
+    if not k.valid_from <= link.at <= n.valid_from:
+        # A link dated before the card it replaces would pass for a handover made before the old
+        # key was compromised (revocation_effect); the applied time is kept for that too.
+        raise StatementRefused(
+            "not_a_rotation",
+            f"the rotation of '{name}' is dated {utc(link.at)}, outside the time from its card "
+            f"({utc(k.valid_from)}) to the new one ({utc(n.valid_from)})",
+        )
     return "rotated"
 
 
@@ -248,10 +271,15 @@ def retired_signers(card: Card) -> list[RetiredSigner]:
     ]
 
 
-def revocation_effect(card: Card, rev: Revocation) -> Literal["node", "old_key"]:
+def revocation_effect(
+    card: Card, rev: Revocation, applied: Mapping[int, int] | None = None
+) -> Literal["node", "old_key"]:
     """What a revocation of one of ``card``'s keys does: the whole node is revoked when it names
     the current key, or a compromised old key that handed over after it became suspect (the
-    rotation itself may be the attacker's); otherwise only that old key stops signing."""
+    rotation itself may be the attacker's); otherwise only that old key stops signing.
+
+    ``applied`` maps a link's sequence number to when this node applied it: the holder of a
+    stolen key dates its link as it likes, so the later of the two times counts."""
     b = rev.body
     if b.node_id != card.node_id:
         raise StatementRefused("unknown_node", "the revocation is for another node")
@@ -260,7 +288,8 @@ def revocation_effect(card: Card, rev: Revocation) -> Literal["node", "old_key"]
     for link in card.body.rotations:
         if link.old_key == b.key:
             since = b.since if b.since is not None else 0
-            if b.reason == "compromised" and link.at >= since:
+            at = max(link.at, (applied or {}).get(link.seq, 0))
+            if b.reason == "compromised" and at >= since:
                 return "node"
             return "old_key"
     raise StatementRefused("unknown_key", "the revoked key is not one this node knows for it")

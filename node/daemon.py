@@ -29,7 +29,7 @@ from node.http.listener import GatedSite
 from node.http.peer_routes import PeerDeps, make_peer_app
 from node.inbox import Inbox
 from node.initialise import tls_added, with_tls, write_card
-from node.keychange import apply_statement, resume
+from node.keychange import apply_statement, refresh_revocation_certificate, resume
 from node.logs import http_logger, quiet_loop_errors
 from node.operations import OperationDeps
 from node.peer_client import PeerClient
@@ -67,6 +67,7 @@ class Node:
             self._add_tls()
         assert self.card.body.tls_cert is not None
         resume(self.store, self.card, now=int(clock()))
+        refresh_revocation_certificate(home, identity, self.card, now=int(clock()))
         self.tls = NodeTls(identity, self.card.body.tls_cert, home.root)
         self.client = PeerClient(config.delivery.request_timeout, self.tls)
         self.deliveries = Deliveries(

@@ -310,6 +310,8 @@ class _Import:
             except StatementRefused as exc:
                 self.skipped.append(f"{name}: {exc.reason}: {exc.message}")
                 return
+            if change == "rotated":
+                self.u.put_rotation_applied(rec.node_id, card.seq)
             if change != "unchanged":
                 new = msgspec.structs.replace(
                     rec, card=card.armored(), fingerprint=card.identity.fingerprint

@@ -134,6 +134,23 @@ def write_revocation_certificate(home: Home, identity: Identity, card: Card, *, 
     return str(path)
 
 
+def refresh_revocation_certificate(home: Home, identity: Identity, card: Card, *, now: int) -> bool:
+    """At start: a crash between writing the rotated card and its certificate leaves the old
+    key's certificate in the home; write the current key's. A missing file stays missing (the
+    custodian was told to store it away from the node)."""
+    try:
+        text = home.revocation.read_text(encoding="ascii")
+        stale = any(r.body.key != card.body.sign_key for r in split_certificate(text).values())
+    except FileNotFoundError:
+        return False
+    except (OSError, UnicodeDecodeError, Rejected):
+        stale = True  # cut off mid-write: rewritten whole
+    if not stale:
+        return False
+    write_revocation_certificate(home, identity, card, now=now)
+    return True
+
+
 def _announce(u: Unit, card: Card, kind: str, statement: str, *, actor: str, detail: str) -> int:
     """Queue ``statement`` for every trusted peer, audit it, note it for status."""
     peers = [p for p in u.peers() if p.status == "trusted"]
@@ -395,7 +412,8 @@ def apply_statement(
     Anyone may post a statement (PROTOCOL.md 13.5), and replay a peer's old ones, so refusals
     are audited sampled (``sample(source, reason, peer)``: the running count to record, or None
     to let this one pass unrecorded: node/rejections.py), per peer when the statement names a
-    known one, else per source address."""
+    known one, else per source address (as rejected envelopes are); only refusals naming a
+    known peer become key events in ``status``."""
     refusal: StatementRefused | None = None
     with store.unit(now) as u:
         try:
@@ -420,7 +438,8 @@ def apply_statement(
                     peer=name if known else None,
                     source=source,
                 )
-                u.add_key_event(name, "refused", exc.reason, detail)
+                if known:  # anonymous junk must not push a peer's real changes out of status
+                    u.add_key_event(name, "refused", exc.reason, detail)
     if refusal is not None:
         raise refusal
     return Applied(outcome, peer, sign_receipt(me, text))
@@ -467,6 +486,7 @@ def _apply(u: Unit, text: str, *, now: int) -> tuple[str, str]:
     )
     if change == "rotated":
         link = new.body.rotations[-1]
+        u.put_rotation_applied(rec.node_id, link.seq)
         detail = (
             f"seq {new.seq}: {known.identity.fingerprint} -> {new.identity.fingerprint}, old "
             f"key accepted until {utc(link.overlap_until)}"
@@ -499,7 +519,7 @@ def _apply_revocation(u: Unit, text: str, *, now: int) -> tuple[str, str]:
     if any(r.key == rev.body.key for r in u.revoked_keys(rec.node_id)):
         return "unchanged", name
     try:
-        effect = revocation_effect(card, rev)
+        effect = revocation_effect(card, rev, u.rotations_applied(rec.node_id))
     except StatementRefused as exc:
         raise _refuse(exc.reason, exc.message, name) from exc
     u.put_revoked_key(_revoked_key(rev, now))

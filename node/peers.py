@@ -209,6 +209,8 @@ def add(
                     peer_id=peer_id,
                 )
             elif outcome == "updated" and known is not None:
+                if card.body.sign_key != parsed_card(known.card).body.sign_key:
+                    u.put_rotation_applied(known.node_id, card.seq)
                 u.put_peer(
                     msgspec.structs.replace(
                         known,

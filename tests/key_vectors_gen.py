@@ -119,6 +119,17 @@ def build() -> dict[str, Any]:
         ),
         alice,
     )
+    coordinator = _forged(
+        msgspec.structs.replace(
+            c0.body,
+            seq=1,
+            unit_type="coordinator",
+            valid_from=NOW + 3 * DAY,
+            valid_until=NOW + 2 * YEAR,
+        ),
+        alice,
+    )
+    backdated, _, _ = _rotated(c0, alice.secret_bytes(), dave, NOW - DAY)
     negatives = [
         {
             "desc": "seq 2 on top of seq 0: a step skipped",
@@ -160,6 +171,18 @@ def build() -> dict[str, Any]:
             "desc": "same signing key, another encryption key, no link",
             "known": c0.armored(),
             "statement": new_enc,
+            "reason": "not_a_rotation",
+        },
+        {
+            "desc": "a renewal that makes the unit a coordinator",
+            "known": c0.armored(),
+            "statement": coordinator,
+            "reason": "not_a_rotation",
+        },
+        {
+            "desc": "a rotation dated before the card it replaces",
+            "known": c0.armored(),
+            "statement": backdated.armored(),
             "reason": "not_a_rotation",
         },
     ]

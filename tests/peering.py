@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from keys.card import make_card
+from keys.card import Card, make_card
+from keys.keyring import Keyring, rotate
 from keys.tls import make_certificate
 from keys.trust import PeerRecord, PeerStatus
 from protocol.identity import Identity
@@ -33,3 +34,26 @@ def peer_record(
         status=status,
         added_at=NOW,
     )
+
+
+def rotated_card(
+    card: Card, ring: Keyring, *, at: int, overlap: int = 7 * 86400, tls: bool = False
+) -> tuple[Card, Keyring]:
+    """``card`` rotated to fresh keys at ``at`` (as ``keys rotate`` does), with the keyring."""
+    new_ring, link = rotate(ring, card, Identity.generate(), now=at, overlap=overlap)
+    ident = new_ring.identity()
+    body = card.body
+    new = make_card(
+        ident,
+        name=body.name,
+        unit_type=body.unit_type,
+        country=body.country,
+        location=body.location,
+        endpoints=list(body.endpoints),
+        valid_from=at,
+        valid_until=body.valid_until,
+        tls_cert=make_certificate(ident, now=at) if tls else None,
+        seq=link.seq,
+        rotations=[*body.rotations, link],
+    )
+    return new, new_ring

@@ -152,6 +152,12 @@ class _Reads:
         ).fetchone()
         return None if row is None else int(row[0])
 
+    def rotations_applied(self, node: bytes) -> dict[int, int]:
+        rows = self._db.execute(
+            "SELECT seq, applied_at FROM rotations_applied WHERE node = ?", (node,)
+        ).fetchall()
+        return {int(r[0]): int(r[1]) for r in rows}
+
     # replay table ----------------------------------------------------------------------------
 
     def seen(self, sender: bytes, msg_id: bytes) -> bool:
@@ -471,6 +477,12 @@ class SqliteUnit(_Reads):
         self._db.execute(
             "INSERT OR REPLACE INTO directories (coordinator, seq, at) VALUES (?, ?, ?)",
             (coordinator, seq, self._now),
+        )
+
+    def put_rotation_applied(self, node: bytes, seq: int) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO rotations_applied (node, seq, applied_at) VALUES (?, ?, ?)",
+            (node, seq, int(self._now)),
         )
 
     def mark_suspect(self, sender: bytes, since: float, why: str) -> int:

@@ -151,6 +151,12 @@ CREATE TABLE IF NOT EXISTS key_events (
     outcome TEXT NOT NULL,
     detail  TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rotations_applied (
+    node       BLOB NOT NULL,
+    seq        INTEGER NOT NULL,
+    applied_at INTEGER NOT NULL,
+    PRIMARY KEY (node, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS directories (
     coordinator BLOB PRIMARY KEY,
     seq         INTEGER NOT NULL,

@@ -5,12 +5,13 @@ when it refuses and audits every refusal."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
-from keys.card import Card, Rotation, make_card, parse_card, rotation_signed_bytes
-from keys.keyring import Keyring, decode_keyring, encode_keyring, rotate
+from keys.card import Card, CardBody, Rotation, make_card, parse_card, rotation_signed_bytes
+from keys.keyring import Keyring, decode_keyring, encode_keyring
 from keys.statements import (
     decide_card,
     make_revocation,
@@ -24,6 +25,7 @@ from node.storage.sqlite import open_store
 from protocol.errors import BadSignature, StatementRefused
 from protocol.identity import Identity, node_id_of
 from tests.conftest import NOW, fixed_identity
+from tests.peering import rotated_card
 from tests.unit.keys.test_card import YEAR, card_for
 
 DAY = 86400
@@ -34,22 +36,7 @@ def _ring(ident: Identity) -> Keyring:
 
 
 def _rotated(card: Card, ring: Keyring, *, at: int, overlap: int = 7 * DAY) -> tuple[Card, Keyring]:
-    new_ring, link = rotate(ring, card, Identity.generate(), now=at, overlap=overlap)
-    ident = new_ring.identity()
-    body = card.body
-    new = make_card(
-        ident,
-        name=body.name,
-        unit_type=body.unit_type,
-        country=body.country,
-        location=body.location,
-        endpoints=list(body.endpoints),
-        valid_from=at,
-        valid_until=body.valid_until,
-        seq=link.seq,
-        rotations=[*body.rotations, link],
-    )
-    return new, new_ring
+    return rotated_card(card, ring, at=at, overlap=overlap)
 
 
 def _renewed(card: Card, ident: Identity, *, seq: int, until: int) -> Card:
@@ -165,6 +152,73 @@ def test_13_3_a_renewal_keeps_the_keys_and_must_end_later() -> None:
     assert caught.value.reason == "not_later"
 
 
+def test_13_6_a_key_change_keeps_the_unit_it_is_for() -> None:
+    """A stolen key must not turn a port unit into a coordinator (whose directories introduce
+    units) or rename it: a renewal or rotation changing who the unit is is not a key change."""
+    alice = fixed_identity("alice")
+    c0 = card_for(alice)
+    for field, value in (("unit_type", "coordinator"), ("name", "bar-hq"), ("location", "MEKOT")):
+        body = msgspec.structs.replace(
+            _renewed(c0, alice, seq=1, until=NOW + 2 * YEAR).body, **{field: value}
+        )
+        changed = make_card(alice, **_card_args(body))
+        with pytest.raises(StatementRefused) as caught:
+            _decide(c0, changed)
+        assert caught.value.reason == "not_a_rotation" and field in caught.value.message
+        rotated, ring = _rotated(c0, _ring(alice), at=NOW + 100)
+        moved = make_card(
+            ring.identity(), **_card_args(msgspec.structs.replace(rotated.body, **{field: value}))
+        )
+        with pytest.raises(StatementRefused) as caught:
+            _decide(c0, moved)
+        assert caught.value.reason == "not_a_rotation" and field in caught.value.message
+
+
+def test_13_1_a_rotation_dated_before_the_card_it_replaces_is_refused() -> None:
+    """A backdated link would pass for a handover made before the old key was compromised."""
+    alice = fixed_identity("alice")
+    c0 = card_for(alice, valid_from=NOW + 1000)
+    backdated, _ = _rotated(c0, _ring(alice), at=NOW + 999)
+    with pytest.raises(StatementRefused) as caught:
+        _decide(c0, backdated)
+    assert caught.value.reason == "not_a_rotation" and "dated" in caught.value.message
+    assert _decide(c0, _rotated(c0, _ring(alice), at=NOW + 1000)[0]) == "rotated"
+
+
+def test_13_6_a_thief_dating_its_rotation_early_is_judged_by_when_it_arrived(
+    tmp_path: Path,
+) -> None:
+    """The holder of a stolen key rotates to its own key and dates the link early; the owner
+    then revokes the stolen key as compromised since a time after that date but before the
+    rotation reached the peer. The peer counts when it applied the link: the whole node is
+    revoked, not just the stolen key (which would leave the thief's key trusted)."""
+    alice = fixed_identity("alice")
+    c0 = card_for(alice)
+    stolen, _ = _rotated(c0, _ring(alice), at=NOW + 100)
+    me = fixed_identity("bob")
+    store = _peer_store(tmp_path, c0)
+    applied_at = NOW + 10_000
+    assert apply_statement(store, me, stolen.armored(), now=applied_at, source="x").outcome == (
+        "applied"
+    )
+    assert store.rotations_applied(c0.node_id) == {1: applied_at}
+    rev = make_revocation(alice, reason="compromised", issued_at=NOW + 20_000, since=NOW + 5000)
+    assert revocation_effect(stolen, rev) == "old_key"  # by the link's own date alone
+    apply_statement(store, me, rev.armored(), now=NOW + 20_000, source="x")
+    rec = store.peer_by_name("bar-pcu")
+    assert rec is not None and (rec.status, rec.revoke_reason) == ("revoked", "compromised")
+    store.close()
+
+
+def _card_args(body: CardBody) -> dict[str, Any]:
+    fields = ("name", "unit_type", "country", "location", "valid_from", "valid_until", "seq")
+    return {
+        **{f: getattr(body, f) for f in fields},
+        "endpoints": list(body.endpoints),
+        "rotations": list(body.rotations),
+    }
+
+
 def test_13_3_revocations(chain: tuple[Card, Card, Card]) -> None:
     c0, _c1, c2 = chain
     alice = fixed_identity("alice")
@@ -268,6 +322,9 @@ def test_13_6_a_statement_for_an_unknown_node_or_a_revoked_peer_is_refused(
     with pytest.raises(StatementRefused) as caught:
         apply_statement(store, me, c1.armored(), now=NOW + 300, source="x")
     assert caught.value.reason == "unknown_node"
+    refused = [r for r in store.audit_rows() if b'"key.refused"' in r.entry]
+    assert len(refused) == 1 and b'"anonymous"' in refused[0].entry
+    assert store.key_events(5) == []  # status lists what known peers' keys did, not junk
     store.close()
     (tmp_path / "b").mkdir()
     store = _peer_store(tmp_path / "b", c0)

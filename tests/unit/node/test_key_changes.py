@@ -25,7 +25,7 @@ from protocol.errors import PeerBlocked, PeerRevoked, TrustError
 from protocol.identity import Identity
 from protocol.receipt import sign_receipt
 from tests.conftest import NOW, fixed_identity
-from tests.peering import peer_record
+from tests.peering import peer_record, rotated_card
 
 ALICE, BOB = fixed_identity("alice"), fixed_identity("bob")
 DAY = 86400
@@ -147,3 +147,31 @@ def test_13_2_a_receipt_signed_with_a_replaced_key_is_not_a_delivery() -> None:
         )
         outcome = settle([row], 200, body, peer="bob", signer=rotated.identity, me=ALICE.node_id)
         assert bool(outcome.delivered) is delivered
+
+
+def test_13_3_a_certificate_left_for_the_old_key_by_a_crash_is_rewritten_at_start(
+    tmp_path: Path,
+) -> None:
+    """A crash between writing the rotated card and its certificate leaves a certificate that
+    revokes the old key only; at start the node writes the current key's. A certificate the
+    custodian moved away stays away."""
+    from keys.statements import split_certificate
+    from node.home import Home
+    from node.keychange import refresh_revocation_certificate, write_revocation_certificate
+
+    home = Home(tmp_path)
+    old = _own_card(NOW + 90 * DAY)
+    assert refresh_revocation_certificate(home, ALICE, old, now=NOW) is False  # none: none
+    assert not home.revocation.exists()
+    write_revocation_certificate(home, ALICE, old, now=NOW)
+    assert refresh_revocation_certificate(home, ALICE, old, now=NOW) is False  # current
+    ring = decode_keyring(ALICE.secret_bytes())
+    rotated, new_ring = rotated_card(old, ring, at=NOW + 100, tls=True)
+    ident = new_ring.identity()
+    assert refresh_revocation_certificate(home, ident, rotated, now=NOW + 200) is True
+    revs = split_certificate(home.revocation.read_text())
+    assert {r.body.key for r in revs.values()} == {rotated.body.sign_key}
+    assert home.revocation.stat().st_mode & 0o777 == 0o600
+    home.revocation.write_text("-----BEGIN BORDERLINK REVOCATION-----\ncut")  # torn write
+    assert refresh_revocation_certificate(home, ident, rotated, now=NOW + 300) is True
+    assert len(split_certificate(home.revocation.read_text())) == 3
