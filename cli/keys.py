@@ -193,16 +193,16 @@ def _changed_line(d: dict[str, Any]) -> str:
 @click.option(
     "--overlap-days",
     type=click.IntRange(0, 90),
-    default=7,
-    show_default=True,
-    help="How long envelopes sealed under the old keys still open.",
+    default=None,
+    help="Days envelopes sealed under the old keys still open (default: [keys] overlap_days "
+    "in the home's config.toml, 7 if unset).",
 )
 @passphrase_options
 @json_option
 @click.pass_obj
 def rotate_cmd(
     ctx: Ctx,
-    overlap_days: int,
+    overlap_days: int | None,
     passphrase_fd: int | None,
     passphrase_file: str | None,
     as_json: bool,

@@ -79,12 +79,19 @@ class Audit(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     full_check_interval: Seconds = 600.0  # recompute the whole tree before signing this often
 
 
+class Keys(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # Days envelopes sealed under replaced keys still open after `keys rotate` (PROTOCOL.md
+    # 13.2); `--overlap-days` overrides it for one rotation. 0 cuts the old keys off at once.
+    overlap_days: Annotated[int, msgspec.Meta(ge=0, le=90)] = 7
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     listen: str = "127.0.0.1:7443"
     log_format: Literal["auto", "console", "json"] = "auto"
     delivery: Delivery = msgspec.field(default_factory=Delivery)
     limits: Limits = msgspec.field(default_factory=Limits)
     audit: Audit = msgspec.field(default_factory=Audit)
+    keys: Keys = msgspec.field(default_factory=Keys)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -105,6 +112,7 @@ _SECTIONS: Final = {
     "delivery": Delivery.__struct_fields__,
     "limits": Limits.__struct_fields__,
     "audit": Audit.__struct_fields__,
+    "keys": Keys.__struct_fields__,
 }
 
 

@@ -55,8 +55,6 @@ from protocol.errors import (
 )
 from protocol.identity import Identity
 
-DEFAULT_OVERLAP_DAYS = 7
-
 
 class KeysChanged(msgspec.Struct, frozen=True, kw_only=True):
     """What a custodian's key command did, as the CLI prints it."""

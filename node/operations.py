@@ -20,6 +20,7 @@ import msgspec
 from keys.card import Card, parse_card
 from node import audit_ops, initialise, keychange, offline, peers
 from node.audit_ops import Exported, LogReport, Proof
+from node.config import load_config
 from node.home import Home
 from node.keychange import KeysChanged
 from node.offline import OpenedFile
@@ -395,7 +396,7 @@ async def _note_passphrase_change(deps: OperationDeps, req: NotePassphraseChange
 class RotateKeys(_Request):
     passphrase: bytes  # the keystore is sealed again with the new keys
     actor: str
-    overlap_days: int = keychange.DEFAULT_OVERLAP_DAYS
+    overlap_days: int | None = None  # None: the home's config, [keys] overlap_days
 
 
 class RenewCard(_Request):
@@ -413,7 +414,10 @@ class RevokeKey(_Request):
 
 
 async def _rotate_keys(deps: OperationDeps, req: RotateKeys) -> KeysChanged:
-    if not 0 <= req.overlap_days <= 90:
+    overlap = req.overlap_days
+    if overlap is None:
+        overlap = load_config(deps.my_home().config).keys.overlap_days
+    if not 0 <= overlap <= 90:
         raise UsageError("--overlap-days must be between 0 and 90")
     changed, identity, card = await deps.run_db(
         keychange.rotate_own,
@@ -421,7 +425,7 @@ async def _rotate_keys(deps: OperationDeps, req: RotateKeys) -> KeysChanged:
         deps.store,
         req.passphrase,
         now=int(deps.clock()),
-        overlap_days=req.overlap_days,
+        overlap_days=overlap,
         actor=req.actor,
     )
     await deps.after_keys_changed(identity, card)

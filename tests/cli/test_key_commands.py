@@ -115,6 +115,19 @@ def test_renew_must_end_later_and_a_wrong_passphrase_changes_nothing(
     assert (homes["bar"] / "card.txt").read_text() == before
 
 
+def test_13_2_the_overlap_comes_from_the_config_unless_given(homes: dict[str, Path]) -> None:
+    bar = homes["bar"]
+    (bar / "config.toml").write_text("[keys]\noverlap_days = 91\n")
+    one_line_error(cli(bar, "keys", "rotate", check=False), 1, "overlap_days")
+    assert cli_json(bar, "keys", "show")["history"] == []  # nothing rotated
+    (bar / "config.toml").write_text("[keys]\noverlap_days = 2\n")
+    cli_json(bar, "keys", "rotate")
+    cli_json(bar, "keys", "rotate", "--overlap-days", "0")
+    first, second = cli_json(bar, "keys", "show")["history"]
+    assert first["old_key_accepted_until"] - first["at"] == 2 * 86400
+    assert second["old_key_accepted_until"] == second["at"]
+
+
 def test_backup_and_restore_into_a_new_home_and_over_a_lost_keystore(
     homes: dict[str, Path], tmp_path: Path
 ) -> None:
