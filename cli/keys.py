@@ -367,27 +367,18 @@ def backup_cmd(
     from pathlib import Path
 
     from cli.passphrase import get_passphrase
-    from keys.keyring import decode_keyring, encode_keyring
-    from keys.keystore import (
-        BACKUP_FORMAT,
-        open_keystore,
-        profile_of,
-        read_keystore_file,
-        seal_keystore,
-        write_keystore_file,
-    )
+    from node.keybackup import write_backup
+    from node.operations import NOTE_KEY_BACKUP, NoteKeyBackup
 
     ctx.home.require()
-    data = read_keystore_file(ctx.home.keystore)
     phrase = get_passphrase(fd=passphrase_fd, file=passphrase_file, confirm=False)
-    ring = decode_keyring(open_keystore(data, phrase))
-    ring = msgspec.structs.replace(ring, card=ctx.home.card.read_text())
-    backup = _backup_passphrase(confirm=True)
-    sealed = seal_keystore(
-        encode_keyring(ring), backup, profile=profile_of(data), format=BACKUP_FORMAT
+    target = Path(output).absolute()
+    card = write_backup(ctx.home, phrase, _backup_passphrase(confirm=True), target)
+    ctx.run(
+        NOTE_KEY_BACKUP,
+        NoteKeyBackup(restored=False, where=str(target), seq=card.seq, actor=ctx.actor()),
     )
-    write_keystore_file(Path(output), sealed)
-    note(f"wrote the key backup of {ctx.card().name} to {output} (mode 0600)")
+    note(f"wrote the key backup of {card.name} to {output} (mode 0600)")
     note("keep it, and its passphrase, apart from the node; restore with 'borderlink keys restore'")
 
 
@@ -409,55 +400,24 @@ def restore_cmd(ctx: Ctx, backup_file: str, kdf_profile: str, as_json: bool) -> 
     from pathlib import Path
 
     from cli.passphrase import get_passphrase
-    from keys.card import parse_card
-    from keys.keyring import decode_keyring, encode_keyring
-    from keys.keystore import (
-        BACKUP_FORMAT,
-        open_keystore,
-        read_keystore_file,
-        seal_keystore,
-        write_keystore_file,
-    )
-    from node.initialise import write_card
-    from protocol.errors import BorderlinkError, UsageError
+    from node.keybackup import install_backup, open_backup, restore_target
+    from node.operations import NOTE_KEY_BACKUP, NoteKeyBackup
 
-    data = read_keystore_file(Path(backup_file))
-    ring = decode_keyring(
-        open_keystore(data, _backup_passphrase(confirm=False), format=BACKUP_FORMAT)
-    )
-    if ring.card is None:
-        raise BorderlinkError("the backup holds no card; it was not written by 'keys backup'")
-    card = parse_card(ring.card, now=None)
-    if ring.identity().public != card.identity:
-        raise BorderlinkError("the backup's keys and card belong to different identities")
+    source = Path(backup_file).absolute()
+    backup = open_backup(source, _backup_passphrase(confirm=False))
     home = ctx.home
-    if home.card.exists():
-        home.check_private()
-        here = parse_card(home.card.read_text(), now=None)
-        if here.node_id != card.node_id:
-            raise UsageError(
-                f"{home.root} holds another node ({here.name}); restore into a new --home"
-            )
-        if here.seq > card.seq:
-            raise UsageError(
-                f"the backup is older (key seq {card.seq}) than this home's card (seq "
-                f"{here.seq}); its keys were replaced since"
-            )
-        overwrite = True
-    else:
-        home.create()
-        overwrite = False
+    overwrite = restore_target(home, backup)
     new_env = os.environ.pop("BORDERLINK_NEW_PASSPHRASE", None)
     if new_env:
         phrase = new_env.encode()
     else:
         phrase = get_passphrase(fd=None, file=None, confirm=True, env={}, purpose="new keystore")
-    write_keystore_file(
-        home.keystore,
-        seal_keystore(encode_keyring(ring), phrase, profile=kdf_profile),
-        overwrite=overwrite,
+    install_backup(home, backup, phrase, kdf_profile=kdf_profile, overwrite=overwrite)
+    card = backup.card
+    ctx.run(
+        NOTE_KEY_BACKUP,
+        NoteKeyBackup(restored=True, where=str(source), seq=card.seq, actor=ctx.actor()),
     )
-    write_card(home, card)
     info = {
         "name": card.name,
         "node_id": card.node_id.hex(),

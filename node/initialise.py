@@ -134,6 +134,15 @@ def card_exported(store: Store, *, destination: str, actor: str, now: float) -> 
         record(u, "card.exported", actor, detail=destination)
 
 
+def backup_noted(
+    store: Store, *, restored: bool, where: str, seq: int, actor: str, now: float
+) -> None:
+    """A key backup written to ``where``, or restored from it (its key sequence)."""
+    with store.unit(now) as u:
+        kind = "key.restored" if restored else "key.backup_written"
+        record(u, kind, actor, outcome=f"key seq {seq}", detail=where[:200])
+
+
 def passphrase_changed(store: Store, *, actor: str, now: float) -> None:
     with store.unit(now) as u:
         record(u, "key.passphrase_changed", actor)

@@ -370,6 +370,26 @@ class NoteCardExport(_Request):
     actor: str
 
 
+class NoteKeyBackup(_Request):
+    restored: bool  # False: a backup was written to ``where``; True: restored from it
+    where: str
+    seq: int
+    actor: str
+
+
+async def _note_key_backup(deps: OperationDeps, req: NoteKeyBackup) -> Done:
+    await deps.run_db(
+        initialise.backup_noted,
+        deps.store,
+        restored=req.restored,
+        where=req.where,
+        seq=req.seq,
+        actor=req.actor,
+        now=deps.clock(),
+    )
+    return Done()
+
+
 async def _note_card_export(deps: OperationDeps, req: NoteCardExport) -> Done:
     await deps.run_db(
         initialise.card_exported,
@@ -467,6 +487,7 @@ RENEW_CARD = Operation("keys.renew", RenewCard, KeysChanged, _renew_card)
 REVOKE_KEY = Operation("keys.revoke", RevokeKey, KeysChanged, _revoke_key)
 
 NOTE_CARD_EXPORT = Operation("keys.card_exported", NoteCardExport, Done, _note_card_export)
+NOTE_KEY_BACKUP = Operation("keys.backup_noted", NoteKeyBackup, Done, _note_key_backup)
 NOTE_PASSPHRASE_CHANGE = Operation(
     "keys.passphrase_changed", NotePassphraseChange, Done, _note_passphrase_change
 )
@@ -492,6 +513,7 @@ OPERATIONS: dict[str, Answering] = {
         NOTE_EXPORT,
         FIND_SIGNER,
         NOTE_CARD_EXPORT,
+        NOTE_KEY_BACKUP,
         NOTE_PASSPHRASE_CHANGE,
     )
 }

@@ -60,6 +60,12 @@ class Rejections:
             source=source,
             message_id=message_id,
         )
+        if reason == "retired_key" and claimed_sender is not None:
+            # Signed by a key the peer replaced or revoked (the signature verified): a key
+            # event, so 'status' shows it next to the rotation or revocation it follows.
+            rec = unit.peer_by_id(bytes.fromhex(claimed_sender))
+            if rec is not None:
+                unit.add_key_event(rec.name, "envelope", reason, detail)
 
     async def refused(
         self, reason: str, detail: str, *, source: str | None, claimed: str | None

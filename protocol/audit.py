@@ -24,6 +24,8 @@ KINDS = frozenset(
         "node.initialised",
         "key.created",
         "key.passphrase_changed",
+        "key.backup_written",
+        "key.restored",
         "key.rotated",
         "key.revoked",
         "key.refused",

@@ -191,6 +191,17 @@ def test_backup_and_restore_into_a_new_home_and_over_a_lost_keystore(
         env=env(**BACKUP, BORDERLINK_NEW_PASSPHRASE="words"),
     )
     assert cli_json(bar, "keys", "show")["fingerprint"] == shown["fingerprint"]
+    noted = [
+        (e["kind"], e["outcome"], e["detail"])
+        for e in cli_json(bar, "audit", "log")["items"]
+        if e["kind"] in ("key.backup_written", "key.restored")
+    ]
+    assert noted == [
+        ("key.backup_written", "key seq 1", str(out)),
+        ("key.restored", "key seq 1", str(out)),
+    ]
+    fresh_kinds = [e["kind"] for e in cli_json(fresh, "audit", "log")["items"]]
+    assert "key.restored" in fresh_kinds
     one_line_error(
         cli(homes["bel"], "keys", "restore", str(out), env=env(**BACKUP), check=False),
         2,

@@ -135,6 +135,12 @@ def test_after_the_overlap_an_envelope_signed_with_the_old_key_is_refused(
     assert bel.json("inbox")["items"] == []
     refused = [e for e in _audit(bel, "message.rejected") if e["outcome"] == "retired_key"]
     assert refused and "overlap ended" in str(refused[0]["detail"])
+    events = bel.json("status")["keys"]["events"]
+    assert any(
+        (e["peer"], e["kind"], e["outcome"]) == ("bar-pcu", "envelope", "retired_key")
+        for e in events
+    )
+    assert "bar-pcu: envelope retired_key" in bel.cli("status").stdout
 
 
 def test_revocation_by_certificate_with_the_keystore_gone(
