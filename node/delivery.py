@@ -409,6 +409,9 @@ class Deliveries:
             await w.stop()
 
 
+_NOT_YET = frozenset({"malformed", "expired"})
+
+
 def notice_outcome(
     answer: Answer, peer: PeerInfo, statement: str
 ) -> tuple[str, str | None, bytes | None]:
@@ -430,5 +433,11 @@ def notice_outcome(
         text = escaped(str(data.get("message", "")), limit=160)
         if answer.status in (429, 503):
             return "queued", f"{peer.name} is busy ({reason})", None
+        if data["error"] in _NOT_YET:
+            # Our own statement, not valid to the peer now: its clock is off (a card "not
+            # valid yet"). Refused for good, every later change would be sequence_skipped
+            # there; kept queued (with backoff, the later ones behind it), it lands once the
+            # peer's clock is right.
+            return "queued", f"{peer.name} refused it for now: {reason}: {text}", None
         return "refused", f"{peer.name} refused it: {reason}: {text}", None
     return "queued", f"{peer.name} answered HTTP {answer.status}", None

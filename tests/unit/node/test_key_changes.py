@@ -175,3 +175,25 @@ def test_13_3_a_certificate_left_for_the_old_key_by_a_crash_is_rewritten_at_star
     home.revocation.write_text("-----BEGIN BORDERLINK REVOCATION-----\ncut")  # torn write
     assert refresh_revocation_certificate(home, ident, rotated, now=NOW + 300) is True
     assert len(split_certificate(home.revocation.read_text())) == 3
+
+
+def test_13_5_a_statement_not_valid_yet_at_the_peer_stays_queued_others_are_refused() -> None:
+    """A peer whose clock is behind refuses a fresh card as not valid yet: that statement (and
+    the later ones behind it) stay queued and land once its clock is right, rather than be
+    refused for good and make every later change sequence_skipped there."""
+    import json
+
+    from node.delivery import notice_outcome
+    from node.peer_client import Answer
+    from node.peer_info import PeerInfo
+
+    peer = PeerInfo.of(peer_record(BOB, "bob"))
+
+    def answer(reason: str) -> str:
+        body = json.dumps({"error": reason, "message": "card of alice is not valid yet"})
+        return notice_outcome(Answer(400, "application/json", body.encode()), peer, "x")[0]
+
+    assert answer("malformed") == "queued"
+    assert answer("expired") == "queued"
+    assert answer("sequence_older") == "refused"
+    assert answer("not_a_rotation") == "refused"
