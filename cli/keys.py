@@ -212,6 +212,12 @@ def rotate_cmd(
     from node.operations import ROTATE_KEYS, RotateKeys
 
     ctx.home.require()
+    if overlap_days is None:
+        # Read here, with this shell's BORDERLINK_KEYS_OVERLAP_DAYS: the running node's own
+        # environment is not the custodian's.
+        from node.config import load_config
+
+        overlap_days = load_config(ctx.home.config).keys.overlap_days
     phrase = get_passphrase(fd=passphrase_fd, file=passphrase_file, confirm=False)
     done = ctx.run(
         ROTATE_KEYS, RotateKeys(passphrase=phrase, overlap_days=overlap_days, actor=ctx.actor())

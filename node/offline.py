@@ -14,10 +14,11 @@ import msgspec
 
 from keys.trust import PeerRecord, require_trusted
 from node.auditing import record
-from node.peer_info import parsed_card
+from node.peer_info import older_signers, parsed_card
 from node.peers import PeerKeys, trusted_by_name
 from node.runtime import Clock, Run
 from node.storage import Reads, Store, Unit
+from node.storage.rows import RevokedKey
 from protocol.envelope import Opened, open_envelope
 from protocol.errors import BorderlinkError, Rejected, Replay, TrustError
 from protocol.identity import Identity, PublicIdentity
@@ -47,14 +48,24 @@ def recipients(reads: Reads, names: list[str]) -> list[PeerKeys]:
     return out
 
 
-def _open(data: bytes, me: Identity, peers: dict[bytes, PeerRecord], now: int) -> Opened:
+def _open(
+    data: bytes,
+    me: Identity,
+    peers: dict[bytes, PeerRecord],
+    revoked: dict[bytes, RevokedKey],
+    now: int,
+) -> Opened:
     """Verify and decrypt against a snapshot of the peers; the replay table is consulted after,
     inside the unit that records the id (the check open_envelope would make last, made once)."""
 
     def sender_of(node_id: bytes) -> PublicIdentity:
         return parsed_card(require_trusted(peers.get(node_id), node_id).card).identity
 
-    return open_envelope(data, me, sender_of=sender_of, now=now)
+    def older_keys(node_id: bytes) -> list[tuple[bytes, Rejected | None]]:
+        rec = peers.get(node_id)
+        return [] if rec is None else older_signers(rec, revoked, now)
+
+    return open_envelope(data, me, sender_of=sender_of, now=now, older_keys=older_keys)
 
 
 def _refused(store: Store, exc: BorderlinkError, *, source: str, actor: str, now: float) -> None:
@@ -123,9 +134,10 @@ async def open_sealed(
 ) -> OpenedFile:
     """Open a sealed file's envelope addressed to ``me``; a refusal is audited, then raised."""
     peers = {p.node_id: p for p in await run_db(store.peers)}
+    revoked = {r.key: r for r in await run_db(store.revoked_keys)}
     now = clock()
     try:
-        opened = await run_cpu(_open, envelope, me, peers, int(now))
+        opened = await run_cpu(_open, envelope, me, peers, revoked, int(now))
     except (Rejected, TrustError) as exc:
         await run_db(_refused, store, exc, source=source, actor=actor, now=now)
         raise

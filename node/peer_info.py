@@ -7,11 +7,18 @@ read the peer's record, and so its status, every time.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from keys.card import Card, parse_card
+from keys.statements import retired_signers, utc
 from keys.trust import PeerRecord
+from protocol.errors import KeyRetired, Rejected
 from protocol.identity import PublicIdentity
+
+if TYPE_CHECKING:
+    from node.storage.rows import RevokedKey
 
 
 @dataclass(frozen=True)
@@ -40,3 +47,25 @@ def parsed_card(text: str) -> Card:
 
     Trust is not cached: callers read the peer's record (and so its status) every time."""
     return parse_card(text, now=None)
+
+
+def older_signers(
+    rec: PeerRecord, revoked: Mapping[bytes, RevokedKey], now: int
+) -> list[tuple[bytes, Rejected | None]]:
+    """The peer's replaced signing keys (PROTOCOL.md 13.2), newest first, each with None while
+    it may still sign (its overlap) or the KeyRetired to raise if it signed: revoked, or its
+    overlap over. The receiver and ``open`` of a sealed file apply the same rule."""
+    out: list[tuple[bytes, Rejected | None]] = []
+    for old in retired_signers(parsed_card(rec.card)):
+        why: Rejected | None = None
+        if old.key in revoked:
+            why = KeyRetired(
+                f"signed with a key of '{rec.name}' that was revoked ({revoked[old.key].reason})"
+            )
+        elif now >= old.until:
+            why = KeyRetired(
+                f"signed with a key '{rec.name}' replaced on {utc(old.replaced_at)}; "
+                f"its overlap ended {utc(old.until)}"
+            )
+        out.append((old.key, why))
+    return out

@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 import structlog
 
 from keys.card import parse_card
-from keys.statements import retired_signers, utc
 from keys.trust import PeerRecord, require_trusted
 from node.auditing import record
 from node.config import Limits
-from node.peer_info import parsed_card
+from node.peer_info import older_signers
 from node.rejections import Rejections
 from node.runtime import Clock, Run, wall_clock
 from node.storage import Accepted, Store, Unit
@@ -36,7 +35,6 @@ from protocol.envelope import Envelope, Opened, decode_envelope, open_envelope
 from protocol.errors import (
     ChannelMismatch,
     ForeignReference,
-    KeyRetired,
     PeerRevoked,
     QuotaExceeded,
     Rejected,
@@ -129,27 +127,8 @@ class Receiver:
         revoked = self._revoked
 
         def older_keys(node_id: bytes) -> list[tuple[bytes, Rejected | None]]:
-            """The sender's replaced keys (PROTOCOL.md 13.2): each may sign until its overlap
-            ends, unless revoked; after that, what it signed is refused as retired_key."""
             rec = peers.get(node_id)
-            if rec is None:
-                return []
-            out: list[tuple[bytes, Rejected | None]] = []
-            for old in retired_signers(parsed_card(rec.card))[:MAX_OLD_KEYS]:
-                if old.key in revoked:
-                    why: Rejected | None = KeyRetired(
-                        f"signed with a key of '{rec.name}' that was revoked "
-                        f"({revoked[old.key].reason})"
-                    )
-                elif now >= old.until:
-                    why = KeyRetired(
-                        f"signed with a key '{rec.name}' replaced on {utc(old.replaced_at)}; "
-                        f"its overlap ended {utc(old.until)}"
-                    )
-                else:
-                    why = None
-                out.append((old.key, why))
-            return out
+            return [] if rec is None else older_signers(rec, revoked, now)[:MAX_OLD_KEYS]
 
         for it in items:
             try:

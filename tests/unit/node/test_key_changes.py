@@ -197,3 +197,39 @@ def test_13_5_a_statement_not_valid_yet_at_the_peer_stays_queued_others_are_refu
     assert answer("expired") == "queued"
     assert answer("sequence_older") == "refused"
     assert answer("not_a_rotation") == "refused"
+
+
+def test_13_2_a_sealed_file_from_before_a_rotation_opens_in_the_overlap_only() -> None:
+    """``open`` of a sealed file applies the receiver's rule: signed with the sender's replaced
+    key, it opens during the overlap and is refused as retired_key after it, or once revoked."""
+    from node.offline import _open
+    from node.storage.rows import RevokedKey
+    from protocol.envelope import seal
+    from protocol.errors import KeyRetired
+    from protocol.schemas import encode_body, template
+
+    bob = peer_record(BOB, "bob")
+    sealed = seal(
+        BOB,
+        [ALICE.public],
+        "seizure-alert",
+        encode_body(template("seizure-alert")),
+        now=NOW,
+        ttl=30 * DAY,
+    ).encode()
+    card = parsed_card(bob.card)
+    rotated, _ = rotated_card(card, decode_keyring(BOB.secret_bytes()), at=NOW + 10, overlap=DAY)
+    peers = {bob.node_id: msgspec.structs.replace(bob, card=rotated.armored())}
+    assert _open(sealed, ALICE, peers, {}, NOW + 100).sender == BOB.node_id
+    with pytest.raises(KeyRetired, match="overlap ended"):
+        _open(sealed, ALICE, peers, {}, NOW + 10 + DAY)
+    gone = RevokedKey(
+        node=bob.node_id,
+        key=BOB.public.sign_key,
+        reason="compromised",
+        since=NOW,
+        at=NOW + 50,
+        statement="",
+    )
+    with pytest.raises(KeyRetired, match="revoked"):
+        _open(sealed, ALICE, peers, {gone.key: gone}, NOW + 100)
