@@ -159,8 +159,11 @@ def keys_status(card: Card, snap: Snapshot, now: float) -> KeysStatus:
     body = card.body
     revoked = next((r for r in snap.revoked if r.key == body.sign_key), None)
     if revoked is not None:
-        warnings.append(f"this node's key was REVOKED ({revoked.reason}) on {utc(revoked.at)}")
-    if now >= body.valid_until:
+        warnings.append(
+            f"this node's key was REVOKED ({revoked.reason}) on {utc(revoked.at)}: it sends "
+            "nothing more; a new node needs 'borderlink init' in a new home, verified again"
+        )
+    elif now >= body.valid_until:  # a revoked key is not renewed: no advice to try
         warnings.append(
             f"this node's card EXPIRED on {utc(body.valid_until)}: peers refuse it; run "
             "'borderlink keys renew'"

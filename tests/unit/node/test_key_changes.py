@@ -233,3 +233,22 @@ def test_13_2_a_sealed_file_from_before_a_rotation_opens_in_the_overlap_only() -
     )
     with pytest.raises(KeyRetired, match="revoked"):
         _open(sealed, ALICE, peers, {gone.key: gone}, NOW + 100)
+
+
+def test_13_3_status_of_a_revoked_node_says_so_and_does_not_advise_a_renewal(
+    store: Store,
+) -> None:
+    from node.storage.rows import RevokedKey
+
+    mine = RevokedKey(
+        node=ALICE.node_id,
+        key=ALICE.public.sign_key,
+        reason="retired",
+        since=None,
+        at=NOW,
+        statement="",
+    )
+    snap = msgspec.structs.replace(snapshot(store, ALICE.node_id), revoked=[mine])
+    warnings = keys_status(_own_card(NOW + 10 * DAY), snap, NOW + 20 * DAY).warnings
+    assert any("this node's key was REVOKED (retired)" in w for w in warnings)
+    assert not any("keys renew" in w for w in warnings)
