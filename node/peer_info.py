@@ -50,13 +50,14 @@ def parsed_card(text: str) -> Card:
 
 
 def older_signers(
-    rec: PeerRecord, revoked: Mapping[bytes, RevokedKey], now: int
+    rec: PeerRecord, revoked: Mapping[bytes, RevokedKey], now: int, *, limit: int | None = None
 ) -> list[tuple[bytes, Rejected | None]]:
     """The peer's replaced signing keys (PROTOCOL.md 13.2), newest first, each with None while
     it may still sign (its overlap) or the KeyRetired to raise if it signed: revoked, or its
-    overlap over. The receiver and ``open`` of a sealed file apply the same rule."""
+    overlap over. The receiver and ``open`` of a sealed file apply the same rule; the receiver
+    tries only the newest ``limit`` (a bound on what junk costs it)."""
     out: list[tuple[bytes, Rejected | None]] = []
-    for old in retired_signers(parsed_card(rec.card)):
+    for old in retired_signers(parsed_card(rec.card))[:limit]:
         why: Rejected | None = None
         if old.key in revoked:
             why = KeyRetired(

@@ -128,7 +128,7 @@ class Receiver:
 
         def older_keys(node_id: bytes) -> list[tuple[bytes, Rejected | None]]:
             rec = peers.get(node_id)
-            return [] if rec is None else older_signers(rec, revoked, now)[:MAX_OLD_KEYS]
+            return [] if rec is None else older_signers(rec, revoked, now, limit=MAX_OLD_KEYS)
 
         for it in items:
             try:
