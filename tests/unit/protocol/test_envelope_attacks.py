@@ -116,7 +116,11 @@ def test_every_single_bit_flip_is_rejected_without_plaintext(
         ),
         (
             "slot",
-            lambda e: setattr(e, "slots", [Slot(e.slots[0].to, e.slots[0].key[:-1] + b"\0")]),
+            lambda e: setattr(
+                e,
+                "slots",
+                [Slot(e.slots[0].to, e.slots[0].key[:-1] + bytes([e.slots[0].key[-1] ^ 1]))],
+            ),
             DecryptionFailed,
         ),
         ("created", lambda e: setattr(e, "created", e.created - 1), DecryptionFailed),
