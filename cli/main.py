@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inbox": ("cli.inbox:inbox_group", "List, show and acknowledge received messages."),
     "status": ("cli.status:status_cmd", "Node health, peers, queue depths."),
     "audit": ("cli.audit:audit_group", "Read, prove, verify and export the audit log."),
+    "dashboard": ("cli.flow:dashboard_cmd", "Print the dashboard's one-time login link."),
+    "monitor": ("cli.flow:monitor_cmd", "Watch the region's message flow live in the terminal."),
 }
 
 

@@ -16,6 +16,7 @@ import msgspec
 
 from protocol.decoding import convert
 from protocol.errors import BorderlinkError, ValidationError, os_reason
+from protocol.flow import DEFAULT_WITHHOLD, Tlp, Withholdable
 from protocol.text import shown
 
 # Bounds keep a typo from making a node that never retries, spins, or waits for ever.
@@ -85,6 +86,30 @@ class Keys(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     overlap_days: Annotated[int, msgspec.Meta(ge=0, le=90)] = 7
 
 
+def _default_withhold() -> dict[Tlp, list[Withholdable]]:
+    return {k: list(v) for k, v in DEFAULT_WITHHOLD.items()}  # type: ignore[misc, arg-type]
+
+
+class Flow(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # Who this node sends flow reports to (PROTOCOL.md 14): peer names; unset, every trusted
+    # peer whose card says unit_type "coordinator"; [] reports to no one.
+    report_to: list[str] | None = None
+    interval: Seconds = 1.0  # report this often (a report with no events says the unit is up)
+    max_events: Annotated[int, msgspec.Meta(ge=1, le=2000)] = 500  # per report
+    # Fields left out of reported events, per TLP: id, type, priority, recipients, peer, size,
+    # latency, reason, action. TLP:RED by default withholds who a message went to and its type.
+    withhold: dict[Tlp, list[Withholdable]] = msgspec.field(default_factory=_default_withhold)
+    # A coordinator shows a unit as failing when no report came for this long.
+    silent_after: Seconds = 5.0
+
+
+class Dashboard(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # The dashboard and /metrics (HTTP, token-protected). Port 0 picks a free port at each
+    # start (`borderlink dashboard` prints it); a fixed port suits a Prometheus scrape config.
+    # "off" serves neither.
+    listen: str = "127.0.0.1:0"
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     listen: str = "127.0.0.1:7443"
     log_format: Literal["auto", "console", "json"] = "auto"
@@ -92,6 +117,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     limits: Limits = msgspec.field(default_factory=Limits)
     audit: Audit = msgspec.field(default_factory=Audit)
     keys: Keys = msgspec.field(default_factory=Keys)
+    flow: Flow = msgspec.field(default_factory=Flow)
+    dashboard: Dashboard = msgspec.field(default_factory=Dashboard)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -113,6 +140,8 @@ _SECTIONS: Final = {
     "limits": Limits.__struct_fields__,
     "audit": Audit.__struct_fields__,
     "keys": Keys.__struct_fields__,
+    "flow": Flow.__struct_fields__,
+    "dashboard": Dashboard.__struct_fields__,
 }
 
 
@@ -169,9 +198,12 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
             text,
             hint="see node/config.py for every setting, its type and its default",
         ) from exc
-    try:
-        cfg.host_port  # noqa: B018 - validate the listen address early
-    except ValueError as exc:
-        variable = overrides.get("listen", ("", ""))[0]
-        raise BorderlinkError(f"{variable or f'config {path}'}: listen: {exc}") from exc
+    for setting, text in (("listen", cfg.listen), ("dashboard.listen", cfg.dashboard.listen)):
+        if setting == "dashboard.listen" and text == "off":
+            continue
+        try:
+            parse_listen(text)
+        except ValueError as exc:
+            variable = overrides.get(setting, ("", ""))[0]
+            raise BorderlinkError(f"{variable or f'config {path}'}: {setting}: {exc}") from exc
     return cfg

@@ -20,11 +20,17 @@ from aiohttp import web
 from keys.card import Card, parse_card
 from node.admission import Admission
 from node.audit_ops import cosigned_note, sign_checkpoint
-from node.config import Config
+from node.config import Config, parse_listen
 from node.cosigning import Cosigning
+from node.dashboard.app import DashboardDeps, make_dashboard_app
+from node.dashboard.sessions import Sessions, metrics_token
 from node.delivery import Deliveries
+from node.flow_ingest import FlowIngest
+from node.flow_reports import FlowReporter
+from node.flow_view import FlowView
 from node.home import Home
 from node.http.admin_routes import AdminDeps, make_admin_app
+from node.http.flow_routes import FlowDeps
 from node.http.listener import GatedSite
 from node.http.peer_routes import PeerDeps, make_peer_app
 from node.inbox import Inbox
@@ -88,6 +94,32 @@ class Node:
         self.sender = Sender(
             identity, self.store, self.run_db, self.run_cpu, self.deliveries, clock
         )
+        self.flow_ingest = FlowIngest(
+            identity, self.store, self.run_db, self.run_cpu, clock, self._own_card
+        )
+        self.reporter = FlowReporter(
+            identity,
+            self.store,
+            self.run_db,
+            self.run_cpu,
+            self.client,
+            config.flow,
+            clock,
+            own_card=self._own_card,
+            link_of=self._link_of,
+        )
+        self.flow_view = FlowView(
+            identity,
+            self.store,
+            self.run_db,
+            clock,
+            own_card=self._own_card,
+            link_of=self._link_of,
+            silent_after=config.flow.silent_after,
+        )
+        self.sessions = Sessions(clock)
+        self.metrics_token = metrics_token(home.root)
+        self.dashboard_port: int | None = None
         self.stopping = False
         self.ready = False
         self.started = clock()
@@ -125,6 +157,7 @@ class Node:
                 rejections=self.rejections,
                 admission=self.admission,
                 cosigning=Cosigning(self.store, self.run_db, self.clock, run_cpu=self.run_cpu),
+                flow=self.flow_ingest,
                 run_cpu=self.run_cpu,
                 checkpoint=self._served_checkpoint,
                 stopping=lambda: self.stopping,
@@ -163,8 +196,50 @@ class Node:
                     after_keys_changed=self.after_keys_changed,
                     fetch=self.fetch,
                 ),
+                flow=FlowDeps(
+                    view=self.flow_view,
+                    sessions=self.sessions,
+                    base_url=self.dashboard_url,
+                    metrics_token_file=str(self.home.root / "metrics.token"),
+                ),
             )
         )
+
+    def dashboard_app(self) -> web.Application:
+        return make_dashboard_app(
+            DashboardDeps(
+                view=self.flow_view,
+                sessions=self.sessions,
+                metrics_token=self.metrics_token,
+                store=self.store,
+                run_db=self.run_db,
+                ingested=lambda: self.flow_ingest.ingested,
+                stopping=lambda: self.stopping,
+                hosts=self._dashboard_hosts,
+            )
+        )
+
+    def dashboard_url(self) -> str | None:
+        if self.dashboard_port is None:
+            return None
+        host = parse_listen(self.config.dashboard.listen)[0]
+        shown_host = f"[{host}]" if ":" in host else host
+        return f"http://{shown_host}:{self.dashboard_port}"
+
+    def _dashboard_hosts(self) -> set[str]:
+        """The Host values a browser sends for this listener (its address, and localhost for a
+        loopback one)."""
+        if self.dashboard_port is None:
+            return set()
+        host = parse_listen(self.config.dashboard.listen)[0]
+        port = self.dashboard_port
+        names = {f"[{host}]" if ":" in host else host}
+        if host.startswith("127.") or host == "::1":
+            names.add("localhost")
+        return {f"{n}:{port}" for n in names}
+
+    def _link_of(self, node_id: bytes) -> str:
+        return self.deliveries.link(node_id).link
 
     def _own_card(self) -> Card:
         """Checked at the time of asking, as the CLI does when the node is down: a node started
@@ -235,7 +310,10 @@ class Node:
             os.umask(old_umask)
         os.chmod(sock_path, 0o600)
         self._runners = [peer_runner, admin_runner]
+        await self._start_dashboard()
+        await self.run_db(self._name_flow_self)
         await self.deliveries.start()
+        await self.reporter.refresh()
         audit = self.config.audit
         self._background = [
             asyncio.create_task(self._every(audit.checkpoint_interval, self.checkpoint)),
@@ -250,7 +328,36 @@ class Node:
             listen=f"{host}:{self.listen_port}",
             resumed=resumed,
             admin=str(sock_path),
+            dashboard=self.dashboard_url() or "off",
         )
+
+    async def _start_dashboard(self) -> None:
+        """The dashboard and /metrics on their local HTTP listener (``[dashboard] listen``)."""
+        listen = self.config.dashboard.listen
+        if listen == "off":
+            return
+        host, port = parse_listen(listen)
+        runner = web.AppRunner(self.dashboard_app(), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            for r in self._runners:
+                await r.cleanup()
+            raise NodeError(
+                f"cannot start the dashboard on {host}:{port}: {os_reason(exc)}",
+                hint="pick another address with [dashboard] listen in config.toml "
+                '(or BORDERLINK_DASHBOARD_LISTEN), "off" for none',
+            ) from exc
+        addresses = runner.addresses
+        self.dashboard_port = int(addresses[0][1]) if addresses else port
+        self._runners.append(runner)
+
+    def _name_flow_self(self) -> None:
+        with self.store.unit(self.clock()) as u:
+            u.set_flow_self(self.identity.node_id)
 
     async def stop(self) -> None:
         self.stopping = True
@@ -258,6 +365,7 @@ class Node:
         for t in self._background:
             t.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        await self.reporter.stop()
         await self.deliveries.stop()
         for r in self._runners:
             await r.cleanup()
@@ -385,3 +493,4 @@ class Node:
         self.admission.forget_peers()
         self.tls.trust(await self.admission.trusted_certificates())
         await self.deliveries.refresh()
+        await self.reporter.refresh()

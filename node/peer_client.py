@@ -35,6 +35,9 @@ MAX_KEYS_ANSWER = 4096
 CHECKPOINT_PATH = "/v1/audit/checkpoint"
 CONSISTENCY_PATH = "/v1/audit/consistency"
 COSIGNATURE_PATH = "/v1/audit/cosignature"
+FLOW_PATH = "/v1/flow"  # PROTOCOL.md 14.3
+FLOW_CONTENT_TYPE = "application/vnd.borderlink.flow-report"
+MAX_FLOW_ANSWER = 4096
 
 MAX_BATCH_RESPONSE = 4 * 1024 * 1024  # receipts for a full batch are a few hundred KiB at most
 MAX_NOTE = 64 * 1024  # a checkpoint with up to 100 signature lines is under 16 KiB
@@ -133,6 +136,19 @@ class PeerClient:
             data=statement.encode("ascii", "replace"),
             headers={"Content-Type": "text/plain"},
             anonymous=True,
+        )
+
+    async def post_flow_report(self, peer: PeerInfo, body: bytes) -> Answer:
+        """A sealed flow report to a coordinator (PROTOCOL.md 14.3)."""
+        return await self._request(
+            "POST",
+            peer,
+            FLOW_PATH,
+            where=_where(peer),
+            limit=MAX_FLOW_ANSWER,
+            too_large=f"answer to a flow report is over {_kib(MAX_FLOW_ANSWER)}",
+            data=body,
+            headers={"Content-Type": FLOW_CONTENT_TYPE},
         )
 
     async def get(self, peer: PeerInfo, path: str, *, limit: int) -> Answer:

@@ -185,7 +185,7 @@ class Sender:
         env = await self.run_cpu(
             seal, self.identity, idents, kind, encode_body(msg), now=int(now), ttl=ttl
         )
-        await self.run_db(self._queue, env, type_name, recipients, now)
+        await self.run_db(self._queue, env, msg.meta, recipients, now)
         log.info(
             "message.queued",
             message_id=env.id.hex(),
@@ -261,10 +261,9 @@ class Sender:
             u.requeue(msg_id, [p.node_id for p in recipients])
         return recipients
 
-    def _queue(
-        self, env: Envelope, type_name: str, recipients: list[PeerRecord], now: float
-    ) -> None:
+    def _queue(self, env: Envelope, meta: Meta, recipients: list[PeerRecord], now: float) -> None:
         content_hash = env.content_hash()
+        type_name = env.type
         with self.store.unit(now) as u:
             record(
                 u,
@@ -283,6 +282,8 @@ class Sender:
                     expires=env.expires,
                     content_hash=content_hash,
                     envelope=env.encode(),
+                    priority=meta.priority,
+                    tlp=meta.tlp,
                 ),
                 [r.node_id for r in recipients],
             )

@@ -34,3 +34,9 @@ MIN_PADDED_PLAINTEXT = 1024
 MAX_CARD_BYTES = 16 * 1024
 MAX_TTL_SECONDS = 30 * 24 * 3600
 DEFAULT_CLOCK_SKEW_SECONDS = 300
+# Flow reports (PROTOCOL.md 14): a unit's metadata about its message flow, signed and sealed to one
+# coordinator; the signature label and the HPKE info label keep them from passing for anything else.
+FLOW_REPORT_LABEL = b"borderlink/1 flow report\n"
+FLOW_HPKE_INFO_LABEL = b"borderlink/1 flow report hpke\n"
+MAX_FLOW_REPORT_BYTES = 1024 * 1024
+MAX_FLOW_EVENTS = 2000  # events in one report; a unit with more sends several

@@ -16,6 +16,7 @@ from typing import TypeVar
 import msgspec
 from aiohttp import web
 
+from node.http.flow_routes import FlowDeps, add_flow_routes
 from node.http.operations import add_operation_routes
 from node.http.responses import admin_errors, json_response
 from node.inbox import Inbox
@@ -66,6 +67,7 @@ class AdminDeps:
     checkpoint: Callable[[], Awaitable[str]]  # sign now (forced); the note with cosignatures
     witness_round: Callable[[], Awaitable[dict[str, str]]]
     operations: OperationDeps
+    flow: FlowDeps
 
 
 def _request(decoder: Decoder[T], data: bytes) -> T:
@@ -147,4 +149,5 @@ def make_admin_app(deps: AdminDeps) -> web.Application:
     app.router.add_get("/v1/inbox/{id}", inbox_show)
     app.router.add_post("/v1/inbox/{id}/ack", inbox_ack)
     add_operation_routes(app, deps.operations)
+    add_flow_routes(app, deps.flow)
     return app

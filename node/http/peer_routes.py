@@ -28,10 +28,11 @@ from keys.statements import MAX_STATEMENT_BYTES
 from node.admission import Admission, Caller
 from node.config import Limits
 from node.cosigning import MAX_COSIGNATURE_BODY, Cosigning, Refused
+from node.flow_ingest import FlowIngest
 from node.http.bodies import read_limited
 from node.http.directory_routes import add_directory_route
 from node.http.responses import peer_error
-from node.peer_client import KEYS_PATH
+from node.peer_client import FLOW_PATH, KEYS_PATH
 from node.ratelimit import Sampler, sampled
 from node.receiver import Receiver
 from node.rejections import Rejections
@@ -45,9 +46,11 @@ from protocol.batch import (
     encode_response,
 )
 from protocol.errors import Rejected, StatementRefused
+from protocol.labels import MAX_FLOW_REPORT_BYTES
 from protocol.text import escaped
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_FLOW_BODY = MAX_FLOW_REPORT_BYTES + 128  # a sealed report's outer array and ids
 CALLER = web.RequestKey("caller", Caller)  # set by who_calls on every request
 # A tree size in a query, spelled as in a checkpoint (AUDIT-FORMATS.md 3): ASCII digits, no
 # leading zero, at most as many as 2^63 - 1 has. Not int(): it also takes signs, spaces,
@@ -74,6 +77,7 @@ class PeerDeps:
     rejections: Rejections
     admission: Admission
     cosigning: Cosigning
+    flow: FlowIngest  # flow reports from units, on a coordinator (PROTOCOL.md 14.3)
     run_cpu: Run  # decoding a batch, off the event loop
     checkpoint: Callable[[], Awaitable[str]]  # the latest note with cosignatures, signing if none
     stopping: Callable[[], bool]
@@ -226,6 +230,28 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
             {"outcome": outcome, "receipt": base64.b64encode(receipt).decode()}
         )
 
+    async def post_flow_report(request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > MAX_FLOW_BODY:
+            await audit("oversize", f"declared {request.content_length} bytes", request)
+            return peer_error("oversize", f"body over {MAX_FLOW_BODY} bytes")
+        if not deps.admission.charge(caller_of(request), 1):
+            return await over_rate(request, "a flow report over the budget")
+        body = await body_or_refusal(
+            request,
+            lambda: read_limited(request.content, None, MAX_FLOW_BODY),
+            MAX_FLOW_BODY,
+        )
+        if isinstance(body, web.Response):
+            return body
+        peer = caller_of(request).peer
+        assert peer is not None  # who_calls let only peers through
+        try:
+            through = await deps.flow.take(body, peer)
+        except Rejected as exc:
+            await audit(exc.reason, exc.message, request)
+            return peer_error(exc.reason, exc.message)
+        return web.json_response({"through": through})
+
     async def livez(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -276,6 +302,7 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
     app.router.add_post(BATCH_PATH, post_envelopes)
     app.router.add_get("/v1/card", card)
     app.router.add_post(KEYS_PATH, post_key_statement)
+    app.router.add_post(FLOW_PATH, post_flow_report)
     add_directory_route(app, deps.home_root)
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)

@@ -44,6 +44,7 @@ HTTP_STATUS = {
     "unknown_key": 404,
     "revoked": 410,
     "not_found": 404,  # GET /v1/directory on a node that publishes none
+    "not_a_coordinator": 403,  # a flow report to a node that is no coordinator (PROTOCOL.md 14)
 }
 
 # Decryption and signature failures are opaque to peers: details go to the local log only.

@@ -18,6 +18,14 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from keys.trust import PeerRecord
+from node.storage.flow_rows import (
+    Disagreement,
+    FlowCursor,
+    FlowRow,
+    FlowUnit,
+    LinkCount,
+    PendingLink,
+)
 from node.storage.rows import (
     Accepted,
     AuditRow,
@@ -170,6 +178,38 @@ class Reads(Protocol):
         """Oldest first."""
         ...
 
+    # flow (PROTOCOL.md 14): this node's own events and those its units reported
+    def flow_self(self) -> bytes | None: ...
+    def flow_own_after(self, after: int, limit: int) -> list[FlowRow]:
+        """This node's own events after its seq ``after``, in seq order."""
+        ...
+
+    def flow_own_last_seq(self) -> int: ...
+    def flow_after(self, rid: int, limit: int) -> list[FlowRow]:
+        """Events stored after ``rid``, oldest first (a live feed)."""
+        ...
+
+    def flow_latest(self, limit: int, since: float = 0.0) -> list[FlowRow]: ...
+    def flow_last_rid(self) -> int: ...
+    def flow_window(self, since: float, limit: int) -> list[FlowRow]: ...
+    def flow_units(self) -> list[FlowUnit]: ...
+    def flow_cursors(self) -> list[FlowCursor]: ...
+    def flow_links(self, since: float) -> list[LinkCount]: ...
+    def flow_disagreements(self, since: float, grace: float, now: float) -> list[Disagreement]:
+        """Deliveries since ``since`` that their recipient, reporting ``grace`` later, did
+        not report as received."""
+        ...
+
+    def flow_totals(self) -> list[tuple[bytes, str, bytes | None, str | None, int]]: ...
+    def flow_latencies(self, unit: bytes) -> list[float]: ...
+    def flow_sent_totals(self) -> list[tuple[bytes, str, int]]:
+        """(peer, type, entries) of this node's outbox, all time."""
+        ...
+
+    def flow_pending_links(self) -> list[PendingLink]:
+        """Per peer: this node's entries still to deliver, and how they are failing."""
+        ...
+
 
 class Unit(Reads, Protocol):
     """One atomic, durable unit of work, opened with :meth:`Store.unit`. Reads inside it see its
@@ -291,6 +331,17 @@ class Unit(Reads, Protocol):
     def add_evidence(self, evidence: Evidence) -> bool:
         """Keep it once per offending note (``node``, ``new_note``); True if it was new."""
         ...
+
+    def set_flow_self(self, node_id: bytes) -> None:
+        """Name this node as the unit of its own flow events."""
+        ...
+
+    def ingest_flow(self, unit: bytes, rows: Sequence[FlowRow], state: FlowUnit) -> int:
+        """A unit's reported events (those held already ignored) and its state if newer;
+        how many events were new."""
+        ...
+
+    def put_flow_cursor(self, cursor: FlowCursor) -> None: ...
 
 
 class Store(Reads, Protocol):

@@ -25,6 +25,7 @@ class Accepted(msgspec.Struct, frozen=True, kw_only=True):
     refers_to: bytes | None = None  # Feedback / Retraction target
     retracts: bytes | None = None
     priority: str = "routine"  # meta.priority: routine | urgent | flash
+    tlp: str | None = None  # meta.tlp, for the flow event (PROTOCOL.md 14)
 
 
 class KnownMessage(msgspec.Struct, frozen=True):
@@ -91,6 +92,8 @@ class QueuedMessage(msgspec.Struct, frozen=True, kw_only=True):
     expires: int
     content_hash: bytes
     envelope: bytes
+    priority: str = "routine"  # meta.priority and meta.tlp, for flow events (PROTOCOL.md 14)
+    tlp: str | None = None
 
 
 class DueMessage(msgspec.Struct, frozen=True):

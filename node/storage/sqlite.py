@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from keys.trust import PeerRecord
+from node.storage import flow_sqlite as flow
 from node.storage.audit_tree import appended
+from node.storage.flow_rows import (
+    Disagreement,
+    FlowCursor,
+    FlowRow,
+    FlowUnit,
+    LinkCount,
+    PendingLink,
+)
 from node.storage.interface import Store, Unit
 from node.storage.rows import (
     Accepted,
@@ -372,6 +381,53 @@ class _Reads:
             for n, k, o, w, d, a in rows
         ]
 
+    # flow (PROTOCOL.md 14)
+
+    def flow_self(self) -> bytes | None:
+        return flow.self_id(self._db)
+
+    def flow_own_after(self, after: int, limit: int) -> list[FlowRow]:
+        return flow.own_after(self._db, after, limit)
+
+    def flow_own_last_seq(self) -> int:
+        return flow.own_last_seq(self._db)
+
+    def flow_after(self, rid: int, limit: int) -> list[FlowRow]:
+        return flow.after_rid(self._db, rid, limit)
+
+    def flow_latest(self, limit: int, since: float = 0.0) -> list[FlowRow]:
+        return flow.latest(self._db, limit, since)
+
+    def flow_last_rid(self) -> int:
+        return flow.last_rid(self._db)
+
+    def flow_window(self, since: float, limit: int) -> list[FlowRow]:
+        return flow.window(self._db, since, limit)
+
+    def flow_units(self) -> list[FlowUnit]:
+        return flow.units(self._db)
+
+    def flow_cursors(self) -> list[FlowCursor]:
+        return flow.cursors(self._db)
+
+    def flow_links(self, since: float) -> list[LinkCount]:
+        return flow.links(self._db, since)
+
+    def flow_disagreements(self, since: float, grace: float, now: float) -> list[Disagreement]:
+        return flow.disagreements(self._db, since, grace, now)
+
+    def flow_totals(self) -> list[tuple[bytes, str, bytes | None, str | None, int]]:
+        return flow.totals(self._db)
+
+    def flow_latencies(self, unit: bytes) -> list[float]:
+        return flow.latencies(self._db, unit)
+
+    def flow_sent_totals(self) -> list[tuple[bytes, str, int]]:
+        return flow.sent_totals(self._db)
+
+    def flow_pending_links(self) -> list[PendingLink]:
+        return flow.pending_links(self._db)
+
 
 class SqliteUnit(_Reads):
     """Writes inside the store's open transaction; see :class:`node.storage.interface.Unit`."""
@@ -511,6 +567,17 @@ class SqliteUnit(_Reads):
     # inbox
 
     def insert_inbox(self, item: Accepted, receipt: bytes) -> None:
+        flow.received(
+            self._db,
+            self._now,
+            item.id,
+            item.sender,
+            item.type,
+            item.priority,
+            item.tlp,
+            item.created,
+            len(item.envelope),
+        )
         self._db.execute(
             "INSERT INTO inbox (id, sender, type, created, expires, received_at, content_hash, "
             "envelope, receipt, refers_to, retracts, priority) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -547,6 +614,7 @@ class SqliteUnit(_Reads):
         )
 
     def mark_acked(self, sender: bytes, msg_id: bytes, action: str) -> None:
+        flow.acknowledged(self._db, self._now, sender, msg_id, action)
         self._db.execute(
             "UPDATE inbox SET acked_at = ?, ack_action = ?, read_at = COALESCE(read_at, ?) "
             "WHERE sender = ? AND id = ?",
@@ -558,16 +626,28 @@ class SqliteUnit(_Reads):
     def enqueue(self, message: QueuedMessage, peers: Sequence[bytes]) -> None:
         m = message
         self._db.execute(
-            "INSERT INTO messages (id, type, created, expires, content_hash, envelope, queued_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (m.id, m.type, m.created, m.expires, m.content_hash, m.envelope, self._now),
+            "INSERT INTO messages (id, type, created, expires, content_hash, envelope, queued_at,"
+            " priority, tlp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                m.id,
+                m.type,
+                m.created,
+                m.expires,
+                m.content_hash,
+                m.envelope,
+                self._now,
+                m.priority,
+                m.tlp,
+            ),
         )
         self._db.executemany(
             "INSERT INTO outbox (msg_id, peer, status, next_attempt) VALUES (?, ?, 'queued', ?)",
             [(m.id, p, self._now) for p in peers],
         )
+        flow.queued(self._db, self._now, m.id, m.type, m.priority, m.tlp, len(m.envelope), peers)
 
     def mark_expired(self, peer: bytes, msg_ids: Sequence[bytes]) -> None:
+        flow.ended(self._db, self._now, "expired", peer, msg_ids, "")
         self._db.executemany(
             "UPDATE outbox SET status = 'expired', next_attempt = ? WHERE msg_id = ? "
             f"AND peer = ? AND status IN {_PENDING}",
@@ -575,6 +655,7 @@ class SqliteUnit(_Reads):
         )
 
     def mark_delivered(self, peer: bytes, delivered: Sequence[tuple[bytes, bytes]]) -> None:
+        flow.delivered(self._db, self._now, peer, [msg_id for msg_id, _ in delivered])
         self._db.executemany(
             "UPDATE outbox SET status = 'delivered', delivered_at = ?, receipt = ?, "
             "attempts = attempts + 1, last_error = NULL WHERE msg_id = ? AND peer = ?",
@@ -582,6 +663,7 @@ class SqliteUnit(_Reads):
         )
 
     def mark_failed(self, peer: bytes, failures: Sequence[tuple[bytes, str, float]]) -> None:
+        flow.failed(self._db, self._now, peer, [(msg_id, err) for msg_id, err, _ in failures])
         self._db.executemany(
             "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, "
             "next_attempt = ? WHERE msg_id = ? AND peer = ?",
@@ -589,6 +671,7 @@ class SqliteUnit(_Reads):
         )
 
     def mark_rejected(self, peer: bytes, msg_id: bytes, error: str) -> None:
+        flow.ended(self._db, self._now, "rejected", peer, [msg_id], error)
         self._db.execute(
             "UPDATE outbox SET status = 'rejected', attempts = attempts + 1, last_error = ?, "
             "next_attempt = ? WHERE msg_id = ? AND peer = ?",
@@ -610,6 +693,19 @@ class SqliteUnit(_Reads):
             "UPDATE outbox SET status = 'failed', last_error = COALESCE(last_error, "
             "'interrupted by a restart') WHERE status = 'delivering'"
         ).rowcount
+
+    # flow (PROTOCOL.md 14)
+
+    def set_flow_self(self, node_id: bytes) -> None:
+        flow.set_self(self._db, node_id)
+
+    def ingest_flow(self, unit: bytes, rows: Sequence[FlowRow], state: FlowUnit) -> int:
+        added = flow.ingest(self._db, unit, rows)
+        flow.put_unit(self._db, state)
+        return added
+
+    def put_flow_cursor(self, cursor: FlowCursor) -> None:
+        flow.put_cursor(self._db, cursor)
 
     # own checkpoints and witnessing
 

@@ -20,6 +20,9 @@ ADDED_COLUMNS = (
     ("peers", "revoke_since", "INTEGER"),
     ("peers", "pending_card", "TEXT"),
     ("peers", "introduced_by", "TEXT"),
+    # messages.priority, .tlp: kept when a message is queued, for flow events (PROTOCOL.md 14).
+    ("messages", "priority", "TEXT"),
+    ("messages", "tlp", "TEXT"),
 )
 ON_ADDED_COLUMNS = """
 CREATE INDEX IF NOT EXISTS inbox_listing ON inbox(priority, received_at, sender, id);
@@ -161,6 +164,51 @@ CREATE TABLE IF NOT EXISTS directories (
     coordinator BLOB PRIMARY KEY,
     seq         INTEGER NOT NULL,
     at          REAL NOT NULL
+);
+-- Flow (PROTOCOL.md 14): this node's own events and those its units reported, one table, so a
+-- coordinator's dashboard and a unit's show the same thing from the same rows. rid is the order
+-- they were stored here (what the live feed follows), (unit, seq) the reporter's own order: a
+-- replayed report inserts nothing. flow_self names this node (its events' unit).
+CREATE TABLE IF NOT EXISTS flow_self (
+    k  INTEGER PRIMARY KEY CHECK (k = 0),
+    id BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS flow_events (
+    rid        INTEGER PRIMARY KEY,
+    unit       BLOB NOT NULL,
+    seq        INTEGER NOT NULL,
+    at         REAL NOT NULL,
+    event      TEXT NOT NULL,
+    msg_id     BLOB,
+    type       TEXT,
+    priority   TEXT,
+    tlp        TEXT,
+    peer       BLOB,
+    recipients BLOB,
+    size       TEXT,
+    latency    REAL,
+    reason     TEXT,
+    action     TEXT,
+    withheld   TEXT NOT NULL DEFAULT '',
+    UNIQUE (unit, seq)
+);
+CREATE INDEX IF NOT EXISTS flow_msg ON flow_events(msg_id) WHERE msg_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS flow_at ON flow_events(at);
+CREATE INDEX IF NOT EXISTS flow_peer ON flow_events(peer, event, at) WHERE peer IS NOT NULL;
+CREATE TABLE IF NOT EXISTS flow_units (
+    unit        BLOB PRIMARY KEY,
+    state       BLOB NOT NULL,
+    report_time REAL NOT NULL,
+    received_at REAL NOT NULL,
+    through     INTEGER NOT NULL,
+    policy      BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS flow_cursors (
+    coordinator   BLOB PRIMARY KEY,
+    through       INTEGER NOT NULL,
+    sent_at       REAL,
+    failing_since REAL,
+    last_error    TEXT
 );
 CREATE TABLE IF NOT EXISTS evidence (
     id       INTEGER PRIMARY KEY,

@@ -1,0 +1,305 @@
+"""Sending flow reports to coordinators (PROTOCOL.md 14): one task per coordinator, each following
+this node's own flow events from the cursor the coordinator last acknowledged.
+
+Nothing is queued twice: the events are already durable (written with the change they describe),
+and a report is built from them at each send, from ``flow_cursors.through`` on, so a coordinator
+that was down, or a node that was killed, simply resumes from the cursor and the coordinator
+catches up. A coordinator keys events by (unit, seq), so a report sent twice (the answer lost)
+adds nothing. Each report also carries the unit's state now, so even a quiet unit says it is up.
+Reports are withheld by TLP (``[flow] withhold``) before they are sealed. No HTTP routes, no SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgspec
+import structlog
+
+from keys.card import Card
+from keys.trust import PeerRecord
+from node.config import Flow
+from node.peer_client import DeliveryFailed, PeerClient
+from node.peer_info import PeerInfo, parsed_card
+from node.runtime import Clock, Run
+from node.storage import Reads, Store
+from node.storage.flow_rows import FlowCursor, FlowRow
+from protocol.flow import (
+    FLOW_VERSION,
+    FlowEvent,
+    FlowReport,
+    LinkState,
+    UnitState,
+    apply_policy,
+    seal_report,
+)
+from protocol.identity import Identity
+from protocol.text import escaped
+
+log = structlog.get_logger("borderlink.flow")
+
+MAX_BACKOFF = 30.0
+EXPIRING = 30 * 86400  # a key within 30 days of its expiry is "expiring" (status says the same)
+
+
+def _ms(t: float | None) -> int | None:
+    return None if t is None else max(0, int(t * 1000))
+
+
+def event_of(row: FlowRow) -> FlowEvent:
+    """A stored event of this node's as the protocol carries it (before withholding)."""
+    return FlowEvent(
+        seq=row.seq,
+        at=max(0, int(row.at * 1000)),
+        event=row.event,  # type: ignore[arg-type]  # written by flow_sqlite, one of the kinds
+        tlp=row.tlp,  # type: ignore[arg-type]
+        id=row.msg_id,
+        type=row.type,
+        priority=row.priority,  # type: ignore[arg-type]
+        peer=row.peer,
+        recipients=row.recipients,
+        size=row.size,  # type: ignore[arg-type]
+        latency_ms=_ms(row.latency),
+        reason=row.reason[:200] if row.reason else None,
+        action=row.action,
+    )
+
+
+def targets(peers: list[PeerRecord], config: Flow) -> list[PeerRecord]:
+    """The coordinators this node reports to: ``[flow] report_to`` by name, or every trusted
+    coordinator; never a peer that is not trusted."""
+    trusted = [p for p in peers if p.status == "trusted"]
+    if config.report_to is not None:
+        wanted = set(config.report_to)
+        return [p for p in trusted if p.name in wanted]
+    return [p for p in trusted if parsed_card(p.card).body.unit_type == "coordinator"]
+
+
+def unit_state(
+    store: Reads,
+    identity: Identity,
+    card: Card,
+    link_of: Callable[[bytes], str],
+    alarms: int,
+    now: float,
+) -> UnitState:
+    """This node's state as a report carries it (and its own dashboard row shows it)."""
+    links: list[LinkState] = []
+    pending = {p.peer: p for p in store.flow_pending_links()}
+    for rec in store.peers():
+        node_id = rec.node_id
+        p = pending.get(node_id)
+        if rec.status == "revoked":
+            state = "revoked"
+        elif rec.status != "trusted":
+            state = "blocked"
+        elif p is None:
+            state = "idle" if link_of(node_id) in ("idle", "unknown") else "ok"
+        else:
+            state = "retrying" if p.failing else "ok"
+        links.append(
+            LinkState(
+                peer=node_id,
+                state=state,  # type: ignore[arg-type]
+                depth=p.depth if p else 0,
+                oldest_ms=_ms(p.oldest) if p else None,
+                failing_since_ms=_ms(p.failing_since) if p and p.failing else None,
+                reason=(p.last_error or "")[:200] or None if p and p.failing else None,
+                next_retry_ms=_ms(p.next_retry) if p and p.failing else None,
+            )
+        )
+    revoked = any(r.key == identity.public.sign_key for r in store.revoked_keys(identity.node_id))
+    expires = card.body.valid_until
+    status = (
+        "revoked"
+        if revoked
+        else "expired"
+        if expires <= now
+        else "expiring"
+        if expires - now < EXPIRING
+        else "ok"
+    )
+    return UnitState(
+        links=links[:1024],
+        key_expires=_ms(expires),
+        key_status=status,  # type: ignore[arg-type]
+        audit_size=store.audit_state().size,
+        witness_alarms=alarms,
+    )
+
+
+@dataclass(frozen=True)
+class Built:
+    report: FlowReport
+    more: bool  # events remain after these: send again at once
+
+
+class FlowReporter:
+    def __init__(
+        self,
+        identity: Identity,
+        store: Store,
+        run_db: Run,
+        run_cpu: Run,
+        client: PeerClient,
+        config: Flow,
+        clock: Clock,
+        *,
+        own_card: Callable[[], Card],
+        link_of: Callable[[bytes], str],
+    ) -> None:
+        self.identity = identity
+        self.store = store
+        self.run_db = run_db
+        self.run_cpu = run_cpu
+        self.client = client
+        self.config = config
+        self.clock = clock
+        self.own_card = own_card
+        self.link_of = link_of  # up | down | unknown | idle, from the delivery workers
+        self._tasks: dict[bytes, asyncio.Task[None]] = {}
+        self._wake: dict[bytes, asyncio.Event] = {}
+        self._rng = random.Random()  # noqa: S311 - jitter, not secrets
+
+    async def refresh(self) -> None:
+        """Start a task for each coordinator to report to, stop those no longer one."""
+        peers = targets(await self.run_db(self.store.peers), self.config)
+        wanted = {p.node_id: p for p in peers}
+        for node_id in list(self._tasks):
+            if node_id not in wanted:
+                task = self._tasks.pop(node_id)
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                self._wake.pop(node_id, None)
+        for node_id, rec in wanted.items():
+            if node_id not in self._tasks:
+                self._wake[node_id] = asyncio.Event()
+                self._tasks[node_id] = asyncio.create_task(
+                    self._loop(rec.name, node_id), name=f"flow-{rec.name}"
+                )
+
+    def poke(self) -> None:
+        for e in self._wake.values():
+            e.set()
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _loop(self, name: str, node_id: bytes) -> None:
+        failures = 0
+        while True:
+            delay = self.config.interval
+            try:
+                more = await self.send_once(node_id)
+                failures = 0
+                if more:
+                    continue
+            except DeliveryFailed as exc:
+                failures += 1
+                await self.run_db(self._failed, node_id, exc.message)
+                delay = min(MAX_BACKOFF, self.config.interval * 2 ** min(failures, 6))
+                delay *= 0.5 + self._rng.random()
+                if failures == 1:
+                    log.info("flow.report_failed", coordinator=name, error=exc.message)
+            except Exception:  # a database or coding error must not end reporting for good
+                log.exception("flow.report_error", coordinator=name)
+                delay = MAX_BACKOFF
+            wake = self._wake.get(node_id)
+            if wake is None:
+                return
+            wake.clear()
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    async def send_once(self, node_id: bytes) -> bool:
+        """Build, seal and send one report to the coordinator; True if more events wait."""
+        rec = await self.run_db(self.store.peer_by_id, node_id)
+        if rec is None or rec.status != "trusted":
+            raise DeliveryFailed("the coordinator is no longer a trusted peer")
+        peer = PeerInfo.of(rec)
+        built = await self.run_db(self._build, node_id, self.clock())
+        body = await self.run_cpu(seal_report, self.identity, peer.identity, built.report)
+        answer = await self.client.post_flow_report(peer, body)
+        if answer.status != 200:
+            raise DeliveryFailed(_refusal(rec.name, answer.status, answer.body))
+        await self.run_db(self._sent, node_id, built.report.through)
+        return built.more
+
+    def _cursor(self, node_id: bytes) -> FlowCursor | None:
+        return next((c for c in self.store.flow_cursors() if c.coordinator == node_id), None)
+
+    def _build(self, node_id: bytes, now: float) -> Built:
+        cursor = self._cursor(node_id)
+        after = cursor.through if cursor else 0
+        limit = self.config.max_events
+        rows = self.store.flow_own_after(after, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        policy = {k: list(v) for k, v in self.config.withhold.items()}
+        events = [apply_policy(event_of(r), policy) for r in rows]
+        through = rows[-1].seq if rows else after
+        report = FlowReport(
+            v=FLOW_VERSION,
+            unit=self.identity.node_id,
+            coordinator=node_id,
+            time=int(now * 1000),
+            through=through,
+            events=events,
+            state=unit_state(
+                self.store,
+                self.identity,
+                self.own_card(),
+                self.link_of,
+                len(self.store.evidence()),
+                now,
+            ),
+            policy=policy,
+        )
+        return Built(report, more)
+
+    def _sent(self, node_id: bytes, through: int) -> None:
+        now = self.clock()
+        with self.store.unit(now) as u:
+            u.put_flow_cursor(
+                FlowCursor(
+                    coordinator=node_id,
+                    through=through,
+                    sent_at=now,
+                    failing_since=None,
+                    last_error=None,
+                )
+            )
+
+    def _failed(self, node_id: bytes, error: str) -> None:
+        now = self.clock()
+        old = self._cursor(node_id)
+        with self.store.unit(now) as u:
+            u.put_flow_cursor(
+                FlowCursor(
+                    coordinator=node_id,
+                    through=old.through if old else 0,
+                    sent_at=old.sent_at if old else None,
+                    failing_since=old.failing_since if old and old.failing_since else now,
+                    last_error=error,
+                )
+            )
+
+
+def _refusal(name: str, status: int, body: bytes) -> str:
+    try:
+        answer = msgspec.json.decode(body, type=dict[str, str])
+        reason = answer.get("error", "")
+        text = answer.get("message", "")
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        reason, text = "", ""
+    what = f"{escaped(reason)}: {escaped(text)}" if reason else f"HTTP {status}"
+    return f"{name} refused the flow report ({what})"

@@ -1,0 +1,81 @@
+"""The rows of the flow tables (PROTOCOL.md 14): events as a node stores them, this node's own and
+those its units reported, and the latest state each unit reported.
+
+Times are Unix seconds (floats); node ids 32 raw bytes, message ids 16. ``rid`` orders events as
+they were stored here, which is what a live feed follows; ``seq`` is the reporting unit's own order.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class FlowRow(msgspec.Struct, frozen=True, kw_only=True):
+    rid: int
+    unit: bytes  # the node whose event it is (this node's own id for its own events)
+    seq: int
+    at: float
+    event: str
+    msg_id: bytes | None
+    type: str | None
+    priority: str | None
+    tlp: str | None
+    peer: bytes | None
+    recipients: list[bytes] | None
+    size: str | None
+    latency: float | None  # seconds
+    reason: str | None
+    action: str | None
+    withheld: list[str]
+
+
+class FlowUnit(msgspec.Struct, frozen=True, kw_only=True):
+    """The latest report of one unit: its state snapshot as it sent it (MessagePack of
+    protocol.flow.UnitState), when it made the report, when it arrived, and its policy."""
+
+    unit: bytes
+    state: bytes
+    report_time: float
+    received_at: float
+    through: int
+    policy: bytes
+
+
+class FlowCursor(msgspec.Struct, frozen=True, kw_only=True):
+    """How far this node's reports to one coordinator got, and how the last attempt went."""
+
+    coordinator: bytes
+    through: int
+    sent_at: float | None
+    failing_since: float | None
+    last_error: str | None
+
+
+class LinkCount(msgspec.Struct, frozen=True):
+    """Deliveries from one unit to one peer in a window (the who-talks-to-whom picture)."""
+
+    unit: bytes
+    peer: bytes
+    count: int
+    mean_latency: float | None
+
+
+class Disagreement(msgspec.Struct, frozen=True, kw_only=True):
+    """A delivery its sender reported that its recipient, reporting since, never did."""
+
+    msg_id: bytes
+    sender: bytes
+    recipient: bytes
+    delivered_at: float
+
+
+class PendingLink(msgspec.Struct, frozen=True, kw_only=True):
+    """This node's undelivered entries for one peer, as a report's link state needs them."""
+
+    peer: bytes
+    depth: int
+    oldest: float | None
+    failing: int  # entries whose last attempt failed
+    failing_since: float | None  # first failure since the last delivery to the peer
+    next_retry: float | None
+    last_error: str | None

@@ -1,0 +1,405 @@
+"""The flow tables in SQLite (PROTOCOL.md 14): this node's own events, written in the same
+transaction as the outbox or inbox change they describe (so an event is never lost nor invented
+by a crash), what its units reported, and the reads the dashboard, monitor and metrics make.
+
+Each event is written before the row it describes changes, from that row (``INSERT ... SELECT``),
+and only when the change is one: a delivery marked twice, or a retry failing for the same reason
+as the last, records nothing. Called by sqlite.py only; the only other module that speaks SQL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from node.storage.flow_rows import (
+    Disagreement,
+    FlowCursor,
+    FlowRow,
+    FlowUnit,
+    LinkCount,
+    PendingLink,
+)
+
+_SELF = "COALESCE((SELECT id FROM flow_self), X'')"
+_NEXT = f"(SELECT COALESCE(MAX(seq), 0) + 1 FROM flow_events WHERE unit = {_SELF})"
+
+
+def _bucket(column: str) -> str:
+    return (
+        f"CASE WHEN length({column}) <= 4096 THEN 'small' "
+        f"WHEN length({column}) <= 65536 THEN 'medium' ELSE 'large' END"
+    )
+
+
+_COLUMNS = (
+    "rid, unit, seq, at, event, msg_id, type, priority, tlp, peer, recipients, size, latency, "
+    "reason, action, withheld"
+)
+_OUT = (
+    "INSERT INTO flow_events (unit, seq, at, event, msg_id, type, priority, tlp, peer, size, "
+    f"latency, reason) SELECT {_SELF}, {_NEXT}, :now, :event, m.id, m.type, "
+    f"COALESCE(m.priority, 'routine'), m.tlp, o.peer, {_bucket('m.envelope')}, :latency, :reason "
+    "FROM outbox o JOIN messages m ON m.id = o.msg_id WHERE o.msg_id = :id AND o.peer = :peer "
+)
+
+
+def set_self(db: sqlite3.Connection, node_id: bytes) -> None:
+    """Name this node (the unit of its own events); events written before it was named (the
+    CLI queues while the node is down, before its first start) take the name."""
+    db.execute("INSERT OR REPLACE INTO flow_self (k, id) VALUES (0, ?)", (node_id,))
+    db.execute("UPDATE flow_events SET unit = ? WHERE unit = X''", (node_id,))
+
+
+def queued(
+    db: sqlite3.Connection,
+    now: float,
+    msg_id: bytes,
+    type_name: str,
+    priority: str,
+    tlp: str | None,
+    envelope_size: int,
+    peers: Sequence[bytes],
+) -> None:
+    size = "small" if envelope_size <= 4096 else "medium" if envelope_size <= 65536 else "large"
+    db.execute(
+        "INSERT INTO flow_events (unit, seq, at, event, msg_id, type, priority, tlp, recipients, "
+        f"size) VALUES ({_SELF}, {_NEXT}, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+        (now, msg_id, type_name, priority, tlp, b"".join(peers), size),
+    )
+
+
+def delivered(db: sqlite3.Connection, now: float, peer: bytes, ids: Iterable[bytes]) -> None:
+    db.executemany(
+        _OUT.replace(":latency", "MAX(0, :now - m.queued_at)") + "AND o.status <> 'delivered'",
+        [{"now": now, "event": "delivered", "id": i, "peer": peer, "reason": None} for i in ids],
+    )
+
+
+def failed(
+    db: sqlite3.Connection, now: float, peer: bytes, failures: Iterable[tuple[bytes, str]]
+) -> None:
+    """A failure only when the entry was not failing already for the same reason."""
+    db.executemany(
+        _OUT.replace(":latency", "NULL")
+        + "AND (o.status <> 'failed' OR o.last_error IS NOT :reason)",
+        [
+            {"now": now, "event": "failed", "id": i, "peer": peer, "reason": why}
+            for i, why in failures
+        ],
+    )
+
+
+def ended(
+    db: sqlite3.Connection, now: float, event: str, peer: bytes, ids: Iterable[bytes], why: str
+) -> None:
+    """Expired or rejected: the entry will not be tried again."""
+    db.executemany(
+        _OUT.replace(":latency", "NULL") + "AND o.status NOT IN ('delivered', 'expired')",
+        [{"now": now, "event": event, "id": i, "peer": peer, "reason": why or None} for i in ids],
+    )
+
+
+def received(
+    db: sqlite3.Connection,
+    now: float,
+    msg_id: bytes,
+    sender: bytes,
+    type_name: str,
+    priority: str,
+    tlp: str | None,
+    created: int,
+    envelope_size: int,
+) -> None:
+    size = "small" if envelope_size <= 4096 else "medium" if envelope_size <= 65536 else "large"
+    db.execute(
+        "INSERT INTO flow_events (unit, seq, at, event, msg_id, type, priority, tlp, peer, size, "
+        f"latency) VALUES ({_SELF}, {_NEXT}, ?, 'received', ?, ?, ?, ?, ?, ?, ?)",
+        (now, msg_id, type_name, priority, tlp, sender, size, max(0.0, now - created)),
+    )
+
+
+def acknowledged(
+    db: sqlite3.Connection, now: float, sender: bytes, msg_id: bytes, action: str
+) -> None:
+    """Its type, priority and TLP as the message's 'received' event recorded them."""
+    db.execute(
+        "INSERT INTO flow_events (unit, seq, at, event, msg_id, type, priority, tlp, peer, action)"
+        f" SELECT {_SELF}, {_NEXT}, :now, 'acknowledged', :id, r.type, r.priority, r.tlp, :s, :a "
+        "FROM (SELECT :id AS id) LEFT JOIN (SELECT type, priority, tlp FROM flow_events WHERE "
+        f"msg_id = :id AND peer = :s AND event = 'received' AND unit = {_SELF} LIMIT 1) r",
+        {"now": now, "id": msg_id, "s": sender, "a": action},
+    )
+
+
+def ingest(db: sqlite3.Connection, unit: bytes, rows: Sequence[FlowRow]) -> int:
+    """A unit's reported events; those already held (a replayed report) are ignored."""
+    before = db.total_changes
+    db.executemany(
+        "INSERT OR IGNORE INTO flow_events (unit, seq, at, event, msg_id, type, priority, tlp, "
+        "peer, recipients, size, latency, reason, action, withheld) VALUES "
+        "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        [
+            (
+                unit,
+                r.seq,
+                r.at,
+                r.event,
+                r.msg_id,
+                r.type,
+                r.priority,
+                r.tlp,
+                r.peer,
+                None if r.recipients is None else b"".join(r.recipients),
+                r.size,
+                r.latency,
+                r.reason,
+                r.action,
+                ",".join(r.withheld),
+            )
+            for r in rows
+        ],
+    )
+    return db.total_changes - before
+
+
+def put_unit(db: sqlite3.Connection, u: FlowUnit) -> bool:
+    """Keep a unit's state if it is newer than the one held (reports may arrive out of order)."""
+    cur = db.execute(
+        "INSERT INTO flow_units (unit, state, report_time, received_at, through, policy) "
+        "VALUES (?,?,?,?,?,?) ON CONFLICT (unit) DO UPDATE SET state = excluded.state, "
+        "report_time = excluded.report_time, received_at = excluded.received_at, "
+        "through = MAX(through, excluded.through), policy = excluded.policy "
+        "WHERE excluded.report_time > flow_units.report_time",
+        (u.unit, u.state, u.report_time, u.received_at, u.through, u.policy),
+    )
+    return cur.rowcount > 0
+
+
+def put_cursor(db: sqlite3.Connection, c: FlowCursor) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO flow_cursors (coordinator, through, sent_at, failing_since, "
+        "last_error) VALUES (?,?,?,?,?)",
+        (c.coordinator, c.through, c.sent_at, c.failing_since, c.last_error),
+    )
+
+
+# reads ---------------------------------------------------------------------------------------
+
+
+def self_id(db: sqlite3.Connection) -> bytes | None:
+    row = db.execute("SELECT id FROM flow_self").fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def own_after(db: sqlite3.Connection, after: int, limit: int) -> list[FlowRow]:
+    """This node's events after its seq ``after``, in seq order (what a report carries)."""
+    return [
+        _row(r)
+        for r in db.execute(
+            f"SELECT {_COLUMNS} FROM flow_events WHERE unit = {_SELF} AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (after, limit),
+        )
+    ]
+
+
+def own_last_seq(db: sqlite3.Connection) -> int:
+    row = db.execute(f"SELECT MAX(seq) FROM flow_events WHERE unit = {_SELF}").fetchone()
+    return int(row[0] or 0)
+
+
+def after_rid(db: sqlite3.Connection, after: int, limit: int) -> list[FlowRow]:
+    """Events stored after ``after`` (rid), oldest first: what a live feed has not shown yet."""
+    return [
+        _row(r)
+        for r in db.execute(
+            f"SELECT {_COLUMNS} FROM flow_events WHERE rid > ? ORDER BY rid LIMIT ?",
+            (after, limit),
+        )
+    ]
+
+
+def latest(db: sqlite3.Connection, limit: int, since: float) -> list[FlowRow]:
+    """The newest events stored since ``since``, newest first."""
+    return [
+        _row(r)
+        for r in db.execute(
+            f"SELECT {_COLUMNS} FROM flow_events WHERE at >= ? ORDER BY rid DESC LIMIT ?",
+            (since, limit),
+        )
+    ]
+
+
+def last_rid(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT COALESCE(MAX(rid), 0) FROM flow_events").fetchone()[0])
+
+
+def window(db: sqlite3.Connection, since: float, limit: int) -> list[FlowRow]:
+    """Events since ``since``, newest first, at most ``limit`` (the dashboard's aggregates)."""
+    return [
+        _row(r)
+        for r in db.execute(
+            f"SELECT {_COLUMNS} FROM flow_events WHERE at >= ? ORDER BY at DESC LIMIT ?",
+            (since, limit),
+        )
+    ]
+
+
+def units(db: sqlite3.Connection) -> list[FlowUnit]:
+    return [
+        FlowUnit(
+            unit=bytes(r[0]),
+            state=bytes(r[1]),
+            report_time=float(r[2]),
+            received_at=float(r[3]),
+            through=int(r[4]),
+            policy=bytes(r[5]),
+        )
+        for r in db.execute(
+            "SELECT unit, state, report_time, received_at, through, policy FROM flow_units"
+        )
+    ]
+
+
+def cursors(db: sqlite3.Connection) -> list[FlowCursor]:
+    return [
+        FlowCursor(
+            coordinator=bytes(r[0]),
+            through=int(r[1]),
+            sent_at=r[2],
+            failing_since=r[3],
+            last_error=r[4],
+        )
+        for r in db.execute(
+            "SELECT coordinator, through, sent_at, failing_since, last_error FROM flow_cursors"
+        )
+    ]
+
+
+def links(db: sqlite3.Connection, since: float) -> list[LinkCount]:
+    return [
+        LinkCount(bytes(r[0]), bytes(r[1]), int(r[2]), r[3])
+        for r in db.execute(
+            "SELECT unit, peer, COUNT(*), AVG(latency) FROM flow_events WHERE event = 'delivered' "
+            "AND peer IS NOT NULL AND at >= ? GROUP BY unit, peer",
+            (since,),
+        )
+    ]
+
+
+def disagreements(
+    db: sqlite3.Connection, since: float, grace: float, now: float
+) -> list[Disagreement]:
+    """Deliveries whose recipient has reported since (``grace`` after), never as received.
+    A recipient that reports nothing, or withholds the id (TLP:RED), cannot disagree."""
+    me = _SELF
+    return [
+        Disagreement(
+            msg_id=bytes(r[0]), sender=bytes(r[1]), recipient=bytes(r[2]), delivered_at=r[3]
+        )
+        for r in db.execute(
+            "SELECT d.msg_id, d.unit, d.peer, d.at FROM flow_events d "
+            "WHERE d.event = 'delivered' AND d.at >= :since AND d.msg_id IS NOT NULL "
+            "AND d.peer IS NOT NULL AND d.peer <> d.unit "
+            "AND (d.peer = " + me + " OR EXISTS (SELECT 1 FROM flow_units u WHERE u.unit = d.peer "
+            "AND u.report_time > d.at + :grace)) "
+            "AND (d.peer <> " + me + " OR d.at + :grace < :now) "
+            "AND NOT EXISTS (SELECT 1 FROM flow_events r WHERE r.msg_id = d.msg_id "
+            "AND r.unit = d.peer AND r.event = 'received') "
+            "ORDER BY d.at DESC LIMIT 100",
+            {"since": since, "grace": grace, "now": now},
+        )
+    ]
+
+
+def totals(db: sqlite3.Connection) -> list[tuple[bytes, str, bytes | None, str | None, int]]:
+    """(unit, event, peer, type, count) over all time: what the metrics count."""
+    return [
+        (bytes(r[0]), str(r[1]), None if r[2] is None else bytes(r[2]), r[3], int(r[4]))
+        for r in db.execute(
+            "SELECT unit, event, peer, type, COUNT(*) FROM flow_events "
+            "GROUP BY unit, event, peer, type"
+        )
+    ]
+
+
+def sent_totals(db: sqlite3.Connection) -> list[tuple[bytes, str, int]]:
+    """(peer, type, entries) of this node's outbox over all time."""
+    return [
+        (bytes(r[0]), str(r[1]), int(r[2]))
+        for r in db.execute(
+            "SELECT o.peer, m.type, COUNT(*) FROM outbox o JOIN messages m ON m.id = o.msg_id "
+            "GROUP BY o.peer, m.type"
+        )
+    ]
+
+
+def latencies(db: sqlite3.Connection, unit: bytes) -> list[float]:
+    """Every delivery latency of ``unit`` (the metrics' histogram is rebuilt from them)."""
+    return [
+        float(r[0])
+        for r in db.execute(
+            "SELECT latency FROM flow_events WHERE unit = ? AND event = 'delivered' "
+            "AND latency IS NOT NULL",
+            (unit,),
+        )
+    ]
+
+
+def pending_links(db: sqlite3.Connection) -> list[PendingLink]:
+    rows = db.execute(
+        "SELECT o.peer, COUNT(*), MIN(m.queued_at), SUM(o.status = 'failed'), "
+        "MIN(CASE WHEN o.status = 'failed' THEN o.next_attempt END) "
+        "FROM outbox o JOIN messages m ON m.id = o.msg_id "
+        "WHERE o.status IN ('queued', 'failed') GROUP BY o.peer"
+    ).fetchall()
+    out = []
+    for peer, depth, oldest, failing, next_retry in rows:
+        since, error = None, None
+        if failing:
+            since, error = db.execute(
+                "SELECT MIN(at), (SELECT last_error FROM outbox WHERE peer = :p AND "
+                "status = 'failed' ORDER BY next_attempt DESC LIMIT 1) FROM flow_events "
+                f"WHERE peer = :p AND event = 'failed' AND unit = {_SELF} AND at > "
+                "COALESCE((SELECT MAX(at) FROM flow_events WHERE peer = :p AND "
+                f"event = 'delivered' AND unit = {_SELF}), 0)",
+                {"p": peer},
+            ).fetchone()
+        out.append(
+            PendingLink(
+                peer=bytes(peer),
+                depth=int(depth),
+                oldest=oldest,
+                failing=int(failing or 0),
+                failing_since=since,
+                next_retry=next_retry,
+                last_error=error,
+            )
+        )
+    return out
+
+
+def _row(r: Sequence[Any]) -> FlowRow:
+    recipients = None if r[10] is None else bytes(r[10])
+    return FlowRow(
+        rid=int(r[0]),
+        unit=bytes(r[1]),
+        seq=int(r[2]),
+        at=float(r[3]),
+        event=str(r[4]),
+        msg_id=None if r[5] is None else bytes(r[5]),
+        type=r[6],
+        priority=r[7],
+        tlp=r[8],
+        peer=None if r[9] is None else bytes(r[9]),
+        recipients=None
+        if recipients is None
+        else [recipients[i : i + 32] for i in range(0, len(recipients), 32)],
+        size=r[11],
+        latency=r[12],
+        reason=r[13],
+        action=r[14],
+        withheld=[w for w in str(r[15]).split(",") if w],
+    )
