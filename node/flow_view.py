@@ -293,6 +293,7 @@ def build(s: Snapshot, f: Filters) -> View:
             delivered_at=d.delivered_at,
         )
         for d in s.disagreements
+        if not _withholds_receipt(states.get(d.recipient), d.tlp)
     ]
     return View(
         now=now,
@@ -306,6 +307,16 @@ def build(s: Snapshot, f: Filters) -> View:
         alarms=_alarms(s, names, states),
         last_rid=s.last_rid,
     )
+
+
+def _withholds_receipt(state: tuple[UnitState, FlowUnit | None] | None, tlp: str | None) -> bool:
+    """Whether the recipient's policy hides the id of what it received at this TLP (it cannot
+    then be joined, so its silence is no disagreement)."""
+    if state is None or state[1] is None:
+        return False
+    policy = _POLICY.decode(state[1].policy)
+    fields = policy.get(tlp or "RED", [])
+    return "id" in fields or "recipients" in fields
 
 
 def _feed(r: FlowRow, names: Names) -> FeedEvent:

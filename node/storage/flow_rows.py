@@ -67,6 +67,7 @@ class Disagreement(msgspec.Struct, frozen=True, kw_only=True):
     sender: bytes
     recipient: bytes
     delivered_at: float
+    tlp: str | None
 
 
 class PendingLink(msgspec.Struct, frozen=True, kw_only=True):

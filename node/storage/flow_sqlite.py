@@ -297,10 +297,14 @@ def disagreements(
     me = _SELF
     return [
         Disagreement(
-            msg_id=bytes(r[0]), sender=bytes(r[1]), recipient=bytes(r[2]), delivered_at=r[3]
+            msg_id=bytes(r[0]),
+            sender=bytes(r[1]),
+            recipient=bytes(r[2]),
+            delivered_at=r[3],
+            tlp=r[4],
         )
         for r in db.execute(
-            "SELECT d.msg_id, d.unit, d.peer, d.at FROM flow_events d "
+            "SELECT d.msg_id, d.unit, d.peer, d.at, d.tlp FROM flow_events d "
             "WHERE d.event = 'delivered' AND d.at >= :since AND d.msg_id IS NOT NULL "
             "AND d.peer IS NOT NULL AND d.peer <> d.unit "
             "AND (d.peer = " + me + " OR EXISTS (SELECT 1 FROM flow_units u WHERE u.unit = d.peer "

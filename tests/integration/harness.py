@@ -31,6 +31,14 @@ UNITS = {
     "belgrade-accu": ("ACCU", "RS", "RSBEG"),
     "skopje-coord": ("coordinator", "MK", "MKSKP"),
     "zagreb-jaitf": ("JAITF", "HR", "HRZAG"),
+    # A region of ten units around skopje-coord (tests/integration/test_region.py)
+    "kotor-pcu": ("PCU", "ME", "MEKOT"),
+    "durres-pcu": ("PCU", "AL", "ALDRZ"),
+    "tirana-accu": ("ACCU", "AL", "ALTIA"),
+    "sofia-accu": ("ACCU", "BG", "BGSOF"),
+    "varna-pcu": ("PCU", "BG", "BGVAR"),
+    "thessaloniki-pcu": ("PCU", "GR", "GRSKG"),
+    "sarajevo-accu": ("ACCU", "BA", "BASJJ"),
 }
 
 

@@ -1,0 +1,229 @@
+"""Flow events in the store (PROTOCOL.md 14.1): written with the change they describe, once per
+change, in the unit's own seq order; what units report is kept by (unit, seq), so a replay adds
+nothing; a unit's state is replaced only by a newer one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from node.storage import Accepted, QueuedMessage, Store
+from node.storage.flow_rows import FlowRow, FlowUnit
+from node.storage.sqlite import open_store
+
+ME, PEER, OTHER = b"m" * 32, b"p" * 32, b"q" * 32
+NOW = 1_790_000_000.0
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = open_store(tmp_path / "n.db")
+    with s.unit(NOW) as u:
+        u.set_flow_self(ME)
+    yield s
+    s.close()
+
+
+def _queue(store: Store, msg_id: bytes, peers: list[bytes], *, tlp: str = "AMBER") -> None:
+    with store.unit(NOW) as u:
+        u.enqueue(
+            QueuedMessage(
+                id=msg_id,
+                type="seizure-alert",
+                created=int(NOW),
+                expires=int(NOW) + 3600,
+                content_hash=b"h" * 32,
+                envelope=b"e" * 5000,
+                priority="flash",
+                tlp=tlp,
+            ),
+            peers,
+        )
+
+
+def _events(store: Store) -> list[tuple[str, bytes | None]]:
+    return [(r.event, r.peer) for r in store.flow_own_after(0, 100)]
+
+
+def test_queue_deliver_twice_records_one_delivery_with_its_latency(store: Store) -> None:
+    _queue(store, b"a" * 16, [PEER, OTHER])
+    for _ in range(2):  # a receipt for a redelivery marks it again
+        with store.unit(NOW + 2.5) as u:
+            u.mark_delivered(PEER, [(b"a" * 16, b"receipt")])
+    rows = store.flow_own_after(0, 100)
+    assert [(r.event, r.seq) for r in rows] == [("queued", 1), ("delivered", 2)]
+    queued, delivered = rows
+    assert queued.recipients == [PEER, OTHER] and queued.size == "medium"
+    assert (delivered.peer, delivered.latency, delivered.priority, delivered.tlp) == (
+        PEER,
+        2.5,
+        "flash",
+        "AMBER",
+    )
+
+
+def test_a_failure_is_recorded_when_it_starts_or_its_reason_changes(store: Store) -> None:
+    _queue(store, b"a" * 16, [PEER])
+    for at, why in ((1, "connection refused"), (2, "connection refused"), (3, "timeout")):
+        with store.unit(NOW + at) as u:
+            u.mark_failed(PEER, [(b"a" * 16, why, NOW + at + 10)])
+    failed = [r for r in store.flow_own_after(0, 100) if r.event == "failed"]
+    assert [(r.at, r.reason) for r in failed] == [
+        (NOW + 1, "connection refused"),
+        (NOW + 3, "timeout"),
+    ]
+    [link] = store.flow_pending_links()
+    assert (link.peer, link.depth, link.failing, link.failing_since, link.last_error) == (
+        PEER,
+        1,
+        1,
+        NOW + 1,
+        "timeout",
+    )
+    with store.unit(NOW + 5) as u:
+        u.mark_expired(PEER, [b"a" * 16])
+        u.mark_expired(PEER, [b"a" * 16])
+    assert [e for e, _ in _events(store)] == ["queued", "failed", "failed", "expired"]
+    assert store.flow_pending_links() == []
+
+
+def test_received_and_acknowledged_carry_the_messages_metadata(store: Store) -> None:
+    item = Accepted(
+        id=b"r" * 16,
+        sender=PEER,
+        type="risk-profile",
+        created=int(NOW) - 3,
+        expires=int(NOW) + 60,
+        content_hash=b"h" * 32,
+        envelope=b"x" * 100,
+        priority="urgent",
+        tlp="GREEN",
+    )
+    with store.unit(NOW) as u:
+        u.insert_inbox(item, b"receipt")
+    with store.unit(NOW + 9) as u:
+        u.mark_acked(PEER, b"r" * 16, "controlled")
+    received, acked = store.flow_own_after(0, 100)
+    assert (received.event, received.peer, received.latency, received.tlp) == (
+        "received",
+        PEER,
+        3.0,
+        "GREEN",
+    )
+    assert (acked.event, acked.type, acked.priority, acked.tlp, acked.action) == (
+        "acknowledged",
+        "risk-profile",
+        "urgent",
+        "GREEN",
+        "controlled",
+    )
+
+
+def test_events_written_before_the_node_was_named_take_its_name(tmp_path: Path) -> None:
+    s = open_store(tmp_path / "early.db")
+    try:
+        _queue(s, b"a" * 16, [PEER])  # the CLI queues while the node never ran
+        assert s.flow_own_after(0, 10)[0].unit == b""
+        with s.unit(NOW) as u:
+            u.set_flow_self(ME)
+        assert [r.unit for r in s.flow_own_after(0, 10)] == [ME]
+        _queue(s, b"b" * 16, [PEER])
+        assert [r.seq for r in s.flow_own_after(0, 10)] == [1, 2]
+    finally:
+        s.close()
+
+
+def _row(seq: int, event: str = "delivered") -> FlowRow:
+    return FlowRow(
+        rid=0,
+        unit=OTHER,
+        seq=seq,
+        at=NOW + seq,
+        event=event,
+        msg_id=bytes([seq]) * 16,
+        type="seizure-alert",
+        priority="routine",
+        tlp="GREEN",
+        peer=PEER,
+        recipients=None,
+        size="small",
+        latency=0.01,
+        reason=None,
+        action=None,
+        withheld=[],
+    )
+
+
+def _unit(time: float, through: int) -> FlowUnit:
+    return FlowUnit(
+        unit=OTHER,
+        state=b"\x80",
+        report_time=time,
+        received_at=time,
+        through=through,
+        policy=b"\x80",
+    )
+
+
+def test_a_replayed_report_stores_nothing_and_an_older_state_does_not_win(store: Store) -> None:
+    with store.unit(NOW) as u:
+        assert u.ingest_flow(OTHER, [_row(1), _row(2)], _unit(NOW + 10, 2)) == 2
+    with store.unit(NOW) as u:
+        assert u.ingest_flow(OTHER, [_row(1), _row(2)], _unit(NOW + 5, 2)) == 0
+    [held] = store.flow_units()
+    assert held.report_time == NOW + 10
+    assert [r.seq for r in store.flow_after(0, 10) if r.unit == OTHER] == [1, 2]
+    assert store.flow_own_after(0, 10) == []  # a unit's events are not this node's own
+
+
+def test_a_delivery_its_recipient_never_reported_is_a_disagreement(store: Store) -> None:
+    """Unit Z reports two deliveries to this node; this node stored only the second: the first
+    stands out, once the grace for the recipient's own account has passed."""
+    z = b"z" * 32
+    with store.unit(NOW) as u:
+        u.ingest_flow(
+            z,
+            [_to_me(1), _to_me(2)],
+            FlowUnit(
+                unit=z, state=b"\x80", report_time=NOW, received_at=NOW, through=2, policy=b"\x80"
+            ),
+        )
+        u.insert_inbox(
+            Accepted(
+                id=bytes([2]) * 16,
+                sender=z,
+                type="seizure-alert",
+                created=int(NOW),
+                expires=int(NOW) + 60,
+                content_hash=b"h" * 32,
+                envelope=b"x",
+            ),
+            b"receipt",
+        )
+    found = store.flow_disagreements(0.0, 30.0, NOW + 1000)
+    assert [(d.msg_id, d.sender, d.recipient) for d in found] == [(bytes([1]) * 16, z, ME)]
+    assert store.flow_disagreements(0.0, 30.0, NOW + 10) == []  # within the grace: not yet
+
+
+def _to_me(seq: int) -> FlowRow:
+    r = _row(seq)
+    return FlowRow(
+        rid=0,
+        unit=b"z" * 32,
+        seq=seq,
+        at=r.at,
+        event="delivered",
+        msg_id=r.msg_id,
+        type=r.type,
+        priority=r.priority,
+        tlp=r.tlp,
+        peer=ME,
+        recipients=None,
+        size="small",
+        latency=0.01,
+        reason=None,
+        action=None,
+        withheld=[],
+    )
