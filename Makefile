@@ -58,6 +58,7 @@ bench: $(VENV)/.installed-test
 vectors: $(VENV)/.installed
 	$(PY) -m tests.vectors_gen
 	$(PY) -m tests.key_vectors_gen
+	$(PY) -m tests.flow_vectors_gen
 	$(PY) -m tests.schemas_gen
 
 # Refresh the lock after changing dependencies in pyproject.toml (UPGRADE=1 moves every pin to

@@ -92,6 +92,7 @@ def event_line(e: dict[str, Any]) -> str:
 
 def _table(view: dict[str, Any]) -> Any:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"{view['me']}: units", expand=True)
     for col in (
@@ -113,7 +114,7 @@ def _table(view: dict[str, Any]) -> Any:
         if u["failing"]:
             since = "" if u["failing_since"] is None else f" since {local_time(u['failing_since'])}"
             failing = f"{u['failing']}{since}"
-        table.add_row(
+        cells = [
             u["name"] + (" (this node)" if u["me"] else ""),
             u["country"],
             u["link"],
@@ -125,7 +126,9 @@ def _table(view: dict[str, Any]) -> Any:
             f"{u['out_1m']}/{u['out_1h']}",
             f"{u['in_1m']}/{u['in_1h']}",
             failing,
-        )
+        ]
+        style = "" if u["link"] == "up" else "bold red"
+        table.add_row(*(Text(c) for c in cells), style=style)  # Text: never parsed as markup
     return table
 
 

@@ -42,6 +42,8 @@ from protocol.text import escaped
 log = structlog.get_logger("borderlink.flow")
 
 MAX_BACKOFF = 30.0
+POLL = 0.1  # seconds between looks for new events
+MIN_GAP = 0.2  # at most this often when events wait: a burst goes in one report
 EXPIRING = 30 * 86400  # a key within 30 days of its expiry is "expiring" (status says the same)
 
 
@@ -161,7 +163,6 @@ class FlowReporter:
         self.own_card = own_card
         self.link_of = link_of  # up | down | unknown | idle, from the delivery workers
         self._tasks: dict[bytes, asyncio.Task[None]] = {}
-        self._wake: dict[bytes, asyncio.Event] = {}
         self._rng = random.Random()  # noqa: S311 - jitter, not secrets
 
     async def refresh(self) -> None:
@@ -173,17 +174,11 @@ class FlowReporter:
                 task = self._tasks.pop(node_id)
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-                self._wake.pop(node_id, None)
         for node_id, rec in wanted.items():
             if node_id not in self._tasks:
-                self._wake[node_id] = asyncio.Event()
                 self._tasks[node_id] = asyncio.create_task(
                     self._loop(rec.name, node_id), name=f"flow-{rec.name}"
                 )
-
-    def poke(self) -> None:
-        for e in self._wake.values():
-            e.set()
 
     async def stop(self) -> None:
         tasks = list(self._tasks.values())
@@ -193,32 +188,49 @@ class FlowReporter:
         self._tasks.clear()
 
     async def _loop(self, name: str, node_id: bytes) -> None:
+        """Send when events wait (at most every MIN_GAP seconds, so a burst goes in one
+        report) and at least every ``interval`` (a quiet unit says it is up); back off on
+        failure. New events are noticed by polling the last seq (one indexed read)."""
         failures = 0
+        last_try = retry_at = float("-inf")
+        sent_through = -1
+        wait = 0.0
         while True:
-            delay = self.config.interval
             try:
-                more = await self.send_once(node_id)
-                failures = 0
-                if more:
+                await asyncio.sleep(wait)
+                now = self.clock()
+                newest = await self.run_db(self.store.flow_own_last_seq)
+                due = now - last_try >= self.config.interval
+                fresh = newest > sent_through and now - last_try >= MIN_GAP
+                if now < retry_at:
+                    wait = POLL
                     continue
+                if not (due or fresh):
+                    wait = POLL
+                    continue
+                last_try = now
+                more = await self.send_once(node_id)
+                if failures:
+                    log.info("flow.report_resumed", coordinator=name)
+                failures = 0
+                sent_through = newest
+                wait = 0.0 if more else POLL
             except DeliveryFailed as exc:
                 failures += 1
+                retry_at = self.clock() + self._backoff(failures)
                 await self.run_db(self._failed, node_id, exc.message)
-                delay = min(MAX_BACKOFF, self.config.interval * 2 ** min(failures, 6))
-                delay *= 0.5 + self._rng.random()
                 if failures == 1:
                     log.info("flow.report_failed", coordinator=name, error=exc.message)
+                wait = POLL
             except Exception:  # a database or coding error must not end reporting for good
                 log.exception("flow.report_error", coordinator=name)
-                delay = MAX_BACKOFF
-            wake = self._wake.get(node_id)
-            if wake is None:
-                return
-            wake.clear()
-            try:
-                await asyncio.wait_for(wake.wait(), timeout=delay)
-            except TimeoutError:
-                pass
+                failures += 1
+                retry_at = self.clock() + MAX_BACKOFF
+                wait = POLL
+
+    def _backoff(self, failures: int) -> float:
+        delay = min(MAX_BACKOFF, self.config.interval * 2 ** min(failures, 6))
+        return float(delay * (0.5 + self._rng.random()))
 
     async def send_once(self, node_id: bytes) -> bool:
         """Build, seal and send one report to the coordinator; True if more events wait."""

@@ -65,9 +65,10 @@ TLPS: Final[tuple[Tlp, ...]] = ("RED", "AMBER+STRICT", "AMBER", "GREEN", "CLEAR"
 Priority = Literal["routine", "urgent", "flash"]
 Size = Literal["small", "medium", "large"]  # envelope <= 4 KiB, <= 64 KiB, larger
 # What a unit may withhold from an event. "recipients" hides who a message went to: on an
-# outbound event the peer, on "queued" the recipient list, and on an inbound event (whose reporter
-# is itself a recipient) the message id and the sender, which would otherwise link it to the
-# sender's report. "peer" hides the other party of any event.
+# outbound event the peer and the reason (a failure's words name the recipient and its address),
+# on "queued" the recipient list, and on an inbound event (whose reporter is itself a recipient)
+# the message id and the sender, which would otherwise link it to the sender's report. "peer"
+# hides the other party of any event.
 Withholdable = Literal[
     "id", "type", "priority", "recipients", "peer", "size", "latency", "reason", "action"
 ]
@@ -157,8 +158,8 @@ def withhold(event: FlowEvent, fields: Sequence[str]) -> FlowEvent:
         if f == "recipients":
             if event.event == "queued":
                 changes["recipients"] = None
-            elif event.event in OUTBOUND:
-                changes["peer"] = None
+            elif event.event in OUTBOUND:  # a failure's reason names where it went
+                changes["peer"] = changes["reason"] = None
             else:  # the reporter is a recipient: the id and sender would link it to the sender
                 changes["id"] = changes["peer"] = None
         elif f == "latency":
@@ -209,8 +210,8 @@ def open_report(
     now_ms: int,
     skew_ms: int = DEFAULT_CLOCK_SKEW_SECONDS * 1000,
 ) -> FlowReport:
-    """Check in the envelope's order (PROTOCOL.md 14.3): structure, addressed to me, sender
-    trusted (``sender_of`` raises if not), decryption, signature, then the report itself."""
+    """Check in the order of PROTOCOL.md 14.3: structure, addressed to me, sender trusted
+    (``sender_of`` raises if not), decryption, signature, then the report itself."""
     outer = _outer(data)
     if outer.recipient != me.node_id:
         raise NotForMe("this flow report is for another coordinator")
@@ -234,15 +235,15 @@ def open_report(
         raise Malformed(f"signed flow report field {exc.path or '<root>'}: {exc.rule}") from exc
     if report.v != FLOW_VERSION:
         raise Malformed(f"unsupported flow report version {report.v}")
-    if report.unit != outer.sender or report.coordinator != me.node_id:
-        raise SenderMismatch("the signed report names another unit or coordinator")
-    if report.time > now_ms + skew_ms:
-        raise ClockSkew("flow report was made in the future beyond the allowed clock skew")
     seqs = [e.seq for e in report.events]
     if any(b <= a for a, b in itertools.pairwise(seqs)):
         raise Malformed("events must be in strictly increasing seq order")
     if seqs and seqs[-1] > report.through:
         raise Malformed("an event's seq is beyond the report's 'through'")
+    if report.unit != outer.sender or report.coordinator != me.node_id:
+        raise SenderMismatch("the signed report names another unit or coordinator")
+    if report.time > now_ms + skew_ms:
+        raise ClockSkew("flow report was made in the future beyond the allowed clock skew")
     return report
 
 

@@ -107,6 +107,10 @@ done
 run borderlink --home "$DEMO/belgrade-accu" peers list
 run borderlink --home "$DEMO/bar-pcu" send --to belgrade-accu --type seizure-alert "$DEMO/alert.json" --wait 30
 
+say "10. Skopje, the regional coordinator, watches the flow: who sent what to whom, how fast (no contents)"
+run borderlink --home "$DEMO/skopje-coord" monitor --once --window 10m
+run borderlink --home "$DEMO/skopje-coord" dashboard
+
 say "Done. The nodes stop now; the homes stay in $DEMO. To try by hand:"
 cat <<EOT
   export PATH="${BORDERLINK_BIN:-$(dirname "$(command -v borderlink)")}:\$PATH"
@@ -119,4 +123,7 @@ cat <<EOT
   borderlink --home $DEMO/bar-pcu seal --to belgrade-accu --type seizure-alert alert.json -o alert.sealed
   borderlink --home $DEMO/belgrade-accu open alert.sealed      # offline, for removable media
   borderlink --home $DEMO/bar-pcu keys show                    # the key history after step 9
+  borderlink --home $DEMO/skopje-coord serve --listen 127.0.0.1:${PORT[skopje-coord]} &
+  borderlink --home $DEMO/skopje-coord dashboard               # open the link it prints
+  borderlink --home $DEMO/skopje-coord monitor                 # the same, live in the terminal
 EOT

@@ -144,7 +144,8 @@ def test_standard_input_is_named_as_such(tmp_path: Path) -> None:
         (
             ["sned"],
             "there is no command 'sned'; the commands are init, keys, peers, template, validate,"
-            " seal, open, serve, send, outbox, inbox, status, audit (see 'borderlink --help')",
+            " seal, open, serve, send, outbox, inbox, status, audit, dashboard, monitor (see"
+            " 'borderlink --help')",
         ),
     ],
 )

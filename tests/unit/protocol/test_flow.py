@@ -155,6 +155,9 @@ def test_14_2_red_withholds_recipients_and_type_on_both_sides(alice: Identity) -
     assert out.withheld == ["recipients", "type"]
     delivered = FlowEvent(seq=2, at=1, event="delivered", tlp="RED", peer=peer, id=b"i" * 16)
     assert apply_policy(delivered, DEFAULT_WITHHOLD).peer is None
+    failed = FlowEvent(seq=2, at=1, event="failed", tlp="RED", peer=peer, reason="refused by x")
+    f = apply_policy(failed, DEFAULT_WITHHOLD)
+    assert (f.peer, f.reason) == (None, None)  # the reason names the recipient
     received = FlowEvent(seq=3, at=1, event="received", tlp="RED", peer=peer, id=b"i" * 16)
     r = apply_policy(received, DEFAULT_WITHHOLD)
     assert r.id is None and r.peer is None  # the id would link the recipient to the sender

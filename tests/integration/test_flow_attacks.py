@@ -1,0 +1,155 @@
+"""POST /v1/flow attacked on real nodes (PROTOCOL.md 14.3): a stranger, a report to a unit that is
+no coordinator, a report sealed by one peer and sent on another's channel, a forged report, a
+replay. Each asserts the exact refusal and that the coordinator's store did not change.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import ssl
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from keys.card import parse_card
+from node.peer_client import FLOW_CONTENT_TYPE, FLOW_PATH
+from protocol.flow import FlowEvent, FlowReport, seal_report
+from protocol.identity import Identity, PublicIdentity
+from tests.integration.harness import PASSPHRASE, NodeProc, make_network, stop_all
+from tests.tlsclient import anonymous, home_identity
+
+BAR, BELGRADE, COORD = "bar-pcu", "belgrade-accu", "skopje-coord"
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, NodeProc]]]:
+    root = tmp_path_factory.mktemp("flowattack")
+    nodes = make_network(root, [BAR, BELGRADE, COORD])
+    try:
+        yield root, nodes
+    finally:
+        stop_all(nodes)
+
+
+def _public(root: Path, name: str) -> PublicIdentity:
+    return parse_card((root / f"{name}.card").read_text(), now=None).identity
+
+
+def _report(unit: Identity, coord: PublicIdentity, seqs: range, t: float) -> FlowReport:
+    ms = int(t * 1000)
+    return FlowReport(
+        v=1,
+        unit=unit.node_id,
+        coordinator=coord.node_id,
+        time=ms,
+        through=seqs[-1] if seqs else 0,
+        events=[
+            FlowEvent(seq=i, at=ms, event="queued", tlp="GREEN", type="seizure-alert") for i in seqs
+        ],
+    )
+
+
+def _post(node: NodeProc, body: bytes, context: ssl.SSLContext) -> tuple[int, dict[str, str]]:
+    req = urllib.request.Request(
+        node.url + FLOW_PATH, data=body, method="POST", headers={"Content-Type": FLOW_CONTENT_TYPE}
+    )
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+    )
+    try:
+        with opener.open(req, timeout=30) as r:
+            return r.status, msgspec.json.decode(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, msgspec.json.decode(exc.read())
+
+
+def _held(node: NodeProc) -> int:
+    """Events with seq >= 1000: the ones these tests forge (the nodes' own are far below)."""
+    db = sqlite3.connect(f"file:{node.home / 'node.db'}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM flow_events WHERE seq >= 1000").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_14_3_a_report_is_stored_once_however_often_it_is_sent(
+    net: tuple[Path, dict[str, NodeProc]],
+) -> None:
+    root, nodes = net
+    bar, coord = nodes[BAR], nodes[COORD]
+    me = home_identity(bar.home, PASSPHRASE)
+    body = seal_report(
+        me, _public(root, COORD), _report(me, _public(root, COORD), range(1000, 1003), time.time())
+    )
+    before = _held(coord)
+    assert _post(coord, body, bar.as_peer_of(coord)) == (200, {"through": 1002})
+    assert _post(coord, body, bar.as_peer_of(coord)) == (200, {"through": 1002})  # a replay
+    assert _held(coord) == before + 3
+
+
+def test_14_3_a_unit_takes_no_reports(net: tuple[Path, dict[str, NodeProc]]) -> None:
+    root, nodes = net
+    bar, belgrade = nodes[BAR], nodes[BELGRADE]
+    me = home_identity(bar.home, PASSPHRASE)
+    target = _public(root, BELGRADE)
+    body = seal_report(me, target, _report(me, target, range(1000, 1002), time.time()))
+    before = _held(belgrade)
+    status, answer = _post(belgrade, body, bar.as_peer_of(belgrade))
+    assert (status, answer["error"]) == (403, "not_a_coordinator")
+    assert _held(belgrade) == before
+
+
+def test_14_3_a_report_sealed_by_another_peer_is_a_channel_mismatch(
+    net: tuple[Path, dict[str, NodeProc]],
+) -> None:
+    """Belgrade replays Bar's sealed report on its own channel: refused, nothing stored."""
+    root, nodes = net
+    bar, belgrade, coord = nodes[BAR], nodes[BELGRADE], nodes[COORD]
+    me = home_identity(bar.home, PASSPHRASE)
+    body = seal_report(
+        me, _public(root, COORD), _report(me, _public(root, COORD), range(2000, 2002), time.time())
+    )
+    before = _held(coord)
+    status, answer = _post(coord, body, belgrade.as_peer_of(coord))
+    assert (status, answer["error"]) == (403, "channel_mismatch")
+    assert _held(coord) == before
+
+
+def test_14_3_a_report_signed_by_another_key_is_refused(
+    net: tuple[Path, dict[str, NodeProc]],
+) -> None:
+    """On Bar's own channel, a report sealed with a key that is not Bar's (a stolen TLS key
+    without the signing key): bad_signature or decryption_failed, and nothing stored."""
+    root, nodes = net
+    bar, coord = nodes[BAR], nodes[COORD]
+    real = home_identity(bar.home, PASSPHRASE)
+    fake = Identity.generate()
+    # Claim Bar's node id in the outer array; seal and sign with the fake key.
+    report = msgspec.structs.replace(
+        _report(fake, _public(root, COORD), range(3000, 3002), time.time()), unit=real.node_id
+    )
+    sealed = seal_report(fake, _public(root, COORD), report)
+    outer = msgspec.msgpack.decode(sealed)
+    outer[1] = real.node_id
+    before = _held(coord)
+    status, answer = _post(coord, msgspec.msgpack.encode(outer), bar.as_peer_of(coord))
+    assert (status, answer["error"]) == (422, "decryption_failed")  # info binds the real id
+    assert _held(coord) == before
+
+
+def test_14_3_a_stranger_gets_401_and_garbage_is_malformed(
+    net: tuple[Path, dict[str, NodeProc]],
+) -> None:
+    _, nodes = net
+    bar, coord = nodes[BAR], nodes[COORD]
+    before = _held(coord)
+    status, answer = _post(coord, b"\x94\x01", anonymous())
+    assert (status, answer["error"]) == (401, "unauthenticated")
+    status, answer = _post(coord, b"not a report", bar.as_peer_of(coord))
+    assert (status, answer["error"]) == (400, "malformed")
+    assert _held(coord) == before
