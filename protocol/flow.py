@@ -33,7 +33,6 @@ from protocol.errors import (
     Malformed,
     NotForMe,
     Oversize,
-    SenderMismatch,
     ValidationError,
 )
 from protocol.identity import Identity, PublicIdentity, verify_signature
@@ -241,7 +240,7 @@ def open_report(
     if seqs and seqs[-1] > report.through:
         raise Malformed("an event's seq is beyond the report's 'through'")
     if report.unit != outer.sender or report.coordinator != me.node_id:
-        raise SenderMismatch("the signed report names another unit or coordinator")
+        raise Malformed("the signed report names another unit or coordinator than its array")
     if report.time > now_ms + skew_ms:
         raise ClockSkew("flow report was made in the future beyond the allowed clock skew")
     return report

@@ -169,7 +169,7 @@ def build(sealed_samples: bool = True) -> dict[str, Any]:
             {
                 "what": "the body names another unit than the array",
                 "sealed": _sealed_with(unit, coord, other_unit, unit.node_id, unit.node_id),
-                "reason": "sender_mismatch",
+                "reason": "malformed",
             },
             {
                 "what": "made more than 300 s in the future",

@@ -40,5 +40,10 @@ def test_the_demo_runs_end_to_end_and_ends_with_pasteable_commands(tmp_path: Pat
     assert tail[0].strip() == f'export PATH="{bin_dir}:$PATH"'
     assert tail[1].strip() == "export BORDERLINK_PASSPHRASE=demo-only-passphrase"
     homes = {Path(m) for line in tail for m in re.findall(r"--home (\S+)", line)}
-    assert homes == {tmp_path / "demo" / "bar-pcu", tmp_path / "demo" / "belgrade-accu"}
+    assert homes == {tmp_path / "demo" / n for n in ("bar-pcu", "belgrade-accu", "skopje-coord")}
+    # Step 10: the coordinator sees the flow (events of the units, not its own only) and a link.
+    step10 = out[out.index("10. Skopje") : out.index("To try by hand:")]
+    assert "bar-pcu: delivered seizure-alert to belgrade-accu" in step10
+    assert "belgrade-accu: received seizure-alert from bar-pcu" in step10
+    assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/login\?token=", step10)
     assert all((home / "keystore.json").exists() and (home / "node.db").exists() for home in homes)

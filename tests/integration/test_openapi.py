@@ -283,6 +283,18 @@ def probes(
     out += audit_probes(bar, peer, via)
     out += key_probes(bar, peer)
     out += directory_probes(bar, via)
+    flow = bar.url + "/v1/flow"  # PROTOCOL.md 14.3: bar is a unit, no coordinator
+    out += [
+        ("/v1/flow", "post", request(flow, nobody, "POST", b"\x94"), "unauthenticated"),
+        ("/v1/flow", "post", request(flow, via, "POST", b"\x94"), "not_a_coordinator"),
+        ("/v1/flow", "post", raw_post(bar.port, via, 10_000_000, b"", path="/v1/flow"), "oversize"),
+        (
+            "/v1/flow",
+            "post",
+            raw_post(bar.port, via, 100, b"\x94", path="/v1/flow"),
+            "body_timeout",
+        ),
+    ]
     # The probes above left the peer's bucket a few tokens: the flood empties it, and the
     # audit routes share it. Anonymous callers have a bucket of their own, per address.
     flooded = refused(lambda: request(post, via, "POST", b"\xc1"))
@@ -323,6 +335,12 @@ def probes(
             "/v1/directory",
             "get",
             refused(lambda: request(bar.url + "/v1/directory", via)),
+            "rate_limited",
+        ),
+        (
+            "/v1/flow",
+            "post",
+            refused(lambda: request(bar.url + "/v1/flow", via, "POST", b"\x94")),
             "rate_limited",
         ),
     ]
@@ -639,8 +657,15 @@ def test_the_running_node_answers_as_documented(node: tuple[NodeProc, Any, Any, 
         for m, op in ops.items()
         for code in op["responses"]
     }
-    # Only the answers a healthy node never gives (shutting down) go unexercised.
-    assert declared_all - seen == {("/v1/envelopes", "post", "503"), ("/readyz", "get", "503")}
+    # Only the answers a healthy node never gives (shutting down) go unexercised, and those only
+    # a coordinator gives to a flow report (tests/integration/test_flow_attacks.py has them).
+    assert declared_all - seen == {
+        ("/v1/envelopes", "post", "503"),
+        ("/readyz", "get", "503"),
+        ("/v1/flow", "post", "200"),
+        ("/v1/flow", "post", "400"),
+        ("/v1/flow", "post", "422"),
+    }
 
 
 if __name__ == "__main__":
