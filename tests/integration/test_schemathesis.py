@@ -34,6 +34,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from node.peer_client import FLOW_CONTENT_TYPE
 from protocol.batch import BATCH_CONTENT_TYPE
 from protocol.checkpoint import checkpoint_size
 from tests.integration.harness import NodeProc, make_network, stop_all
@@ -66,7 +67,7 @@ ROOMY = {
 }
 
 
-@schemathesis.serializer(BATCH_CONTENT_TYPE)
+@schemathesis.serializer(BATCH_CONTENT_TYPE, FLOW_CONTENT_TYPE)
 def _batch_bytes(_ctx: schemathesis.SerializationContext, value: Any) -> bytes:
     """A generated batch body goes on the wire as it is: mostly not MessagePack, so refused."""
     if isinstance(value, bytes):
