@@ -43,7 +43,7 @@ demo: $(VENV)/.installed
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" BORDERLINK_BIN="$(CURDIR)/$(VENV)/bin" bash scripts/demo.sh
 
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -q --durations=10
+	$(PY) -m pytest -q -n 2 --durations=10
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .

@@ -94,41 +94,30 @@ def _table(view: dict[str, Any]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"{view['me']}: units", expand=True)
-    for col in (
-        "unit",
-        "country",
-        "link",
-        "key",
-        "outbox",
-        "oldest",
-        "p50",
-        "p95",
-        "out 1m/1h",
-        "in 1m/1h",
-        "failing",
-    ):
-        table.add_column(col)
+    table = Table(title=f"{view['me']}: units", expand=True, title_justify="left")
+    table.add_column("unit", no_wrap=True)
+    for col in ("link", "key", "queue", "oldest", "p50/p95", "out 1m/1h", "in 1m/1h"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("failing", overflow="fold")
     for u in view["units"]:
         failing = "-"
         if u["failing"]:
             since = "" if u["failing_since"] is None else f" since {local_time(u['failing_since'])}"
             failing = f"{u['failing']}{since}"
         cells = [
-            u["name"] + (" (this node)" if u["me"] else ""),
-            u["country"],
+            f"{u['name']} ({u['country']})" + (" *" if u["me"] else ""),
             u["link"],
             u["key_status"],
             str(u["outbox_depth"]),
             _age(u["oldest_undelivered"]),
-            _ms(u["p50_ms"]),
-            _ms(u["p95_ms"]),
+            f"{_ms(u['p50_ms'])}/{_ms(u['p95_ms'])}".replace(" ms/", "/"),
             f"{u['out_1m']}/{u['out_1h']}",
             f"{u['in_1m']}/{u['in_1h']}",
             failing,
         ]
         style = "" if u["link"] == "up" else "bold red"
         table.add_row(*(Text(c) for c in cells), style=style)  # Text: never parsed as markup
+    table.caption = "* this node; queue: entries still to deliver; p50/p95: delivery latency"
     return table
 
 

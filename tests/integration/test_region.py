@@ -262,3 +262,24 @@ def test_a_coordinator_that_was_down_catches_up(
         (UNITS[0], "queued"),
         (UNITS[1], "received"),
     ]
+
+
+def test_a_unit_killed_before_it_reported_reports_after_its_restart(
+    region: dict[str, NodeProc], traffic: dict[str, Any], tmp_path: Path
+) -> None:
+    """kill -9 right after a message was queued: the event was written with the message, so
+    the restarted unit reports it from its cursor; nothing is lost and nothing doubled."""
+    coord, unit = region[COORD], region[UNITS[2]]
+    wait_until(lambda: _matches(coord, region), "the reports to arrive")
+    sent = _send(unit, UNITS[3], _body(unit, "GREEN", tmp_path / "k.json"))
+    unit.kill9()
+    unit.start()
+
+    def reported() -> list[dict[str, Any]] | None:
+        lines = coord.cli("monitor", "--json", "--once").stdout.splitlines()
+        got = [json.loads(line) for line in lines]
+        mine = [e for e in got if e["id"] == sent and e["unit"] == unit.name]
+        return mine if {e["event"] for e in mine} == {"queued", "delivered"} else None
+
+    mine = wait_until(reported, "the killed unit's events to reach the coordinator")
+    assert sorted(e["event"] for e in mine) == ["delivered", "queued"]
