@@ -117,3 +117,46 @@ def test_backoff_grows_with_jitter_and_is_capped() -> None:
         assert ideal * 0.5 <= d <= ideal
     assert max(delays) <= 60.0
     assert backoff(10_000, policy, rng) <= 60.0
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (
+            b'[flow]\nwithhold = { RED = ["recipients", "names"] }\n',
+            "config {path}: flow.withhold['RED'][1]: must be one of action, id, latency, peer, "
+            "priority, reason, recipients, size, type (not 'names')",
+        ),
+        (
+            b'[flow]\nwithhold = { PURPLE = ["type"] }\n',
+            "config {path}: flow.withhold['PURPLE']: must be one of AMBER, AMBER+STRICT, CLEAR, "
+            "GREEN, RED (not 'PURPLE')",
+        ),
+        (
+            b'[dashboard]\nlisten = "everywhere"\n',
+            "config {path}: dashboard.listen: the address must be HOST:PORT such as "
+            "127.0.0.1:7443, not 'everywhere'",
+        ),
+    ],
+)
+def test_bad_flow_and_dashboard_settings_are_one_clear_error(
+    tmp_path: Path, text: bytes, says: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(text)
+    with pytest.raises(BorderlinkError) as info:
+        load_config(path, env={})
+    assert info.value.message == says.format(path=path)
+
+
+def test_flow_defaults_and_settings(tmp_path: Path) -> None:
+    cfg = load_config(tmp_path / "none.toml", env={})
+    assert (cfg.flow.report_to, cfg.flow.withhold, cfg.dashboard.listen) == (
+        None,
+        {"RED": ["recipients", "type"]},
+        "127.0.0.1:0",
+    )
+    path = tmp_path / "config.toml"
+    path.write_text('[flow]\nreport_to = []\n[dashboard]\nlisten = "off"\n')
+    cfg = load_config(path, env={"BORDERLINK_FLOW_SILENT_AFTER": "3"})
+    assert (cfg.flow.report_to, cfg.dashboard.listen, cfg.flow.silent_after) == ([], "off", 3.0)
