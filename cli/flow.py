@@ -83,7 +83,8 @@ def event_line(e: dict[str, Any]) -> str:
         "received": f"received {what} from {who}",
         "acknowledged": f"acknowledged {what} from {who}: {e['action']}",
     }.get(e["event"], e["event"])
-    ident = (e["id"] or "")[:12] or "(id withheld)"
+    hidden = {"id", "recipients"} & set(e["withheld"])
+    ident = (e["id"] or "")[:12] or ("(id withheld)" if hidden else "(no id)")
     prio = (e["priority"] or "").upper() if e["priority"] in ("urgent", "flash") else ""
     return (
         f"{local_time(e['at'])}  {e['unit']}: {arrow}  [{tlp}{' ' + prio if prio else ''}] {ident}"
@@ -199,7 +200,10 @@ def _live(ctx: Ctx, query: str, once: bool) -> None:
 
     view = ctx.admin("GET", f"/v1/flow/view?{query}")
     feed = [event_line(e) for e in _safe(list(reversed(view["feed"])))]
-    console = Console(highlight=False, soft_wrap=False)
+    import sys
+
+    # A terminal's own width; piped output (a log, a test) gets room for every column.
+    console = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 150)
     if once:
         console.print(_screen(_safe(view), feed))
         return

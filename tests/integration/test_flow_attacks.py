@@ -5,6 +5,7 @@ replay. Each asserts the exact refusal and that the coordinator's store did not 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import ssl
 import time
@@ -153,3 +154,34 @@ def test_14_3_a_stranger_gets_401_and_garbage_is_malformed(
     status, answer = _post(coord, b"not a report", bar.as_peer_of(coord))
     assert (status, answer["error"]) == (400, "malformed")
     assert _held(coord) == before
+
+
+def test_14_1_a_units_words_reach_the_terminal_escaped_and_json_exact(
+    net: tuple[Path, dict[str, NodeProc]],
+) -> None:
+    """A reason is the unit's own text: control and bidi characters in it are shown escaped by
+    monitor, and kept exactly by monitor --json."""
+    root, nodes = net
+    bar, coord = nodes[BAR], nodes[COORD]
+    me = home_identity(bar.home, PASSPHRASE)
+    evil = "refused \x1b]0;owned\x07 by \u202egnp.exe"
+    ms = int(time.time() * 1000)
+    report = FlowReport(
+        v=1,
+        unit=me.node_id,
+        coordinator=_public(root, COORD).node_id,
+        time=ms,
+        through=4000,
+        events=[
+            FlowEvent(
+                seq=4000, at=ms, event="failed", tlp="GREEN", type="seizure-alert", reason=evil
+            )
+        ],
+    )
+    body = seal_report(me, _public(root, COORD), report)
+    assert _post(coord, body, bar.as_peer_of(coord))[0] == 200
+    shown = coord.cli("monitor", "--once", "--window", "10m").stdout
+    assert "\x1b" not in shown and "\u202e" not in shown and "\x07" not in shown
+    assert "refused \\u001b]0;owned\\u0007 by \\u202egnp.exe" in shown
+    lines = coord.cli("monitor", "--json", "--once").stdout.splitlines()
+    assert any(json.loads(line)["reason"] == evil for line in lines)
