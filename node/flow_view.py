@@ -31,6 +31,7 @@ HOUR = 3600.0
 WINDOW_ROWS = 50_000  # events read for the aggregates; more in an hour are sampled newest first
 FEED = 200  # events in the feed
 GRACE = 30.0  # a recipient reporting this long after a delivery should have reported it
+SHARE_FOR = 0.5  # seconds a snapshot serves every view asked for the same window
 _STATE = msgspec.msgpack.Decoder(UnitState)
 _POLICY = msgspec.msgpack.Decoder(dict[str, list[str]])
 
@@ -382,6 +383,7 @@ class FlowView:
         self.own_card = own_card
         self.link_of = link_of
         self.silent_after = silent_after
+        self._snapshots: dict[float, Snapshot] = {}  # per window: the last one read
 
     def snapshot(self, window: float = HOUR) -> Snapshot:
         now = self.clock()
@@ -407,9 +409,13 @@ class FlowView:
         )
 
     async def view(self, filters: Filters | None = None) -> View:
+        """The view now; a snapshot read within the last SHARE_FOR seconds for the same window
+        is reused, so many open dashboards cost one read a second, not one each."""
         f = filters or Filters()
-        snap = await self.run_db(self.snapshot, f.window)
-        return build(snap, f)
+        held = self._snapshots.get(f.window)
+        if held is None or self.clock() - held.now >= SHARE_FOR:
+            held = self._snapshots[f.window] = await self.run_db(self.snapshot, f.window)
+        return build(held, f)
 
     async def events_after(
         self, rid: int, filters: Filters | None = None, limit: int = 500

@@ -31,6 +31,7 @@ from node.storage import Store
 STATIC = Path(__file__).parent / "static"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 POLL = 0.1  # seconds between checks for new events
+MAX_STREAMS = 16  # live dashboards at once; each costs ten small reads a second
 VIEW_EVERY = 10  # polls between full views (a view reads the last hour: once a second)
 WINDOWS = {"1m": 60.0, "10m": 600.0, "1h": HOUR, "24h": 24 * HOUR}
 _STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
@@ -137,9 +138,25 @@ def make_dashboard_app(deps: DashboardDeps) -> web.Application:
         view = await deps.view.view(filters_of(request.query))
         return web.Response(body=_ENC.encode(view), content_type="application/json")
 
+    streams = 0
+
     async def api_events(request: web.Request) -> web.StreamResponse:
+        nonlocal streams
         if not signed_in(request):
             return refused()
+        if streams >= MAX_STREAMS:
+            return web.Response(
+                status=503,
+                text=f"{MAX_STREAMS} dashboards are open on this node already; close one\n",
+                headers={"Retry-After": "10"},
+            )
+        streams += 1
+        try:
+            return await _stream(request)
+        finally:
+            streams -= 1
+
+    async def _stream(request: web.Request) -> web.StreamResponse:
         f = filters_of(request.query)
         start = request.headers.get("Last-Event-ID") or request.query.get("after", "")
         stream = web.StreamResponse(
