@@ -1,0 +1,160 @@
+"""The coordinator's dashboard in a real headless Chromium, against three real nodes.
+
+An operator's session: `borderlink dashboard` prints a one-time link; the browser opens it, lands
+on a URL without the token, sees the units; the same link in another browser is refused. A
+message sent meanwhile appears in the live feed without a reload, and a unit that stops shows as
+not up (silent) and red. The page runs under the dashboard's CSP (no inline script or style), so a
+console error or a page error fails the test too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import NodeProc, make_network, stop_all
+
+CHROMIUM = "/usr/bin/chromium"
+if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+    pytest.skip(
+        "no Chromium at /usr/bin/chromium (apt-get install chromium)", allow_module_level=True
+    )
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+)
+expect = sync_api.expect
+
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PNG = b"\x89PNG\r\n\x1a\n"
+SILENT_AFTER = "2"  # seconds without a report before the coordinator calls a unit silent
+
+
+@pytest.fixture
+def region(tmp_path: Path) -> Iterator[dict[str, NodeProc]]:
+    nodes = make_network(
+        tmp_path,
+        ["bar-pcu", "belgrade-accu", "skopje-coord"],
+        extra_env={"BORDERLINK_FLOW_SILENT_AFTER": SILENT_AFTER},
+    )
+    yield nodes
+    stop_all(nodes)
+
+
+def status_of(url: str, headers: dict[str, str] | None = None) -> int:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_dashboard_live_in_a_browser(region: dict[str, NodeProc], tmp_path: Path) -> None:
+    bar, bel, coord = region["bar-pcu"], region["belgrade-accu"], region["skopje-coord"]
+    links = coord.json("dashboard")
+    login, metrics = links["url"], links["metrics_url"]
+    base = login.split("/login", 1)[0]
+
+    # Without the cookie or the bearer token: refused, and no browser is needed to see it.
+    assert status_of(base + "/") == 401
+    assert status_of(metrics) == 401
+    token = coord.home.joinpath("metrics.token").read_text().strip()
+    assert status_of(metrics, {"Authorization": f"Bearer {token}"}) == 200
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 800})
+            page = context.new_page()
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+            page.on(
+                "console",
+                lambda m: (
+                    problems.append(f"console {m.type}: {m.text}")
+                    if m.type in ("error", "warning")
+                    else None
+                ),
+            )
+
+            # 1. The one-time link signs in and lands on a URL without the token.
+            page.goto(login)
+            assert "token" not in page.url, page.url
+            assert page.url.rstrip("/") == base
+            for name in ("bar-pcu", "belgrade-accu"):
+                expect(page.locator(f'#units tr[data-unit="{name}"]')).to_be_visible()
+            # Both report within a few seconds (a unit that started before the coordinator
+            # listened backs off once), and the page shows it without a reload.
+            for name in ("bar-pcu", "belgrade-accu"):
+                cell = page.locator(f'#units tr[data-unit="{name}"] [data-link]')
+                expect(cell).to_have_attribute("data-link", "up", timeout=10000)
+            expect(page.locator("#status")).to_have_class(re.compile(r"\blive\b"))
+            # Peer-supplied text is shown with control and bidi characters made visible.
+            assert page.evaluate("shown('a\\u202Eb\\u0000c\\u009F\\u2066')") == (
+                "a\\u{202E}b\\u{0000}c\\u{009F}\\u{2066}"
+            )
+
+            # 2. The same link, used up, is refused in another browser.
+            other = browser.new_context()
+            response = other.new_page().goto(login)
+            assert response is not None and response.status == 403
+            other.close()
+
+            # 3. A message sent now appears in the live feed, with no reload.
+            page.evaluate("window.__marker = 1")
+            alert = tmp_path / "alert.json"
+            alert.write_text(bar.cli("template", "seizure-alert").stdout)
+            sent = bar.cli("send", "--to", "belgrade-accu", "--type", "seizure-alert", str(alert))
+            msg_id = sent.stdout.splitlines()[0].strip()
+            assert re.fullmatch(r"[0-9a-f]{32}", msg_id), sent.stdout
+            row = page.locator(f'#feed tr[data-id="{msg_id}"]').first
+            expect(row).to_be_visible(timeout=2000)
+            expect(row.locator("td.msgid")).to_have_text(msg_id[:12])
+            assert page.evaluate("window.__marker") == 1
+            assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+
+            # A filter reopens the stream with its query: only that unit's rows, still no reload.
+            page.select_option("#f-unit", "bar-pcu")
+            expect(page.locator('#units tr[data-unit="belgrade-accu"]')).to_have_count(0)
+            expect(page.locator('#units tr[data-unit="bar-pcu"]')).to_be_visible()
+            expect(row).to_be_visible()  # bar-pcu's own events stay in its feed
+            page.click("#f-clear")
+            expect(page.locator('#units tr[data-unit="belgrade-accu"]')).to_be_visible()
+            assert page.evaluate("window.__marker") == 1
+
+            # 4. A unit that stops goes silent: not up, and its row stands out.
+            assert bel.stop() == 0
+            unit = page.locator('#units tr[data-unit="belgrade-accu"]')
+            expect(unit.locator("[data-link]")).to_have_attribute(
+                "data-link", re.compile(r"^(silent|failing)$"), timeout=10000
+            )
+            expect(unit).to_have_class(re.compile(r"\bfailing\b"), timeout=10000)
+            expect(page.locator("#alarms")).to_contain_text("belgrade-accu")
+            assert page.evaluate("window.__marker") == 1
+
+            # 5. A screenshot for a person to look at.
+            shot = Path(os.environ.get("BORDERLINK_ARTIFACTS", tmp_path)) / "dashboard.png"
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shot))
+            data = shot.read_bytes()
+            assert data.startswith(PNG) and len(data) > 1000
+            shutil.copyfile(shot, "/tmp/dashboard.png")
+
+            assert problems == [], problems
+        finally:
+            browser.close()
