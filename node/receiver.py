@@ -386,6 +386,7 @@ def _accepted(op: Opened, data: bytes) -> Accepted:
         refers_to=refers_to,
         retracts=retracts,
         priority=msg.meta.priority,
+        tlp=msg.meta.tlp,
     )
 
 
