@@ -19,14 +19,16 @@ import msgspec
 from keys.statements import retired_signers
 from keys.trust import PeerRecord
 from node.auditing import record
+from node.message_ids import resolve
 from node.peer_info import parsed_card
 from node.sending import Page, Sender, cursor, from_cursor, page_limit, paged, peer_names
 from node.storage import InboxRow, Store
-from node.storage.rows import InboxKey
+from node.storage.rows import InboxFilter, InboxKey
 from protocol.envelope import Opened, open_envelope
 from protocol.errors import BorderlinkError, UnknownPeer, UsageError
 from protocol.identity import Identity, PublicIdentity
-from protocol.schemas import Message
+from protocol.schemas import MESSAGE_TYPES, Message
+from protocol.text import shown
 
 
 class InboxView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -37,6 +39,7 @@ class InboxView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     sender: str = msgspec.field(name="from")  # the peer's name, or its node id if forgotten
     type: str
     priority: str  # routine | urgent | flash
+    tlp: str | None  # meta.tlp (RED .. CLEAR); None for messages stored before it was kept
     created: int
     expires: int
     received_at: float
@@ -61,6 +64,7 @@ def inbox_view(row: InboxRow, names: dict[bytes, str]) -> InboxView:
         sender=names.get(row.sender, row.sender.hex()),
         type=row.type,
         priority=row.priority,
+        tlp=row.tlp,
         created=row.created,
         expires=row.expires,
         received_at=row.received_at,
@@ -79,8 +83,40 @@ def _inbox_cursor(row: InboxRow) -> str:
     return cursor(_INBOX, InboxKey(row.priority, row.received_at, row.sender, row.id))
 
 
-def _listing(store: Store, unread: bool, limit: int, after: InboxKey | None) -> Page[InboxView]:
-    found = store.inbox_rows(unread=unread, limit=limit + 1, after=after)
+class Wanted(msgspec.Struct, frozen=True, kw_only=True):
+    """Which messages a listing shows, as the operator names them; empty matches all."""
+
+    types: tuple[str, ...] = ()
+    sender: str | None = None  # a peer's name
+    priorities: tuple[str, ...] = ()
+
+
+PRIORITIES = ("flash", "urgent", "routine")  # most urgent first, as listings sort
+
+
+def _filter(store: Store, wanted: Wanted) -> InboxFilter:
+    for p in wanted.priorities:
+        if p not in PRIORITIES:
+            raise UsageError(f"priority must be one of {', '.join(PRIORITIES)}, not {shown(p)}")
+    for t in wanted.types:
+        if t not in MESSAGE_TYPES:
+            raise UsageError(f"type must be one of {', '.join(MESSAGE_TYPES)}, not {shown(t)}")
+    sender = None
+    if wanted.sender is not None:
+        peer = store.peer_by_name(wanted.sender)
+        if peer is None:
+            raise UnknownPeer(
+                f"no peer named {shown(wanted.sender)}", hint="'borderlink peers list' names them"
+            )
+        sender = peer.node_id
+    return InboxFilter(types=wanted.types, sender=sender, priorities=wanted.priorities)
+
+
+def _listing(
+    store: Store, unread: bool, limit: int, after: InboxKey | None, wanted: Wanted
+) -> Page[InboxView]:
+    only = _filter(store, wanted)
+    found = store.inbox_rows(unread=unread, limit=limit + 1, after=after, only=only)
     rows, nxt = paged(found, limit, _inbox_cursor)
     names = peer_names(store)
     return Page([inbox_view(row, names) for row in rows], nxt)
@@ -149,12 +185,23 @@ class Inbox:
         self.clock = sender.clock
 
     async def listing(
-        self, *, unread: bool, limit: int = 50, after: str | None = None
+        self,
+        *,
+        unread: bool,
+        limit: int = 50,
+        after: str | None = None,
+        wanted: Wanted | None = None,
     ) -> Page[InboxView]:
-        """Most urgent first, then newest; only those not yet shown with ``unread``; ``limit``
-        messages from the one after the cursor ``after``."""
+        """Most urgent first, then newest; only those not yet shown with ``unread``, only those
+        ``wanted`` names; ``limit`` messages from the one after the cursor ``after``."""
         key = None if after is None else from_cursor(_INBOX, after, InboxKey)
-        return await self.run_db(_listing, self.store, unread, page_limit(limit), key)
+        return await self.run_db(
+            _listing, self.store, unread, page_limit(limit), key, wanted or Wanted()
+        )
+
+    async def resolve(self, text: str) -> bytes:
+        """The inbox message id ``text`` means: a full id, or a unique prefix of one."""
+        return await self.run_db(resolve, text, self.store.inbox_ids, "the inbox")
 
     async def show(self, msg_id: bytes, from_name: str | None) -> InboxView:
         """The message opened again, with its body; marks it read."""

@@ -23,6 +23,7 @@ import structlog
 from keys.statements import utc
 from keys.trust import PeerRecord
 from node.auditing import record
+from node.message_ids import resolve
 from node.peer_info import parsed_card
 from node.peers import trusted_by_name
 from node.runtime import Clock, Run
@@ -216,6 +217,10 @@ class Sender:
         ``limit`` entries from the one after the cursor ``after``."""
         key = None if after is None else from_cursor(_OUTBOX, after, OutboxKey)
         return await self.run_db(_outbox, self.store, msg_id, page_limit(limit), key)
+
+    async def resolve(self, text: str) -> bytes:
+        """The id of this node's own message ``text`` means: a full id, or a unique prefix."""
+        return await self.run_db(resolve, text, self.store.outbox_ids, "the outbox")
 
     async def retry(self, msg_id: bytes, to: str | None = None) -> Requeued:
         """Queue the failed or rejected deliveries of a message again (only the one to the peer

@@ -1,7 +1,9 @@
 """The local admin API's routes: JSON over a Unix socket (mode 0600) in the home; the CLI's way in.
 
 It is never bound to a network address, so only the account that owns the home can use it.
-Listings (inbox, outbox) take ``limit`` and ``after`` (a cursor) and answer ``{"items", "next"}``.
+Listings (inbox, outbox) take ``limit`` and ``after`` (a cursor) and answer ``{"items", "next"}``;
+the inbox also ``type``, ``from`` and ``priority`` (each repeatable but ``from``). A message id in
+a path or ``id`` may be a unique prefix of at least 4 hex digits (node/message_ids.py).
 Errors are ``{"error": class, "message": text, "hint": text, "exit_code": n}``
 (node/http/responses.py). Routes translate HTTP only; :class:`AdminDeps` holds the services, and
 the CLI's operations (node/operations.py) are mounted from node/http/operations.py.
@@ -19,7 +21,7 @@ from aiohttp import web
 from node.http.flow_routes import FlowDeps, add_flow_routes
 from node.http.operations import add_operation_routes
 from node.http.responses import admin_errors, json_response
-from node.inbox import Inbox
+from node.inbox import Inbox, Wanted
 from node.operations import OperationDeps
 from node.sending import Sender
 from node.status import Status
@@ -78,16 +80,6 @@ def _request(decoder: Decoder[T], data: bytes) -> T:
         raise UsageError(f"bad admin request: {exc.message}") from exc
 
 
-def _hex_id(text: str) -> bytes:
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raw = b""
-    if len(raw) != 16:
-        raise UsageError(f"{shown(text)} is not a message id (32 hex digits)")
-    return raw
-
-
 def _limit(query: Mapping[str, str]) -> int:
     text = query.get("limit", str(DEFAULT_LIMIT))
     if not (text.isascii() and text.isdigit()):
@@ -107,27 +99,35 @@ def make_admin_app(deps: AdminDeps) -> web.Application:
         return json_response(Queued(msg_id.hex(), req.to))
 
     async def outbox(r: web.Request) -> web.Response:
-        msg_id = _hex_id(r.query["id"]) if "id" in r.query else None
+        msg_id = await deps.sender.resolve(r.query["id"]) if "id" in r.query else None
         page = await deps.sender.outbox(msg_id, limit=_limit(r.query), after=r.query.get("after"))
         return json_response(page)
 
     async def outbox_retry(r: web.Request) -> web.Response:
-        msg_id = _hex_id(r.match_info["id"])
+        msg_id = await deps.sender.resolve(r.match_info["id"])
         req = _request(_RETRY, await r.read() or b"{}")
         return json_response(await deps.sender.retry(msg_id, req.to))
 
     async def inbox(r: web.Request) -> web.Response:
+        wanted = Wanted(
+            types=tuple(r.query.getall("type", ())),
+            sender=r.query.get("from"),
+            priorities=tuple(r.query.getall("priority", ())),
+        )
         page = await deps.inbox.listing(
-            unread=r.query.get("unread") == "1", limit=_limit(r.query), after=r.query.get("after")
+            unread=r.query.get("unread") == "1",
+            limit=_limit(r.query),
+            after=r.query.get("after"),
+            wanted=wanted,
         )
         return json_response(page)
 
     async def inbox_show(r: web.Request) -> web.Response:
-        msg_id = _hex_id(r.match_info["id"])
+        msg_id = await deps.inbox.resolve(r.match_info["id"])
         return json_response(await deps.inbox.show(msg_id, r.query.get("from")))
 
     async def inbox_ack(r: web.Request) -> web.Response:
-        msg_id = _hex_id(r.match_info["id"])
+        msg_id = await deps.inbox.resolve(r.match_info["id"])
         req = _request(_ACK, await r.read() or b"{}")
         return json_response(
             await deps.inbox.acknowledge(msg_id, r.query.get("from"), req.action, req.details)

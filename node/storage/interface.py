@@ -33,6 +33,7 @@ from node.storage.rows import (
     Cosignature,
     DueMessage,
     Evidence,
+    InboxFilter,
     InboxKey,
     InboxRow,
     InboxStats,
@@ -70,10 +71,21 @@ class Reads(Protocol):
     # inbox -----------------------------------------------------------------------------------
     def inbox_lookup(self, sender: bytes, msg_id: bytes) -> KnownMessage | None: ...
     def inbox_rows(
-        self, *, unread: bool = False, limit: int = 50, after: InboxKey | None = None
+        self,
+        *,
+        unread: bool = False,
+        limit: int = 50,
+        after: InboxKey | None = None,
+        only: InboxFilter | None = None,
     ) -> list[InboxRow]:
         """Most urgent first (flash, urgent, routine), newest first within a priority; only rows
-        after ``after`` in that order (keyset paging), at most ``limit``."""
+        after ``after`` in that order (keyset paging), at most ``limit``; only those ``only``
+        matches, if given (the cursor of a filtered page works on the same filter)."""
+        ...
+
+    def inbox_ids(self, prefix: str, limit: int = 1000) -> list[bytes]:
+        """The distinct ids of inbox messages whose hex starts with ``prefix`` (lowercase hex),
+        at most ``limit``, in id order: what an abbreviated id may mean."""
         ...
 
     def inbox_get(self, msg_id: bytes, sender: bytes | None = None) -> list[StoredMessage]:
@@ -111,6 +123,11 @@ class Reads(Protocol):
         self, msg_id: bytes | None = None, limit: int = 200, after: OutboxKey | None = None
     ) -> list[OutboxRow]:
         """Newest message first, then by peer; only entries after ``after`` in that order."""
+        ...
+
+    def outbox_ids(self, prefix: str, limit: int = 1000) -> list[bytes]:
+        """The ids of this node's own messages whose hex starts with ``prefix``, as
+        :meth:`inbox_ids`."""
         ...
 
     def outbox_peers(self, msg_id: bytes) -> list[bytes]:

@@ -25,7 +25,7 @@ class Accepted(msgspec.Struct, frozen=True, kw_only=True):
     refers_to: bytes | None = None  # Feedback / Retraction target
     retracts: bytes | None = None
     priority: str = "routine"  # meta.priority: routine | urgent | flash
-    tlp: str | None = None  # meta.tlp, for the flow event (PROTOCOL.md 14)
+    tlp: str | None = None  # meta.tlp: listings show it, flow events carry it (PROTOCOL.md 14)
 
 
 class KnownMessage(msgspec.Struct, frozen=True):
@@ -50,6 +50,16 @@ class InboxRow(msgspec.Struct, frozen=True, kw_only=True):
     withdrawn_by: bytes | None
     priority: str  # routine | urgent | flash; routine for messages stored before it was kept
     suspect: str | None = None  # why: its sender reported the signing key compromised
+    tlp: str | None = None  # meta.tlp; None for messages stored before it was kept
+
+
+class InboxFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """Which inbox rows a listing shows, besides unread ones: a field left empty matches every
+    row, and a row must match every field."""
+
+    types: tuple[str, ...] = ()  # any of these message types
+    sender: bytes | None = None  # from this node id
+    priorities: tuple[str, ...] = ()  # any of these priorities
 
 
 class InboxKey(msgspec.Struct, frozen=True):

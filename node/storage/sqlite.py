@@ -37,6 +37,7 @@ from node.storage.rows import (
     Cosignature,
     DueMessage,
     Evidence,
+    InboxFilter,
     InboxKey,
     InboxRow,
     InboxStats,
@@ -66,7 +67,7 @@ _NOTICE_COLUMNS = (
 )
 _INBOX_COLUMNS = (
     "id, sender, type, created, expires, received_at, content_hash, refers_to, read_at, "
-    "acked_at, ack_action, withdrawn_by, priority, suspect"
+    "acked_at, ack_action, withdrawn_by, priority, suspect, tlp"
 )
 _PRIORITIES = ("routine", "urgent", "flash")  # inbox.priority is the index: most urgent highest
 _INBOX_ORDER = "ORDER BY priority DESC, received_at DESC, sender DESC, id DESC"
@@ -182,9 +183,17 @@ class _Reads:
         return KnownMessage(bytes(row[0]), bytes(row[1])) if row else None
 
     def inbox_rows(
-        self, *, unread: bool = False, limit: int = 50, after: InboxKey | None = None
+        self,
+        *,
+        unread: bool = False,
+        limit: int = 50,
+        after: InboxKey | None = None,
+        only: InboxFilter | None = None,
     ) -> list[InboxRow]:
-        where, args = ["read_at IS NULL"] if unread else [], []
+        where: list[str] = ["read_at IS NULL"] if unread else []
+        args: list[Any] = []
+        if only is not None:
+            where, args = _inbox_filter(only, where, args)
         if after is not None:
             # Keyset paging: the listing's order is descending on every column of the key.
             where.append("(priority, received_at, sender, id) < (?, ?, ?, ?)")
@@ -194,6 +203,9 @@ class _Reads:
             f"SELECT {_INBOX_COLUMNS} FROM inbox {clause} {_INBOX_ORDER} LIMIT ?", (*args, limit)
         ).fetchall()
         return [_inbox(r) for r in rows]
+
+    def inbox_ids(self, prefix: str, limit: int = 1000) -> list[bytes]:
+        return _ids_between(self._db, "inbox", prefix, limit)
 
     def inbox_get(self, msg_id: bytes, sender: bytes | None = None) -> list[StoredMessage]:
         query = f"SELECT {_INBOX_COLUMNS}, envelope FROM inbox WHERE id = ?"
@@ -288,6 +300,9 @@ class _Reads:
             )
             for r in rows
         ]
+
+    def outbox_ids(self, prefix: str, limit: int = 1000) -> list[bytes]:
+        return _ids_between(self._db, "messages", prefix, limit)
 
     def outbox_peers(self, msg_id: bytes) -> list[bytes]:
         rows = self._db.execute("SELECT peer FROM outbox WHERE msg_id = ? ORDER BY peer", (msg_id,))
@@ -580,7 +595,7 @@ class SqliteUnit(_Reads):
         )
         self._db.execute(
             "INSERT INTO inbox (id, sender, type, created, expires, received_at, content_hash, "
-            "envelope, receipt, refers_to, retracts, priority) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "envelope, receipt, refers_to, retracts, priority, tlp) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 item.id,
                 item.sender,
@@ -594,6 +609,7 @@ class SqliteUnit(_Reads):
                 item.refers_to,
                 item.retracts,
                 _urgency(item.priority),
+                item.tlp,
             ),
         )
         if item.retracts is not None:
@@ -824,6 +840,33 @@ def _add_column(db: sqlite3.Connection, table: str, column: str, definition: str
             raise
 
 
+def _inbox_filter(
+    only: InboxFilter, where: list[str], args: list[Any]
+) -> tuple[list[str], list[Any]]:
+    if only.types:
+        where.append(f"type IN ({','.join('?' * len(only.types))})")
+        args += only.types
+    if only.sender is not None:
+        where.append("sender = ?")
+        args.append(only.sender)
+    if only.priorities:
+        where.append(f"priority IN ({','.join('?' * len(only.priorities))})")
+        args += [_urgency(p) for p in only.priorities]
+    return where, args
+
+
+def _ids_between(db: sqlite3.Connection, table: str, prefix: str, limit: int) -> list[bytes]:
+    """The distinct message ids in ``table`` whose hex starts with ``prefix`` (lowercase hex, at
+    most 32 digits): a range on the id index, ``prefix`` padded with 0s and with fs."""
+    low = bytes.fromhex((prefix + "0" * 32)[:32])
+    high = bytes.fromhex((prefix + "f" * 32)[:32])
+    rows = db.execute(
+        f"SELECT DISTINCT id FROM {table} WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?",
+        (low, high, limit),
+    )
+    return [bytes(i) for (i,) in rows]
+
+
 def _not_in(ids: Collection[bytes]) -> str:
     return f" AND o.msg_id NOT IN ({','.join('?' * len(ids))})" if ids else ""
 
@@ -863,6 +906,7 @@ def _inbox(r: Sequence[Any]) -> InboxRow:
         withdrawn_by=None if r[11] is None else bytes(r[11]),
         priority=_PRIORITIES[int(r[12])] if 0 <= int(r[12]) < len(_PRIORITIES) else "routine",
         suspect=r[13],
+        tlp=r[14],
     )
 
 

@@ -13,9 +13,11 @@ SCHEMA_VERSION = 2
 # database without one gains it (ALTER TABLE) when opened, then the indexes that use them.
 # inbox.priority: 0 routine, 1 urgent, 2 flash (meta.priority, kept when a message is stored).
 # peers.revoke_reason .. introduced_by, inbox.suspect: key lifecycle (PROTOCOL.md 13).
+# inbox.tlp: meta.tlp, kept when a message is stored; NULL (unknown) for rows stored before.
 ADDED_COLUMNS = (
     ("inbox", "priority", "INTEGER NOT NULL DEFAULT 0"),
     ("inbox", "suspect", "TEXT"),
+    ("inbox", "tlp", "TEXT"),
     ("peers", "revoke_reason", "TEXT"),
     ("peers", "revoke_since", "INTEGER"),
     ("peers", "pending_card", "TEXT"),

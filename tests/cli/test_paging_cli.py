@@ -198,7 +198,7 @@ async def test_a_peers_control_and_bidi_text_is_escaped_for_people_and_exact_in_
 ) -> None:
     alert = await flood(bar)
     shown = (await bar.cli("inbox", "show", alert)).stdout
-    assert '"narrative": "paid \\u202e0001\\u202c EUR \\u009b2J done"' in shown
+    assert "narrative:\n    paid \\u202e0001\\u202c EUR \\u009b2J done\n" in shown
     assert not RAW_CONTROL.search(shown)
     exact = await bar.json("inbox", "show", alert)
     assert isinstance(exact, dict) and exact["message"]["narrative"] == IN_TEXT

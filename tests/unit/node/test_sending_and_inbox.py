@@ -135,6 +135,7 @@ def receive(store: Store, msg_id: bytes = b"\x05" * 16, at: float = NOW) -> byte
         expires=env.expires,
         content_hash=env.content_hash(),
         envelope=env.encode(),
+        tlp="AMBER",
     )
     with store.unit(at) as u:
         u.mark_seen(item.sender, item.id, item.expires)
@@ -155,6 +156,7 @@ async def test_the_inbox_lists_messages_without_their_bodies(store: Store) -> No
         "from": "bob",
         "type": "seizure-alert",
         "priority": "routine",
+        "tlp": "AMBER",
         "created": int(NOW),
         "expires": int(NOW) + 600,
         "received_at": NOW,
