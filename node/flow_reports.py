@@ -229,7 +229,7 @@ class FlowReporter:
                 wait = POLL
 
     def _backoff(self, failures: int) -> float:
-        delay = min(MAX_BACKOFF, self.config.interval * 2 ** min(failures, 6))
+        delay = min(MAX_BACKOFF, self.config.interval * 2 ** min(failures - 1, 6))
         return float(delay * (0.5 + self._rng.random()))
 
     async def send_once(self, node_id: bytes) -> bool:
