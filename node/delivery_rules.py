@@ -65,11 +65,11 @@ def failed(rows: Sequence[DueMessage], error: str) -> Settlement:
     return Settlement(retry=[(r, error) for r in rows])
 
 
-def refusal(peer: str, status: int, body: bytes) -> tuple[str, str]:
+def refusal(peer: str, status: int, body: bytes, *, what: str = "the message") -> tuple[str, str]:
     """The reason code of a peer's error answer and the error in words: the reason, the HTTP
     status and what the peer said, escaped and cut to :data:`MAX_ERROR` characters."""
     reason = error_reason(body)
-    text = f"{peer} refused the message ({reason}, HTTP {status})"
+    text = f"{peer} refused {what} ({reason}, HTTP {status})"
     try:
         said = msgspec.json.decode(body, type=ErrorBody).message
     except (msgspec.DecodeError, msgspec.ValidationError):

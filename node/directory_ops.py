@@ -8,13 +8,13 @@ Publishing also leaves the text in ``HOME/directory.txt``, which the peer API se
 
 from __future__ import annotations
 
-import os
 import pathlib
 
 import msgspec
 
 from node import directory
 from node.directory import Imported, Published
+from node.home import write_private
 from node.operations import Answering, Operation, OperationDeps
 from protocol.errors import NodeError, StatementRefused, UsageError, os_reason
 
@@ -40,14 +40,8 @@ class ImportDirectory(_Req):
 
 def write_served(path: pathlib.Path, text: str) -> None:
     """Replace ``path`` with ``text`` at once (a reader sees the old directory or the new)."""
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_private(path, text)
     except OSError as exc:
         raise NodeError(
             f"the directory is signed but cannot be written to {path}: {os_reason(exc)}"

@@ -16,12 +16,12 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import msgspec
 import structlog
 
 from keys.card import Card
 from keys.trust import PeerRecord
 from node.config import Flow
+from node.delivery_rules import refusal
 from node.peer_client import DeliveryFailed, PeerClient
 from node.peer_info import PeerInfo, parsed_card
 from node.runtime import Clock, Run
@@ -37,7 +37,6 @@ from protocol.flow import (
     seal_report,
 )
 from protocol.identity import Identity
-from protocol.text import escaped
 
 log = structlog.get_logger("borderlink.flow")
 
@@ -242,7 +241,8 @@ class FlowReporter:
         body = await self.run_cpu(seal_report, self.identity, peer.identity, built.report)
         answer = await self.client.post_flow_report(peer, body)
         if answer.status != 200:
-            raise DeliveryFailed(_refusal(rec.name, answer.status, answer.body))
+            _, why = refusal(rec.name, answer.status, answer.body, what="the flow report")
+            raise DeliveryFailed(why)
         await self.run_db(self._sent, node_id, built.report.through)
         return built.more
 
@@ -304,14 +304,3 @@ class FlowReporter:
                     last_error=error,
                 )
             )
-
-
-def _refusal(name: str, status: int, body: bytes) -> str:
-    try:
-        answer = msgspec.json.decode(body, type=dict[str, str])
-        reason = answer.get("error", "")
-        text = answer.get("message", "")
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        reason, text = "", ""
-    what = f"{escaped(reason)}: {escaped(text)}" if reason else f"HTTP {status}"
-    return f"{name} refused the flow report ({what})"

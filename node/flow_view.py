@@ -389,14 +389,13 @@ class FlowView:
         now = self.clock()
         st = self.store
         evidence = st.evidence()
+        card = self.own_card()
         return Snapshot(
             now=now,
             me=self.identity.node_id,
-            card=self.own_card(),
+            card=card,
             peers=st.peers(),
-            own_state=unit_state(
-                st, self.identity, self.own_card(), self.link_of, len(evidence), now
-            ),
+            own_state=unit_state(st, self.identity, card, self.link_of, len(evidence), now),
             units=st.flow_units(),
             window=st.flow_window(now - max(window, HOUR), WINDOW_ROWS),
             feed=st.flow_latest(FEED * 4, now - window),

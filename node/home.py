@@ -131,3 +131,16 @@ class Home:
             self.root.chmod(0o700)
         except OSError as exc:
             raise BorderlinkError(f"cannot create home {self.root}: {os_reason(exc)}") from exc
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (ASCII) at once and durably, readable by this account
+    only: a reader sees the old file or the new, never half of one; a symlink at the temporary
+    name is not followed. Raises OSError."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -11,7 +11,6 @@ clock (``now`` is passed in).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import msgspec
@@ -42,7 +41,7 @@ from keys.statements import (
 from keys.tls import make_certificate
 from keys.trust import PeerRecord
 from node.auditing import record
-from node.home import Home
+from node.home import Home, write_private
 from node.initialise import DAY, write_card
 from node.peer_info import parsed_card
 from node.storage import Reads, Store, Unit
@@ -121,15 +120,8 @@ def write_revocation_certificate(home: Home, identity: Identity, card: Card, *, 
         "the node.\nUse: borderlink keys revoke --certificate FILE --reason "
         "compromised|retired|superseded\n\n" + "\n".join(revs)
     )
-    path = home.revocation
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return str(path)
+    write_private(home.revocation, text)
+    return str(home.revocation)
 
 
 def refresh_revocation_certificate(home: Home, identity: Identity, card: Card, *, now: int) -> bool:

@@ -20,7 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from node.flow_view import Filters, Snapshot, build, short
+from node.flow_view import Filters, Names, Snapshot, build
 from node.storage import Store
 
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -35,11 +35,10 @@ class FlowCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self.snap
-        names = {p.node_id: p.name for p in s.peers}
-        names[s.me] = s.card.body.name
+        names = Names(s.me, s.card, s.peers)
 
         def name(node_id: bytes | None) -> str:
-            return "" if node_id is None else names.get(node_id, short(node_id))
+            return names(node_id) or ""
 
         families = {
             "queued": CounterMetricFamily(

@@ -11,10 +11,10 @@ are compared by their SHA-256 in a dict, never as strings with ``==``. A stock P
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 from pathlib import Path
 
+from node.home import write_private
 from node.runtime import Clock
 
 LOGIN_TTL = 300.0
@@ -74,13 +74,7 @@ def metrics_token(home_root: Path) -> str:
     except FileNotFoundError:
         pass
     token = secrets.token_urlsafe(32)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_private(path, token + "\n")
     return token
 
 

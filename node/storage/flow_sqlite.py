@@ -21,6 +21,7 @@ from node.storage.flow_rows import (
     LinkCount,
     PendingLink,
 )
+from protocol.flow import size_bucket
 
 _SELF = "COALESCE((SELECT id FROM flow_self), X'')"
 _NEXT = f"(SELECT COALESCE(MAX(seq), 0) + 1 FROM flow_events WHERE unit = {_SELF})"
@@ -62,7 +63,7 @@ def queued(
     envelope_size: int,
     peers: Sequence[bytes],
 ) -> None:
-    size = "small" if envelope_size <= 4096 else "medium" if envelope_size <= 65536 else "large"
+    size = size_bucket(envelope_size)
     db.execute(
         "INSERT INTO flow_events (unit, seq, at, event, msg_id, type, priority, tlp, recipients, "
         f"size) VALUES ({_SELF}, {_NEXT}, ?, 'queued', ?, ?, ?, ?, ?, ?)",
@@ -112,7 +113,7 @@ def received(
     created: int,
     envelope_size: int,
 ) -> None:
-    size = "small" if envelope_size <= 4096 else "medium" if envelope_size <= 65536 else "large"
+    size = size_bucket(envelope_size)
     db.execute(
         "INSERT INTO flow_events (unit, seq, at, event, msg_id, type, priority, tlp, peer, size, "
         f"latency) VALUES ({_SELF}, {_NEXT}, ?, 'received', ?, ?, ?, ?, ?, ?, ?)",
