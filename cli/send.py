@@ -6,7 +6,7 @@ Only the node can seal with its queue and deliver: when it is not running each s
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import click
@@ -15,7 +15,7 @@ from cli.context import Ctx
 from cli.files import input_name, read_bytes
 from cli.inbox import listing_query
 from cli.options import TYPE_NAMES, Command, Duration, Group, OneOf, split_names
-from cli.output import after_option, emit, emit_page, json_option, limit_option, local_time, note
+from cli.output import after_option, emit, emit_page, json_option, limit_option, note
 from protocol.errors import PartialDelivery
 
 
@@ -71,19 +71,25 @@ def send_cmd(
     if wait is None:
         emit(res, as_json, lambda d: d["id"])
         return
-    note(f"queued {msg_id}; waiting for receipts")
-    deadline = time.monotonic() + float(wait)
-    rows: list[dict[str, Any]] = []
-    while True:
-        rows = ctx.admin("GET", f"/v1/outbox?id={msg_id}&limit=1000")["items"]
-        if all(r["status"] == "delivered" for r in rows) or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    note(f"queued {msg_id}; waiting for receipts (Ctrl-C stops waiting, not the delivery)")
+    try:
+        rows = _follow(ctx, msg_id, float(wait))
+    except KeyboardInterrupt:
+        note(
+            f"borderlink: stopped waiting; message {msg_id} stays queued and is delivered as "
+            "its recipients answer ('borderlink outbox' follows it)"
+        )
+        raise click.exceptions.Exit(130) from None
     res["recipients"] = {r["peer"]: r["status"] for r in rows}
+    from cli.delivery_words import entry
+    from protocol.text import for_terminal
+
+    now = time.time()
+    shown = cast(list[dict[str, Any]], for_terminal(rows))  # a peer's error text, escaped
     emit(
         res,
         as_json,
-        lambda d: d["id"] + "\n" + "\n".join(f"  {p}: {s}" for p, s in d["recipients"].items()),
+        lambda d: "\n".join([d["id"], *(f"  {r['peer']:<16} {entry(r, now)}" for r in shown)]),
     )
     missing = [r["peer"] for r in rows if r["status"] != "delivered"]
     if missing:
@@ -93,22 +99,35 @@ def send_cmd(
         )
 
 
+# Outbox states that can still change without anyone acting (a held or refused entry waits for
+# a custodian or an operator, an expired one never changes).
+_MOVING = frozenset({"queued", "delivering", "failed"})
+
+
+def _follow(ctx: Ctx, msg_id: str, seconds: float) -> list[dict[str, Any]]:
+    """Poll the message's outbox entries until every recipient's is settled or ``seconds``
+    have passed, printing a progress line (stderr) for each recipient whose delivery moved."""
+    from cli.delivery_words import entry
+
+    deadline = time.monotonic() + seconds
+    seen: dict[str, tuple[str, int]] = {}
+    while True:
+        rows: list[dict[str, Any]] = ctx.admin("GET", f"/v1/outbox?id={msg_id}&limit=1000")["items"]
+        now = time.time()
+        for r in rows:
+            state = (r["status"], int(r["attempts"]))
+            if seen.get(r["peer"], ("queued", 0)) != state:
+                note(f"  {r['peer']}: {entry(r, now)}")
+            seen[r["peer"]] = state
+        if not any(r["status"] in _MOVING for r in rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
 def _outbox_human(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "outbox is empty"
-    lines = []
-    for r in rows:
-        line = (
-            f"{r['id']}  {r['type']:<13} -> {r['peer']:<16} {r['status']:<10} tries {r['attempts']}"
-        )
-        if r["status"] == "delivered":
-            line += f"  at {local_time(r['delivered_at'])}"
-        elif r["next_attempt"]:
-            line += f"  next {local_time(r['next_attempt'])}"
-        if r["last_error"] and r["status"] != "delivered":
-            line += f"\n      last error: {r['last_error']}"
-        lines.append(line)
-    return "\n".join(lines)
+    from cli.delivery_words import outbox_lines
+
+    return "\n".join(outbox_lines(rows, time.time())) if rows else "outbox is empty"
 
 
 @click.group("outbox", cls=Group, invoke_without_command=True)

@@ -3,6 +3,7 @@ any misbehaviour it caught; when it is not running it says so in one line (exit 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import click
@@ -13,21 +14,22 @@ from cli.output import emit, json_option
 
 
 def _human(d: dict[str, Any]) -> str:
+    from cli.delivery_words import peer_line, span, summary
+
+    now = time.time()
     lines = [
-        f"node {d['node']} up {d['uptime']:.0f} s, listening on {d['listen']}",
-        f"outbox: {d['outbox'] or 'empty'}; inbox: {d['inbox']['total']} "
-        f"({d['inbox']['unread']} unread)",
+        f"node {d['node']} up {span(d['uptime'])}, listening on {d['listen']}",
+        f"outbox: {summary(d['outbox'], d.get('next_retry'), now)}; inbox: "
+        f"{d['inbox']['total']} ({d['inbox']['unread']} unread)",
     ]
     if d["oldest_undelivered_age"] is not None:
-        lines.append(f"oldest undelivered: {d['oldest_undelivered_age']:.0f} s")
+        lines.append(f"oldest undelivered: queued {span(d['oldest_undelivered_age'])} ago")
     lines += [
         f"  from {s['name']:<16} {s['messages']} messages ({s['unread']} unread, "
         f"{s['bytes']} bytes)"
         for s in d["inbox"].get("senders", [])
     ]
-    lines += [
-        f"  peer {p['name']:<16} link {p['link']:<8} queued {p['queued']}" for p in d["peers"]
-    ]
+    lines += [peer_line(p, now) for p in d["peers"]]
     a = d.get("audit")
     if a:
         lines.append(
@@ -55,8 +57,6 @@ def _human(d: dict[str, Any]) -> str:
 
 
 def _day(ts: float) -> str:
-    import time
-
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
 
 

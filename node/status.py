@@ -24,6 +24,7 @@ from node.peer_info import parsed_card
 from node.peers import blocked_line
 from node.runtime import Clock, Run
 from node.storage import Evidence, InboxStats, OutboxStats, Reads
+from node.storage.flow_rows import PendingLink
 from node.storage.rows import KeyEvent, KeyNotice, RevokedKey, SenderUsage
 
 # The report's field order is the JSON's: the CLI and scripts read it.
@@ -34,7 +35,11 @@ class PeerStatus(msgspec.Struct, frozen=True):
     node_id: str
     link: str  # up | down | unknown | idle
     in_flight: int
-    queued: int
+    queued: int  # entries still to deliver to it
+    retrying: int = 0  # of those, the ones whose last attempt failed
+    failing_since: float | None = None  # its first failure since the last delivery to it
+    next_retry: float | None = None
+    last_error: str | None = None  # why the latest attempt failed, in words
 
 
 class AuditStatus(msgspec.Struct, frozen=True):
@@ -96,6 +101,7 @@ class Report(msgspec.Struct, frozen=True):
     inbox: InboxStatus
     oldest_undelivered_age: float | None
     keys: KeysStatus | None = None
+    next_retry: float | None = None  # the soonest retry of any failed delivery
 
 
 class Snapshot(msgspec.Struct, frozen=True):
@@ -113,6 +119,7 @@ class Snapshot(msgspec.Struct, frozen=True):
     revoked: list[RevokedKey] = msgspec.field(default_factory=list)  # this node's keys
     notices: list[KeyNotice] = msgspec.field(default_factory=list)  # queued ones
     key_events: list[KeyEvent] = msgspec.field(default_factory=list)
+    pending: list[PendingLink] = msgspec.field(default_factory=list)
 
 
 def snapshot(reads: Reads, me: bytes = b"") -> Snapshot:
@@ -132,6 +139,7 @@ def snapshot(reads: Reads, me: bytes = b"") -> Snapshot:
         cosignatures=len(reads.cosignatures(latest.size)) if latest else 0,
         evidence=reads.evidence(),
         senders=reads.inbox_senders(),
+        pending=reads.flow_pending_links(),
     )
 
 
@@ -215,13 +223,23 @@ def report(
     now: float,
 ) -> Report:
     peers = []
+    pending = {p.peer: p for p in snap.pending}
     for nid, name in snap.names.items():
-        state = links(nid)
+        state, p = links(nid), pending.get(nid)
         peers.append(
             PeerStatus(
-                name, nid.hex(), state.link, state.in_flight, snap.outbox.per_peer.get(nid, 0)
+                name,
+                nid.hex(),
+                state.link,
+                state.in_flight,
+                snap.outbox.per_peer.get(nid, 0),
+                retrying=p.failing if p else 0,
+                failing_since=p.failing_since if p and p.failing else None,
+                next_retry=p.next_retry if p and p.failing else None,
+                last_error=p.last_error if p and p.failing else None,
             )
         )
+    retries = [p.next_retry for p in peers if p.next_retry is not None]
     oldest = snap.outbox.oldest_undelivered
     return Report(
         node=me.name,
@@ -252,6 +270,7 @@ def report(
         ),
         oldest_undelivered_age=round(now - oldest, 1) if oldest else None,
         keys=keys_status(me.card(), snap, now) if me.card is not None else None,
+        next_retry=min(retries) if retries else None,
     )
 
 

@@ -90,6 +90,10 @@ class Witness:
     async def round(self) -> None:
         """Check every trusted peer that has an endpoint; one peer's failure is its outcome."""
         peers = [p for p in await self.run_db(self.store.peers) if p.status == "trusted"]
+        # A peer removed, blocked or left without an endpoint since is no longer witnessed:
+        # status stops showing what an old round found there.
+        kept = {p.name for p in peers if PeerInfo.of(p).endpoint}
+        self._last = {name: outcome for name, outcome in self._last.items() if name in kept}
         for rec in peers:
             info = PeerInfo.of(rec)
             if not info.endpoint:
@@ -97,7 +101,7 @@ class Witness:
             try:
                 self._last[info.name] = await self.check(info)
             except DeliveryFailed as exc:
-                self._last[info.name] = f"unreachable ({exc.message})"
+                self._last[info.name] = f"unreachable: {exc.message}"
             except AuditError as exc:
                 self._last[info.name] = f"bad answer: {exc.message}"
                 log.warning("witness.bad_answer", peer=info.name, detail=exc.message)

@@ -365,8 +365,8 @@ def pending_links(db: sqlite3.Connection) -> list[PendingLink]:
         since, error = None, None
         if failing:
             since, error = db.execute(
-                "SELECT MIN(at), (SELECT last_error FROM outbox WHERE peer = :p AND "
-                "status = 'failed' ORDER BY next_attempt DESC LIMIT 1) FROM flow_events "
+                "SELECT MIN(at), (SELECT reason FROM flow_events WHERE peer = :p AND "
+                f"event = 'failed' AND unit = {_SELF} ORDER BY at DESC LIMIT 1) FROM flow_events "
                 f"WHERE peer = :p AND event = 'failed' AND unit = {_SELF} AND at > "
                 "COALESCE((SELECT MAX(at) FROM flow_events WHERE peer = :p AND "
                 f"event = 'delivered' AND unit = {_SELF}), 0)",

@@ -216,7 +216,7 @@ async def test_a_peers_control_and_bidi_text_is_escaped_for_people_and_exact_in_
     await bar.node.deliveries.stop()  # no worker rewrites the entry while we look
     await bar.node.run_db(hostile_rows)
     outbox = (await bar.cli("outbox")).stdout
-    assert "last error: \\u001b]0;pwned\\u0007 \\u009b2J \\u202eevil" in outbox
+    assert "so far), next in 10 min: \\u001b]0;pwned\\u0007 \\u009b2J \\u202eevil" in outbox
     assert not RAW_CONTROL.search(outbox)
     page = await bar.json("outbox")
     assert isinstance(page, dict) and page["items"][0]["last_error"] == HOSTILE

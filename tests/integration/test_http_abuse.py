@@ -430,11 +430,19 @@ def test_the_budget_counts_envelopes_not_requests(net: dict[str, NodeProc]) -> N
     peer = Client(bar, bel.as_peer_of(bar))
     try:
         big = [real_envelope(net, "belgrade-accu", "bar-pcu") for _ in range(BURST + 1)]
-        over = peer.post_batch(encode_batch(big))
-        assert (over.status, error_of(over)) == (429, "rate_limited"), over
-        with connect(bar.port, bel.as_peer_of(bar)) as sock:  # declares 100 kB, sends none
-            sock.sendall(request_bytes("POST", BATCH_PATH, headers={"Content-Length": "100000"}))
-            emptied = read_answer(sock)
+        # On a loaded machine the bucket may refill a token (1 / RATE s) before the probe's
+        # handshake is done; the probe then waits for its body and gets 408: so the budget is
+        # emptied again and the probe repeated, a bounded number of times.
+        for _ in range(20):
+            over = peer.post_batch(encode_batch(big))
+            assert (over.status, error_of(over)) == (429, "rate_limited"), over
+            with connect(bar.port, bel.as_peer_of(bar)) as sock:  # declares 100 kB, sends none
+                sock.sendall(
+                    request_bytes("POST", BATCH_PATH, headers={"Content-Length": "100000"})
+                )
+                emptied = read_answer(sock)
+            if emptied.status != 408:
+                break
         assert (emptied.status, error_of(emptied)) == (429, "rate_limited")
         assert bar.json("inbox")["items"] == inbox
         for attempt in range(12):  # backoff 0.1 s, 0.2 s, ... : bounded, not a timing

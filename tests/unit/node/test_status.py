@@ -87,9 +87,20 @@ def test_the_report_keeps_its_fields_in_order() -> None:
         "inbox",
         "oldest_undelivered_age",
         "keys",
+        "next_retry",
     ]
     assert got["keys"] is None  # no card given: a report built without the node's card
-    assert list(got["peers"][0]) == ["name", "node_id", "link", "in_flight", "queued"]
+    assert list(got["peers"][0]) == [
+        "name",
+        "node_id",
+        "link",
+        "in_flight",
+        "queued",
+        "retrying",
+        "failing_since",
+        "next_retry",
+        "last_error",
+    ]
     assert list(got["audit"]) == ["size", "checkpoint_size", "cosignatures", "witnessing"]
     assert got["inbox"] == {"total": 0, "unread": 0, "senders": []}
     assert got["node_id"] == ALICE.node_id.hex()
@@ -144,3 +155,23 @@ def test_the_snapshot_counts_cosignatures_of_the_latest_checkpoint_only(store: S
         u.add_cosignature(2, Cosignature(BOB.node_id, "line b2", int(NOW)))
     snap = snapshot(store)
     assert (snap.checkpoint_size, snap.cosignatures) == (2, 1)
+
+
+def test_a_failing_peer_says_since_when_why_and_when_it_is_tried_next(store: Store) -> None:
+    """What `status` prints in words ("3 retrying, failing for 2 min, next try in 40 s: ..."),
+    read from the outbox and its events, with the soonest retry of all at the top."""
+    first, second = queue(store, 1, BOB.node_id), queue(store, 2, BOB.node_id)
+    with store.unit(NOW + 5) as u:
+        u.mark_failed(BOB.node_id, [(first, "connection refused", NOW + 70)])
+    with store.unit(NOW + 10) as u:
+        u.mark_failed(BOB.node_id, [(second, "no answer within 10 s", NOW + 40)])
+    got = report(ME, snapshot(store), idle, {}, NOW + 11)
+    [bob] = [p for p in got.peers if p.name == "bob"]
+    assert (bob.queued, bob.retrying) == (2, 2)
+    assert bob.failing_since == NOW + 5  # the first failure since the last delivery to bob
+    assert bob.next_retry == got.next_retry == NOW + 40
+    assert bob.last_error == "no answer within 10 s"  # the latest failure
+    [carol] = [p for p in got.peers if p.name == "carol"]
+    assert (carol.retrying, carol.failing_since, carol.next_retry, carol.last_error) == (
+        0, None, None, None
+    )  # fmt: skip

@@ -316,7 +316,7 @@ def test_rounds_are_jittered_around_the_interval(store: Store) -> None:
         (lambda log: setattr(log, "proof_status", 500), "no consistency proof (HTTP 500)"),
         (
             lambda log: setattr(log, "fail", DeliveryFailed("connection refused by bob at x")),
-            "unreachable (connection refused by bob at x)",
+            "unreachable: connection refused by bob at x",
         ),
         (
             lambda log: setattr(log, "fail", AnswerTooLarge("checkpoint is over 64 KiB")),
@@ -357,3 +357,14 @@ async def test_only_trusted_peers_with_an_endpoint_are_witnessed(store: Store) -
     w = witness(store, Log(3), Clock(NOW))
     await w.round()
     assert w.outcomes() == {"bob": "cosigned size 3"}
+
+
+async def test_a_peer_no_longer_trusted_drops_out_of_the_outcomes(store: Store) -> None:
+    """status showed what an old round found at a peer removed since (a stale witnessing line)."""
+    w = witness(store, Log(3), Clock(NOW))
+    await w.round()
+    assert w.outcomes() == {"bob": "cosigned size 3"}
+    with store.unit(NOW) as u:
+        u.put_peer(record(BOB, "bob", status="revoked"))
+    await w.round()
+    assert w.outcomes() == {}
