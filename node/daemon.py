@@ -337,7 +337,11 @@ class Node:
         if listen == "off":
             return
         host, port = parse_listen(listen)
-        runner = web.AppRunner(self.dashboard_app(), access_log=None, shutdown_timeout=1.0)
+        # A closed page's live stream ends when its connection does (handler_cancellation),
+        # not at its next write: a page whose filters changed gives its slot back at once.
+        runner = web.AppRunner(
+            self.dashboard_app(), access_log=None, shutdown_timeout=1.0, handler_cancellation=True
+        )
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         try:

@@ -23,7 +23,14 @@ from node.flow_reports import unit_state
 from node.peer_info import parsed_card
 from node.runtime import Clock, Run
 from node.storage import Evidence, Store
-from node.storage.flow_rows import Disagreement, FlowCursor, FlowRow, FlowUnit, LinkCount
+from node.storage.flow_rows import (
+    Disagreement,
+    FlowCursor,
+    FlowFilter,
+    FlowRow,
+    FlowUnit,
+    LinkCount,
+)
 from protocol.flow import UnitState
 from protocol.identity import Identity
 
@@ -31,7 +38,8 @@ HOUR = 3600.0
 WINDOW_ROWS = 50_000  # events read for the aggregates; more in an hour are sampled newest first
 FEED = 200  # events in the feed
 GRACE = 30.0  # a recipient reporting this long after a delivery should have reported it
-SHARE_FOR = 0.5  # seconds a snapshot serves every view asked for the same window
+SHARE_FOR = 0.5  # seconds a snapshot serves every view asked for the same filters
+SHARED_FILTERS = 32  # snapshots held at once, one per filters asked for
 _STATE = msgspec.msgpack.Decoder(UnitState)
 _POLICY = msgspec.msgpack.Decoder(dict[str, list[str]])
 
@@ -186,6 +194,16 @@ def _selected_units(f: Filters, names: Names) -> set[bytes] | None:
             continue
         out.add(node_id)
     return out
+
+
+def narrowing(f: Filters, names: Names) -> FlowFilter:
+    """``f`` as the store's reads apply it."""
+    chosen = _selected_units(f, names)
+    return FlowFilter(
+        type=f.type,
+        priority=f.priority,
+        units=None if chosen is None else frozenset(chosen),
+    )
 
 
 def build(s: Snapshot, f: Filters) -> View:
@@ -383,24 +401,30 @@ class FlowView:
         self.own_card = own_card
         self.link_of = link_of
         self.silent_after = silent_after
-        self._snapshots: dict[float, Snapshot] = {}  # per window: the last one read
+        self._snapshots: dict[Filters, Snapshot] = {}  # per filters: the last one read
 
-    def snapshot(self, window: float = HOUR) -> Snapshot:
+    def snapshot(self, filters: Filters | None = None) -> Snapshot:
+        """Runs on the database thread. The feed, the picture and the disagreements are read
+        narrowed to ``filters`` (a view filtered by type shows only that type's traffic
+        everywhere); the per-unit rows are narrowed by :func:`build`."""
+        f = filters or Filters()
         now = self.clock()
         st = self.store
         evidence = st.evidence()
         card = self.own_card()
+        peers = st.peers()
+        only = narrowing(f, Names(self.identity.node_id, card, peers))
         return Snapshot(
             now=now,
             me=self.identity.node_id,
             card=card,
-            peers=st.peers(),
+            peers=peers,
             own_state=unit_state(st, self.identity, card, self.link_of, len(evidence), now),
             units=st.flow_units(),
-            window=st.flow_window(now - max(window, HOUR), WINDOW_ROWS),
-            feed=st.flow_latest(FEED * 4, now - window),
-            links=st.flow_links(now - window),
-            disagreements=st.flow_disagreements(now - window, GRACE, now),
+            window=st.flow_window(now - max(f.window, HOUR), WINDOW_ROWS),
+            feed=st.flow_latest(FEED, now - f.window, only),
+            links=st.flow_links(now - f.window, only),
+            disagreements=st.flow_disagreements(now - f.window, GRACE, now, only),
             evidence=evidence,
             cursors=st.flow_cursors(),
             last_rid=st.flow_last_rid(),
@@ -408,12 +432,16 @@ class FlowView:
         )
 
     async def view(self, filters: Filters | None = None) -> View:
-        """The view now; a snapshot read within the last SHARE_FOR seconds for the same window
-        is reused, so many open dashboards cost one read a second, not one each."""
+        """The view now; a snapshot read within the last SHARE_FOR seconds for the same
+        filters is reused, so many open dashboards cost one read a second, not one each."""
         f = filters or Filters()
-        held = self._snapshots.get(f.window)
+        held = self._snapshots.get(f)
         if held is None or self.clock() - held.now >= SHARE_FOR:
-            held = self._snapshots[f.window] = await self.run_db(self.snapshot, f.window)
+            held = await self.run_db(self.snapshot, f)
+            self._snapshots.pop(f, None)
+            self._snapshots[f] = held
+            while len(self._snapshots) > SHARED_FILTERS:  # the least recently read goes
+                del self._snapshots[next(iter(self._snapshots))]
         return build(held, f)
 
     async def events_after(

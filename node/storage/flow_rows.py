@@ -51,6 +51,18 @@ class FlowCursor(msgspec.Struct, frozen=True, kw_only=True):
     last_error: str | None
 
 
+class FlowFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """What a view is narrowed to, applied by the reads that aggregate events (the feed, the
+    who-talks-to-whom picture, the disagreements), so a narrowed view counts only what it shows."""
+
+    type: str = ""
+    priority: str = ""
+    units: frozenset[bytes] | None = None  # events of these units, or to them; None: all
+
+
+EVERYTHING = FlowFilter()
+
+
 class LinkCount(msgspec.Struct, frozen=True):
     """Deliveries from one unit to one peer in a window (the who-talks-to-whom picture)."""
 

@@ -14,8 +14,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from node.storage.flow_rows import (
+    EVERYTHING,
     Disagreement,
     FlowCursor,
+    FlowFilter,
     FlowRow,
     FlowUnit,
     LinkCount,
@@ -222,13 +224,35 @@ def after_rid(db: sqlite3.Connection, after: int, limit: int) -> list[FlowRow]:
     ]
 
 
-def latest(db: sqlite3.Connection, limit: int, since: float) -> list[FlowRow]:
-    """The newest events stored since ``since``, newest first."""
+def _narrowed(only: FlowFilter, table: str = "flow_events") -> tuple[str, dict[str, Any]]:
+    """The SQL condition (``AND ...``, or nothing) and parameters that keep ``only``'s events."""
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    if only.type:
+        where.append(f"{table}.type = :f_type")
+        params["f_type"] = only.type
+    if only.priority:
+        where.append(f"{table}.priority = :f_priority")
+        params["f_priority"] = only.priority
+    if only.units is not None:
+        names = [f":f_u{i}" for i in range(len(only.units))]
+        params |= {n[1:]: u for n, u in zip(names, sorted(only.units), strict=True)}
+        listed = ", ".join(names) or "NULL"
+        where.append(f"({table}.unit IN ({listed}) OR {table}.peer IN ({listed}))")
+    return "".join(f" AND {w}" for w in where), params
+
+
+def latest(
+    db: sqlite3.Connection, limit: int, since: float, only: FlowFilter = EVERYTHING
+) -> list[FlowRow]:
+    """The newest events stored since ``since`` that ``only`` keeps, newest first."""
+    cond, params = _narrowed(only)
     return [
         _row(r)
         for r in db.execute(
-            f"SELECT {_COLUMNS} FROM flow_events WHERE at >= ? ORDER BY rid DESC LIMIT ?",
-            (since, limit),
+            f"SELECT {_COLUMNS} FROM flow_events WHERE at >= :since{cond} "
+            "ORDER BY rid DESC LIMIT :limit",
+            {"since": since, "limit": limit, **params},
         )
     ]
 
@@ -279,23 +303,25 @@ def cursors(db: sqlite3.Connection) -> list[FlowCursor]:
     ]
 
 
-def links(db: sqlite3.Connection, since: float) -> list[LinkCount]:
+def links(db: sqlite3.Connection, since: float, only: FlowFilter = EVERYTHING) -> list[LinkCount]:
+    cond, params = _narrowed(only)
     return [
         LinkCount(bytes(r[0]), bytes(r[1]), int(r[2]), r[3])
         for r in db.execute(
             "SELECT unit, peer, COUNT(*), AVG(latency) FROM flow_events WHERE event = 'delivered' "
-            "AND peer IS NOT NULL AND at >= ? GROUP BY unit, peer",
-            (since,),
+            f"AND peer IS NOT NULL AND at >= :since{cond} GROUP BY unit, peer",
+            {"since": since, **params},
         )
     ]
 
 
 def disagreements(
-    db: sqlite3.Connection, since: float, grace: float, now: float
+    db: sqlite3.Connection, since: float, grace: float, now: float, only: FlowFilter = EVERYTHING
 ) -> list[Disagreement]:
     """Deliveries whose recipient has reported since (``grace`` after), never as received.
     A recipient that reports nothing, or withholds the id (TLP:RED), cannot disagree."""
     me = _SELF
+    cond, params = _narrowed(only, "d")
     return [
         Disagreement(
             msg_id=bytes(r[0]),
@@ -312,9 +338,9 @@ def disagreements(
             "AND u.report_time > d.at + :grace)) "
             "AND (d.peer <> " + me + " OR d.at + :grace < :now) "
             "AND NOT EXISTS (SELECT 1 FROM flow_events r WHERE r.msg_id = d.msg_id "
-            "AND r.unit = d.peer AND r.event = 'received') "
+            "AND r.unit = d.peer AND r.event = 'received')" + cond + " "
             "ORDER BY d.at DESC LIMIT 100",
-            {"since": since, "grace": grace, "now": now},
+            {"since": since, "grace": grace, "now": now, **params},
         )
     ]
 

@@ -22,8 +22,10 @@ from keys.trust import PeerRecord
 from node.storage import flow_sqlite as flow
 from node.storage.audit_tree import appended
 from node.storage.flow_rows import (
+    EVERYTHING,
     Disagreement,
     FlowCursor,
+    FlowFilter,
     FlowRow,
     FlowUnit,
     LinkCount,
@@ -410,8 +412,10 @@ class _Reads:
     def flow_after(self, rid: int, limit: int) -> list[FlowRow]:
         return flow.after_rid(self._db, rid, limit)
 
-    def flow_latest(self, limit: int, since: float = 0.0) -> list[FlowRow]:
-        return flow.latest(self._db, limit, since)
+    def flow_latest(
+        self, limit: int, since: float = 0.0, only: FlowFilter = EVERYTHING
+    ) -> list[FlowRow]:
+        return flow.latest(self._db, limit, since, only)
 
     def flow_last_rid(self) -> int:
         return flow.last_rid(self._db)
@@ -425,11 +429,13 @@ class _Reads:
     def flow_cursors(self) -> list[FlowCursor]:
         return flow.cursors(self._db)
 
-    def flow_links(self, since: float) -> list[LinkCount]:
-        return flow.links(self._db, since)
+    def flow_links(self, since: float, only: FlowFilter = EVERYTHING) -> list[LinkCount]:
+        return flow.links(self._db, since, only)
 
-    def flow_disagreements(self, since: float, grace: float, now: float) -> list[Disagreement]:
-        return flow.disagreements(self._db, since, grace, now)
+    def flow_disagreements(
+        self, since: float, grace: float, now: float, only: FlowFilter = EVERYTHING
+    ) -> list[Disagreement]:
+        return flow.disagreements(self._db, since, grace, now, only)
 
     def flow_totals(self) -> list[tuple[bytes, str, bytes | None, str | None, int]]:
         return flow.totals(self._db)

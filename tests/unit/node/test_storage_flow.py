@@ -227,3 +227,59 @@ def _to_me(seq: int) -> FlowRow:
         action=None,
         withheld=[],
     )
+
+
+def test_the_feed_the_picture_and_the_disagreements_are_narrowed_as_the_view_is(
+    store: Store,
+) -> None:
+    """A dashboard filtered by type, priority or unit counts only that traffic in the feed, the
+    who-talks-to-whom picture and the disagreements (they used to ignore the filters)."""
+    import msgspec
+
+    from node.storage.flow_rows import FlowFilter
+
+    def delivery(seq: int, type_: str, priority: str, to: bytes) -> FlowRow:
+        return msgspec.structs.replace(_row(seq), type=type_, priority=priority, peer=to)
+
+    rows = [
+        delivery(1, "seizure-alert", "flash", ME),
+        delivery(2, "risk-profile", "routine", ME),
+        delivery(3, "risk-profile", "urgent", PEER),
+    ]
+    with store.unit(NOW) as u:  # OTHER reported them, after its grace: ME received none
+        u.ingest_flow(OTHER, rows, _unit(NOW + 100, 3))
+    everything = FlowFilter()
+    risk = FlowFilter(type="risk-profile")
+    flash = FlowFilter(priority="flash")
+    to_peer = FlowFilter(units=frozenset({PEER}))
+    nobody = FlowFilter(units=frozenset())
+
+    def links(only: FlowFilter) -> set[tuple[bytes, bytes, int]]:
+        return {(c.unit, c.peer, c.count) for c in store.flow_links(0.0, only)}
+
+    assert links(everything) == {(OTHER, ME, 2), (OTHER, PEER, 1)}
+    assert links(risk) == {(OTHER, ME, 1), (OTHER, PEER, 1)}
+    assert links(flash) == {(OTHER, ME, 1)}
+    assert links(to_peer) == {(OTHER, PEER, 1)}
+    assert links(nobody) == set()
+
+    def feed(only: FlowFilter) -> list[int]:
+        return [r.seq for r in store.flow_latest(10, 0.0, only)]
+
+    assert (feed(everything), feed(risk), feed(flash), feed(to_peer)) == (
+        [3, 2, 1],
+        [3, 2],
+        [1],
+        [3],
+    )
+
+    def mismatches(only: FlowFilter) -> list[bytes]:
+        return [d.msg_id for d in store.flow_disagreements(0.0, 30.0, NOW + 1000, only)]
+
+    assert mismatches(everything) == [bytes([2]) * 16, bytes([1]) * 16]  # only ME can disagree
+    assert mismatches(risk) == [bytes([2]) * 16]
+    assert mismatches(FlowFilter(priority="flash", type="risk-profile")) == []
+    assert mismatches(to_peer) == [] and mismatches(FlowFilter(units=frozenset({ME}))) == [
+        bytes([2]) * 16,
+        bytes([1]) * 16,
+    ]
