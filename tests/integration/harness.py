@@ -129,6 +129,9 @@ class NodeProc:
 
     def start(self, wait: bool = True) -> None:
         logf = open(self.log, "ab")
+        if logf.tell() and self.log.read_bytes()[-1:] != b"\n":
+            logf.write(b"\n")  # a line cut by kill -9 must not swallow the new process's first
+            logf.flush()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
