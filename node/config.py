@@ -101,6 +101,9 @@ class Flow(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     withhold: dict[Tlp, list[Withholdable]] = msgspec.field(default_factory=_default_withhold)
     # A coordinator shows a unit as failing when no report came for this long.
     silent_after: Seconds = 5.0
+    # Flow events older than this are deleted (the metrics' totals keep counting them); this
+    # node's own are kept until every coordinator it reports to was sent them.
+    keep_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
 
 
 class Dashboard(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import structlog
 from aiohttp import web
@@ -26,7 +27,7 @@ from node.dashboard.app import DashboardDeps, make_dashboard_app
 from node.dashboard.sessions import Sessions, metrics_token
 from node.delivery import Deliveries
 from node.flow_ingest import FlowIngest
-from node.flow_reports import FlowReporter
+from node.flow_reports import PRUNE_BATCH, FlowReporter, prune_flow
 from node.flow_view import FlowView
 from node.home import Home
 from node.http.admin_routes import AdminDeps, make_admin_app
@@ -423,6 +424,10 @@ class Node:
                 u.prune_seen()
 
         await self.run_db(prune)
+        for _ in range(100):  # at most a million events a round; the next round goes on
+            step = partial(prune_flow, self.store, self.config.flow, self.clock())
+            if await self.run_db(step) < PRUNE_BATCH:
+                break
 
     # jobs and what the routes call -----------------------------------------------------------
 

@@ -79,6 +79,21 @@ def targets(peers: list[PeerRecord], config: Flow) -> list[PeerRecord]:
     return [p for p in trusted if parsed_card(p.card).body.unit_type == "coordinator"]
 
 
+PRUNE_BATCH = 10_000  # events deleted per unit per transaction: deliveries wait behind none long
+
+
+def prune_flow(store: Store, config: Flow, now: float) -> int:
+    """One bounded step of retention (one transaction): delete events older than ``[flow]
+    keep_days``, this node's own only once every coordinator it reports to was sent them. The
+    caller repeats it while it returns PRUNE_BATCH or more."""
+    with store.unit(now) as u:
+        cursors = {c.coordinator: c.through for c in u.flow_cursors()}
+        sent = [cursors.get(p.node_id, 0) for p in targets(u.peers(), config)]
+        return u.prune_flow(
+            now - config.keep_days * 86400.0, min(sent) if sent else None, PRUNE_BATCH
+        )
+
+
 def unit_state(
     store: Reads,
     identity: Identity,

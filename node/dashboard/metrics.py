@@ -22,8 +22,8 @@ from prometheus_client.registry import Collector
 
 from node.flow_view import Filters, Names, Snapshot, build
 from node.storage import Store
+from node.storage.flow_rows import LATENCY_BUCKETS, LatencyHistogram
 
-LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -84,8 +84,8 @@ class FlowCollector(Collector):
         for (peer_name, kind), count in sorted(sent.items()):
             families["queued"].add_metric([peer_name, kind], count)
         counted: dict[tuple[str, tuple[str, ...]], int] = {}
-        for unit, event, other, type_name, count in self.store.flow_totals():
-            if unit != s.me or event == "queued" or event not in families:
+        for event, other, type_name, count in self.store.flow_totals(s.me):
+            if event == "queued" or event not in families:
                 continue
             by_type = event in ("delivered", "received", "acknowledged")
             labels: tuple[str, ...] = (name(other), type_name or "") if by_type else (name(other),)
@@ -93,7 +93,7 @@ class FlowCollector(Collector):
         for (event, labels), count in sorted(counted.items()):
             families[event].add_metric(list(labels), count)
         yield from families.values()
-        yield _histogram(self.store.flow_latencies(s.me))
+        yield _histogram(self.store.flow_latency_histogram(s.me))
         depth = GaugeMetricFamily(
             "borderlink_outbox_depth", "Entries still to deliver, per peer", labels=["peer"]
         )
@@ -144,19 +144,17 @@ class FlowCollector(Collector):
         )
 
 
-def _histogram(latencies: list[float]) -> HistogramMetricFamily:
-    counts = [0] * len(LATENCY_BUCKETS)
-    for value in latencies:
-        for i, bound in enumerate(LATENCY_BUCKETS):
-            if value <= bound:
-                counts[i] += 1
-    buckets = [(repr(b), c) for b, c in zip(LATENCY_BUCKETS, counts, strict=True)]
-    buckets.append(("+Inf", len(latencies)))
+def _histogram(h: LatencyHistogram) -> HistogramMetricFamily:
+    cumulative, buckets = 0, []
+    for bound, count in zip(LATENCY_BUCKETS, h.counts, strict=False):
+        cumulative += count
+        buckets.append((repr(bound), cumulative))
+    buckets.append(("+Inf", sum(h.counts)))
     return HistogramMetricFamily(
         "borderlink_delivery_latency_seconds",
         "Time from queueing to a verified receipt, per delivery",
         buckets=buckets,
-        sum_value=sum(latencies),
+        sum_value=h.total,
     )
 
 

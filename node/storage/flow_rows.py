@@ -7,6 +7,8 @@ they were stored here, which is what a live feed follows; ``seq`` is the reporti
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
 
 
@@ -49,6 +51,16 @@ class FlowCursor(msgspec.Struct, frozen=True, kw_only=True):
     sent_at: float | None
     failing_since: float | None
     last_error: str | None
+
+
+# Delivery latency buckets, in seconds (the Prometheus histogram's 'le' bounds): pruned events
+# are kept as counts per bucket, so the histogram survives pruning.
+LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class LatencyHistogram(msgspec.Struct, frozen=True):
+    counts: list[int]  # per bucket, not cumulative; the last counts those over every bound
+    total: float  # the sum of all latencies
 
 
 class FlowFilter(msgspec.Struct, frozen=True, kw_only=True):

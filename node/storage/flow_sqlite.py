@@ -15,11 +15,13 @@ from typing import Any
 
 from node.storage.flow_rows import (
     EVERYTHING,
+    LATENCY_BUCKETS,
     Disagreement,
     FlowCursor,
     FlowFilter,
     FlowRow,
     FlowUnit,
+    LatencyHistogram,
     LinkCount,
     PendingLink,
 )
@@ -137,7 +139,11 @@ def acknowledged(
 
 
 def ingest(db: sqlite3.Connection, unit: bytes, rows: Sequence[FlowRow]) -> int:
-    """A unit's reported events; those already held (a replayed report) are ignored."""
+    """A unit's reported events; those already held (a replayed report) or already pruned
+    (an old report replayed after its events were pruned) are ignored."""
+    pruned = db.execute("SELECT through FROM flow_pruned WHERE unit = ?", (unit,)).fetchone()
+    if pruned is not None:
+        rows = [r for r in rows if r.seq > int(pruned[0])]
     before = db.total_changes
     db.executemany(
         "INSERT OR IGNORE INTO flow_events (unit, seq, at, event, msg_id, type, priority, tlp, "
@@ -345,15 +351,96 @@ def disagreements(
     ]
 
 
-def totals(db: sqlite3.Connection) -> list[tuple[bytes, str, bytes | None, str | None, int]]:
-    """(unit, event, peer, type, count) over all time: what the metrics count."""
+def totals(db: sqlite3.Connection, unit: bytes) -> list[tuple[str, bytes | None, str | None, int]]:
+    """(event, peer, type, count) of ``unit``'s events over all time, pruned ones included:
+    what the metrics count."""
     return [
-        (bytes(r[0]), str(r[1]), None if r[2] is None else bytes(r[2]), r[3], int(r[4]))
+        (str(r[0]), bytes(r[1]) or None, str(r[2]) or None, int(r[3]))
         for r in db.execute(
-            "SELECT unit, event, peer, type, COUNT(*) FROM flow_events "
-            "GROUP BY unit, event, peer, type"
+            "SELECT event, peer, type, SUM(n) FROM ("
+            "SELECT event, COALESCE(peer, X'') AS peer, COALESCE(type, '') AS type, COUNT(*) AS n "
+            "FROM flow_events WHERE unit = :u GROUP BY 1, 2, 3 UNION ALL "
+            "SELECT event, peer, type, count FROM flow_rollup WHERE unit = :u"
+            ") GROUP BY 1, 2, 3",
+            {"u": unit},
         )
     ]
+
+
+_BUCKET = (
+    "CASE "
+    + " ".join(f"WHEN latency <= {b!r} THEN {i}" for i, b in enumerate(LATENCY_BUCKETS))
+    + f" ELSE {len(LATENCY_BUCKETS)} END"
+)
+
+
+def latency_histogram(db: sqlite3.Connection, unit: bytes) -> LatencyHistogram:
+    """``unit``'s delivery latencies over all time, pruned ones included, per bucket."""
+    counts, total = [0] * (len(LATENCY_BUCKETS) + 1), 0.0
+    for bucket, n, subtotal in db.execute(
+        f"SELECT {_BUCKET}, COUNT(*), SUM(latency) FROM flow_events WHERE unit = :u "
+        "AND event = 'delivered' AND latency IS NOT NULL GROUP BY 1 UNION ALL "
+        "SELECT bucket, count, total FROM flow_latency_rollup WHERE unit = :u",
+        {"u": unit},
+    ):
+        counts[int(bucket)] += int(n)
+        total += float(subtotal or 0.0)
+    return LatencyHistogram(counts, total)
+
+
+def prune(db: sqlite3.Connection, before: float, own_through: int | None, limit: int) -> int:
+    """Delete events stored before ``before`` (by each unit's seq: every event up to the
+    unit's last one older than that), this node's own only up to ``own_through`` (what every
+    coordinator was sent), at most ``limit`` per unit. What they counted goes into the rollups
+    first, so the metrics' totals and histogram do not drop, and each unit's pruned seq is kept,
+    so a replayed old report cannot store them again. Returns how many were deleted."""
+    me = db.execute("SELECT id FROM flow_self").fetchone()
+    deleted = 0
+    bounds = db.execute(
+        "SELECT unit, MAX(seq) FROM flow_events WHERE at < ? GROUP BY unit", (before,)
+    ).fetchall()
+    for unit, newest in bounds:
+        bound = int(newest)
+        if me is not None and bytes(unit) == bytes(me[0]) and own_through is not None:
+            bound = min(bound, own_through)
+        nth = db.execute(
+            "SELECT seq FROM flow_events WHERE unit = ? AND seq <= ? ORDER BY seq LIMIT 1 OFFSET ?",
+            (unit, bound, limit - 1),
+        ).fetchone()
+        if (
+            nth is None
+            and not db.execute(
+                "SELECT 1 FROM flow_events WHERE unit = ? AND seq <= ? LIMIT 1", (unit, bound)
+            ).fetchone()
+        ):
+            continue
+        if nth is not None:
+            bound = int(nth[0])
+        args = {"u": unit, "s": bound}
+        db.execute(
+            "INSERT INTO flow_rollup (unit, event, peer, type, count) "
+            "SELECT unit, event, COALESCE(peer, X''), COALESCE(type, ''), COUNT(*) "
+            "FROM flow_events WHERE unit = :u AND seq <= :s GROUP BY 1, 2, 3, 4 "
+            "ON CONFLICT (unit, event, peer, type) DO UPDATE SET count = count + excluded.count",
+            args,
+        )
+        db.execute(
+            "INSERT INTO flow_latency_rollup (unit, bucket, count, total) "
+            f"SELECT unit, {_BUCKET}, COUNT(*), SUM(latency) FROM flow_events WHERE unit = :u "
+            "AND seq <= :s AND event = 'delivered' AND latency IS NOT NULL GROUP BY 1, 2 "
+            "ON CONFLICT (unit, bucket) DO UPDATE SET count = count + excluded.count, "
+            "total = total + excluded.total",
+            args,
+        )
+        deleted += db.execute(
+            "DELETE FROM flow_events WHERE unit = :u AND seq <= :s", args
+        ).rowcount
+        db.execute(
+            "INSERT INTO flow_pruned (unit, through) VALUES (:u, :s) ON CONFLICT (unit) "
+            "DO UPDATE SET through = MAX(through, excluded.through)",
+            args,
+        )
+    return deleted
 
 
 def sent_totals(db: sqlite3.Connection) -> list[tuple[bytes, str, int]]:
@@ -363,18 +450,6 @@ def sent_totals(db: sqlite3.Connection) -> list[tuple[bytes, str, int]]:
         for r in db.execute(
             "SELECT o.peer, m.type, COUNT(*) FROM outbox o JOIN messages m ON m.id = o.msg_id "
             "GROUP BY o.peer, m.type"
-        )
-    ]
-
-
-def latencies(db: sqlite3.Connection, unit: bytes) -> list[float]:
-    """Every delivery latency of ``unit`` (the metrics' histogram is rebuilt from them)."""
-    return [
-        float(r[0])
-        for r in db.execute(
-            "SELECT latency FROM flow_events WHERE unit = ? AND event = 'delivered' "
-            "AND latency IS NOT NULL",
-            (unit,),
         )
     ]
 

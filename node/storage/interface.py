@@ -25,6 +25,7 @@ from node.storage.flow_rows import (
     FlowFilter,
     FlowRow,
     FlowUnit,
+    LatencyHistogram,
     LinkCount,
     PendingLink,
 )
@@ -223,8 +224,11 @@ class Reads(Protocol):
         not report as received."""
         ...
 
-    def flow_totals(self) -> list[tuple[bytes, str, bytes | None, str | None, int]]: ...
-    def flow_latencies(self, unit: bytes) -> list[float]: ...
+    def flow_totals(self, unit: bytes) -> list[tuple[str, bytes | None, str | None, int]]:
+        """(event, peer, type, count) of ``unit``'s events, all time (pruned ones too)."""
+        ...
+
+    def flow_latency_histogram(self, unit: bytes) -> LatencyHistogram: ...
     def flow_sent_totals(self) -> list[tuple[bytes, str, int]]:
         """(peer, type, entries) of this node's outbox, all time."""
         ...
@@ -292,6 +296,12 @@ class Unit(Reads, Protocol):
     def mark_seen(self, sender: bytes, msg_id: bytes, expires: int) -> None:
         """The authoritative replay check: raises :class:`protocol.errors.Replay` if this
         sender's id was already accepted, even by a racing unit that passed :meth:`seen`."""
+        ...
+
+    def prune_flow(self, before: float, own_through: int | None, limit: int = 10_000) -> int:
+        """Delete flow events older than ``before``, this node's own only up to seq
+        ``own_through`` (sent to every coordinator), at most ``limit`` per unit; the metrics'
+        totals keep counting them. Returns how many were deleted."""
         ...
 
     def prune_seen(self) -> int:

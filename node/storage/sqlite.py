@@ -28,6 +28,7 @@ from node.storage.flow_rows import (
     FlowFilter,
     FlowRow,
     FlowUnit,
+    LatencyHistogram,
     LinkCount,
     PendingLink,
 )
@@ -437,11 +438,11 @@ class _Reads:
     ) -> list[Disagreement]:
         return flow.disagreements(self._db, since, grace, now, only)
 
-    def flow_totals(self) -> list[tuple[bytes, str, bytes | None, str | None, int]]:
-        return flow.totals(self._db)
+    def flow_totals(self, unit: bytes) -> list[tuple[str, bytes | None, str | None, int]]:
+        return flow.totals(self._db, unit)
 
-    def flow_latencies(self, unit: bytes) -> list[float]:
-        return flow.latencies(self._db, unit)
+    def flow_latency_histogram(self, unit: bytes) -> LatencyHistogram:
+        return flow.latency_histogram(self._db, unit)
 
     def flow_sent_totals(self) -> list[tuple[bytes, str, int]]:
         return flow.sent_totals(self._db)
@@ -581,6 +582,9 @@ class SqliteUnit(_Reads):
             )
         except sqlite3.IntegrityError as exc:
             raise Replay("message id was already accepted") from exc
+
+    def prune_flow(self, before: float, own_through: int | None, limit: int = 10_000) -> int:
+        return flow.prune(self._db, before, own_through, limit)
 
     def prune_seen(self) -> int:
         return self._db.execute("DELETE FROM seen WHERE expires <= ?", (int(self._now),)).rowcount

@@ -205,6 +205,25 @@ CREATE TABLE IF NOT EXISTS flow_units (
     through     INTEGER NOT NULL,
     policy      BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS flow_rollup (
+    unit  BLOB NOT NULL,
+    event TEXT NOT NULL,
+    peer  BLOB NOT NULL,  -- X'' for none
+    type  TEXT NOT NULL,  -- '' for none
+    count INTEGER NOT NULL,
+    PRIMARY KEY (unit, event, peer, type)
+);
+CREATE TABLE IF NOT EXISTS flow_latency_rollup (
+    unit   BLOB NOT NULL,
+    bucket INTEGER NOT NULL,  -- index of the first LATENCY_BUCKETS bound it is under
+    count  INTEGER NOT NULL,
+    total  REAL NOT NULL,
+    PRIMARY KEY (unit, bucket)
+);
+CREATE TABLE IF NOT EXISTS flow_pruned (
+    unit    BLOB PRIMARY KEY,
+    through INTEGER NOT NULL  -- this unit's events up to this seq were pruned
+);
 CREATE TABLE IF NOT EXISTS flow_cursors (
     coordinator   BLOB PRIMARY KEY,
     through       INTEGER NOT NULL,

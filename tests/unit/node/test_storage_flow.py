@@ -283,3 +283,53 @@ def test_the_feed_the_picture_and_the_disagreements_are_narrowed_as_the_view_is(
         bytes([2]) * 16,
         bytes([1]) * 16,
     ]
+
+
+DAY = 86400.0
+
+
+def test_section_14_4_pruned_events_still_count_and_are_never_stored_again(store: Store) -> None:
+    """Retention: events older than the bound go, after their counts went into the rollups
+    (the metrics' totals and latency histogram do not drop); a replay of the old report
+    stores nothing; this node's own events go only as far as what coordinators were sent."""
+    import msgspec
+
+    old, new = NOW - 40 * DAY, NOW
+    reported = [msgspec.structs.replace(_row(i), at=old + i) for i in (1, 2, 3)]
+    reported += [msgspec.structs.replace(_row(i), at=new + i) for i in (4, 5)]
+    with store.unit(new) as u:
+        u.ingest_flow(OTHER, reported, _unit(new + 10, 5))
+    for i, at in ((1, old), (2, old), (3, new)):  # own: queued + delivered, two old, one new
+        msg_id = bytes([i]) * 16
+        with store.unit(at) as u:
+            u.enqueue(
+                QueuedMessage(
+                    id=msg_id, type="risk-profile", created=int(at), expires=int(at) + 60,
+                    content_hash=b"h" * 32, envelope=b"e", priority="routine", tlp="GREEN",
+                ),
+                [PEER],
+            )  # fmt: skip
+        with store.unit(at + 0.02 * i) as u:
+            u.mark_delivered(PEER, [(msg_id, b"receipt")])
+    totals = {o: sorted(store.flow_totals(o)) for o in (ME, OTHER)}
+    histogram = store.flow_latency_histogram(ME)
+    assert sum(histogram.counts) == 3 and histogram.counts[2] == 1  # 0.02 s, 0.04, 0.06
+
+    with store.unit(new) as u:  # own seq 1..4 old; coordinators were sent up to seq 3
+        assert u.prune_flow(new - 30 * DAY, 3, limit=2) == 2 + 2  # at most 2 per unit
+    with store.unit(new) as u:
+        assert u.prune_flow(new - 30 * DAY, 3, limit=2) == 1 + 1
+    with store.unit(new) as u:
+        assert u.prune_flow(new - 30 * DAY, 3, limit=2) == 0
+    assert [r.seq for r in store.flow_after(0, 100) if r.unit == OTHER] == [4, 5]
+    assert [r.seq for r in store.flow_own_after(0, 100)] == [4, 5, 6]  # 4: old, not yet sent
+    assert {o: sorted(store.flow_totals(o)) for o in (ME, OTHER)} == totals
+    assert store.flow_latency_histogram(ME) == histogram
+
+    with store.unit(new) as u:  # the old report, replayed
+        assert u.ingest_flow(OTHER, reported, _unit(new + 20, 5)) == 0
+    assert [r.seq for r in store.flow_after(0, 100) if r.unit == OTHER] == [4, 5]
+    with store.unit(new) as u:  # no coordinator to wait for: the rest of the old ones go
+        assert u.prune_flow(new - 30 * DAY, None) == 1
+    assert [r.seq for r in store.flow_own_after(0, 100)] == [5, 6]
+    assert {o: sorted(store.flow_totals(o)) for o in (ME, OTHER)} == totals
