@@ -36,7 +36,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
                     content_hash=b"h" * 32, envelope=b"e",
                 ),
                 [PEER.node_id],
-            )  # fmt: skip
+            )
         with s.unit(OLD + 1) as u:
             u.mark_delivered(PEER.node_id, [(msg_id, b"r")])
     yield s
@@ -52,7 +52,7 @@ def sent(store: Store, coordinator: bytes, through: int) -> None:
                 sent_at=NOW,
                 failing_since=None,
                 last_error=None,
-            )  # fmt: skip
+            )
         )
 
 
