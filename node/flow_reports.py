@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -69,6 +70,12 @@ def event_of(row: FlowRow) -> FlowEvent:
     )
 
 
+def hidden_tlps(policy: Mapping[Any, Sequence[str]]) -> frozenset[str]:
+    """The TLPs whose events withhold where a message went (``recipients`` or ``peer``): their
+    entries stay out of a report's links."""
+    return frozenset(t for t, fields in policy.items() if {"recipients", "peer"} & set(fields))
+
+
 def targets(peers: list[PeerRecord], config: Flow) -> list[PeerRecord]:
     """The coordinators this node reports to: ``[flow] report_to`` by name, or every trusted
     coordinator; never a peer that is not trusted."""
@@ -101,10 +108,13 @@ def unit_state(
     link_of: Callable[[bytes], str],
     alarms: int,
     now: float,
+    hide: frozenset[str] = frozenset(),
 ) -> UnitState:
-    """This node's state as a report carries it (and its own dashboard row shows it)."""
+    """This node's state as a report carries it (and its own dashboard row shows it). Entries
+    of messages whose TLP is in ``hide`` are left out of the links: a report's links must not
+    say whom a message went to when its events withhold that (PROTOCOL.md 14.2)."""
     links: list[LinkState] = []
-    pending = {p.peer: p for p in store.flow_pending_links()}
+    pending = {p.peer: p for p in store.flow_pending_links(hide)}
     for rec in store.peers():
         node_id = rec.node_id
         p = pending.get(node_id)
@@ -288,6 +298,7 @@ class FlowReporter:
                 self.link_of,
                 len(self.store.evidence()),
                 now,
+                hide=hidden_tlps(policy),
             ),
             policy=policy,
         )

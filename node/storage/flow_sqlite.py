@@ -454,12 +454,20 @@ def sent_totals(db: sqlite3.Connection) -> list[tuple[bytes, str, int]]:
     ]
 
 
-def pending_links(db: sqlite3.Connection) -> list[PendingLink]:
+def pending_links(db: sqlite3.Connection, hide: frozenset[str] = frozenset()) -> list[PendingLink]:
+    """Per peer, this node's entries still to deliver; those of messages whose TLP is in
+    ``hide`` (a message of unknown TLP counts as RED) are left out, depth, times and reason."""
+    names = [f":h{i}" for i in range(len(hide))]
+    params: dict[str, Any] = {n[1:]: t for n, t in zip(names, sorted(hide), strict=True)}
+    listed = ", ".join(names) or "NULL"
+    shown_m = f"COALESCE(m.tlp, 'RED') NOT IN ({listed})"
+    shown_e = f"COALESCE(tlp, 'RED') NOT IN ({listed})"
     rows = db.execute(
         "SELECT o.peer, COUNT(*), MIN(m.queued_at), SUM(o.status = 'failed'), "
         "MIN(CASE WHEN o.status = 'failed' THEN o.next_attempt END) "
         "FROM outbox o JOIN messages m ON m.id = o.msg_id "
-        "WHERE o.status IN ('queued', 'failed') GROUP BY o.peer"
+        f"WHERE o.status IN ('queued', 'failed') AND {shown_m} GROUP BY o.peer",
+        params,
     ).fetchall()
     out = []
     for peer, depth, oldest, failing, next_retry in rows:
@@ -467,11 +475,12 @@ def pending_links(db: sqlite3.Connection) -> list[PendingLink]:
         if failing:
             since, error = db.execute(
                 "SELECT MIN(at), (SELECT reason FROM flow_events WHERE peer = :p AND "
-                f"event = 'failed' AND unit = {_SELF} ORDER BY at DESC LIMIT 1) FROM flow_events "
-                f"WHERE peer = :p AND event = 'failed' AND unit = {_SELF} AND at > "
+                f"event = 'failed' AND unit = {_SELF} AND {shown_e} ORDER BY at DESC LIMIT 1) "
+                f"FROM flow_events WHERE peer = :p AND event = 'failed' AND unit = {_SELF} "
+                f"AND {shown_e} AND at > "
                 "COALESCE((SELECT MAX(at) FROM flow_events WHERE peer = :p AND "
                 f"event = 'delivered' AND unit = {_SELF}), 0)",
-                {"p": peer},
+                {"p": peer, **params},
             ).fetchone()
         out.append(
             PendingLink(

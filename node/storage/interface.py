@@ -233,8 +233,9 @@ class Reads(Protocol):
         """(peer, type, entries) of this node's outbox, all time."""
         ...
 
-    def flow_pending_links(self) -> list[PendingLink]:
-        """Per peer: this node's entries still to deliver, and how they are failing."""
+    def flow_pending_links(self, hide: frozenset[str] = frozenset()) -> list[PendingLink]:
+        """Per peer: this node's entries still to deliver, and how they are failing; entries
+        of messages whose TLP is in ``hide`` left out (unknown TLP counts as RED)."""
         ...
 
 

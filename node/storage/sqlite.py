@@ -447,8 +447,8 @@ class _Reads:
     def flow_sent_totals(self) -> list[tuple[bytes, str, int]]:
         return flow.sent_totals(self._db)
 
-    def flow_pending_links(self) -> list[PendingLink]:
-        return flow.pending_links(self._db)
+    def flow_pending_links(self, hide: frozenset[str] = frozenset()) -> list[PendingLink]:
+        return flow.pending_links(self._db, hide)
 
 
 class SqliteUnit(_Reads):

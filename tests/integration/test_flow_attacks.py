@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -185,3 +186,69 @@ def test_14_1_a_units_words_reach_the_terminal_escaped_and_json_exact(
     assert "refused \\u001b]0;owned\\u0007 by \\u202egnp.exe" in shown
     lines = coord.cli("monitor", "--json", "--once").stdout.splitlines()
     assert any(json.loads(line)["reason"] == evil for line in lines)
+
+
+def _state_of(coord: NodeProc, unit: Path) -> tuple[float, Any]:
+    """The latest state ``unit`` reported to ``coord``, as the coordinator stored it."""
+    from protocol.flow import UnitState
+
+    node_id = _public(unit.parent, unit.name).node_id
+    db = sqlite3.connect(f"file:{coord.home / 'node.db'}?mode=ro", uri=True)
+    try:
+        row = db.execute(
+            "SELECT report_time, state FROM flow_units WHERE unit = ?", (node_id,)
+        ).fetchone()
+    finally:
+        db.close()
+    if row is None:
+        return 0.0, None
+    return float(row[0]), msgspec.msgpack.decode(bytes(row[1]), type=UnitState)
+
+
+def test_14_2_a_red_messages_recipient_is_not_in_the_reported_links(
+    net: tuple[Path, dict[str, NodeProc]], tmp_path: Path
+) -> None:
+    """A TLP:RED alert waiting for a recipient that is down: the report's events withhold the
+    recipient, and its links must not give it away either (depth, queued and failing times to
+    the millisecond, the failure's reason naming the peer): found by an attack review. An AMBER
+    alert to the same peer is the control: it shows, and the RED one does not add to it."""
+    from tests.integration.waiting import wait_until
+
+    root, nodes = net
+    bar, belgrade, coord = nodes[BAR], nodes[BELGRADE], nodes[COORD]
+    belgrade_id = _public(root, BELGRADE).node_id
+    belgrade.stop()
+    try:
+        body = json.loads(bar.cli("template", "seizure-alert").stdout)
+
+        def send(tlp: str) -> str:
+            body["meta"]["tlp"] = tlp
+            path = tmp_path / f"{tlp}.json"
+            path.write_text(json.dumps(body))
+            return bar.cli("send", "--to", BELGRADE, "--type", "seizure-alert", str(path)).stdout
+
+        def failed(msg_id: str) -> bool:
+            rows = bar.json("outbox", "--limit", "1000")["items"]
+            return any(r["id"] == msg_id.strip() and r["status"] == "failed" for r in rows)
+
+        def reported_after(t: float) -> Any:
+            at, state = _state_of(coord, root / BAR)
+            return state if at > t else None
+
+        red = send("RED")
+        wait_until(lambda: failed(red), "the RED alert to fail to belgrade-accu")
+        t = time.time()
+        state = wait_until(lambda: reported_after(t), "a report after that")
+        assert [lk for lk in state.links if lk.peer == belgrade_id and lk.depth] == []
+        assert all(belgrade_id.hex() not in str(lk.reason) for lk in state.links)
+        assert all(BELGRADE not in str(lk.reason) for lk in state.links)
+
+        amber = send("AMBER")
+        wait_until(lambda: failed(amber), "the AMBER alert to fail to belgrade-accu")
+        t = time.time()
+        state = wait_until(lambda: reported_after(t), "a report after that")
+        [link] = [lk for lk in state.links if lk.peer == belgrade_id]
+        assert (link.state, link.depth) == ("retrying", 1)  # the AMBER one only
+        assert link.reason is not None and BELGRADE in link.reason
+    finally:
+        belgrade.start()

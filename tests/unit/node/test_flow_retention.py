@@ -32,8 +32,12 @@ def store(tmp_path: Path) -> Iterator[Store]:
         with s.unit(OLD) as u:
             u.enqueue(
                 QueuedMessage(
-                    id=msg_id, type="seizure-alert", created=int(OLD), expires=int(OLD) + 60,
-                    content_hash=b"h" * 32, envelope=b"e",
+                    id=msg_id,
+                    type="seizure-alert",
+                    created=int(OLD),
+                    expires=int(OLD) + 60,
+                    content_hash=b"h" * 32,
+                    envelope=b"e",
                 ),
                 [PEER.node_id],
             )
