@@ -288,7 +288,9 @@ class FlowReporter:
             v=FLOW_VERSION,
             unit=self.identity.node_id,
             coordinator=node_id,
-            time=int(now * 1000),
+            # never before its newest event (a clock stepped back): a coordinator refuses
+            # events dated after their report
+            time=max([int(now * 1000), *(e.at for e in events)]),
             through=through,
             events=events,
             state=unit_state(

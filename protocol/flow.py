@@ -239,6 +239,10 @@ def open_report(
         raise Malformed("events must be in strictly increasing seq order")
     if seqs and seqs[-1] > report.through:
         raise Malformed("an event's seq is beyond the report's 'through'")
+    if any(e.at > report.time for e in report.events):
+        # An event dated after its report would sit at the top of every time-ordered view
+        # (the dashboard's window) however old the report is: found by an attack review.
+        raise Malformed("an event is dated after the report that carries it")
     if report.unit != outer.sender or report.coordinator != me.node_id:
         raise Malformed("the signed report names another unit or coordinator than its array")
     if report.time > now_ms + skew_ms:

@@ -152,6 +152,13 @@ def build(sealed_samples: bool = True) -> dict[str, Any]:
     if sealed_samples:
         future = msgspec.msgpack.encode(msgspec.structs.replace(rep, time=MS + 1000 + 301_000))
         other_unit = msgspec.msgpack.encode(msgspec.structs.replace(rep, unit=peer.node_id))
+        late = rep.events[-1]
+        ahead = msgspec.msgpack.encode(
+            msgspec.structs.replace(
+                rep,
+                events=[*rep.events[:-1], msgspec.structs.replace(late, at=rep.time + 1)],
+            )
+        )
         out["sealed"] = seal_report(unit, coord.public, rep).hex()
         out["refused"] = [
             {
@@ -169,6 +176,11 @@ def build(sealed_samples: bool = True) -> dict[str, Any]:
             {
                 "what": "the body names another unit than the array",
                 "sealed": _sealed_with(unit, coord, other_unit, unit.node_id, unit.node_id),
+                "reason": "malformed",
+            },
+            {
+                "what": "an event dated after the report's time",
+                "sealed": _sealed_with(unit, coord, ahead, unit.node_id, unit.node_id),
                 "reason": "malformed",
             },
             {

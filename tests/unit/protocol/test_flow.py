@@ -120,6 +120,15 @@ def test_14_3_a_report_from_the_future_is_refused(alice: Identity, bob: Identity
         open_report(sealed, bob, sender_of=_opener(alice), now_ms=NOW_MS)
 
 
+def test_14_3_an_event_dated_after_its_report_is_malformed(alice: Identity, bob: Identity) -> None:
+    """A unit that dates its events in the future would hold the top of every time-ordered
+    view (the dashboard's window) for as long as it likes: refused, and nothing opened."""
+    report = _report(alice, bob, [FlowEvent(seq=1, at=NOW_MS + 1, event="queued")])
+    sealed = seal_report(alice, bob.public, msgspec.structs.replace(report, time=NOW_MS))
+    with pytest.raises(Malformed, match="dated after"):
+        open_report(sealed, bob, sender_of=_opener(alice), now_ms=NOW_MS)
+
+
 def test_14_3_events_out_of_order_or_beyond_through_are_malformed(
     alice: Identity, bob: Identity
 ) -> None:
