@@ -92,7 +92,8 @@ def _default_withhold() -> dict[Tlp, list[Withholdable]]:
 
 class Flow(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Who this node sends flow reports to (PROTOCOL.md 14): peer names; unset, every trusted
-    # peer whose card says unit_type "coordinator"; [] reports to no one.
+    # peer whose card says unit_type "coordinator" and whose fingerprint was verified; [] reports
+    # to no one.
     report_to: list[str] | None = None
     interval: Seconds = 1.0  # report this often (a report with no events says the unit is up)
     max_events: Annotated[int, msgspec.Meta(ge=1, le=2000)] = 500  # per report

@@ -78,12 +78,18 @@ def hidden_tlps(policy: Mapping[Any, Sequence[str]]) -> frozenset[str]:
 
 def targets(peers: list[PeerRecord], config: Flow) -> list[PeerRecord]:
     """The coordinators this node reports to: ``[flow] report_to`` by name, or every trusted
-    coordinator; never a peer that is not trusted."""
+    coordinator a custodian verified by fingerprint; never a peer that is not trusted. A card
+    trusted on first use only says "coordinator" of itself: that alone must not earn it the
+    unit's whole flow history (found by an attack review)."""
     trusted = [p for p in peers if p.status == "trusted"]
     if config.report_to is not None:
         wanted = set(config.report_to)
         return [p for p in trusted if p.name in wanted]
-    return [p for p in trusted if parsed_card(p.card).body.unit_type == "coordinator"]
+    return [
+        p
+        for p in trusted
+        if p.verified_by == "fingerprint" and parsed_card(p.card).body.unit_type == "coordinator"
+    ]
 
 
 PRUNE_BATCH = 10_000  # events deleted per unit per transaction: deliveries wait behind none long

@@ -187,7 +187,14 @@ def keys_status(card: Card, snap: Snapshot, now: float) -> KeysStatus:
             continue
         if p.status != "trusted":
             continue
-        until = parsed_card(p.card).body.valid_until
+        body_of_peer = parsed_card(p.card).body
+        if body_of_peer.unit_type == "coordinator" and p.verified_by != "fingerprint":
+            warnings.append(
+                f"coordinator '{p.name}' was not verified by fingerprint: no flow reports go to "
+                f"it until 'borderlink peers verify {p.name} --fingerprint \"...\"' (or it is "
+                "named in [flow] report_to)"
+            )
+        until = body_of_peer.valid_until
         if now >= until:
             warnings.append(
                 f"the card of peer '{p.name}' EXPIRED on {utc(until)}: nothing is sent to it"
