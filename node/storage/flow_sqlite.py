@@ -459,9 +459,9 @@ def pending_links(db: sqlite3.Connection, hide: frozenset[str] = frozenset()) ->
     ``hide`` (a message of unknown TLP counts as RED) are left out, depth, times and reason."""
     names = [f":h{i}" for i in range(len(hide))]
     params: dict[str, Any] = {n[1:]: t for n, t in zip(names, sorted(hide), strict=True)}
-    listed = ", ".join(names) or "NULL"
-    shown_m = f"COALESCE(m.tlp, 'RED') NOT IN ({listed})"
-    shown_e = f"COALESCE(tlp, 'RED') NOT IN ({listed})"
+    listed = ", ".join(names)
+    shown_m = f"COALESCE(m.tlp, 'RED') NOT IN ({listed})" if hide else "1"
+    shown_e = f"COALESCE(tlp, 'RED') NOT IN ({listed})" if hide else "1"
     rows = db.execute(
         "SELECT o.peer, COUNT(*), MIN(m.queued_at), SUM(o.status = 'failed'), "
         "MIN(CASE WHEN o.status = 'failed' THEN o.next_attempt END) "

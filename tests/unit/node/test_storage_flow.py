@@ -333,3 +333,15 @@ def test_section_14_4_pruned_events_still_count_and_are_never_stored_again(store
         assert u.prune_flow(new - 30 * DAY, None) == 1
     assert [r.seq for r in store.flow_own_after(0, 100)] == [5, 6]
     assert {o: sorted(store.flow_totals(o)) for o in (ME, OTHER)} == totals
+
+
+def test_section_14_2_hidden_tlps_stay_out_of_the_pending_links(store: Store) -> None:
+    _queue(store, b"r" * 16, [PEER], tlp="RED")
+    _queue(store, b"a" * 16, [PEER], tlp="AMBER")
+    with store.unit(NOW + 1) as u:
+        u.mark_failed(PEER, [(b"r" * 16, "refused by p", NOW + 9), (b"a" * 16, "timeout", NOW + 5)])
+    [everything] = store.flow_pending_links()
+    assert (everything.depth, everything.failing, everything.next_retry) == (2, 2, NOW + 5)
+    [shown] = store.flow_pending_links(frozenset({"RED"}))
+    assert (shown.depth, shown.failing, shown.last_error) == (1, 1, "timeout")
+    assert store.flow_pending_links(frozenset({"RED", "AMBER"})) == []
