@@ -32,7 +32,7 @@ from node.flow_view import FlowView
 from node.home import Home
 from node.http.admin_routes import AdminDeps, make_admin_app
 from node.http.flow_routes import FlowDeps
-from node.http.listener import GatedSite
+from node.http.listener import CappedSite, GatedSite
 from node.http.peer_routes import PeerDeps, make_peer_app
 from node.inbox import Inbox
 from node.initialise import tls_added, with_tls, write_card
@@ -54,6 +54,10 @@ from protocol.checkpoint import checkpoint_size
 from protocol.errors import NodeError, os_reason
 from protocol.identity import Identity
 from protocol.text import shown
+
+# Connections the dashboard's listener holds at once (16 live streams and their pages' requests
+# fit many times over); the oldest makes room for a new one.
+DASHBOARD_CONNECTIONS = 64
 
 
 class Node:
@@ -341,10 +345,14 @@ class Node:
         # A closed page's live stream ends when its connection does (handler_cancellation),
         # not at its next write: a page whose filters changed gives its slot back at once.
         runner = web.AppRunner(
-            self.dashboard_app(), access_log=None, shutdown_timeout=1.0, handler_cancellation=True
+            self.dashboard_app(),
+            access_log=None,
+            shutdown_timeout=1.0,
+            handler_cancellation=True,
+            keepalive_timeout=10.0,  # an idle connection goes after 10 s, not aiohttp's 75
         )
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        site = CappedSite(runner, host, port, max_connections=DASHBOARD_CONNECTIONS)
         try:
             await site.start()
         except OSError as exc:

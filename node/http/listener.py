@@ -350,3 +350,79 @@ class GatedSite(web.BaseSite):
             self.open[conn.key] -= 1
             if self.open[conn.key] <= 0:
                 del self.open[conn.key]
+
+
+class CappedSite(web.TCPSite):
+    """Plain TCP for a local listener (the dashboard on 127.0.0.1): at most ``max_connections``
+    at once, the oldest closed to make room for a new one. Without a cap, idle sockets from any
+    local process took every descriptor the node had, so the peer API and the admin socket
+    stopped answering (attack review F3: 627 idle connections against a limit of 512). The
+    runner's keep-alive timeout closes a connection that sends no request."""
+
+    def __init__(
+        self, runner: web.BaseRunner, host: str, port: int, *, max_connections: int = 64
+    ) -> None:
+        super().__init__(runner, host, port)
+        self.max_connections = max_connections
+        self.live: OrderedDict[_Capped, None] = OrderedDict()
+        self.evicted = 0
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site; the server is made here
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: _Capped(self, server),
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+        )
+
+    def _opened(self, conn: _Capped) -> None:
+        self.live[conn] = None
+        while len(self.live) > self.max_connections:
+            oldest, _ = self.live.popitem(last=False)
+            self.evicted += 1
+            if sampled(self.evicted):
+                log.warning(
+                    "connection.evicted",
+                    reason=f"{self.max_connections} connections open; the oldest made room",
+                    evicted_so_far=self.evicted,
+                )
+            oldest.abort()
+
+
+class _Capped(asyncio.Protocol):
+    """Fronts aiohttp's handler for one connection of a :class:`CappedSite`."""
+
+    def __init__(self, site: CappedSite, factory: Callable[[], Any]) -> None:
+        self.site = site
+        self.handler = factory()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.handler.connection_made(transport)
+        self.site._opened(self)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        self.handler.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return cast(bool | None, self.handler.eof_received())
+
+    def pause_writing(self) -> None:
+        self.handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.handler.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.site.live.pop(self, None)
+        self.handler.connection_lost(exc)
