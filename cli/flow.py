@@ -18,7 +18,7 @@ import msgspec
 from cli.context import Ctx
 from cli.options import Command
 from cli.output import emit, json_option, local_time
-from protocol.text import for_terminal
+from protocol.text import for_terminal, json_text_for_terminal
 
 POLL = 0.5
 WINDOWS = ("1m", "10m", "1h", "24h")
@@ -186,7 +186,7 @@ def _stream_json(ctx: Ctx, query: str, once: bool) -> None:
     while True:
         page = ctx.admin("GET", f"/v1/flow/events?after={after}&{query}")
         for e in page["events"]:
-            click.echo(msgspec.json.encode(e))
+            click.echo(json_text_for_terminal(msgspec.json.encode(e).decode()))
         after = page["next"]
         if once and not page["events"]:
             return

@@ -16,7 +16,7 @@ import click
 import msgspec
 
 from cli.options import WholeNumber
-from protocol.text import escaped, escaped_lines, for_terminal
+from protocol.text import escaped, escaped_lines, for_terminal, json_text_for_terminal
 
 # Top-level values shown as several lines (a signed checkpoint): escaped line by line.
 MULTI_LINE = ("checkpoint",)
@@ -37,7 +37,8 @@ def emit(
     ``open`` do), which escapes them itself and keeps the JSON exact. A signed note
     (:data:`MULTI_LINE`) is escaped line by line."""
     if as_json:
-        click.echo(msgspec.json.format(msgspec.json.encode(data), indent=2).decode())
+        text = msgspec.json.format(msgspec.json.encode(data), indent=2).decode()
+        click.echo(json_text_for_terminal(text))  # exact JSON, no raw control or bidi
         return
     raw = msgspec.to_builtins(data)
     safe = for_terminal(raw)

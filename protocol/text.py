@@ -14,15 +14,27 @@ import re
 from typing import Final
 
 _MAX_SHOWN: Final = 60
-# C0, DEL, C1, and the Unicode bidi controls and isolates, plus line/paragraph separators.
-_UNSAFE_OTHERS: Final = "\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+# DEL, C1, the line and paragraph separators and every Unicode format character (category Cf):
+# the bidi controls and isolates, and the invisible ones (zero-width space and joiners, word
+# joiner, BOM, soft hyphen, tag characters, ...) that make two different names look the same
+# (found by an attack review: they passed the page's and the terminal's escaping).
+_UNSAFE_OTHERS: Final = (
+    "\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+    "\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f"
+)
 _UNSAFE: Final = re.compile(f"[\x00-\x1f{_UNSAFE_OTHERS}]")
 # The same less the newline, which json.dumps writes only between values.
 _UNSAFE_IN_JSON: Final = re.compile(f"[\x00-\x09\x0b-\x1f{_UNSAFE_OTHERS}]")
 
 
 def _escape(match: re.Match[str]) -> str:
-    return f"\\u{ord(match[0]):04x}"
+    code = ord(match[0])
+    if code > 0xFFFF:  # as JSON writes it: a surrogate pair
+        high, low = divmod(code - 0x10000, 0x400)
+        return f"\\u{0xD800 + high:04x}\\u{0xDC00 + low:04x}"
+    return f"\\u{code:04x}"
 
 
 def escaped(text: str, limit: int | None = None) -> str:
@@ -81,6 +93,13 @@ def shown(value: object) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
+
+
+def json_text_for_terminal(text: str) -> str:
+    """JSON text (as an encoder wrote it) with the unsafe characters in its strings written as
+    \\u escapes: the same JSON value, exactly, that cannot move the cursor or reorder what a
+    terminal shows (``--json`` output, ``monitor --json`` lines)."""
+    return _UNSAFE_IN_JSON.sub(_escape, text)
 
 
 def json_for_terminal(value: object) -> str:

@@ -160,12 +160,14 @@ def test_14_3_a_stranger_gets_401_and_garbage_is_malformed(
 def test_14_1_a_units_words_reach_the_terminal_escaped_and_json_exact(
     net: tuple[Path, dict[str, NodeProc]],
 ) -> None:
-    """A reason is the unit's own text: control and bidi characters in it are shown escaped by
-    monitor, and kept exactly by monitor --json."""
+    """A reason is the unit's own text: control, bidi and invisible characters in it are shown
+    escaped by monitor, and kept exactly by monitor --json, whose lines carry them as JSON
+    escapes (the attack review saw raw U+202E and U+009B reach the terminal there, and
+    zero-width and tag characters pass both views)."""
     root, nodes = net
     bar, coord = nodes[BAR], nodes[COORD]
     me = home_identity(bar.home, PASSPHRASE)
-    evil = "refused \x1b]0;owned\x07 by \u202egnp.exe"
+    evil = "refused \x1b]0;owned\x07 by \u202egnp.exe\x9b2J k\u200botor\ufeff\U000e0041"
     ms = int(time.time() * 1000)
     report = FlowReport(
         v=1,
@@ -182,10 +184,13 @@ def test_14_1_a_units_words_reach_the_terminal_escaped_and_json_exact(
     body = seal_report(me, _public(root, COORD), report)
     assert _post(coord, body, bar.as_peer_of(coord))[0] == 200
     shown = coord.cli("monitor", "--once", "--window", "10m").stdout
-    assert "\x1b" not in shown and "\u202e" not in shown and "\x07" not in shown
-    assert "refused \\u001b]0;owned\\u0007 by \\u202egnp.exe" in shown
-    lines = coord.cli("monitor", "--json", "--once").stdout.splitlines()
-    assert any(json.loads(line)["reason"] == evil for line in lines)
+    raw = ("\x1b", "\u202e", "\x07", "\x9b", "\u200b", "\ufeff", "\U000e0041")
+    assert not any(c in shown for c in raw)
+    squeezed = "".join(shown.split())  # the table may wrap the line
+    assert "refused\\u001b]0;owned\\u0007by\\u202egnp.exe\\u009b2Jk\\u200botor" in squeezed
+    out = coord.cli("monitor", "--json", "--once").stdout
+    assert not any(c in out for c in raw)
+    assert any(json.loads(line)["reason"] == evil for line in out.splitlines())
 
 
 def _state_of(coord: NodeProc, unit: Path) -> tuple[float, Any]:

@@ -36,3 +36,27 @@ def test_for_terminal_escapes_every_string_in_the_data() -> None:
         "a": [escaped(HOSTILE), 1, None, {escaped(HOSTILE): True}],
         "b": 2.5,
     }
+
+
+def test_every_format_character_is_escaped() -> None:
+    """Zero-width characters, joiners, BOM, soft hyphen, tag characters (category Cf) make two
+    different names look alike: every one is escaped (an attack review found them shown raw)."""
+    import sys
+    import unicodedata
+
+    raw = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"]
+    assert raw and [c for c in raw if escaped(c) == c] == []
+    assert escaped("k\u200botor\ufeff\xad") == "k\\u200botor\\ufeff\\u00ad"
+    assert escaped("\U000e0041") == "\\udb40\\udc41"  # as JSON writes it, a surrogate pair
+
+
+@given(st.text())
+def test_json_text_for_terminal_is_the_same_json_with_nothing_unsafe(text: str) -> None:
+    import json
+
+    from protocol.text import json_text_for_terminal
+
+    for encoded in (json.dumps({"k": text}, ensure_ascii=False), json.dumps([text], indent=2)):
+        out = json_text_for_terminal(encoded)
+        assert json.loads(out) == json.loads(encoded)
+        assert escaped(out.replace("\n", "")) == out.replace("\n", "")  # nothing left to escape
