@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.cookiejar
 import json
 import statistics
 import tempfile
@@ -202,7 +201,7 @@ def ingest(quick: bool) -> list[str]:
 
 
 def screen_delay(quick: bool, keep: str | None = None) -> list[str]:
-    from tests.integration.harness import make_network, stop_all
+    from tests.integration.harness import dashboard_session, make_network, stop_all
 
     n = 10 if quick else 40
     with tempfile.TemporaryDirectory() as scratch:
@@ -210,16 +209,15 @@ def screen_delay(quick: bool, keep: str | None = None) -> list[str]:
         nodes = make_network(Path(tmp), ["bar-pcu", "skopje-coord"])
         try:
             unit, coord = nodes["bar-pcu"], nodes["skopje-coord"]
-            links = coord.json("dashboard")
-            jar = http.cookiejar.CookieJar()
-            opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-            opener.open(links["url"], timeout=10).close()
-            base = links["url"].split("/login")[0]
+            base, key = dashboard_session(coord)
             seen: dict[str, float] = {}
             stop = threading.Event()
 
             def listen() -> None:
-                with opener.open(base + "/api/events", timeout=60) as stream:
+                events = urllib.request.Request(
+                    base + "/api/events", headers={"Authorization": f"Bearer {key}"}
+                )
+                with urllib.request.urlopen(events, timeout=60) as stream:
                     event = ""
                     for raw in stream:
                         if stop.is_set():

@@ -1,15 +1,26 @@
 """The dashboard's HTTP app: the page, its JSON and live events, and /metrics, on a local listener.
 
 Routes translate HTTP only; the view is node/flow_view.py's, the metrics node/dashboard/metrics.py.
-Served on ``[dashboard] listen`` (127.0.0.1 by default), never on the peer port. Every route but
-/login and the static files needs a session (node/dashboard/sessions.py); /metrics takes the
-metrics bearer token instead. A request whose Host is not the address the listener is bound to is
-refused (a web page elsewhere cannot reach it by DNS rebinding), and every answer forbids framing,
-sniffing, referrers and any script or style not served from here.
+Served on ``[dashboard] listen`` (127.0.0.1 by default), never on the peer port. A request whose
+Host is not the address the listener is bound to is refused (a web page elsewhere cannot reach it
+by DNS rebinding). Every answer, aiohttp's own errors included, forbids framing, sniffing,
+referrers, caching and any script or style not served from here: the headers are set as each
+answer is prepared, since a raised answer skips whatever a middleware does after the handler.
+
+Who gets in (node/dashboard/sessions.py says why there is no cookie): the page and its static
+files are public and hold nothing; the page trades the login link's one-time token (POST
+/api/login) for a session key, and every /api route wants that key as ``Authorization: Bearer``.
+Nothing the browser sends by itself (a cookie, HTTP auth) is ever a credential here, so another
+site or another local server cannot act as the operator, and sign-out needs no CSRF token.
+/metrics takes the metrics bearer token, or a session key.
 
 Live: GET /api/events is a server-sent event stream. It sends ``flow`` for each event stored
 after the one the page last saw (``Last-Event-ID`` or ``?after=``), checked ten times a second,
-and ``view`` (the whole view, filtered as asked) every second, so a page never reloads.
+and ``view`` (the whole view, filtered as asked) every second, so a page never reloads. The page
+reads it with fetch() and parses the events itself rather than with EventSource: EventSource
+cannot send an Authorization header, and the alternative, the key in the stream's query string,
+would put the credential in a URL (access logs, the browser's network history, error reports).
+With fetch the page also sends ``Last-Event-ID`` itself when it resumes.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ import msgspec
 from aiohttp import web
 
 from node.dashboard.metrics import CONTENT_TYPE, render
-from node.dashboard.sessions import COOKIE, SESSION_TTL, Sessions, same
+from node.dashboard.sessions import Sessions, bearer, same
 from node.flow_view import HOUR, Filters, FlowView
 from node.runtime import Run
 from node.storage import Store
@@ -38,13 +49,16 @@ _STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/c
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
     "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-    "form-action 'self'",
+    "form-action 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
+    "Cross-Origin-Opener-Policy": "same-origin",  # a page that opened this one gets no handle
+    "Cross-Origin-Resource-Policy": "same-origin",  # nor may another origin embed an answer
 }
 _ENC = msgspec.json.Encoder()
+MAX_LOGIN_BODY = 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,58 +89,94 @@ def filters_of(query: Mapping[str, str]) -> Filters:
     )
 
 
+class LoginBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    token: str
+
+
+_LOGIN = msgspec.json.Decoder(LoginBody)
+
+
+def error(
+    status: int, reason: str, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """The project's one-line error: ``{"error": reason, "message": text}``."""
+    return web.Response(
+        status=status,
+        body=_ENC.encode({"error": reason, "message": message}),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _from_aiohttp(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """aiohttp's own refusal (no route, wrong method, body too large) in our words and shape."""
+    reason, message = {
+        404: ("not_found", "no such page on this dashboard"),
+        405: ("method_not_allowed", f"{request.method} is not allowed here"),
+        413: ("oversize", "the request body is too large"),
+    }.get(exc.status, ("refused", exc.reason))
+    kept = {k: exc.headers[k] for k in ("Allow", "Retry-After") if k in exc.headers}
+    return error(exc.status, reason, message, kept)
+
+
 def make_dashboard_app(deps: DashboardDeps) -> web.Application:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.host not in deps.hosts():
-            return web.Response(status=421, text="this dashboard answers on its own address only")
-        response = await handler(request)
+            return error(421, "misdirected", "this dashboard answers on its own address only")
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _from_aiohttp(request, exc)
+
+    async def secure(_request: web.Request, response: web.StreamResponse) -> None:
         for k, v in HEADERS.items():
-            response.headers.setdefault(k, v)
-        return response
+            response.headers[k] = v
+        response.headers["Server"] = "borderlink"  # not aiohttp's and Python's versions
 
     app = web.Application(middlewares=[guard], client_max_size=64 * 1024)
+    app.on_response_prepare.append(secure)
 
     def signed_in(request: web.Request) -> bool:
-        return deps.sessions.valid(request.cookies.get(COOKIE))
+        return deps.sessions.valid(bearer(request.headers))
 
     def refused() -> web.Response:
-        return web.Response(
-            status=401,
-            text="Not signed in. Run 'borderlink dashboard' on the node's host and open the "
-            "link it prints (each link works once).\n",
-            content_type="text/plain",
+        return error(
+            401,
+            "unauthenticated",
+            "Not signed in. Run 'borderlink dashboard' on the node's host and open the link it "
+            "prints (each link works once).",
+            {"WWW-Authenticate": 'Bearer realm="borderlink dashboard"'},
         )
 
     async def login(request: web.Request) -> web.Response:
-        session = deps.sessions.log_in(request.query.get("token", ""))
+        declared = request.content_length
+        if declared is not None and declared > MAX_LOGIN_BODY:
+            return error(413, "oversize", f"a login is under {MAX_LOGIN_BODY} bytes")
+        try:
+            body = _LOGIN.decode(await request.read())
+        except msgspec.DecodeError:
+            return error(400, "malformed", 'a login is the JSON {"token": "..."}')
+        session = deps.sessions.log_in(body.token)
         if session is None:
-            return web.Response(
-                status=403,
-                text="This login link was used already or has expired. Run 'borderlink "
-                "dashboard' again for a new one.\n",
-                content_type="text/plain",
+            return error(
+                403,
+                "login_refused",
+                "This login link was used already or has expired. Run 'borderlink dashboard' "
+                "again for a new one.",
             )
-        response = web.HTTPSeeOther("/")
-        response.set_cookie(
-            COOKIE,
-            session,
-            max_age=int(SESSION_TTL),
-            httponly=True,
-            samesite="Strict",
-            path="/",
-        )
-        raise response
+        return web.Response(body=_ENC.encode({"session": session}), content_type="application/json")
 
     async def logout(request: web.Request) -> web.Response:
-        deps.sessions.log_out(request.cookies.get(COOKIE))
-        response = web.HTTPSeeOther("/")
-        response.del_cookie(COOKIE, path="/")
-        raise response
-
-    async def page(request: web.Request) -> web.StreamResponse:
-        if not signed_in(request):
+        if not deps.sessions.log_out(bearer(request.headers)):
             return refused()
+        return web.Response(
+            body=_ENC.encode({"status": "signed out"}), content_type="application/json"
+        )
+
+    async def page(_request: web.Request) -> web.StreamResponse:
         return _static("index.html")
 
     async def static(request: web.Request) -> web.StreamResponse:
@@ -145,10 +195,11 @@ def make_dashboard_app(deps: DashboardDeps) -> web.Application:
         if not signed_in(request):
             return refused()
         if streams >= MAX_STREAMS:
-            return web.Response(
-                status=503,
-                text=f"{MAX_STREAMS} dashboards are open on this node already; close one\n",
-                headers={"Retry-After": "10"},
+            return error(
+                503,
+                "unavailable",
+                f"{MAX_STREAMS} dashboards are open on this node already; close one",
+                {"Retry-After": "10"},
             )
         streams += 1
         try:
@@ -160,14 +211,15 @@ def make_dashboard_app(deps: DashboardDeps) -> web.Application:
         f = filters_of(request.query)
         start = request.headers.get("Last-Event-ID") or request.query.get("after", "")
         stream = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no", **HEADERS}
+            headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
         )
         await stream.prepare(request)
         view = await deps.view.view(f)
         after = int(start) if start.isascii() and start.isdigit() else view.last_rid
         await stream.write(b"event: view\ndata: " + _ENC.encode(view) + b"\n\n")
         polls = 0
-        while not deps.stopping():
+        key = bearer(request.headers)
+        while not deps.stopping() and deps.sessions.valid(key):  # sign-out ends its streams
             await asyncio.sleep(POLL)
             polls += 1
             events, after = await deps.view.events_after(after, f)
@@ -180,22 +232,22 @@ def make_dashboard_app(deps: DashboardDeps) -> web.Application:
         return stream
 
     async def metrics(request: web.Request) -> web.Response:
-        auth = request.headers.get("Authorization", "")
-        token = auth[7:] if auth.startswith("Bearer ") else None
-        if not (same(token, deps.metrics_token) or signed_in(request)):
-            return web.Response(
-                status=401,
-                text="/metrics needs 'Authorization: Bearer' with the token in HOME/metrics.token\n",
-                headers={"WWW-Authenticate": 'Bearer realm="borderlink"'},
+        token = bearer(request.headers)
+        if not (same(token, deps.metrics_token) or deps.sessions.valid(token)):
+            return error(
+                401,
+                "unauthenticated",
+                "/metrics needs 'Authorization: Bearer' with the token in HOME/metrics.token",
+                {"WWW-Authenticate": 'Bearer realm="borderlink"'},
             )
         snap = await deps.run_db(deps.view.snapshot)
         body = await deps.run_db(render, deps.store, snap, deps.ingested())
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     app.router.add_get("/", page)
-    app.router.add_get("/login", login)
-    app.router.add_post("/logout", logout)
     app.router.add_get("/static/{name}", static)
+    app.router.add_post("/api/login", login)
+    app.router.add_post("/api/logout", logout)
     app.router.add_get("/api/view", api_view)
     app.router.add_get("/api/events", api_events)
     app.router.add_get("/metrics", metrics)
@@ -206,5 +258,5 @@ def _static(name: str) -> web.StreamResponse:
     path = STATIC / name
     kind = _STATIC_TYPES.get(path.suffix)
     if kind is None or path.parent != STATIC or not path.is_file():
-        return web.Response(status=404, text="not found\n")
+        return error(404, "not_found", "no such page on this dashboard")
     return web.Response(body=path.read_bytes(), content_type=kind, charset="utf-8")

@@ -1,17 +1,28 @@
-"""Who may see the dashboard: one-time login tokens, session cookies, and the metrics token.
+"""Who may see the dashboard: one-time login tokens, session keys sent as bearers, and the
+metrics token.
 
 ``borderlink dashboard`` asks the node (over the admin socket, so only the home's owner can) for a
-login URL. Its token is good once, for five minutes; opening it sets an HttpOnly, SameSite=Strict
-session cookie and redirects to a URL without the token, so the token is in no history, bookmark
-or Referer afterwards. Sessions live in the node's memory (a restart logs everyone out). Tokens
-are compared by their SHA-256 in a dict, never as strings with ``==``. A stock Prometheus scrapes
-/metrics with the bearer token in ``HOME/metrics.token`` (mode 0600, made at first start).
+login link. Its token is good once, for five minutes, and rides in the URL's fragment, which a
+browser never sends to a server nor puts in a Referer. The page trades it (POST /api/login) for a
+session key that it keeps in ``sessionStorage`` and sends as ``Authorization: Bearer`` itself.
+
+Why no cookie: browsers scope cookies by host, not port, so any other server on 127.0.0.1 that the
+operator's browser visits would be sent a session cookie, and a page there could make the browser
+send it back here (sign-out by CSRF, at least). ``sessionStorage`` belongs to the origin, port
+included, and a header is sent only by our own script, so neither another local server nor
+another site ever holds or replays the key. The price is that a script running in the page could
+read it, which the page's CSP (no inline or foreign script) and text-only rendering rule out.
+
+Sessions live in the node's memory (a restart signs everyone out). Tokens and keys are compared by
+their SHA-256 in a dict, never as strings with ``==``. A stock Prometheus scrapes /metrics with
+the bearer token in ``HOME/metrics.token`` (mode 0600, made at first start).
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 from node.home import write_private
@@ -20,7 +31,6 @@ from node.runtime import Clock
 LOGIN_TTL = 300.0
 SESSION_TTL = 12 * 3600.0
 MAX_PENDING = 64  # unused login tokens kept; older ones are dropped
-COOKIE = "borderlink_session"
 
 
 def _key(token: str) -> bytes:
@@ -43,7 +53,7 @@ class Sessions:
         return token
 
     def log_in(self, token: str) -> str | None:
-        """A new session for a valid, unused login token (which is used up); else None."""
+        """A new session key for a valid, unused login token (which is used up); else None."""
         expires = self._logins.pop(_key(token), None)
         now = self.clock()
         if expires is None or expires <= now:
@@ -59,9 +69,16 @@ class Sessions:
         expires = self._sessions.get(_key(session))
         return expires is not None and expires > self.clock()
 
-    def log_out(self, session: str | None) -> None:
-        if session:
-            self._sessions.pop(_key(session), None)
+    def log_out(self, session: str | None) -> bool:
+        """Whether there was such a session (it is dead now either way)."""
+        return bool(session) and self._sessions.pop(_key(session or ""), None) is not None
+
+
+def bearer(headers: Mapping[str, str]) -> str | None:
+    """The credentials of ``Authorization: Bearer ...`` (the scheme in any case, RFC 7235 2.1)."""
+    scheme, _, credentials = headers.get("Authorization", "").partition(" ")
+    credentials = credentials.strip()
+    return credentials if scheme.lower() == "bearer" and credentials else None
 
 
 def metrics_token(home_root: Path) -> str:

@@ -22,7 +22,7 @@ from protocol.text import shown
 
 
 class DashboardLinks(msgspec.Struct, frozen=True):
-    url: str  # opens the dashboard once (the token is used up), then the page has its cookie
+    url: str  # the page, its one-time token in the fragment (never sent: dashboard/sessions.py)
     metrics_url: str
     metrics_token_file: str
 
@@ -51,7 +51,7 @@ def add_flow_routes(app: web.Application, deps: FlowDeps) -> None:
         token = deps.sessions.login_token()
         return json_response(
             DashboardLinks(
-                url=f"{base}/login?token={token}",
+                url=f"{base}/#login={token}",
                 metrics_url=f"{base}/metrics",
                 metrics_token_file=deps.metrics_token_file,
             )

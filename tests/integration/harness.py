@@ -246,6 +246,21 @@ def make_network(
     return nodes
 
 
+def dashboard_session(node: NodeProc) -> tuple[str, str]:
+    """(base URL, session key), got as the page gets them: the one-time token from the fragment
+    of the link ``borderlink dashboard`` prints, traded at POST /api/login. The key goes in
+    ``Authorization: Bearer`` (a fragment never reaches a server, and there is no cookie)."""
+    base, _, token = node.json("dashboard")["url"].partition("/#login=")
+    login = urllib.request.Request(
+        base + "/api/login",
+        data=json.dumps({"token": token}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(login, timeout=10) as r:
+        return base, str(json.loads(r.read())["session"])
+
+
 def stop_all(nodes: dict[str, NodeProc]) -> None:
     for n in nodes.values():
         try:

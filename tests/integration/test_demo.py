@@ -45,5 +45,5 @@ def test_the_demo_runs_end_to_end_and_ends_with_pasteable_commands(tmp_path: Pat
     step10 = out[out.index("10. Skopje") : out.index("To try by hand:")]
     assert "bar-pcu: delivered seizure-alert to belgrade-accu" in step10
     assert "belgrade-accu: received seizure-alert from bar-pcu" in step10
-    assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/login\?token=", step10)
+    assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/#login=[A-Za-z0-9_-]{43}$", step10, re.M)
     assert all((home / "keystore.json").exists() and (home / "node.db").exists() for home in homes)

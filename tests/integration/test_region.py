@@ -8,7 +8,6 @@ One network for the module: eleven node starts are most of its cost.
 
 from __future__ import annotations
 
-import http.cookiejar
 import json
 import sqlite3
 import subprocess
@@ -20,7 +19,15 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import NodeProc, cli, cli_json, free_port, init_home, stop_all
+from tests.integration.harness import (
+    NodeProc,
+    cli,
+    cli_json,
+    dashboard_session,
+    free_port,
+    init_home,
+    stop_all,
+)
 from tests.integration.waiting import wait_until
 
 COORD = "skopje-coord"
@@ -114,15 +121,11 @@ def traffic(
 
 
 def _admin_view(coord: NodeProc) -> dict[str, Any]:
-    """The dashboard's JSON, fetched as a browser does: log in with the one-time link, then
-    GET /api/view with the session cookie."""
-    links = coord.json("dashboard")
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    with opener.open(links["url"], timeout=10) as r:
-        assert "token" not in r.geturl()
-    base = links["url"].split("/login")[0]
-    with opener.open(base + "/api/view", timeout=10) as r:
+    """The dashboard's JSON, fetched as the page does: sign in with the one-time link, then
+    GET /api/view with the session key as a bearer."""
+    base, key = dashboard_session(coord)
+    req = urllib.request.Request(base + "/api/view", headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read())
 
 

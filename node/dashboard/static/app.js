@@ -1,10 +1,17 @@
 /* borderlink dashboard: the region's message flow, live.
  *
- * The page holds no token: the login link set an HttpOnly session cookie and redirected here.
- * It opens one server-sent event stream (/api/events, filtered by the controls): `view` carries
- * the whole view (units, links, alarms, disagreements, the latest feed) about once a second,
- * `flow` each new event as it is stored. Changing a filter closes the stream and opens another;
- * the page never reloads.
+ * Signing in: the link `borderlink dashboard` prints carries a one-time token in its fragment
+ * (#login=...), which the browser never sends anywhere. The page takes it out of the address at
+ * once, trades it (POST /api/login) for a session key, keeps the key in sessionStorage (this tab
+ * and this origin only, port included) and sends it as `Authorization: Bearer` on every call.
+ * There is no cookie: a cookie on 127.0.0.1 would also go to every other local server the
+ * browser visits, whatever its port (node/dashboard/sessions.py).
+ *
+ * Live: one server-sent event stream (/api/events, filtered by the controls), read with fetch()
+ * because EventSource cannot send the key in a header: `view` carries the whole view (units,
+ * links, alarms, disagreements, the latest feed) about once a second, `flow` each new event as
+ * it is stored. Changing a filter opens another stream; a stream that breaks is opened again
+ * with Last-Event-ID, so no event is missed. The page never reloads.
  *
  * Every string the server sends may come from a peer. It reaches the page only as text
  * (textContent, setAttribute, title), never as markup, and always through shown(), which makes
@@ -14,7 +21,13 @@
 
 const FEED_MAX = 200;
 const STALE_AFTER_MS = 5000; // the server sends a view every second
-const RETRY_MS = 3000; // after the stream closed for good (not a network blip)
+const DEAD_AFTER_MS = 15000; // a stream this quiet is a dead connection: open another
+const RETRY_MS = [1000, 3000]; // before opening a broken stream again: first, then each time
+const BUSY_RETRY_MS = 10000; // when the node has all the streams it serves open
+const SESSION_KEY = 'borderlink.session';
+const NOT_SIGNED_IN =
+  "This tab is not signed in to the dashboard (or its session ended: signed out, expired after " +
+  '12 hours, or the node restarted).';
 
 // C0, DEL, C1, the bidi marks, embeddings, overrides and isolates, and the line and paragraph
 // separators (which protocol/text.py also escapes).
@@ -120,7 +133,10 @@ function fmtInt(v) {
 // ---- state ------------------------------------------------------------------------------
 
 const state = {
-  es: null, // the open EventSource
+  key: null, // the session key (also in sessionStorage, to survive a reload of this tab)
+  stream: null, // the AbortController of the open stream
+  lastId: null, // the id of the last flow event seen, sent as Last-Event-ID on a resume
+  failures: 0, // streams broken in a row
   lastUpdate: 0, // Date.now() of the last message
   live: false,
   signedOut: false,
@@ -204,7 +220,143 @@ function filtersChanged() {
   window.history.replaceState(null, '', q ? '/?' + q : '/');
   describeFilters();
   clearFeed();
+  state.lastId = null; // another filter: start from its view, not from the last event seen
+  state.failures = 0;
+  if (!state.signedOut) connect();
+}
+
+// ---- signing in and out ----------------------------------------------------------------
+
+/** The login token from the address, which is taken out of it (and its history entry) first. */
+function takeLoginToken() {
+  const hash = window.location.hash;
+  if (!hash) return null;
+  window.history.replaceState(null, '', window.location.pathname + window.location.search);
+  const m = /^#login=([A-Za-z0-9_-]{16,128})$/.exec(hash);
+  return m ? m[1] : null;
+}
+
+// Before anything else runs: the token is then in no address, history entry or bookmark.
+const LOGIN_TOKEN = takeLoginToken();
+
+function storedKey() {
+  try {
+    return window.sessionStorage.getItem(SESSION_KEY);
+  } catch (err) {
+    return null; // storage off: the key lives in this page only
+  }
+}
+
+function keepKey(key) {
+  state.key = key;
+  try {
+    if (key) window.sessionStorage.setItem(SESSION_KEY, key);
+    else window.sessionStorage.removeItem(SESSION_KEY);
+  } catch (err) {
+    // storage off: a reload signs out
+  }
+}
+
+/** fetch() for the dashboard's own API: never a cookie or a referrer, and the key as a bearer. */
+function api(path, options, key) {
+  const headers = Object.assign({}, (options && options.headers) || {});
+  const k = key === undefined ? state.key : key;
+  if (k) headers.Authorization = 'Bearer ' + k;
+  return fetch(path, Object.assign({}, options, {
+    headers,
+    cache: 'no-store',
+    credentials: 'omit',
+    redirect: 'error',
+    referrerPolicy: 'no-referrer',
+  }));
+}
+
+/** The message of one of the dashboard's error answers ({"error", "message"}). */
+async function errorText(response) {
+  try {
+    const body = await response.json();
+    if (body && typeof body.message === 'string') return body.message;
+  } catch (err) {
+    // not ours: say the status
+  }
+  return 'the node answered ' + response.status;
+}
+
+async function logIn(token) {
+  setStatus('connecting', 'signing in…');
+  let response;
+  try {
+    response = await api(
+      '/api/login',
+      {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ token }),
+      },
+      null
+    );
+  } catch (err) {
+    if (state.key) return connect();
+    return signedOut('The node did not answer the sign-in; is it running?');
+  }
+  if (!response.ok) {
+    const why = await errorText(response);
+    // A refused link does not end a session this tab already has.
+    if (state.key) {
+      connect();
+      setStatus('error', why);
+      return;
+    }
+    return signedOut(why);
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (err) {
+    // said below
+  }
+  if (!body || typeof body.session !== 'string') return signedOut('The node sent no session.');
+  const previous = state.key;
+  keepKey(body.session);
+  if (previous && previous !== body.session) endSession(previous);
+  state.signedOut = false;
+  document.body.classList.remove('signed-out');
+  $('signin').hidden = true;
   connect();
+}
+
+function endSession(key) {
+  api('/api/logout', { method: 'POST' }, key).catch(() => {});
+}
+
+async function logOut() {
+  const key = state.key;
+  stopStream();
+  keepKey(null);
+  if (key) {
+    try {
+      await api('/api/logout', { method: 'POST' }, key);
+    } catch (err) {
+      // the node is gone, and the session with it
+    }
+  }
+  signedOut('You signed out.');
+}
+
+/** Nothing of the session stays on screen; the page says how to get back in. */
+function signedOut(why) {
+  stopStream();
+  keepKey(null);
+  state.signedOut = true;
+  state.live = false;
+  clearFeed();
+  for (const id of ['me', 'role', 'summary', 'updated']) clear($(id));
+  document.title = 'borderlink: signed out';
+  document.body.classList.add('signed-out');
+  $('logout').hidden = true;
+  $('signin-text').textContent = shown(why);
+  $('signin').hidden = false;
+  setStatus('signedout', 'signed out');
 }
 
 // ---- the stream -------------------------------------------------------------------------
@@ -215,39 +367,111 @@ function setStatus(kind, text) {
   $('status-text').textContent = shown(text);
 }
 
-function connect() {
+function stopStream() {
   if (state.retryTimer) {
     clearTimeout(state.retryTimer);
     state.retryTimer = null;
   }
-  if (state.es) state.es.close();
+  if (state.stream) state.stream.abort();
+  state.stream = null;
+}
+
+function retryLater(ms) {
   state.live = false;
-  setStatus('connecting', 'connecting…');
-  const es = new EventSource('/api/events?' + filterQuery());
-  state.es = es;
-  es.addEventListener('open', () => {
-    if (state.es !== es) return;
-    state.live = true;
-    setStatus('live', 'live');
-  });
-  es.addEventListener('error', () => {
-    if (state.es !== es) return;
-    state.live = false;
-    if (es.readyState === EventSource.CLOSED) {
-      // Refused (not signed in, or not an event stream): the browser will not retry itself.
-      checkSignedIn();
-    } else {
-      setStatus('reconnecting', 'reconnecting…');
+  state.retryTimer = setTimeout(connect, ms);
+}
+
+async function connect() {
+  stopStream();
+  if (!state.key) return signedOut(NOT_SIGNED_IN);
+  const ctl = new AbortController();
+  state.stream = ctl;
+  state.live = false;
+  $('logout').hidden = false;
+  if (state.failures) setStatus('reconnecting', 'reconnecting…');
+  else setStatus('connecting', 'connecting…');
+  const headers = { Accept: 'text/event-stream' };
+  if (state.lastId !== null) headers['Last-Event-ID'] = state.lastId;
+  let response;
+  try {
+    response = await api('/api/events?' + filterQuery(), { headers, signal: ctl.signal });
+  } catch (err) {
+    if (state.stream === ctl) broken();
+    return;
+  }
+  if (state.stream !== ctl) return;
+  if (response.status === 401) return signedOut(NOT_SIGNED_IN);
+  const type = response.headers.get('Content-Type') || '';
+  if (!response.ok || !type.startsWith('text/event-stream')) {
+    setStatus('error', await errorText(response));
+    if (state.stream === ctl) retryLater(response.status === 503 ? BUSY_RETRY_MS : RETRY_MS[1]);
+    return;
+  }
+  state.live = true;
+  state.failures = 0;
+  state.lastUpdate = Date.now();
+  setStatus('live', 'live');
+  try {
+    await readEvents(response.body, ctl);
+  } catch (err) {
+    // aborted by us, or the connection broke: the same as the stream ending
+  }
+  if (state.stream === ctl) broken();
+}
+
+/** The stream broke or went quiet: drop it, and open another a little later. */
+function broken() {
+  if (state.stream) state.stream.abort();
+  state.stream = null;
+  const wait = RETRY_MS[Math.min(state.failures, RETRY_MS.length - 1)];
+  state.failures++;
+  setStatus('reconnecting', 'reconnecting…');
+  retryLater(wait);
+}
+
+/**
+ * Server-sent events (the WHATWG format) from a fetch() body: `field: value` lines, an event
+ * ended by an empty line. The server ends lines with \n; a \r before it is dropped too.
+ */
+async function readEvents(body, ctl) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buf = '';
+  let ev = { event: '', data: [], id: null };
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done || state.stream !== ctl) {
+      if (!done) reader.cancel().catch(() => {});
+      return;
     }
-  });
-  es.addEventListener('view', (ev) => {
-    if (state.es !== es) return;
-    handle(() => renderView(JSON.parse(ev.data)));
-  });
-  es.addEventListener('flow', (ev) => {
-    if (state.es !== es) return;
-    handle(() => addFeed(JSON.parse(ev.data), true));
-  });
+    buf += decoder.decode(value, { stream: true });
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      let line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line.endsWith('\r')) line = line.slice(0, -1);
+      if (line === '') {
+        if (ev.data.length) dispatch(ctl, ev.event || 'message', ev.data.join('\n'), ev.id);
+        ev = { event: '', data: [], id: null };
+        continue;
+      }
+      if (line.startsWith(':')) continue; // a comment
+      const colon = line.indexOf(':');
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let v = colon < 0 ? '' : line.slice(colon + 1);
+      if (v.startsWith(' ')) v = v.slice(1);
+      if (field === 'event') ev.event = v;
+      else if (field === 'data') ev.data.push(v);
+      else if (field === 'id') ev.id = v;
+    }
+  }
+}
+
+function dispatch(ctl, name, data, id) {
+  if (state.stream !== ctl) return;
+  if (id !== null && /^[0-9]+$/.test(id)) state.lastId = id;
+  if (name === 'view') handle(() => renderView(JSON.parse(data)));
+  else if (name === 'flow') handle(() => addFeed(JSON.parse(data), true));
 }
 
 function handle(fn) {
@@ -261,27 +485,13 @@ function handle(fn) {
   }
 }
 
-function checkSignedIn() {
-  setStatus('reconnecting', 'reconnecting…');
-  fetch('/api/view?window=1m', { cache: 'no-store', credentials: 'same-origin' })
-    .then((r) => {
-      if (r.status === 401) {
-        state.signedOut = true;
-        setStatus('signedout', "signed out: run 'borderlink dashboard' on the node for a new link");
-        if (state.es) state.es.close();
-        return;
-      }
-      state.retryTimer = setTimeout(connect, RETRY_MS);
-    })
-    .catch(() => {
-      state.retryTimer = setTimeout(connect, RETRY_MS);
-    });
-}
-
 function tick() {
-  if (state.live && state.lastUpdate && Date.now() - state.lastUpdate > STALE_AFTER_MS) {
-    const age = Math.round((Date.now() - state.lastUpdate) / 1000);
-    setStatus('stale', 'stale: no update for ' + age + ' s');
+  if (!state.live || !state.lastUpdate) return;
+  const quiet = Date.now() - state.lastUpdate;
+  if (quiet > DEAD_AFTER_MS) {
+    broken(); // a connection that died without closing: fetch() would wait for ever
+  } else if (quiet > STALE_AFTER_MS) {
+    setStatus('stale', 'stale: no update for ' + Math.round(quiet / 1000) + ' s');
   }
 }
 
@@ -617,9 +827,17 @@ function start() {
     for (const name of FILTERS) $('f-' + name).value = name === 'window' ? '1h' : '';
     filtersChanged();
   });
+  $('logout').addEventListener('click', logOut);
+  // A new link pasted into this tab changes only the fragment: the page does not reload.
+  window.addEventListener('hashchange', () => {
+    const token = takeLoginToken();
+    if (token) logIn(token);
+  });
   feedChanged();
-  connect();
   setInterval(tick, 1000);
+  state.key = storedKey();
+  if (LOGIN_TOKEN) logIn(LOGIN_TOKEN);
+  else connect(); // with the key this tab kept, or straight to "not signed in"
 }
 
 document.addEventListener('DOMContentLoaded', start);
