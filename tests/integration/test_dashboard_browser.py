@@ -121,6 +121,11 @@ def test_dashboard_live_in_a_browser(region: dict[str, NodeProc], tmp_path: Path
             assert page.evaluate("shown('a\\u202Eb\\u0000c\\u009F\\u2066')") == (
                 "a\\u{202E}b\\u{0000}c\\u{009F}\\u{2066}"
             )
+            # ... and invisible ones too (zero-width space, BOM, soft hyphen, a tag character),
+            # which made two names look alike (attack review F8)
+            assert page.evaluate("shown('k\\u200Botor\\uFEFF\\u00AD\\u{E0041}')") == (
+                "k\\u{200B}otor\\u{FEFF}\\u{00AD}\\u{E0041}"
+            )
 
             # 2. The same link, used up, is refused in a second page of the same browser, which
             # gets no session from the first (sessionStorage is per tab) and no cookie.

@@ -29,9 +29,10 @@ const NOT_SIGNED_IN =
   "This tab is not signed in to the dashboard (or its session ended: signed out, expired after " +
   '12 hours, or the node restarted).';
 
-// C0, DEL, C1, the bidi marks, embeddings, overrides and isolates, and the line and paragraph
-// separators (which protocol/text.py also escapes).
-const UNSAFE = /[\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u2028\u2029\u202A-\u202E\u2066-\u2069]/g;
+// C0, DEL, C1, the line and paragraph separators, and every format character (Unicode category
+// Cf: the bidi controls, zero-width space and joiners, BOM, soft hyphen, tag characters), as
+// protocol/text.py escapes them.
+const UNSAFE = /[\u0000-\u001F\u007F-\u009F\u2028\u2029]|\p{Cf}/gu;
 
 /** A value from the server as text a person can trust: unsafe characters as \u{XXXX}. */
 function shown(s) {
