@@ -52,8 +52,10 @@ def new_card(
 def with_tls(card: Card, identity: Identity, *, now: int) -> Card:
     """A version 1 card re-issued as version 2: the same unit and expiry, a TLS certificate
     pinned, ``http://`` endpoints now ``https://`` (the node serves TLS on the same port), and
-    ``valid_from`` now, so peers take it as newer than the card they hold."""
+    ``valid_from`` now (and later than the old card's, if that was made this second or the
+    clock went back), so peers take it as newer than the card they hold."""
     body = card.body
+    issued = max(now, body.valid_from + 1)
     return make_card(
         identity,
         name=body.name,
@@ -64,8 +66,8 @@ def with_tls(card: Card, identity: Identity, *, now: int) -> Card:
             "https://" + url[len("http://") :] if url.startswith("http://") else url
             for url in body.endpoints
         ],
-        valid_from=now,
-        valid_until=max(body.valid_until, now + 1),
+        valid_from=issued,
+        valid_until=max(body.valid_until, issued + 1),
         tls_cert=make_certificate(identity, now=now),
     )
 
