@@ -321,11 +321,16 @@ def links(db: sqlite3.Connection, since: float, only: FlowFilter = EVERYTHING) -
     ]
 
 
+DISAGREEMENTS_PER_SENDER = 20
+
+
 def disagreements(
     db: sqlite3.Connection, since: float, grace: float, now: float, only: FlowFilter = EVERYTHING
 ) -> list[Disagreement]:
     """Deliveries whose recipient has reported since (``grace`` after), never as received.
-    A recipient that reports nothing, or withholds the id (TLP:RED), cannot disagree."""
+    A recipient that reports nothing, or withholds the id (TLP:RED), cannot disagree. At most
+    DISAGREEMENTS_PER_SENDER per sender: a unit claiming deliveries that never happened fills
+    only its own share of the list, never pushes out what another unit's account shows."""
     me = _SELF
     cond, params = _narrowed(only, "d")
     return [
@@ -337,16 +342,24 @@ def disagreements(
             tlp=r[4],
         )
         for r in db.execute(
-            "SELECT d.msg_id, d.unit, d.peer, d.at, d.tlp FROM flow_events d "
+            "SELECT msg_id, unit, peer, at, tlp FROM (SELECT d.msg_id, d.unit, d.peer, d.at, "
+            "d.tlp, ROW_NUMBER() OVER (PARTITION BY d.unit ORDER BY d.at DESC) AS n "
+            "FROM flow_events d "
             "WHERE d.event = 'delivered' AND d.at >= :since AND d.msg_id IS NOT NULL "
             "AND d.peer IS NOT NULL AND d.peer <> d.unit "
             "AND (d.peer = " + me + " OR EXISTS (SELECT 1 FROM flow_units u WHERE u.unit = d.peer "
             "AND u.report_time > d.at + :grace)) "
             "AND (d.peer <> " + me + " OR d.at + :grace < :now) "
             "AND NOT EXISTS (SELECT 1 FROM flow_events r WHERE r.msg_id = d.msg_id "
-            "AND r.unit = d.peer AND r.event = 'received')" + cond + " "
-            "ORDER BY d.at DESC LIMIT 100",
-            {"since": since, "grace": grace, "now": now, **params},
+            "AND r.unit = d.peer AND r.event = 'received')" + cond + ") "
+            "WHERE n <= :per_sender ORDER BY at DESC LIMIT 100",
+            {
+                "since": since,
+                "grace": grace,
+                "now": now,
+                "per_sender": DISAGREEMENTS_PER_SENDER,
+                **params,
+            },
         )
     ]
 

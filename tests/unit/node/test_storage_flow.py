@@ -4,6 +4,7 @@ nothing; a unit's state is replaced only by a newer one."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -345,3 +346,26 @@ def test_section_14_2_hidden_tlps_stay_out_of_the_pending_links(store: Store) ->
     [shown] = store.flow_pending_links(frozenset({"RED"}))
     assert (shown.depth, shown.failing, shown.last_error) == (1, 1, "timeout")
     assert store.flow_pending_links(frozenset({"RED", "AMBER"})) == []
+
+
+def test_section_14_4_one_unit_fills_only_its_own_share_of_the_disagreements(
+    store: Store,
+) -> None:
+    """A unit claiming 50 deliveries to this node that never happened (attack review F6) holds
+    at most 20 places; another unit's real disagreement, older than all of them, still shows."""
+    import msgspec
+
+    from node.storage.flow_sqlite import DISAGREEMENTS_PER_SENDER
+
+    z = b"z" * 32
+    honest = msgspec.structs.replace(_to_me(1), unit=z, at=NOW)
+    fakes = [msgspec.structs.replace(_to_me(i), unit=OTHER, at=NOW + i) for i in range(2, 52)]
+    with store.unit(NOW) as u:
+        u.ingest_flow(z, [honest], msgspec.structs.replace(_unit(NOW, 1), unit=z))
+        u.ingest_flow(OTHER, fakes, _unit(NOW + 60, 51))
+    found = store.flow_disagreements(0.0, 30.0, NOW + 1000)
+    by_sender = Counter(d.sender for d in found)
+    assert by_sender == {OTHER: DISAGREEMENTS_PER_SENDER, z: 1}
+    assert [d.delivered_at for d in found if d.sender == OTHER] == [
+        NOW + i for i in range(51, 51 - DISAGREEMENTS_PER_SENDER, -1)
+    ]  # its newest
