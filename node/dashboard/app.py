@@ -43,6 +43,8 @@ STATIC = Path(__file__).parent / "static"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 POLL = 0.1  # seconds between checks for new events
 MAX_STREAMS = 16  # live dashboards at once; each costs ten small reads a second
+STREAMS_PER_SESSION = 4  # of those, one session key's (a page holds one; a reload briefly two)
+WRITE_TIMEOUT = 10.0  # seconds a stream's write may wait for a reader that stopped reading
 VIEW_EVERY = 10  # polls between full views (a view reads the last hour: once a second)
 WINDOWS = {"1m": 60.0, "10m": 600.0, "1h": HOUR, "24h": 24 * HOUR}
 _STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
@@ -189,11 +191,20 @@ def make_dashboard_app(deps: DashboardDeps) -> web.Application:
         return web.Response(body=_ENC.encode(view), content_type="application/json")
 
     streams = 0
+    per_key: dict[str, int] = {}  # live streams per session key
 
     async def api_events(request: web.Request) -> web.StreamResponse:
         nonlocal streams
         if not signed_in(request):
             return refused()
+        key = bearer(request.headers) or ""
+        if per_key.get(key, 0) >= STREAMS_PER_SESSION:  # one key cannot take every place
+            return error(
+                429,
+                "rate_limited",
+                f"this session has {STREAMS_PER_SESSION} live streams open already; close one",
+                {"Retry-After": "10"},
+            )
         if streams >= MAX_STREAMS:
             return error(
                 503,
@@ -202,10 +213,14 @@ def make_dashboard_app(deps: DashboardDeps) -> web.Application:
                 {"Retry-After": "10"},
             )
         streams += 1
+        per_key[key] = per_key.get(key, 0) + 1
         try:
             return await _stream(request)
         finally:
             streams -= 1
+            per_key[key] -= 1
+            if not per_key[key]:
+                del per_key[key]
 
     async def _stream(request: web.Request) -> web.StreamResponse:
         f = filters_of(request.query)
@@ -214,9 +229,22 @@ def make_dashboard_app(deps: DashboardDeps) -> web.Application:
             headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
         )
         await stream.prepare(request)
+
+        async def send(data: bytes) -> bool:
+            """Write, or end a stream whose reader stopped reading (its buffers full): it would
+            hold its place for ever."""
+            try:
+                await asyncio.wait_for(stream.write(data), WRITE_TIMEOUT)
+            except TimeoutError:
+                if request.transport is not None:
+                    request.transport.abort()
+                return False
+            return True
+
         view = await deps.view.view(f)
         after = int(start) if start.isascii() and start.isdigit() else view.last_rid
-        await stream.write(b"event: view\ndata: " + _ENC.encode(view) + b"\n\n")
+        if not await send(b"event: view\ndata: " + _ENC.encode(view) + b"\n\n"):
+            return stream
         polls = 0
         key = bearer(request.headers)
         while not deps.stopping() and deps.sessions.valid(key):  # sign-out ends its streams
@@ -225,10 +253,12 @@ def make_dashboard_app(deps: DashboardDeps) -> web.Application:
             events, after = await deps.view.events_after(after, f)
             for e in events:
                 data = _ENC.encode(e)
-                await stream.write(b"id: %d\nevent: flow\ndata: %s\n\n" % (e.rid, data))
+                if not await send(b"id: %d\nevent: flow\ndata: %s\n\n" % (e.rid, data)):
+                    return stream
             if polls % VIEW_EVERY == 0:
                 view = await deps.view.view(f)
-                await stream.write(b"event: view\ndata: " + _ENC.encode(view) + b"\n\n")
+                if not await send(b"event: view\ndata: " + _ENC.encode(view) + b"\n\n"):
+                    return stream
         return stream
 
     async def metrics(request: web.Request) -> web.Response:

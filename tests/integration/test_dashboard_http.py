@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ from tests.integration.harness import (
     one_line_error,
     stop_all,
 )
+from tests.integration.waiting import wait_until
 
 Answer = tuple[int, dict[str, str], bytes, list[tuple[str, str]]]
 
@@ -374,3 +376,75 @@ def test_dashboard_and_monitor_on_a_stopped_node_say_so_in_one_line(tmp_path: Pa
     init_home(tmp_path / "h", "zagreb-jaitf")
     for args in (("dashboard",), ("monitor", "--once")):
         one_line_error(cli(tmp_path / "h", *args, check=False), 3, "is not running")
+
+
+def test_one_session_holds_at_most_four_live_streams(node: NodeProc) -> None:
+    """A key (a stolen one, say) cannot take all 16 places: its fifth stream is refused, another
+    session's is not, and a closed stream gives its place back."""
+    base, key = dashboard_session(node)
+    _, other = dashboard_session(node)
+    held = []
+    try:
+        for _ in range(4):
+            conn, events = _stream(base, key)
+            held.append(conn)
+            assert next(events)[0] == "view"
+        _json_error(_ask(base + "/api/events", headers=_bearer(key)), 429, "rate_limited")
+        conn, events = _stream(base, other)
+        held.append(conn)
+        assert next(events)[0] == "view"
+        held.pop(0).close()
+        wait_until(
+            lambda: _ask_stream_status(base, key) == 200, "a closed stream to give its place back"
+        )
+    finally:
+        for c in held:
+            c.close()
+
+
+def _ask_stream_status(base: str, key: str) -> int:
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    try:
+        conn.request("GET", "/api/events", headers=_bearer(key))
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow  # about 40 s: the kernel's send buffer grows to megabytes before writes wait
+def test_a_stream_whose_reader_stopped_reading_gives_its_place_back(
+    nodes: dict[str, NodeProc],
+) -> None:
+    """Four streams of one session that ask for the whole history and never read (their
+    buffers fill) held their places for ever (attack review F7): each is closed once a write has
+    waited WRITE_TIMEOUT, and the session can open a stream again. Run with -m slow."""
+    from cli.admin_client import call
+
+    bar = nodes["bar-pcu"]
+    body = json.loads(bar.cli("template", "seizure-alert").stdout)
+    for _ in range(150):  # 300 flow events or more: a history far bigger than the buffers
+        call(
+            bar.home / "admin.sock",
+            "POST",
+            "/v1/send",
+            {"to": ["belgrade-accu"], "type": "seizure-alert", "body": body, "ttl": 3600},
+        )
+    base, key = dashboard_session(bar)
+    parts = urlsplit(base)
+    stalled = []
+    try:
+        for _ in range(4):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # before connect: a tiny window
+            s.connect((parts.hostname or "", parts.port or 0))
+            s.sendall(
+                f"GET /api/events HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer "
+                f"{key}\r\nLast-Event-ID: 0\r\n\r\n".encode()
+            )
+            stalled.append(s)
+        wait_until(lambda: _ask_stream_status(base, key) == 429, "the four streams to be held")
+        wait_until(lambda: _ask_stream_status(base, key) == 200, "a stalled stream to be closed")
+    finally:
+        for s in stalled:
+            s.close()
