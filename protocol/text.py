@@ -17,12 +17,16 @@ _MAX_SHOWN: Final = 60
 # DEL, C1, the line and paragraph separators and every Unicode format character (category Cf):
 # the bidi controls and isolates, and the invisible ones (zero-width space and joiners, word
 # joiner, BOM, soft hyphen, tag characters, ...) that make two different names look the same
-# (found by an attack review: they passed the page's and the terminal's escaping).
+# (found by an attack review: they passed the page's and the terminal's escaping), and the other
+# invisible ones a second review found: the combining grapheme joiner, the Hangul fillers and
+# the variation selectors.
 _UNSAFE_OTHERS: Final = (
     "\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
     "\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
     "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
     "\U000e0001\U000e0020-\U000e007f"
+    # Invisible but not Cf: the combining grapheme joiner, Hangul fillers, variation selectors.
+    "\u034f\u115f\u1160\u3164\uffa0\ufe00-\ufe0f\U000e0100-\U000e01ef"
 )
 _UNSAFE: Final = re.compile(f"[\x00-\x1f{_UNSAFE_OTHERS}]")
 # The same less the newline, which json.dumps writes only between values.

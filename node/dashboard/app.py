@@ -242,7 +242,10 @@ def make_dashboard_app(deps: DashboardDeps) -> web.Application:
             return True
 
         view = await deps.view.view(f)
-        after = int(start) if start.isascii() and start.isdigit() else view.last_rid
+        # An event id is a rowid: at most 18 digits (a longer one overflowed SQLite's integer
+        # and ended the stream with a traceback: attack review); anything else starts from now.
+        fits = start.isascii() and start.isdigit() and len(start) <= 18
+        after = int(start) if fits else view.last_rid
         if not await send(b"event: view\ndata: " + _ENC.encode(view) + b"\n\n"):
             return stream
         polls = 0

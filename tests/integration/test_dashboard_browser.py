@@ -126,6 +126,9 @@ def test_dashboard_live_in_a_browser(region: dict[str, NodeProc], tmp_path: Path
             assert page.evaluate("shown('k\\u200Botor\\uFEFF\\u00AD\\u{E0041}')") == (
                 "k\\u{200B}otor\\u{FEFF}\\u{00AD}\\u{E0041}"
             )
+            assert page.evaluate("shown('a\\u034Fb\\u3164c\\uFE0Fd\\u{E0100}')") == (
+                "a\\u{034F}b\\u{3164}c\\u{FE0F}d\\u{E0100}"
+            )
 
             # 2. The same link, used up, is refused in a second page of the same browser, which
             # gets no session from the first (sessionStorage is per tab) and no cookie.

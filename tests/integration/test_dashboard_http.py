@@ -448,3 +448,22 @@ def test_a_stream_whose_reader_stopped_reading_gives_its_place_back(
     finally:
         for s in stalled:
             s.close()
+
+
+def test_an_event_id_too_big_for_a_rowid_starts_the_stream_from_now(
+    nodes: dict[str, NodeProc],
+) -> None:
+    """A Last-Event-ID of 25 digits overflowed SQLite's integer: the stream ended with a
+    traceback in the log (second attack review). Now it is no event id: the stream starts."""
+    bar = nodes["bar-pcu"]
+    base, key = dashboard_session(bar)
+    for bad in ("9" * 25, "-1", "1e9", " 7"):
+        conn, events = _stream(base, key, **{"Last-Event-ID": bad})
+        try:
+            assert next(events)[0] == "view"
+            if bad == "9" * 25:  # and it goes on: the next view comes (about 1 s later)
+                assert next(e for e in events if e[0] == "view")
+        finally:
+            conn.close()
+    text = bar.log.read_text(errors="replace")
+    assert "Traceback" not in text and "OverflowError" not in text

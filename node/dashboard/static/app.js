@@ -30,9 +30,11 @@ const NOT_SIGNED_IN =
   '12 hours, or the node restarted).';
 
 // C0, DEL, C1, the line and paragraph separators, and every format character (Unicode category
-// Cf: the bidi controls, zero-width space and joiners, BOM, soft hyphen, tag characters), as
+// Cf: the bidi controls, zero-width space and joiners, BOM, soft hyphen, tag characters), and the
+// invisible others (combining grapheme joiner, Hangul fillers, variation selectors), as
 // protocol/text.py escapes them.
-const UNSAFE = /[\u0000-\u001F\u007F-\u009F\u2028\u2029]|\p{Cf}/gu;
+const UNSAFE =
+  /[\u0000-\u001F\u007F-\u009F\u2028\u2029\u034F\u115F\u1160\u3164\uFFA0\uFE00-\uFE0F\u{E0100}-\u{E01EF}]|\p{Cf}/gu;
 
 /** A value from the server as text a person can trust: unsafe characters as \u{XXXX}. */
 function shown(s) {

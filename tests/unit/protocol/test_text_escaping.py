@@ -48,6 +48,9 @@ def test_every_format_character_is_escaped() -> None:
     assert raw and [c for c in raw if escaped(c) == c] == []
     assert escaped("k\u200botor\ufeff\xad") == "k\\u200botor\\ufeff\\u00ad"
     assert escaped("\U000e0041") == "\\udb40\\udc41"  # as JSON writes it, a surrogate pair
+    # invisible, though not Cf (a second review): CGJ, Hangul fillers, variation selectors
+    for c in "\u034f\u115f\u1160\u3164\uffa0\ufe00\ufe0f\U000e0100\U000e01ef":
+        assert escaped(c) != c, hex(ord(c))
 
 
 @given(st.text())
