@@ -128,6 +128,11 @@ def unit_state(
             state = "revoked"
         elif rec.status != "trusted":
             state = "blocked"
+        elif p is None and hide:
+            # Whether a delivery worker ever ran for the peer would say, the first time, that a
+            # withheld (RED) message went to it: with withholding, nothing pending reads "ok"
+            # (second attack review: idle turned ok in the report of the first RED message).
+            state = "ok"
         elif p is None:
             state = "idle" if link_of(node_id) in ("idle", "unknown") else "ok"
         else:

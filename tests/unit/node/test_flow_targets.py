@@ -4,6 +4,8 @@ or named it (found by an attack review: it received the unit's whole history).""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 
 from keys.card import make_card
@@ -65,3 +67,34 @@ def test_status_says_why_an_unverified_coordinator_gets_no_reports() -> None:
         "until 'borderlink peers verify self-declared --fingerprint \"...\"' (or it is named in "
         "[flow] report_to)"
     ]
+
+
+def test_section_14_2_a_links_state_does_not_tell_whether_a_withheld_message_went_there(
+    tmp_path: Path,
+) -> None:
+    """With withholding, a peer with nothing visible pending is "ok" whether or not a delivery
+    worker ever ran for it: "idle" turned "ok" in the report of the first RED message to it
+    (second attack review)."""
+    from node.flow_reports import unit_state
+    from node.storage.sqlite import open_store
+    from protocol.identity import Identity
+
+    store = open_store(tmp_path / "n.db")
+    me: Identity = fixed_identity("bar-pcu")
+    card = make_card(
+        me, name="bar-pcu", unit_type="PCU", country="ME", location="MEBAR",
+        endpoints=["https://127.0.0.1:1"], valid_from=NOW - 10, valid_until=NOW + 86400 * 365,
+        tls_cert=make_certificate(me, now=NOW),
+    )  # fmt: skip
+    try:
+        with store.unit(NOW) as u:
+            u.put_peer(UNIT)
+        for worker in ("idle", "unknown", "up", "down"):
+            hidden = unit_state(
+                store, me, card, lambda _id, w=worker: w, 0, NOW, frozenset({"RED"})
+            )
+            assert [(lk.peer, lk.state) for lk in hidden.links] == [(UNIT.node_id, "ok")]
+        shown = unit_state(store, me, card, lambda _id: "idle", 0, NOW)  # the unit's own view
+        assert [lk.state for lk in shown.links] == ["idle"]
+    finally:
+        store.close()
