@@ -125,6 +125,7 @@ class Node:
         self.sessions = Sessions(clock)
         self.metrics_token = metrics_token(home.root)
         self.dashboard_port: int | None = None
+        self._dashboard_streams: set[object] = set()  # transports of signed-in live streams
         self.stopping = False
         self.ready = False
         self.started = clock()
@@ -221,6 +222,7 @@ class Node:
                 ingested=lambda: self.flow_ingest.ingested,
                 stopping=lambda: self.stopping,
                 hosts=self._dashboard_hosts,
+                streaming=self._dashboard_streams,
             )
         )
 
@@ -352,7 +354,13 @@ class Node:
             keepalive_timeout=10.0,  # an idle connection goes after 10 s, not aiohttp's 75
         )
         await runner.setup()
-        site = CappedSite(runner, host, port, max_connections=DASHBOARD_CONNECTIONS)
+        site = CappedSite(
+            runner,
+            host,
+            port,
+            max_connections=DASHBOARD_CONNECTIONS,
+            kept=self._dashboard_streams,
+        )
         try:
             await site.start()
         except OSError as exc:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
@@ -73,6 +73,10 @@ class DashboardDeps:
     ingested: Callable[[], int]
     stopping: Callable[[], bool]
     hosts: Callable[[], set[str]]  # the Host values that name this listener
+    # Connections serving a signed-in live stream: the listener never closes them to make room
+    # for a new connection (any local process could otherwise keep the operator's page
+    # disconnected by opening connections: second attack review).
+    streaming: set[object] = field(default_factory=set)
 
 
 def filters_of(query: Mapping[str, str]) -> Filters:
@@ -229,7 +233,17 @@ def make_dashboard_app(deps: DashboardDeps) -> web.Application:
             headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
         )
         await stream.prepare(request)
+        held = request.transport
+        if held is not None:
+            deps.streaming.add(held)
+        try:
+            return await _serve(request, stream, f, start)
+        finally:
+            deps.streaming.discard(held)
 
+    async def _serve(
+        request: web.Request, stream: web.StreamResponse, f: Filters, start: str
+    ) -> web.StreamResponse:
         async def send(data: bytes) -> bool:
             """Write, or end a stream whose reader stopped reading (its buffers full): it would
             hold its place for ever."""

@@ -34,7 +34,7 @@ import socket
 import ssl
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any, cast
 
 import structlog
@@ -360,11 +360,20 @@ class CappedSite(web.TCPSite):
     runner's keep-alive timeout closes a connection that sends no request."""
 
     def __init__(
-        self, runner: web.BaseRunner, host: str, port: int, *, max_connections: int = 64
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        max_connections: int = 64,
+        kept: Container[object] = frozenset(),
     ) -> None:
         super().__init__(runner, host, port)
         self.max_connections = max_connections
         self.live: OrderedDict[_Capped, None] = OrderedDict()
+        # Transports the app serves a signed-in stream on: never closed to make room (else the
+        # oldest connection, always the operator's live page, was the one closed).
+        self.kept = kept
         self.evicted = 0
 
     async def start(self) -> None:
@@ -383,7 +392,8 @@ class CappedSite(web.TCPSite):
     def _opened(self, conn: _Capped) -> None:
         self.live[conn] = None
         while len(self.live) > self.max_connections:
-            oldest, _ = self.live.popitem(last=False)
+            oldest = next((c for c in self.live if c.transport not in self.kept), conn)
+            del self.live[oldest]
             self.evicted += 1
             if sampled(self.evicted):
                 log.warning(

@@ -6,6 +6,7 @@ DASHBOARD_CONNECTIONS, the oldest closed for a new one: the node keeps deliverin
 
 from __future__ import annotations
 
+import http.client
 import socket
 import urllib.error
 import urllib.request
@@ -13,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from node.daemon import DASHBOARD_CONNECTIONS
-from tests.integration.harness import make_network, stop_all
+from tests.integration.harness import dashboard_session, make_network, stop_all
 from tests.integration.waiting import log_events
 
 LIMIT = 160  # the node's whole file limit
@@ -34,6 +35,13 @@ def test_idle_sockets_on_the_dashboard_port_cannot_take_the_nodes_descriptors(
         fds = Path(f"/proc/{bel.proc.pid}/fd")
         where = urlsplit(bel.json("dashboard")["url"])
         host, port = where.hostname or "", where.port or 0
+        # The operator's live page, open before the crowd comes: the oldest connection, and
+        # the one a cap that closes the oldest would close first (second attack review).
+        _, key = dashboard_session(bel)
+        page = http.client.HTTPConnection(host, port, timeout=30)
+        page.request("GET", "/api/events", headers={"Authorization": f"Bearer {key}"})
+        stream = page.getresponse()
+        assert stream.status == 200 and stream.readline().startswith(b"event: view")
         most = 0
         for _ in range(CROWD):  # bounded: each connect returns at once on loopback
             crowd.append(socket.create_connection((host, port), timeout=10))
@@ -62,6 +70,15 @@ def test_idle_sockets_on_the_dashboard_port_cannot_take_the_nodes_descriptors(
             except BlockingIOError:
                 pass
         assert closed >= CROWD - DASHBOARD_CONNECTIONS, closed  # the oldest made room
+        # ... but never the signed-in stream: it still delivers views
+        views = 0
+        for _ in range(10_000):  # bounded; a view comes about once a second
+            line = stream.readline()
+            assert line, "the operator's live stream was closed"
+            views += line.startswith(b"event: view")
+            if views == 2:
+                break
+        page.close()
         assert log_events(bel, "connection.evicted")
         text = bel.log.read_text(errors="replace")
         assert "Traceback" not in text, text[text.find("Traceback") :][:2000]
