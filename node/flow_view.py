@@ -30,12 +30,13 @@ from node.storage.flow_rows import (
     FlowRow,
     FlowUnit,
     LinkCount,
+    UnitCounts,
 )
 from protocol.flow import UnitState
 from protocol.identity import Identity
 
 HOUR = 3600.0
-WINDOW_ROWS = 50_000  # events read for the aggregates; more in an hour are sampled newest first
+LATENCY_SAMPLE = 1_000  # a unit's newest deliveries its p50 and p95 are computed from
 FEED = 200  # events in the feed
 GRACE = 30.0  # a recipient reporting this long after a delivery should have reported it
 SHARE_FOR = 0.5  # seconds a snapshot serves every view asked for the same filters
@@ -135,7 +136,8 @@ class Snapshot:
     peers: list[PeerRecord]
     own_state: UnitState
     units: list[FlowUnit]
-    window: list[FlowRow]
+    counts: dict[bytes, UnitCounts]  # per unit, in the last minute and hour of the window
+    latencies: dict[bytes, list[float]]  # per unit, its newest deliveries' latencies
     feed: list[FlowRow]
     links: list[LinkCount]
     disagreements: list[Disagreement]
@@ -210,7 +212,6 @@ def build(s: Snapshot, f: Filters) -> View:
     names = Names(s.me, s.card, s.peers)
     now = s.now
     chosen = _selected_units(f, names)
-    window = [r for r in s.window if r.at >= now - f.window and _matches(r, f, names, chosen)]
     states: dict[bytes, tuple[UnitState, FlowUnit | None]] = {s.me: (s.own_state, None)}
     for u in s.units:
         states[u.unit] = (_STATE.decode(u.state), u)
@@ -233,10 +234,10 @@ def build(s: Snapshot, f: Filters) -> View:
     for node_id, (st, reported) in states.items():
         if chosen is not None and node_id not in chosen:
             continue
-        mine = [r for r in window if r.unit == node_id]
-        delivered = [r for r in mine if r.event == "delivered"]
-        received = [r for r in mine if r.event == "received"]
-        lat = [r.latency for r in delivered if r.latency is not None]
+        counted = s.counts.get(node_id) or UnitCounts(
+            unit=node_id, out_1m=0, out_1h=0, in_1m=0, in_1h=0
+        )
+        lat = s.latencies.get(node_id, [])
         card = names.cards.get(node_id)
         peer = next((p for p in s.peers if p.node_id == node_id), None)
         link: str = "up"
@@ -283,10 +284,10 @@ def build(s: Snapshot, f: Filters) -> View:
                 failing_since=since,
                 failing=why,
                 next_retry=retry,
-                out_1m=sum(1 for r in delivered if r.at >= now - 60),
-                out_1h=sum(1 for r in delivered if r.at >= now - HOUR),
-                in_1m=sum(1 for r in received if r.at >= now - 60),
-                in_1h=sum(1 for r in received if r.at >= now - HOUR),
+                out_1m=counted.out_1m,
+                out_1h=counted.out_1h,
+                in_1m=counted.in_1m,
+                in_1h=counted.in_1h,
                 reported_at=reported.received_at if reported else None,
                 witness_alarms=st.witness_alarms,
                 withholds=_POLICY.decode(reported.policy) if reported else {},
@@ -421,7 +422,11 @@ class FlowView:
             peers=peers,
             own_state=unit_state(st, self.identity, card, self.link_of, len(evidence), now),
             units=st.flow_units(),
-            window=st.flow_window(now - max(f.window, HOUR), WINDOW_ROWS),
+            counts={
+                c.unit: c
+                for c in st.flow_counts(now - min(f.window, HOUR), now - min(f.window, 60.0), only)
+            },
+            latencies=st.flow_latency_sample(now - f.window, LATENCY_SAMPLE, only),
             feed=st.flow_latest(FEED, now - f.window, only),
             links=st.flow_links(now - f.window, only),
             disagreements=st.flow_disagreements(now - f.window, GRACE, now, only),

@@ -253,6 +253,8 @@ def make_dashboard_app(deps: DashboardDeps) -> web.Application:
                 if request.transport is not None:
                     request.transport.abort()
                 return False
+            except ConnectionError:  # the page went away between two writes: no traceback
+                return False
             return True
 
         view = await deps.view.view(f)

@@ -75,6 +75,16 @@ class FlowFilter(msgspec.Struct, frozen=True, kw_only=True):
 EVERYTHING = FlowFilter()
 
 
+class UnitCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """A unit's deliveries completed and messages received, in the last minute and hour."""
+
+    unit: bytes
+    out_1m: int
+    out_1h: int
+    in_1m: int
+    in_1h: int
+
+
 class LinkCount(msgspec.Struct, frozen=True):
     """Deliveries from one unit to one peer in a window (the who-talks-to-whom picture)."""
 

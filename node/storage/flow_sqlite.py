@@ -24,6 +24,7 @@ from node.storage.flow_rows import (
     LatencyHistogram,
     LinkCount,
     PendingLink,
+    UnitCounts,
 )
 from protocol.flow import size_bucket
 
@@ -267,15 +268,46 @@ def last_rid(db: sqlite3.Connection) -> int:
     return int(db.execute("SELECT COALESCE(MAX(rid), 0) FROM flow_events").fetchone()[0])
 
 
-def window(db: sqlite3.Connection, since: float, limit: int) -> list[FlowRow]:
-    """Events since ``since``, newest first, at most ``limit`` (the dashboard's aggregates)."""
+def counts(
+    db: sqlite3.Connection, hour: float, minute: float, only: FlowFilter = EVERYTHING
+) -> list[UnitCounts]:
+    """Per unit, its ``delivered`` and ``received`` events since ``hour`` and since ``minute``:
+    counted in SQL, exactly, however many events another unit stored."""
+    cond, params = _narrowed(only)
     return [
-        _row(r)
+        UnitCounts(
+            unit=bytes(r[0]),
+            out_1m=int(r[1]),
+            out_1h=int(r[2]),
+            in_1m=int(r[3]),
+            in_1h=int(r[4]),
+        )
         for r in db.execute(
-            f"SELECT {_COLUMNS} FROM flow_events WHERE at >= ? ORDER BY at DESC LIMIT ?",
-            (since, limit),
+            "SELECT unit, SUM(event = 'delivered' AND at >= :minute), SUM(event = 'delivered'), "
+            "SUM(event = 'received' AND at >= :minute), SUM(event = 'received') "
+            f"FROM flow_events WHERE at >= :hour AND event IN ('delivered', 'received'){cond} "
+            "GROUP BY unit",
+            {"hour": hour, "minute": minute, **params},
         )
     ]
+
+
+def latency_sample(
+    db: sqlite3.Connection, since: float, per_unit: int, only: FlowFilter = EVERYTHING
+) -> dict[bytes, list[float]]:
+    """Per unit, the latencies of its newest ``per_unit`` deliveries since ``since`` (what its
+    p50 and p95 are computed from): one unit's flood of events fills only its own sample."""
+    cond, params = _narrowed(only, "e")
+    out: dict[bytes, list[float]] = {}
+    for unit, latency in db.execute(
+        "SELECT unit, latency FROM (SELECT e.unit, e.latency, ROW_NUMBER() OVER "
+        "(PARTITION BY e.unit ORDER BY e.at DESC) AS n FROM flow_events e "
+        f"WHERE e.event = 'delivered' AND e.latency IS NOT NULL AND e.at >= :since{cond}) "
+        "WHERE n <= :per_unit",
+        {"since": since, "per_unit": per_unit, **params},
+    ):
+        out.setdefault(bytes(unit), []).append(float(latency))
+    return out
 
 
 def units(db: sqlite3.Connection) -> list[FlowUnit]:

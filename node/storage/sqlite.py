@@ -31,6 +31,7 @@ from node.storage.flow_rows import (
     LatencyHistogram,
     LinkCount,
     PendingLink,
+    UnitCounts,
 )
 from node.storage.interface import Store, Unit
 from node.storage.rows import (
@@ -421,8 +422,15 @@ class _Reads:
     def flow_last_rid(self) -> int:
         return flow.last_rid(self._db)
 
-    def flow_window(self, since: float, limit: int) -> list[FlowRow]:
-        return flow.window(self._db, since, limit)
+    def flow_counts(
+        self, hour: float, minute: float, only: FlowFilter = EVERYTHING
+    ) -> list[UnitCounts]:
+        return flow.counts(self._db, hour, minute, only)
+
+    def flow_latency_sample(
+        self, since: float, per_unit: int, only: FlowFilter = EVERYTHING
+    ) -> dict[bytes, list[float]]:
+        return flow.latency_sample(self._db, since, per_unit, only)
 
     def flow_units(self) -> list[FlowUnit]:
         return flow.units(self._db)

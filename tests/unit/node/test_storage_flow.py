@@ -369,3 +369,27 @@ def test_section_14_4_one_unit_fills_only_its_own_share_of_the_disagreements(
     assert [d.delivered_at for d in found if d.sender == OTHER] == [
         NOW + i for i in range(51, 51 - DISAGREEMENTS_PER_SENDER, -1)
     ]  # its newest
+
+
+def test_one_units_flood_does_not_blind_the_counts_of_another(store: Store) -> None:
+    """52,000 events dated ahead took the whole 50,000-row window the rows were counted from, so
+    every other unit read 0 (attack reviews F4, N3). Counts are now per unit in SQL, and each
+    unit's latency sample holds only its own newest deliveries."""
+    import msgspec
+
+    z = b"z" * 32
+    flood = [
+        msgspec.structs.replace(
+            _row(1), seq=i, msg_id=i.to_bytes(16, "big"), at=NOW + 290, latency=9.0
+        )
+        for i in range(1, 3001)
+    ]
+    mine = [msgspec.structs.replace(_row(i), unit=z, at=NOW - 30, latency=0.02) for i in (1, 2)]
+    with store.unit(NOW) as u:
+        u.ingest_flow(OTHER, flood, _unit(NOW, 3000))
+        u.ingest_flow(z, mine, msgspec.structs.replace(_unit(NOW, 2), unit=z))
+    counts = {c.unit: c for c in store.flow_counts(NOW - 3600, NOW - 60)}
+    assert (counts[z].out_1h, counts[z].out_1m, counts[z].in_1h, counts[z].in_1m) == (2, 2, 0, 0)
+    assert counts[OTHER].out_1h == 3000
+    sample = store.flow_latency_sample(NOW - 3600, 100)
+    assert sample[z] == [0.02, 0.02] and len(sample[OTHER]) == 100
