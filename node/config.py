@@ -105,6 +105,9 @@ class Flow(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Flow events older than this are deleted (the metrics' totals keep counting them); this
     # node's own are kept until every coordinator it reports to was sent them.
     keep_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
+    # A coordinator keeps at most this many of one unit's events (its newest; the older ones
+    # still count in the metrics), so no unit can fill its disk however fast it reports.
+    keep_events_per_unit: Annotated[int, msgspec.Meta(ge=1000)] = 1_000_000
 
 
 class Dashboard(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

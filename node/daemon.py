@@ -100,7 +100,13 @@ class Node:
             identity, self.store, self.run_db, self.run_cpu, self.deliveries, clock
         )
         self.flow_ingest = FlowIngest(
-            identity, self.store, self.run_db, self.run_cpu, clock, self._own_card
+            identity,
+            self.store,
+            self.run_db,
+            self.run_cpu,
+            clock,
+            self._own_card,
+            keep_per_unit=config.flow.keep_events_per_unit,
         )
         self.reporter = FlowReporter(
             identity,

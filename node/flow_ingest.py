@@ -65,8 +65,10 @@ class FlowIngest:
         run_cpu: Run,
         clock: Clock,
         own_card: Callable[[], Card],
+        keep_per_unit: int = 1_000_000,
     ) -> None:
         self.identity = identity
+        self.keep_per_unit = keep_per_unit  # [flow] keep_events_per_unit
         self.store = store
         self.run_db = run_db
         self.run_cpu = run_cpu
@@ -141,6 +143,7 @@ class FlowIngest:
                         through=r.through,
                         policy=_ENC.encode(r.policy),
                     ),
+                    keep=self.keep_per_unit,
                 )
                 for r in reports
             ]

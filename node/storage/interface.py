@@ -376,9 +376,12 @@ class Unit(Reads, Protocol):
         """Name this node as the unit of its own flow events."""
         ...
 
-    def ingest_flow(self, unit: bytes, rows: Sequence[FlowRow], state: FlowUnit) -> int:
+    def ingest_flow(
+        self, unit: bytes, rows: Sequence[FlowRow], state: FlowUnit, keep: int | None = None
+    ) -> int:
         """A unit's reported events (those held already ignored) and its state if newer;
-        how many events were new."""
+        how many events were new. With ``keep``, at most that many of the unit's events stay
+        (its newest, by seq; the older rolled up and deleted)."""
         ...
 
     def put_flow_cursor(self, cursor: FlowCursor) -> None: ...

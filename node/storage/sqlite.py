@@ -733,9 +733,13 @@ class SqliteUnit(_Reads):
     def set_flow_self(self, node_id: bytes) -> None:
         flow.set_self(self._db, node_id)
 
-    def ingest_flow(self, unit: bytes, rows: Sequence[FlowRow], state: FlowUnit) -> int:
+    def ingest_flow(
+        self, unit: bytes, rows: Sequence[FlowRow], state: FlowUnit, keep: int | None = None
+    ) -> int:
         added = flow.ingest(self._db, unit, rows)
         flow.put_unit(self._db, state)
+        if keep is not None and added:
+            flow.cap_unit(self._db, unit, keep)
         return added
 
     def put_flow_cursor(self, cursor: FlowCursor) -> None:

@@ -393,3 +393,22 @@ def test_one_units_flood_does_not_blind_the_counts_of_another(store: Store) -> N
     assert counts[OTHER].out_1h == 3000
     sample = store.flow_latency_sample(NOW - 3600, 100)
     assert sample[z] == [0.02, 0.02] and len(sample[OTHER]) == 100
+
+
+def test_a_unit_cannot_make_this_node_store_more_than_its_quota(store: Store) -> None:
+    """One unit stored 248,000 events, 153 MB, in 10 s (second attack review): with a quota,
+    only its newest stay; the older still count in the metrics, and a replay stores nothing."""
+    import msgspec
+
+    rows = [
+        msgspec.structs.replace(_row(1), seq=i, msg_id=i.to_bytes(16, "big"), at=NOW + i)
+        for i in range(1, 31)
+    ]
+    with store.unit(NOW) as u:
+        assert u.ingest_flow(OTHER, rows[:20], _unit(NOW, 20), keep=10) == 20
+    with store.unit(NOW) as u:
+        assert u.ingest_flow(OTHER, rows[20:], _unit(NOW + 1, 30), keep=10) == 10
+    assert [r.seq for r in store.flow_after(0, 100) if r.unit == OTHER] == list(range(21, 31))
+    assert store.flow_totals(OTHER) == [("delivered", PEER, "seizure-alert", 30)]
+    with store.unit(NOW) as u:
+        assert u.ingest_flow(OTHER, rows, _unit(NOW + 2, 30), keep=10) == 0
