@@ -9,6 +9,7 @@ a peer's error text is shown safely here.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -101,16 +102,16 @@ def _tries(n: int) -> str:
 def outbox_lines(rows: Sequence[Mapping[str, Any]], now: float) -> list[str]:
     """Entries grouped under their message (the node lists them newest message first, then by
     peer): a header line per message, then one line per recipient."""
+    total = Counter(r["id"] for r in rows)
+    delivered = Counter(r["id"] for r in rows if r["status"] == "delivered")
     lines: list[str] = []
     current = None
     for r in rows:
         if r["id"] != current:
             current = r["id"]
-            delivered = sum(1 for x in rows if x["id"] == current and x["status"] == "delivered")
-            total = sum(1 for x in rows if x["id"] == current)
             lines.append(
                 f"{r['id']}  {r['type']}, queued {local_time(r['queued_at'])}, "
-                f"{delivered} of {total} delivered"
+                f"{delivered[current]} of {total[current]} delivered"
             )
         lines.append(f"  {r['peer']:<16} {entry(r, now)}")
     return lines

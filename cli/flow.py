@@ -1,9 +1,9 @@
 """``borderlink dashboard`` and ``borderlink monitor``: the region's message flow (PROTOCOL.md 14).
 
 ``dashboard`` asks the running node for a login link (a one-time token, in the link's fragment so
-no server sees it) and prints it with the metrics URL. ``monitor`` polls the node's admin socket and redraws a table of units and a feed of
-events in place (rich's Live, usable over SSH), or with ``--json`` streams every event as one JSON
-line for scripts, exactly as stored. Everything a peer supplied is escaped before a terminal sees
+no server sees it) and prints it with the metrics URL. ``monitor`` polls the node's admin socket
+and redraws a table of units and a feed of events in place (rich's Live, usable over SSH), or
+with ``--json`` streams every event as one JSON line for scripts, exactly as stored. Everything a peer supplied is escaped before a terminal sees
 it. The CLI asks; the node's flow view (node/flow_view.py) computes.
 """
 

@@ -294,7 +294,9 @@ def build(s: Snapshot, f: Filters) -> View:
             )
         )
     rows.sort(key=lambda r: (not r.me, r.link == "up", r.name))
-    feed = [_feed(r, names) for r in s.feed if _matches(r, f, names, chosen)][:FEED]
+    # The snapshot's feed, links and disagreements were read narrowed to ``f`` (FlowView.view
+    # keys snapshots by filters): nothing to filter again here.
+    feed = [_feed(r, names) for r in s.feed]
     links = [
         LinkCell(
             source=names(c.unit) or "",
@@ -303,7 +305,6 @@ def build(s: Snapshot, f: Filters) -> View:
             mean_ms=None if c.mean_latency is None else round(c.mean_latency * 1000, 1),
         )
         for c in s.links
-        if chosen is None or c.unit in chosen or c.peer in chosen
     ]
     mismatches = [
         Mismatch(

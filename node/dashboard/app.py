@@ -26,6 +26,7 @@ With fetch the page also sends ``Last-Event-ID`` itself when it resumes.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,14 +196,14 @@ def make_dashboard_app(deps: DashboardDeps) -> web.Application:
         return web.Response(body=_ENC.encode(view), content_type="application/json")
 
     streams = 0
-    per_key: dict[str, int] = {}  # live streams per session key
+    per_key: Counter[str] = Counter()  # live streams per session key
 
     async def api_events(request: web.Request) -> web.StreamResponse:
         nonlocal streams
         if not signed_in(request):
             return refused()
         key = bearer(request.headers) or ""
-        if per_key.get(key, 0) >= STREAMS_PER_SESSION:  # one key cannot take every place
+        if per_key[key] >= STREAMS_PER_SESSION:  # one key cannot take every place
             return error(
                 429,
                 "rate_limited",
@@ -217,16 +218,16 @@ def make_dashboard_app(deps: DashboardDeps) -> web.Application:
                 {"Retry-After": "10"},
             )
         streams += 1
-        per_key[key] = per_key.get(key, 0) + 1
+        per_key[key] += 1
         try:
-            return await _stream(request)
+            return await _stream(request, key)
         finally:
             streams -= 1
             per_key[key] -= 1
             if not per_key[key]:
                 del per_key[key]
 
-    async def _stream(request: web.Request) -> web.StreamResponse:
+    async def _stream(request: web.Request, key: str) -> web.StreamResponse:
         f = filters_of(request.query)
         start = request.headers.get("Last-Event-ID") or request.query.get("after", "")
         stream = web.StreamResponse(
@@ -237,12 +238,12 @@ def make_dashboard_app(deps: DashboardDeps) -> web.Application:
         if held is not None:
             deps.streaming.add(held)
         try:
-            return await _serve(request, stream, f, start)
+            return await _serve(request, stream, f, start, key)
         finally:
             deps.streaming.discard(held)
 
     async def _serve(
-        request: web.Request, stream: web.StreamResponse, f: Filters, start: str
+        request: web.Request, stream: web.StreamResponse, f: Filters, start: str, key: str
     ) -> web.StreamResponse:
         async def send(data: bytes) -> bool:
             """Write, or end a stream whose reader stopped reading (its buffers full): it would
@@ -265,7 +266,6 @@ def make_dashboard_app(deps: DashboardDeps) -> web.Application:
         if not await send(b"event: view\ndata: " + _ENC.encode(view) + b"\n\n"):
             return stream
         polls = 0
-        key = bearer(request.headers)
         while not deps.stopping() and deps.sessions.valid(key):  # sign-out ends its streams
             await asyncio.sleep(POLL)
             polls += 1

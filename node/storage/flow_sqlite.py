@@ -231,6 +231,12 @@ def after_rid(db: sqlite3.Connection, after: int, limit: int) -> list[FlowRow]:
     ]
 
 
+def _listed(prefix: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
+    """``:prefix0, :prefix1, ...`` for an ``IN (...)`` list, and their parameters."""
+    params = {f"{prefix}{i}": v for i, v in enumerate(sorted(values))}
+    return ", ".join(f":{name}" for name in params), params
+
+
 def _narrowed(only: FlowFilter, table: str = "flow_events") -> tuple[str, dict[str, Any]]:
     """The SQL condition (``AND ...``, or nothing) and parameters that keep ``only``'s events."""
     where: list[str] = []
@@ -242,9 +248,9 @@ def _narrowed(only: FlowFilter, table: str = "flow_events") -> tuple[str, dict[s
         where.append(f"{table}.priority = :f_priority")
         params["f_priority"] = only.priority
     if only.units is not None:
-        names = [f":f_u{i}" for i in range(len(only.units))]
-        params |= {n[1:]: u for n, u in zip(names, sorted(only.units), strict=True)}
-        listed = ", ".join(names) or "NULL"
+        listed, units = _listed("f_u", only.units)
+        params |= units
+        listed = listed or "NULL"  # no unit chosen: nothing matches
         where.append(f"({table}.unit IN ({listed}) OR {table}.peer IN ({listed}))")
     return "".join(f" AND {w}" for w in where), params
 
@@ -448,20 +454,13 @@ def prune(db: sqlite3.Connection, before: float, own_through: int | None, limit:
         bound = int(newest)
         if me is not None and bytes(unit) == bytes(me[0]) and own_through is not None:
             bound = min(bound, own_through)
-        nth = db.execute(
-            "SELECT seq FROM flow_events WHERE unit = ? AND seq <= ? ORDER BY seq LIMIT 1 OFFSET ?",
-            (unit, bound, limit - 1),
-        ).fetchone()
-        if (
-            nth is None
-            and not db.execute(
-                "SELECT 1 FROM flow_events WHERE unit = ? AND seq <= ? LIMIT 1", (unit, bound)
-            ).fetchone()
-        ):
-            continue
-        if nth is not None:
-            bound = int(nth[0])
-        deleted += _prune_unit(db, bytes(unit), bound)
+        last = db.execute(  # the seq of the last of the (at most) ``limit`` oldest to go
+            "SELECT MAX(seq) FROM (SELECT seq FROM flow_events WHERE unit = ? AND seq <= ? "
+            "ORDER BY seq LIMIT ?)",
+            (unit, bound, limit),
+        ).fetchone()[0]
+        if last is not None:
+            deleted += _prune_unit(db, bytes(unit), int(last))
     return deleted
 
 
@@ -519,9 +518,7 @@ def sent_totals(db: sqlite3.Connection) -> list[tuple[bytes, str, int]]:
 def pending_links(db: sqlite3.Connection, hide: frozenset[str] = frozenset()) -> list[PendingLink]:
     """Per peer, this node's entries still to deliver; those of messages whose TLP is in
     ``hide`` (a message of unknown TLP counts as RED) are left out, depth, times and reason."""
-    names = [f":h{i}" for i in range(len(hide))]
-    params: dict[str, Any] = {n[1:]: t for n, t in zip(names, sorted(hide), strict=True)}
-    listed = ", ".join(names)
+    listed, params = _listed("h", hide)
     shown_m = f"COALESCE(m.tlp, 'RED') NOT IN ({listed})" if hide else "1"
     shown_e = f"COALESCE(tlp, 'RED') NOT IN ({listed})" if hide else "1"
     rows = db.execute(
