@@ -190,11 +190,7 @@ class GatedSite(web.BaseSite):
 
     async def start(self) -> None:
         await super().start()
-        family, *_rest, address = socket.getaddrinfo(
-            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        listener = socket.create_server(address[:2], family=family, backlog=self._backlog)
-        listener.setblocking(False)
+        listener = _listening(self.host, self.port, self._backlog)
         self._listener = listener
         asyncio.get_running_loop().add_reader(listener.fileno(), self._accept)
 
@@ -360,6 +356,19 @@ class GatedSite(web.BaseSite):
                 del self.open[conn.key]
 
 
+def _listening(host: str, port: int, backlog: int) -> socket.socket:
+    """A non-blocking listening socket on the first address ``host`` names."""
+    family, *_rest, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    listener = socket.create_server(address[:2], family=family, backlog=backlog)
+    listener.setblocking(False)
+    return listener
+
+
+ACCEPT_BURST = 8  # a CappedSite's listen backlog, and so its accepts per loop turn
+
+
 class CappedSite(web.TCPSite):
     """Plain TCP for a local listener (the dashboard on 127.0.0.1): at most ``max_connections``
     at once, the oldest not in ``kept`` closed to make room for a new one. Without a cap, idle sockets from any
@@ -388,14 +397,16 @@ class CappedSite(web.TCPSite):
         await web.BaseSite.start(self)  # registers the site; the server is made here
         server = self._runner.server
         assert server is not None
+        listening = _listening(self._host or "127.0.0.1", self._port or 0, self._backlog)
+        # asyncio accepts up to ``backlog`` sockets per loop turn and closes an evicted one
+        # three turns later, so that number bounds how far past the cap the count runs: at
+        # aiohttp's 128, a loaded loop reached the node's whole file limit of 160 (CI, issue
+        # 11). It serves with a small one; the kernel's queue, which costs the node no
+        # descriptor, is set back to the full backlog so connecting is not slowed.
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: _Capped(self, server),
-            self._host,
-            self._port,
-            backlog=self._backlog,
-            reuse_address=self._reuse_address,
-            reuse_port=self._reuse_port,
+            lambda: _Capped(self, server), sock=listening, backlog=ACCEPT_BURST
         )
+        listening.listen(self._backlog)
 
     def _opened(self, conn: _Capped) -> None:
         self.live[conn] = None
