@@ -48,6 +48,7 @@ from node.sending import Sender
 from node.status import Running, Status
 from node.storage import Store
 from node.storage.sqlite import open_store
+from node.tasks import cancelled
 from node.tls import NodeTls
 from node.witness import Witness
 from protocol.checkpoint import checkpoint_size
@@ -389,9 +390,7 @@ class Node:
     async def stop(self) -> None:
         self.stopping = True
         self.ready = False
-        for t in self._background:
-            t.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await cancelled(self._background)
         await self.reporter.stop()
         await self.deliveries.stop()
         for r in self._runners:

@@ -36,6 +36,7 @@ from node.peer_info import PeerInfo
 from node.runtime import Clock, Run, wall_clock
 from node.storage import DueMessage, Store
 from node.storage.rows import KeyNotice
+from node.tasks import cancelled, woken
 from protocol.batch import encode_batch
 from protocol.envelope import decode_envelope
 from protocol.errors import Rejected
@@ -104,10 +105,7 @@ class PeerWorker:
         self._tasks = [asyncio.create_task(self._loop(), name=f"deliver-{self.peer.name}")]
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *self._batches]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancelled([*self._tasks, *self._batches])
 
     async def _loop(self) -> None:
         while True:
@@ -127,8 +125,7 @@ class PeerWorker:
         if self.notices:
             wait = await self._send_notices()
             if wait is not None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout=wait)
+                await woken(self.wake, wait)
                 return
         if len(self._batches) < max(1, self.policy.concurrency):
             rows, next_due = await self.run_db(
@@ -141,8 +138,7 @@ class PeerWorker:
                 # Everything due is in flight; its end wakes us (no second read per message).
             elif next_due is not None:
                 timeout = max(0.0, next_due - self.clock())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), timeout=timeout)
+        await woken(self.wake, timeout)
 
     async def _send_notices(self) -> float | None:
         """Send the queued key statements in order; None once none is left queued, else the

@@ -28,6 +28,7 @@ from node.peer_info import PeerInfo, parsed_card
 from node.runtime import Clock, Run
 from node.storage import Reads, Store
 from node.storage.flow_rows import FlowCursor, FlowRow
+from node.tasks import cancelled
 from protocol.flow import (
     FLOW_VERSION,
     FlowEvent,
@@ -216,10 +217,7 @@ class FlowReporter:
                 )
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancelled(self._tasks.values())
         self._tasks.clear()
 
     async def _loop(self, name: str, node_id: bytes) -> None:

@@ -288,10 +288,10 @@ async def _presented(url: str) -> bytes | None:
     try:
         parts = urlsplit(url)
         host, port = parts.hostname or "", parts.port or 443
-        _reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=unverified_client(), server_hostname=""),
-            timeout=5.0,
-        )
+        async with asyncio.timeout(5.0):
+            _reader, writer = await asyncio.open_connection(
+                host, port, ssl=unverified_client(), server_hostname=""
+            )
     except (OSError, ValueError, TimeoutError):
         return None
     try:

@@ -249,7 +249,8 @@ def make_dashboard_app(deps: DashboardDeps) -> web.Application:
             """Write, or end a stream whose reader stopped reading (its buffers full): it would
             hold its place for ever."""
             try:
-                await asyncio.wait_for(stream.write(data), WRITE_TIMEOUT)
+                async with asyncio.timeout(WRITE_TIMEOUT):
+                    await stream.write(data)
             except TimeoutError:
                 if request.transport is not None:
                     request.transport.abort()

@@ -161,7 +161,8 @@ def make_peer_app(deps: PeerDeps) -> web.Application:
     ) -> bytes | web.Response:
         """The body, or the answer refusing it: too slow (408) or, read so far, too big (413)."""
         try:
-            raw = await asyncio.wait_for(read(), timeout=limits.body_timeout)
+            async with asyncio.timeout(limits.body_timeout):
+                raw = await read()
         except TimeoutError:
             await audit(
                 "body_timeout", f"body not received within {limits.body_timeout} s", request
