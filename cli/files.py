@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 
 import click
 
@@ -123,6 +122,8 @@ def _create(path: str, data: bytes) -> None:
 
 
 def _replace(path: str, data: bytes) -> None:
+    import tempfile  # here: reading a file (send, validate) should not pay for it
+
     directory, name = os.path.split(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")  # 0600, O_EXCL
     try:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from cli.admin_client import _UnixConnection, call
+from cli.admin_client import call, exchange
 from keys.card import parse_card
 from node.storage.sqlite import open_store
 from protocol.audit import decode_entry, encode_entry, origin_of
@@ -39,13 +39,8 @@ DAMAGED = "the tree no longer matches the root recorded when it was appended"
 
 def admin_checkpoint(node: NodeProc) -> tuple[int, str]:
     """POST /v1/audit/checkpoint answers text/plain (errors as JSON), so not through call()."""
-    conn = _UnixConnection(node.home / "admin.sock", 30)
-    try:
-        conn.request("POST", "/v1/audit/checkpoint")
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()
+    status, body = exchange(node.home / "admin.sock", "POST", "/v1/audit/checkpoint", None, 30)
+    return status, body.decode()
 
 
 def witness_round(node: NodeProc) -> dict[str, str]:
