@@ -3,7 +3,6 @@ identity on demand, and the node's operations (through the running node, or here
 
 from __future__ import annotations
 
-import getpass
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,8 @@ if TYPE_CHECKING:
 
 def cli_actor() -> str:
     """Who acted, as audit entries name a person at the CLI: ``cli:<login>``."""
+    import getpass  # here: status, inbox and send never ask
+
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
