@@ -12,9 +12,10 @@ Protocol; no HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar, cast
 
 import msgspec
@@ -23,16 +24,20 @@ import structlog
 from keys.statements import utc
 from keys.trust import PeerRecord
 from node.auditing import record
+from node.batches import IN_FLIGHT, check_batch, chunks
 from node.message_ids import resolve
 from node.peer_info import parsed_card
 from node.peers import trusted_by_name
 from node.runtime import Clock, Run
 from node.storage import OutboxRow, QueuedMessage, Reads, Store
 from node.storage.rows import OutboxKey
-from protocol.envelope import Envelope, TypeName, seal
+from protocol.envelope import TypeName, seal
 from protocol.errors import BorderlinkError, TrustError, UsageError, ValidationError
-from protocol.identity import Identity
+from protocol.identity import Identity, PublicIdentity
+from protocol.labels import MAX_PADDED_PLAINTEXT
+from protocol.padding import bucket_size
 from protocol.schemas import SCHEMA_VERSION, Feedback, Meta, decode_body, encode_body
+from protocol.schemas.codec import check_type_name
 from protocol.text import shown
 
 log = structlog.get_logger("borderlink.node")
@@ -151,6 +156,107 @@ def _outbox(
     return Page([outbox_view(row, names) for row in rows], nxt)
 
 
+PRIORITIES = ("routine", "urgent", "flash")
+SIGNATURE_BYTES = 64  # the Ed25519 signature sealed with the body (PROTOCOL.md 5)
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+class Prepared(msgspec.Struct, frozen=True):
+    """A validated body in its canonical encoding, with the meta fields the outbox keeps."""
+
+    body: bytes
+    priority: str
+    tlp: str
+
+
+def check_priority(priority: str | None) -> None:
+    if priority is not None and priority not in PRIORITIES:
+        raise ValidationError("priority", "must be routine, urgent or flash")
+
+
+def prepare(type_name: str, data: bytes, priority: str | None) -> Prepared:
+    """``data`` decoded and checked as a ``type_name`` body, ``priority`` (checked by the caller)
+    put in its meta, encoded canonically; refused if it would not fit in an envelope."""
+    msg = decode_body(type_name, data)
+    if priority is not None and priority != msg.meta.priority:
+        msg = msgspec.structs.replace(
+            msg, meta=msgspec.structs.replace(msg.meta, priority=priority)
+        )
+    # decode_body has just checked msg, and a priority from PRIORITIES keeps it valid:
+    # encode_body would decode it once more, a third of the cost of a batch's validation.
+    body = msgspec.json.encode(msg)
+    if bucket_size(SIGNATURE_BYTES + len(body)) > MAX_PADDED_PLAINTEXT:
+        most = MAX_PADDED_PLAINTEXT - SIGNATURE_BYTES - 1
+        raise ValidationError(
+            "", f"body is {len(body):,} bytes; a message holds at most {most:,}", kind="too_long"
+        )
+    return Prepared(body, msg.meta.priority, msg.meta.tlp)
+
+
+def prepared(
+    type_name: str, bodies: Sequence[bytes], priority: str | None, first: int = 0
+) -> list[Prepared]:
+    """:func:`prepare` for each of a batch's ``bodies`` (the first is the batch's ``first``):
+    an error names its body by index, ``bodies[7].meta.tlp``, as a JSON path would."""
+    out = []
+    for i, data in enumerate(bodies, first):
+        try:
+            out.append(prepare(type_name, data, priority))
+        except ValidationError as exc:
+            where = f"bodies[{i}]" + (f".{exc.path}" if exc.path else "")
+            raise ValidationError(where, exc.rule, hint=exc.hint, kind=exc.kind) from exc
+    return out
+
+
+def sealed(
+    identity: Identity,
+    recipients: list[PublicIdentity],
+    type_name: str,
+    bodies: Sequence[Prepared],
+    *,
+    now: int,
+    ttl: int,
+) -> list[QueuedMessage]:
+    """Each body sealed for the recipients and made the row the outbox keeps: a plain function
+    of its arguments, so the crypto runner may run it in a thread or another process."""
+    kind = cast(TypeName, type_name)  # checked by prepare
+    out = []
+    for b in bodies:
+        env = seal(identity, recipients, kind, b.body, now=now, ttl=ttl)
+        out.append(
+            QueuedMessage(
+                id=env.id,
+                type=env.type,
+                created=env.created,
+                expires=env.expires,
+                content_hash=env.content_hash(),
+                envelope=env.encode(),
+                priority=b.priority,
+                tlp=b.tlp,
+            )
+        )
+    return out
+
+
+async def in_chunks(
+    job: Callable[[int, Sequence[A]], Awaitable[list[B]]], items: Sequence[A]
+) -> list[B]:
+    """``job`` over consecutive chunks of ``items`` (node/batches.py), :data:`IN_FLIGHT` at a
+    time, results in order; the error of the earliest failing chunk, so a batch's first bad
+    body is the one named."""
+    parts = list(chunks(items))
+    out: list[B] = []
+    for g in range(0, len(parts), IN_FLIGHT):
+        group = parts[g : g + IN_FLIGHT]
+        results = await asyncio.gather(*(job(s, part) for s, part in group), return_exceptions=True)
+        for res in results:
+            if isinstance(res, BaseException):
+                raise res
+            out.extend(res)
+    return out
+
+
 class Sender:
     def __init__(
         self,
@@ -173,29 +279,67 @@ class Sender:
     ) -> bytes:
         """Validate, seal, and queue durably; returns once the message would survive kill -9."""
         recipients = await self.run_db(self._recipients, to, self.clock())
-        msg = decode_body(type_name, body)
-        if priority is not None:
-            if priority not in ("routine", "urgent", "flash"):
-                raise ValidationError("priority", "must be routine, urgent or flash")
-            msg = msgspec.structs.replace(
-                msg, meta=msgspec.structs.replace(msg.meta, priority=priority)
-            )
+        check_priority(priority)
+        body_ = prepare(type_name, body, priority)
         idents = [parsed_card(r.card).identity for r in recipients]
         now = self.clock()
-        kind = cast(TypeName, type_name)  # decode_body accepted it
-        env = await self.run_cpu(
-            seal, self.identity, idents, kind, encode_body(msg), now=int(now), ttl=ttl
+        [queued] = await self.run_cpu(
+            sealed, self.identity, idents, type_name, [body_], now=int(now), ttl=ttl
         )
-        await self.run_db(self._queue, env, msg.meta, recipients, now)
+        await self.run_db(self._queue, [queued], recipients, now)
         log.info(
             "message.queued",
-            message_id=env.id.hex(),
+            message_id=queued.id.hex(),
             type=type_name,
             to=[r.name for r in recipients],
         )
         for r in recipients:
             await self.deliveries.ensure(r)
-        return env.id
+        return queued.id
+
+    async def send_batch(
+        self,
+        to: list[str],
+        type_name: str,
+        bodies: Sequence[bytes],
+        ttl: int,
+        priority: str | None = None,
+    ) -> list[bytes]:
+        """Validate every body, seal them all, then queue them in one unit; their ids in the
+        order of ``bodies``, returned once all would survive kill -9. One bad body refuses the
+        batch (its index in the error's path: ``bodies[3].meta.tlp``) and nothing is queued.
+
+        The recipients are looked up and their cards read once for the batch; validating and
+        sealing run on the crypto runner a chunk at a time (node/batches.py), so a batch of
+        thousands never holds it for long; the database thread sees one commit."""
+        check_batch(len(bodies), sum(len(b) for b in bodies))
+        check_type_name(type_name)
+        check_priority(priority)
+        recipients = await self.run_db(self._recipients, to, self.clock())
+        idents = [parsed_card(r.card).identity for r in recipients]
+
+        async def validate(first: int, part: Sequence[bytes]) -> list[Prepared]:
+            return await self.run_cpu(prepared, type_name, part, priority, first)
+
+        ready = await in_chunks(validate, bodies)
+        now = self.clock()
+
+        async def seal_part(_first: int, part: Sequence[Prepared]) -> list[QueuedMessage]:
+            return await self.run_cpu(
+                sealed, self.identity, idents, type_name, part, now=int(now), ttl=ttl
+            )
+
+        queued = await in_chunks(seal_part, ready)
+        await self.run_db(self._queue, queued, recipients, now)
+        log.info(
+            "messages.queued",
+            count=len(queued),
+            type=type_name,
+            to=[r.name for r in recipients],
+        )
+        for r in recipients:
+            await self.deliveries.ensure(r)
+        return [q.id for q in queued]
 
     def _recipients(self, to: list[str], now: float) -> list[PeerRecord]:
         """The trusted, unexpired peers named, if this node's own key may still sign."""
@@ -266,32 +410,24 @@ class Sender:
             u.requeue(msg_id, [p.node_id for p in recipients])
         return recipients
 
-    def _queue(self, env: Envelope, meta: Meta, recipients: list[PeerRecord], now: float) -> None:
-        content_hash = env.content_hash()
-        type_name = env.type
+    def _queue(
+        self, messages: list[QueuedMessage], recipients: list[PeerRecord], now: float
+    ) -> None:
+        """Every message, its outbox entries and its audit entry in one unit: all or none."""
+        detail = "to " + ",".join(r.name for r in recipients)
+        peers = [r.node_id for r in recipients]
         with self.store.unit(now) as u:
-            record(
-                u,
-                "message.queued",
-                "operator",
-                message_id=env.id.hex(),
-                outcome=type_name,
-                detail="to " + ",".join(r.name for r in recipients),
-                hashes={"content": content_hash.hex()},
-            )
-            u.enqueue(
-                QueuedMessage(
-                    id=env.id,
-                    type=type_name,
-                    created=env.created,
-                    expires=env.expires,
-                    content_hash=content_hash,
-                    envelope=env.encode(),
-                    priority=meta.priority,
-                    tlp=meta.tlp,
-                ),
-                [r.node_id for r in recipients],
-            )
+            for m in messages:
+                record(
+                    u,
+                    "message.queued",
+                    "operator",
+                    message_id=m.id.hex(),
+                    outcome=m.type,
+                    detail=detail,
+                    hashes={"content": m.content_hash.hex()},
+                )
+                u.enqueue(m, peers)
 
     async def acknowledge(
         self, sender: PeerRecord, msg_id: bytes, meta: Meta, action: str, details: str | None
