@@ -13,7 +13,15 @@ import platform
 import sys
 from collections.abc import Sequence
 
-BENCHMARKS = ["crypto", "node_throughput", "audit", "under_attack", "tls_cost", "flow"]
+BENCHMARKS = [
+    "crypto",
+    "node_throughput",
+    "audit",
+    "under_attack",
+    "tls_cost",
+    "flow",
+    "queueing",
+]
 
 
 def machine() -> str:

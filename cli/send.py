@@ -1,7 +1,8 @@
-"""``borderlink send`` / ``outbox``: queue a message with the running node, follow its delivery
-(a page at a time: ``--limit``, ``--after CURSOR``) and queue a failed one again (``outbox retry``).
-Only the node can seal with its queue and deliver: when it is not running each says so in one line
-(exit 3)."""
+"""``borderlink send`` / ``outbox``: queue a message with the running node, or a batch of them
+(several FILEs, or JSON lines on stdin: checked here first, cli/batch_input.py, then queued in one
+call, all or none), follow their delivery, list the outbox (a page at a time: ``--limit``,
+``--after CURSOR``) and queue a failed one again (``outbox retry``). Only the node can seal with
+its queue and deliver: when it is not running each says so in one line (exit 3)."""
 
 from __future__ import annotations
 

@@ -191,3 +191,22 @@ def test_kill_9_right_after_the_batch_returned_loses_nothing(
         lambda: len(bel.json("inbox", "--limit", "1000")["items"]) == 200,
         "all 200 in belgrade-accu's inbox after the restart",
     )
+
+
+def test_waiting_on_a_batch_exits_6_naming_how_many_were_not_delivered(
+    pair: dict[str, NodeProc],
+) -> None:
+    bar, bel = pair["bar-pcu"], pair["belgrade-accu"]
+    bel.stop()
+    proc = send(bar, "-", "--wait", "2", input=json_lines([alert(bar)] * 2), check=False)
+    assert proc.returncode == 6, proc.stderr
+    first, recipient, second, recipient2 = proc.stdout.splitlines()
+    assert [recipient.split()[0], recipient2.split()[0]] == ["belgrade-accu"] * 2
+    assert {r["id"] for r in bar.json("outbox")["items"]} == {first, second}
+    progress = proc.stderr.splitlines()
+    assert progress[0] == (
+        "queued 2 messages; waiting for receipts (Ctrl-C stops waiting, not the delivery)"
+    )
+    assert progress[-1].startswith(
+        "borderlink: error: not delivered within 2 s: 2 of 2 messages, to: belgrade-accu"
+    )
