@@ -14,18 +14,16 @@ import msgspec
 import pytest
 
 from node.batches import MAX_BATCH, MAX_BATCH_BYTES, SEAL_CHUNK, check_batch, chunks
-from node.runtime import run_inline
-from node.sending import Sender, prepared, sealed
+from node.sending import prepared, sealed
 from node.storage import Store
-from node.storage.sqlite import open_store
-from protocol.audit import AuditEntry
 from protocol.envelope import open_envelope
 from protocol.errors import UsageError, ValidationError
 from protocol.schemas import decode_body, encode_body
 from protocol.templates import template
 from tests.conftest import NOW, fixed_identity
 from tests.peering import peer_record
-from tests.unit.node.test_sending_and_inbox import Woken
+from tests.stores import peered
+from tests.unit.node.test_sending_and_inbox import Woken, audit, sender
 
 ALICE, BOB, DAVE = (fixed_identity(n) for n in ("alice", "bob", "dave"))
 ALERT = encode_body(template("seizure-alert"))
@@ -39,12 +37,10 @@ def alert(**meta: str) -> bytes:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(tmp_path / "alice.db")
-    with s.unit(NOW) as u:
-        u.put_peer(peer_record(BOB, "bob"))
-        u.put_peer(peer_record(DAVE, "dave"))
-    yield s
-    s.close()
+    with peered(
+        tmp_path / "alice.db", peer_record(BOB, "bob"), peer_record(DAVE, "dave"), now=NOW
+    ) as s:
+        yield s
 
 
 class Recording:
@@ -60,14 +56,6 @@ class Recording:
         self.calls.append((fn.__name__, 0 if bodies is None else len(args[bodies])))
         result = fn(*args, **kwargs)
         return self.after(result) if fn is sealed else result
-
-
-def sender(store: Store, woken: Woken, run_cpu: Any = run_inline) -> Sender:
-    return Sender(ALICE, store, run_inline, run_cpu, woken, lambda: NOW)
-
-
-def audit(store: Store) -> list[AuditEntry]:
-    return [msgspec.json.decode(r.entry, type=AuditEntry) for r in store.audit_rows()]
 
 
 async def test_a_batch_is_queued_in_order_audited_and_each_peer_woken_once(store: Store) -> None:
@@ -96,7 +84,7 @@ async def test_a_bad_body_refuses_the_batch_by_index_and_seals_nothing(store: St
     run = Recording()
     bodies = [alert()] * 3 + [alert(tlp="PURPLE")] + [alert()] * 2
     with pytest.raises(ValidationError) as err:
-        await sender(store, Woken(), run).send_batch(["bob"], "seizure-alert", bodies, 600)
+        await sender(store, Woken(), run_cpu=run).send_batch(["bob"], "seizure-alert", bodies, 600)
     assert err.value.path == "bodies[3].meta.tlp"
     assert [name for name, _ in run.calls] == ["prepared"]  # checked, never sealed
     assert audit(store) == [] and store.outbox_rows() == []
@@ -115,14 +103,16 @@ async def test_a_failing_commit_queues_none_of_the_batch(store: Store) -> None:
 
     run = Recording(collide)
     with pytest.raises(sqlite3.IntegrityError):  # the store's own error
-        await sender(store, Woken(), run).send_batch(["bob"], "seizure-alert", [ALERT] * 5, 600)
+        await sender(store, Woken(), run_cpu=run).send_batch(
+            ["bob"], "seizure-alert", [ALERT] * 5, 600
+        )
     assert audit(store) == [] and store.outbox_rows() == []
 
 
 async def test_sealing_goes_in_chunks_and_bounds_are_checked_first(store: Store) -> None:
     run = Recording()
     count = 2 * SEAL_CHUNK + 3
-    ids = await sender(store, Woken(), run).send_batch(
+    ids = await sender(store, Woken(), run_cpu=run).send_batch(
         ["bob"], "seizure-alert", [ALERT] * count, 600
     )
     assert len(store.outbox_rows(limit=1000)) == len(ids) == count
@@ -134,7 +124,7 @@ async def test_sealing_goes_in_chunks_and_bounds_are_checked_first(store: Store)
     ):
         run = Recording()
         with pytest.raises(UsageError, match=words):
-            await sender(store, Woken(), run).send_batch(["bob"], "seizure-alert", bad, 600)
+            await sender(store, Woken(), run_cpu=run).send_batch(["bob"], "seizure-alert", bad, 600)
         assert run.calls == []
 
 
