@@ -36,7 +36,7 @@ from node.storage.rows import OutboxKey
 from protocol.envelope import TypeName, seal
 from protocol.errors import BorderlinkError, TrustError, UsageError, ValidationError
 from protocol.identity import Identity, PublicIdentity
-from protocol.labels import MAX_PADDED_PLAINTEXT
+from protocol.labels import MAX_PADDED_PLAINTEXT, MAX_TTL_SECONDS
 from protocol.padding import bucket_size
 from protocol.schemas import SCHEMA_VERSION, Feedback, Meta, decode_body, encode_body
 from protocol.schemas.codec import check_type_name
@@ -177,6 +177,14 @@ def check_priority(priority: str | None) -> None:
         raise ValidationError("priority", "must be routine, urgent or flash")
 
 
+def check_ttl(ttl: int) -> None:
+    """The rule ``seal`` applies (PROTOCOL.md 5), checked before a batch is validated or sealed."""
+    if not 0 < ttl <= MAX_TTL_SECONDS:
+        raise ValidationError(
+            "ttl", f"must be between 1 second and {MAX_TTL_SECONDS // 86400} days"
+        )
+
+
 def prepare(type_name: str, data: bytes, priority: str | None) -> Prepared:
     """``data`` decoded and checked as a ``type_name`` body, ``priority`` (checked by the caller)
     put in its meta, encoded canonically; refused if it would not fit in an envelope."""
@@ -196,18 +204,31 @@ def prepare(type_name: str, data: bytes, priority: str | None) -> Prepared:
     return Prepared(body, msg.meta.priority, msg.meta.tlp)
 
 
+class Refused(msgspec.Struct, frozen=True):
+    """A batch's body that failed its check, as data: it crosses to a crypto worker process and
+    back, where a ValidationError (a constructor of its own) would not unpickle."""
+
+    index: int
+    path: str
+    rule: str
+    kind: str
+
+    def error(self) -> ValidationError:
+        where = f"bodies[{self.index}]" + (f".{self.path}" if self.path else "")
+        return ValidationError(where, self.rule, kind=self.kind)
+
+
 def prepared(
     type_name: str, bodies: Sequence[bytes], priority: str | None, first: int = 0
-) -> list[Prepared]:
-    """:func:`prepare` for each of a batch's ``bodies`` (the first is the batch's ``first``):
-    an error names its body by index, ``bodies[7].meta.tlp``, as a JSON path would."""
+) -> list[Prepared] | Refused:
+    """:func:`prepare` for each of a batch's ``bodies`` (the first is the batch's ``first``), or
+    the first that fails, named by its index in the batch (``bodies[7].meta.tlp``, a JSON path)."""
     out = []
     for i, data in enumerate(bodies, first):
         try:
             out.append(prepare(type_name, data, priority))
         except ValidationError as exc:
-            where = f"bodies[{i}]" + (f".{exc.path}" if exc.path else "")
-            raise ValidationError(where, exc.rule, hint=exc.hint, kind=exc.kind) from exc
+            return Refused(i, exc.path, exc.rule, exc.kind)
     return out
 
 
@@ -317,11 +338,15 @@ class Sender:
         check_batch(len(bodies), sum(len(b) for b in bodies))
         check_type_name(type_name)
         check_priority(priority)
+        check_ttl(ttl)
         recipients = await self.run_db(self._recipients, to, self.clock())
         idents = [parsed_card(r.card).identity for r in recipients]
 
         async def validate(first: int, part: Sequence[bytes]) -> list[Prepared]:
-            return await self.run_cpu(prepared, type_name, part, priority, first)
+            done = await self.run_cpu(prepared, type_name, part, priority, first)
+            if isinstance(done, Refused):
+                raise done.error()
+            return done
 
         ready = await in_chunks(validate, bodies)
         now = self.clock()

@@ -5,6 +5,7 @@ before anything is sealed, named by index; sealing in bounded chunks; delivery w
 from __future__ import annotations
 
 import json
+import pickle
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import msgspec
 import pytest
 
 from node.batches import MAX_BATCH, MAX_BATCH_BYTES, SEAL_CHUNK, check_batch, chunks
-from node.sending import prepared, sealed
+from node.sending import Refused, prepared, sealed
 from node.storage import Store
 from protocol.envelope import open_envelope
 from protocol.errors import UsageError, ValidationError
@@ -126,6 +127,10 @@ async def test_sealing_goes_in_chunks_and_bounds_are_checked_first(store: Store)
         with pytest.raises(UsageError, match=words):
             await sender(store, Woken(), run_cpu=run).send_batch(["bob"], "seizure-alert", bad, 600)
         assert run.calls == []
+    run = Recording()
+    with pytest.raises(ValidationError, match="^ttl: must be between 1 second and 30 days"):
+        await sender(store, Woken(), run_cpu=run).send_batch(["bob"], "seizure-alert", [ALERT], 0)
+    assert run.calls == []
 
 
 def test_the_byte_bound_counts_the_bodies() -> None:
@@ -148,6 +153,8 @@ def test_prepared_sets_the_priority_and_keeps_the_canonical_encoding() -> None:
     assert encode_body(decode_body("seizure-alert", urgent.body)) == urgent.body
     huge = json.loads(ALERT)
     huge["narrative"] = "x" * (600 * 1024)
-    with pytest.raises(ValidationError) as err:
-        prepared("seizure-alert", [ALERT, json.dumps(huge).encode()], None, first=10)
-    assert err.value.path.startswith("bodies[11]")
+    refused = prepared("seizure-alert", [ALERT, json.dumps(huge).encode()], None, first=10)
+    assert isinstance(refused, Refused)
+    assert refused.error().path.startswith("bodies[11].narrative")
+    # What a worker process sends back instead of an exception: plain data.
+    assert pickle.loads(pickle.dumps(refused)) == refused
