@@ -128,7 +128,7 @@ async def test_sealing_goes_in_chunks_and_bounds_are_checked_first(store: Store)
             await sender(store, Woken(), run_cpu=run).send_batch(["bob"], "seizure-alert", bad, 600)
         assert run.calls == []
     run = Recording()
-    with pytest.raises(ValidationError, match="^ttl: must be between 1 second and 30 days"):
+    with pytest.raises(ValidationError, match=r"^ttl: must be between 1 second and 30 days"):
         await sender(store, Woken(), run_cpu=run).send_batch(["bob"], "seizure-alert", [ALERT], 0)
     assert run.calls == []
 
