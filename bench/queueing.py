@@ -59,7 +59,7 @@ class Figures:
 
 def seal_ceiling(body: bytes, count: int) -> float:
     """Messages/s of ``node.sending.sealed`` for one recipient, on this process's thread."""
-    from node.sending import Prepared, sealed
+    from node.outgoing import Prepared, sealed
     from protocol.identity import Identity
 
     alice, bob = Identity.generate(), Identity.generate()

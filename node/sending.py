@@ -3,10 +3,10 @@ each queued message stands (the outbox, in pages) and queue a failed delivery ag
 
 ``send`` returns only once the message, its outbox entries and its ``message.queued`` audit entry
 are committed in one unit, so an id the operator was shown survives kill -9; ``send_batch`` does
-the same for up to 10,000 messages in one unit (all or none), after checking every body, and
-seals them a chunk at a time (node/batches.py). Acknowledging a
-received message is sending a Feedback (PROTOCOL.md 9) and marking the inbox entry in a second
-unit. Listings come in pages (:class:`Page`) that start after an opaque cursor: the key of the
+the same for up to 10,000 messages in one unit (all or none), after checking every body, with
+the recipients and their cards read once; bodies are checked and sealed a chunk at a time on the
+crypto runner (node/outgoing.py, node/batches.py). Acknowledging a received message is sending a
+Feedback (PROTOCOL.md 9) and marking the inbox entry in a second unit. Listings come in pages (:class:`Page`) that start after an opaque cursor: the key of the
 last row shown (keyset paging), so rows arriving meanwhile neither repeat nor hide one. Reads and
 writes storage through units; seals on the crypto thread; wakes delivery through a narrow
 Protocol; no HTTP.
@@ -14,10 +14,9 @@ Protocol; no HTTP.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar, cast
 
 import msgspec
@@ -26,8 +25,19 @@ import structlog
 from keys.statements import utc
 from keys.trust import PeerRecord
 from node.auditing import record
-from node.batches import IN_FLIGHT, check_batch, chunks
+from node.batches import check_batch
 from node.message_ids import resolve
+from node.outgoing import (
+    Prepared,
+    Refused,
+    check_priority,
+    check_ttl,
+    in_chunks,
+    outbox_message,
+    prepare,
+    prepared,
+    sealed,
+)
 from node.peer_info import parsed_card
 from node.peers import trusted_by_name
 from node.runtime import Clock, Run
@@ -35,10 +45,8 @@ from node.storage import OutboxRow, QueuedMessage, Reads, Store
 from node.storage.rows import OutboxKey
 from protocol.envelope import TypeName, seal
 from protocol.errors import BorderlinkError, TrustError, UsageError, ValidationError
-from protocol.identity import Identity, PublicIdentity
-from protocol.labels import MAX_PADDED_PLAINTEXT, MAX_TTL_SECONDS
-from protocol.padding import bucket_size
-from protocol.schemas import SCHEMA_VERSION, Feedback, Meta, decode_body, encode_body
+from protocol.identity import Identity
+from protocol.schemas import SCHEMA_VERSION, Feedback, Meta, encode_body
 from protocol.schemas.codec import check_type_name
 from protocol.text import shown
 
@@ -158,128 +166,6 @@ def _outbox(
     return Page([outbox_view(row, names) for row in rows], nxt)
 
 
-PRIORITIES = ("routine", "urgent", "flash")
-SIGNATURE_BYTES = 64  # the Ed25519 signature sealed with the body (PROTOCOL.md 5)
-A = TypeVar("A")
-B = TypeVar("B")
-
-
-class Prepared(msgspec.Struct, frozen=True):
-    """A validated body in its canonical encoding, with the meta fields the outbox keeps."""
-
-    body: bytes
-    priority: str
-    tlp: str
-
-
-def check_priority(priority: str | None) -> None:
-    if priority is not None and priority not in PRIORITIES:
-        raise ValidationError("priority", "must be routine, urgent or flash")
-
-
-def check_ttl(ttl: int) -> None:
-    """The rule ``seal`` applies (PROTOCOL.md 5), checked before a batch is validated or sealed."""
-    if not 0 < ttl <= MAX_TTL_SECONDS:
-        raise ValidationError(
-            "ttl", f"must be between 1 second and {MAX_TTL_SECONDS // 86400} days"
-        )
-
-
-def prepare(type_name: str, data: bytes, priority: str | None) -> Prepared:
-    """``data`` decoded and checked as a ``type_name`` body, ``priority`` (checked by the caller)
-    put in its meta, encoded canonically; refused if it would not fit in an envelope."""
-    msg = decode_body(type_name, data)
-    if priority is not None and priority != msg.meta.priority:
-        msg = msgspec.structs.replace(
-            msg, meta=msgspec.structs.replace(msg.meta, priority=priority)
-        )
-    # decode_body has just checked msg, and a priority from PRIORITIES keeps it valid:
-    # encode_body would decode it once more, a third of the cost of a batch's validation.
-    body = msgspec.json.encode(msg)
-    if bucket_size(SIGNATURE_BYTES + len(body)) > MAX_PADDED_PLAINTEXT:
-        most = MAX_PADDED_PLAINTEXT - SIGNATURE_BYTES - 1
-        raise ValidationError(
-            "", f"body is {len(body):,} bytes; a message holds at most {most:,}", kind="too_long"
-        )
-    return Prepared(body, msg.meta.priority, msg.meta.tlp)
-
-
-class Refused(msgspec.Struct, frozen=True):
-    """A batch's body that failed its check, as data: it crosses to a crypto worker process and
-    back, where a ValidationError (a constructor of its own) would not unpickle."""
-
-    index: int
-    path: str
-    rule: str
-    kind: str
-
-    def error(self) -> ValidationError:
-        where = f"bodies[{self.index}]" + (f".{self.path}" if self.path else "")
-        return ValidationError(where, self.rule, kind=self.kind)
-
-
-def prepared(
-    type_name: str, bodies: Sequence[bytes], priority: str | None, first: int = 0
-) -> list[Prepared] | Refused:
-    """:func:`prepare` for each of a batch's ``bodies`` (the first is the batch's ``first``), or
-    the first that fails, named by its index in the batch (``bodies[7].meta.tlp``, a JSON path)."""
-    out = []
-    for i, data in enumerate(bodies, first):
-        try:
-            out.append(prepare(type_name, data, priority))
-        except ValidationError as exc:
-            return Refused(i, exc.path, exc.rule, exc.kind)
-    return out
-
-
-def sealed(
-    identity: Identity,
-    recipients: list[PublicIdentity],
-    type_name: str,
-    bodies: Sequence[Prepared],
-    *,
-    now: int,
-    ttl: int,
-) -> list[QueuedMessage]:
-    """Each body sealed for the recipients and made the row the outbox keeps: a plain function
-    of its arguments, so the crypto runner may run it in a thread or another process."""
-    kind = cast(TypeName, type_name)  # checked by prepare
-    out = []
-    for b in bodies:
-        env = seal(identity, recipients, kind, b.body, now=now, ttl=ttl)
-        out.append(
-            QueuedMessage(
-                id=env.id,
-                type=env.type,
-                created=env.created,
-                expires=env.expires,
-                content_hash=env.content_hash(),
-                envelope=env.encode(),
-                priority=b.priority,
-                tlp=b.tlp,
-            )
-        )
-    return out
-
-
-async def in_chunks(
-    job: Callable[[int, Sequence[A]], Awaitable[list[B]]], items: Sequence[A]
-) -> list[B]:
-    """``job`` over consecutive chunks of ``items`` (node/batches.py), :data:`IN_FLIGHT` at a
-    time, results in order; the error of the earliest failing chunk, so a batch's first bad
-    body is the one named."""
-    parts = list(chunks(items))
-    out: list[B] = []
-    for g in range(0, len(parts), IN_FLIGHT):
-        group = parts[g : g + IN_FLIGHT]
-        results = await asyncio.gather(*(job(s, part) for s, part in group), return_exceptions=True)
-        for res in results:
-            if isinstance(res, BaseException):
-                raise res
-            out.extend(res)
-    return out
-
-
 class Sender:
     def __init__(
         self,
@@ -306,9 +192,11 @@ class Sender:
         body_ = prepare(type_name, body, priority)
         idents = [parsed_card(r.card).identity for r in recipients]
         now = self.clock()
-        [queued] = await self.run_cpu(
-            sealed, self.identity, idents, type_name, [body_], now=int(now), ttl=ttl
+        kind = cast(TypeName, type_name)  # checked by prepare
+        env = await self.run_cpu(
+            seal, self.identity, idents, kind, body_.body, now=int(now), ttl=ttl
         )
+        queued = outbox_message(env, body_)
         await self.run_db(self._queue, [queued], recipients, now)
         log.info(
             "message.queued",

@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from node.batches import MAX_BATCH, MAX_BATCH_BYTES, SEAL_CHUNK, check_batch, chunks
-from node.sending import Refused, prepared, sealed
+from node.outgoing import Refused, prepared, sealed
 from node.storage import Store
 from protocol.envelope import open_envelope
 from protocol.errors import UsageError, ValidationError
