@@ -17,9 +17,9 @@ import msgspec
 from node.batches import IN_FLIGHT, chunks
 from node.storage import QueuedMessage
 from protocol.envelope import Envelope, TypeName, seal
-from protocol.errors import ValidationError
+from protocol.errors import TooManyRecipients, ValidationError
 from protocol.identity import Identity, PublicIdentity
-from protocol.labels import MAX_PADDED_PLAINTEXT, MAX_TTL_SECONDS
+from protocol.labels import MAX_PADDED_PLAINTEXT, MAX_RECIPIENTS, MAX_TTL_SECONDS
 from protocol.padding import bucket_size
 from protocol.schemas import decode_body
 
@@ -42,8 +42,15 @@ def check_priority(priority: str | None) -> None:
         raise ValidationError("priority", "must be routine, urgent or flash")
 
 
-def check_ttl(ttl: int) -> None:
-    """The rule ``seal`` applies (PROTOCOL.md 5), checked before a batch is validated or sealed."""
+def check_sealable(recipients: Sequence[PublicIdentity], ttl: int) -> None:
+    """The rules ``seal`` applies to the recipients and the lifetime (PROTOCOL.md 5), checked
+    before a batch is validated or sealed: no chunk is then refused by them, in a worker or not."""
+    if not recipients:
+        raise ValidationError("to", "at least one recipient is needed")
+    if len(recipients) > MAX_RECIPIENTS:
+        raise TooManyRecipients(f"at most {MAX_RECIPIENTS} recipients per message")
+    if len({r.node_id for r in recipients}) != len(recipients):
+        raise ValidationError("to", "a recipient is listed twice")
     if not 0 < ttl <= MAX_TTL_SECONDS:
         raise ValidationError(
             "ttl", f"must be between 1 second and {MAX_TTL_SECONDS // 86400} days"

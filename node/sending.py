@@ -31,7 +31,7 @@ from node.outgoing import (
     Prepared,
     Refused,
     check_priority,
-    check_ttl,
+    check_sealable,
     in_chunks,
     outbox_message,
     prepare,
@@ -226,9 +226,9 @@ class Sender:
         check_batch(len(bodies), sum(len(b) for b in bodies))
         check_type_name(type_name)
         check_priority(priority)
-        check_ttl(ttl)
         recipients = await self.run_db(self._recipients, to, self.clock())
         idents = [parsed_card(r.card).identity for r in recipients]
+        check_sealable(idents, ttl)
 
         async def validate(first: int, part: Sequence[bytes]) -> list[Prepared]:
             done = await self.run_cpu(prepared, type_name, part, priority, first)

@@ -127,10 +127,15 @@ async def test_sealing_goes_in_chunks_and_bounds_are_checked_first(store: Store)
         with pytest.raises(UsageError, match=words):
             await sender(store, Woken(), run_cpu=run).send_batch(["bob"], "seizure-alert", bad, 600)
         assert run.calls == []
-    run = Recording()
-    with pytest.raises(ValidationError, match=r"^ttl: must be between 1 second and 30 days"):
-        await sender(store, Woken(), run_cpu=run).send_batch(["bob"], "seizure-alert", [ALERT], 0)
-    assert run.calls == []
+    for to, ttl, words in (
+        (["bob"], 0, r"^ttl: must be between 1 second and 30 days"),
+        (["bob", "bob"], 600, r"^to: a recipient is listed twice"),
+        ([], 600, r"^to: at least one recipient is needed"),
+    ):
+        run = Recording()
+        with pytest.raises(ValidationError, match=words):
+            await sender(store, Woken(), run_cpu=run).send_batch(to, "seizure-alert", [ALERT], ttl)
+        assert run.calls == []
 
 
 def test_the_byte_bound_counts_the_bodies() -> None:
