@@ -177,8 +177,7 @@ def _follow(ctx: Ctx, ids: list[str], seconds: float) -> dict[str, list[dict[str
     moving = list(ids)
     settled = 0
     while True:
-        for msg_id in moving:
-            rows[msg_id] = ctx.admin("GET", f"/v1/outbox?id={msg_id}&limit=1000")["items"]
+        rows.update(_entries(ctx, moving))
         now = time.time()
         if len(ids) == 1:
             for r in rows[ids[0]]:
@@ -193,6 +192,28 @@ def _follow(ctx: Ctx, ids: list[str], seconds: float) -> dict[str, list[dict[str
         if not moving or time.monotonic() > deadline:
             return rows
         time.sleep(0.05)
+
+
+BY_ID = 8  # messages looked up one by one; more are found in pages of the whole outbox
+
+
+def _entries(ctx: Ctx, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The outbox entries of each of ``ids``: one request each for a few; for more, pages of
+    the outbox (newest first, where a batch just queued stands), read until every one of them
+    was seen and a page ends on another message's entries, or the outbox ends."""
+    if len(ids) <= BY_ID:
+        return {i: ctx.admin("GET", f"/v1/outbox?id={i}&limit=1000")["items"] for i in ids}
+    found: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    after = None
+    while True:
+        page = ctx.admin("GET", "/v1/outbox" + listing_query(1000, after))
+        for r in page["items"]:
+            if r["id"] in found:
+                found[r["id"]].append(r)
+        after = page["next"]
+        ended_elsewhere = not page["items"] or page["items"][-1]["id"] not in found
+        if after is None or (ended_elsewhere and all(found.values())):
+            return found
 
 
 def _outbox_human(rows: list[dict[str, Any]]) -> str:

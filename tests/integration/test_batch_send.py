@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.admin_client import call
+from cli.send import BY_ID
 from node.batches import MAX_BATCH
 from tests.integration.harness import NodeProc, one_line_error
 from tests.integration.waiting import PATIENCE, log_events, start, wait_until
@@ -198,15 +199,19 @@ def test_waiting_on_a_batch_exits_6_naming_how_many_were_not_delivered(
 ) -> None:
     bar, bel = pair["bar-pcu"], pair["belgrade-accu"]
     bel.stop()
-    proc = send(bar, "-", "--wait", "2", input=json_lines([alert(bar)] * 2), check=False)
+    # More than BY_ID messages: their entries are read in pages of the outbox, not one by one.
+    count = BY_ID + 4
+    proc = send(bar, "-", "--wait", "2", input=json_lines([alert(bar)] * count), check=False)
     assert proc.returncode == 6, proc.stderr
-    first, recipient, second, recipient2 = proc.stdout.splitlines()
-    assert [recipient.split()[0], recipient2.split()[0]] == ["belgrade-accu"] * 2
-    assert {r["id"] for r in bar.json("outbox")["items"]} == {first, second}
+    lines = proc.stdout.splitlines()
+    ids, recipients = lines[::2], lines[1::2]
+    assert [r.split()[0] for r in recipients] == ["belgrade-accu"] * count
+    assert {r["id"] for r in bar.json("outbox")["items"]} == set(ids)
     progress = proc.stderr.splitlines()
     assert progress[0] == (
-        "queued 2 messages; waiting for receipts (Ctrl-C stops waiting, not the delivery)"
+        f"queued {count} messages; waiting for receipts (Ctrl-C stops waiting, not the delivery)"
     )
     assert progress[-1].startswith(
-        "borderlink: error: not delivered within 2 s: 2 of 2 messages, to: belgrade-accu"
+        f"borderlink: error: not delivered within 2 s: {count} of {count} messages, to: "
+        "belgrade-accu"
     )
