@@ -152,11 +152,13 @@ def _waited(ctx: Ctx, ids: list[str], seconds: float) -> dict[str, list[dict[str
     except KeyboardInterrupt:
         if len(ids) == 1:
             stays = f"message {ids[0]} stays queued and is delivered as its recipients answer"
+            follows = "it"
         else:
             stays = (
                 f"the {len(ids)} messages stay queued and are delivered as their recipients answer"
             )
-        note(f"borderlink: stopped waiting; {stays} ('borderlink outbox' follows it)")
+            follows = "them"
+        note(f"borderlink: stopped waiting; {stays} ('borderlink outbox' follows {follows})")
         raise click.exceptions.Exit(130) from None
 
 

@@ -3,13 +3,13 @@ each queued message stands (the outbox, in pages) and queue a failed delivery ag
 
 ``send`` returns only once the message, its outbox entries and its ``message.queued`` audit entry
 are committed in one unit, so an id the operator was shown survives kill -9; ``send_batch`` does
-the same for up to 10,000 messages in one unit (all or none), after checking every body, with
-the recipients and their cards read once; bodies are checked and sealed a chunk at a time on the
+the same for up to 10,000 messages in one unit (all or none), after checking every body, with the
+recipients and their cards read once; bodies are checked and sealed a chunk at a time on the
 crypto runner (node/outgoing.py, node/batches.py). Acknowledging a received message is sending a
-Feedback (PROTOCOL.md 9) and marking the inbox entry in a second unit. Listings come in pages (:class:`Page`) that start after an opaque cursor: the key of the
-last row shown (keyset paging), so rows arriving meanwhile neither repeat nor hide one. Reads and
-writes storage through units; seals on the crypto thread; wakes delivery through a narrow
-Protocol; no HTTP.
+Feedback (PROTOCOL.md 9) and marking the inbox entry in a second unit. Listings come in pages
+(:class:`Page`) that start after an opaque cursor: the key of the last row shown (keyset paging),
+so rows arriving meanwhile neither repeat nor hide one. Reads and writes storage through units;
+seals on the crypto runner; wakes delivery through a narrow Protocol; no HTTP.
 """
 
 from __future__ import annotations
