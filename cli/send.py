@@ -80,8 +80,7 @@ def _send_one(
     if wait is None:
         emit(res, as_json, lambda d: d["id"])
         return
-    note(f"queued {msg_id}; waiting for receipts (Ctrl-C stops waiting, not the delivery)")
-    rows = _waited(ctx, [msg_id], float(wait))[msg_id]
+    rows = _waited(ctx, [msg_id], float(wait), f"queued {msg_id}")[msg_id]
     res["recipients"] = {r["peer"]: r["status"] for r in rows}
     emit(res, as_json, lambda d: "\n".join([d["id"], *_recipient_lines(rows)]))
     missing = [r["peer"] for r in rows if r["status"] != "delivered"]
@@ -114,10 +113,7 @@ def _send_batch(
     if wait is None:
         emit(res, as_json, lambda d: "\n".join(d["ids"]))
         return
-    note(
-        f"queued {len(ids)} messages; waiting for receipts (Ctrl-C stops waiting, not the delivery)"
-    )
-    rows = _waited(ctx, ids, float(wait))
+    rows = _waited(ctx, ids, float(wait), f"queued {len(ids)} messages")
     res["recipients"] = {i: {r["peer"]: r["status"] for r in rows[i]} for i in ids}
     emit(
         res,
@@ -145,9 +141,14 @@ def _recipient_lines(rows: list[dict[str, Any]]) -> list[str]:
     return [f"  {r['peer']:<16} {entry(r, now)}" for r in shown]
 
 
-def _waited(ctx: Ctx, ids: list[str], seconds: float) -> dict[str, list[dict[str, Any]]]:
-    """:func:`_follow`, and Ctrl-C said in words: the messages stay queued (exit 130)."""
+def _waited(
+    ctx: Ctx, ids: list[str], seconds: float, queued: str
+) -> dict[str, list[dict[str, Any]]]:
+    """:func:`_follow` after saying what was ``queued``, and Ctrl-C said in words: the messages
+    stay queued (exit 130). A Ctrl-C that meets the first line itself (a person answering it, a
+    script that waited for it) is answered the same way."""
     try:
+        note(f"{queued}; waiting for receipts (Ctrl-C stops waiting, not the delivery)")
         return _follow(ctx, ids, seconds)
     except KeyboardInterrupt:
         if len(ids) == 1:
