@@ -13,7 +13,16 @@ import platform
 import sys
 from collections.abc import Sequence
 
-BENCHMARKS = ["crypto", "node_throughput", "audit", "under_attack", "tls_cost", "flow", "cli_start"]
+BENCHMARKS = [
+    "crypto",
+    "node_throughput",
+    "audit",
+    "under_attack",
+    "tls_cost",
+    "flow",
+    "queueing",
+    "cli_start",
+]
 
 
 def machine() -> str:

@@ -145,10 +145,14 @@ def call(
     *,
     timeout: float = 30.0,
     text: bool = False,
+    encoded: bytes | None = None,
 ) -> Any:
     """One admin request. The answer is JSON, or with ``text`` the body as text; errors are
-    always JSON and come back as the node's BorderlinkError."""
-    payload = None if body is None else json.dumps(body).encode()
+    always JSON and come back as the node's BorderlinkError. ``encoded`` is a request body
+    already encoded as JSON (a batch of bodies read as bytes), sent instead of ``body``."""
+    payload = (
+        encoded if encoded is not None else None if body is None else json.dumps(body).encode()
+    )
     status, data = exchange(socket_path, method, path, payload, timeout)
     if status >= 400:
         raise _error(data)

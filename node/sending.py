@@ -2,19 +2,21 @@
 each queued message stands (the outbox, in pages) and queue a failed delivery again.
 
 ``send`` returns only once the message, its outbox entries and its ``message.queued`` audit entry
-are committed in one unit, so an id the operator was shown survives kill -9. Acknowledging a
-received message is sending a Feedback (PROTOCOL.md 9) and marking the inbox entry in a second
-unit. Listings come in pages (:class:`Page`) that start after an opaque cursor: the key of the
-last row shown (keyset paging), so rows arriving meanwhile neither repeat nor hide one. Reads and
-writes storage through units; seals on the crypto thread; wakes delivery through a narrow
-Protocol; no HTTP.
+are committed in one unit, so an id the operator was shown survives kill -9; ``send_batch`` does
+the same for up to 10,000 messages in one unit (all or none), after checking every body, with the
+recipients and their cards read once; bodies are checked and sealed a chunk at a time on the
+crypto runner (node/outgoing.py, node/batches.py). Acknowledging a received message is sending a
+Feedback (PROTOCOL.md 9) and marking the inbox entry in a second unit. Listings come in pages
+(:class:`Page`) that start after an opaque cursor: the key of the last row shown (keyset paging),
+so rows arriving meanwhile neither repeat nor hide one. Reads and writes storage through units;
+seals on the crypto runner; wakes delivery through a narrow Protocol; no HTTP.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar, cast
 
 import msgspec
@@ -23,16 +25,29 @@ import structlog
 from keys.statements import utc
 from keys.trust import PeerRecord
 from node.auditing import record
+from node.batches import check_batch
 from node.message_ids import resolve
+from node.outgoing import (
+    Prepared,
+    Refused,
+    check_priority,
+    check_sealable,
+    in_chunks,
+    outbox_message,
+    prepare,
+    prepared,
+    sealed,
+)
 from node.peer_info import parsed_card
 from node.peers import trusted_by_name
 from node.runtime import Clock, Run
 from node.storage import OutboxRow, QueuedMessage, Reads, Store
 from node.storage.rows import OutboxKey
-from protocol.envelope import Envelope, TypeName, seal
+from protocol.envelope import TypeName, seal
 from protocol.errors import BorderlinkError, TrustError, UsageError, ValidationError
 from protocol.identity import Identity
-from protocol.schemas import SCHEMA_VERSION, Feedback, Meta, decode_body, encode_body
+from protocol.schemas import SCHEMA_VERSION, Feedback, Meta, encode_body
+from protocol.schemas.codec import check_type_name
 from protocol.text import shown
 
 log = structlog.get_logger("borderlink.node")
@@ -173,29 +188,73 @@ class Sender:
     ) -> bytes:
         """Validate, seal, and queue durably; returns once the message would survive kill -9."""
         recipients = await self.run_db(self._recipients, to, self.clock())
-        msg = decode_body(type_name, body)
-        if priority is not None:
-            if priority not in ("routine", "urgent", "flash"):
-                raise ValidationError("priority", "must be routine, urgent or flash")
-            msg = msgspec.structs.replace(
-                msg, meta=msgspec.structs.replace(msg.meta, priority=priority)
-            )
+        check_priority(priority)
+        body_ = prepare(type_name, body, priority)
         idents = [parsed_card(r.card).identity for r in recipients]
         now = self.clock()
-        kind = cast(TypeName, type_name)  # decode_body accepted it
+        kind = cast(TypeName, type_name)  # checked by prepare
         env = await self.run_cpu(
-            seal, self.identity, idents, kind, encode_body(msg), now=int(now), ttl=ttl
+            seal, self.identity, idents, kind, body_.body, now=int(now), ttl=ttl
         )
-        await self.run_db(self._queue, env, msg.meta, recipients, now)
+        queued = outbox_message(env, body_)
+        await self.run_db(self._queue, [queued], recipients, now)
         log.info(
             "message.queued",
-            message_id=env.id.hex(),
+            message_id=queued.id.hex(),
             type=type_name,
             to=[r.name for r in recipients],
         )
         for r in recipients:
             await self.deliveries.ensure(r)
-        return env.id
+        return queued.id
+
+    async def send_batch(
+        self,
+        to: list[str],
+        type_name: str,
+        bodies: Sequence[bytes],
+        ttl: int,
+        priority: str | None = None,
+    ) -> list[bytes]:
+        """Validate every body, seal them all, then queue them in one unit; their ids in the
+        order of ``bodies``, returned once all would survive kill -9. One bad body refuses the
+        batch (its index in the error's path: ``bodies[3].meta.tlp``) and nothing is queued.
+
+        The recipients are looked up and their cards read once for the batch; validating and
+        sealing run on the crypto runner a chunk at a time (node/batches.py), so a batch of
+        thousands never holds it for long; the database thread sees one commit."""
+        check_batch(len(bodies), sum(len(b) for b in bodies))
+        check_type_name(type_name)
+        check_priority(priority)
+        recipients = await self.run_db(self._recipients, to, self.clock())
+        idents = [parsed_card(r.card).identity for r in recipients]
+        check_sealable(idents, ttl)
+
+        async def validate(first: int, part: Sequence[bytes]) -> list[Prepared]:
+            done = await self.run_cpu(prepared, type_name, part, priority, first)
+            if isinstance(done, Refused):
+                raise done.error()
+            return done
+
+        ready = await in_chunks(validate, bodies)
+        now = self.clock()
+
+        async def seal_part(_first: int, part: Sequence[Prepared]) -> list[QueuedMessage]:
+            return await self.run_cpu(
+                sealed, self.identity, idents, type_name, part, now=int(now), ttl=ttl
+            )
+
+        queued = await in_chunks(seal_part, ready)
+        await self.run_db(self._queue, queued, recipients, now)
+        log.info(
+            "messages.queued",
+            count=len(queued),
+            type=type_name,
+            to=[r.name for r in recipients],
+        )
+        for r in recipients:
+            await self.deliveries.ensure(r)
+        return [q.id for q in queued]
 
     def _recipients(self, to: list[str], now: float) -> list[PeerRecord]:
         """The trusted, unexpired peers named, if this node's own key may still sign."""
@@ -266,32 +325,24 @@ class Sender:
             u.requeue(msg_id, [p.node_id for p in recipients])
         return recipients
 
-    def _queue(self, env: Envelope, meta: Meta, recipients: list[PeerRecord], now: float) -> None:
-        content_hash = env.content_hash()
-        type_name = env.type
+    def _queue(
+        self, messages: list[QueuedMessage], recipients: list[PeerRecord], now: float
+    ) -> None:
+        """Every message, its outbox entries and its audit entry in one unit: all or none."""
+        detail = "to " + ",".join(r.name for r in recipients)
+        peers = [r.node_id for r in recipients]
         with self.store.unit(now) as u:
-            record(
-                u,
-                "message.queued",
-                "operator",
-                message_id=env.id.hex(),
-                outcome=type_name,
-                detail="to " + ",".join(r.name for r in recipients),
-                hashes={"content": content_hash.hex()},
-            )
-            u.enqueue(
-                QueuedMessage(
-                    id=env.id,
-                    type=type_name,
-                    created=env.created,
-                    expires=env.expires,
-                    content_hash=content_hash,
-                    envelope=env.encode(),
-                    priority=meta.priority,
-                    tlp=meta.tlp,
-                ),
-                [r.node_id for r in recipients],
-            )
+            for m in messages:
+                record(
+                    u,
+                    "message.queued",
+                    "operator",
+                    message_id=m.id.hex(),
+                    outcome=m.type,
+                    detail=detail,
+                    hashes={"content": m.content_hash.hex()},
+                )
+                u.enqueue(m, peers)
 
     async def acknowledge(
         self, sender: PeerRecord, msg_id: bytes, meta: Meta, action: str, details: str | None

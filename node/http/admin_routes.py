@@ -4,6 +4,11 @@ It is never bound to a network address, so only the account that owns the home c
 Listings (inbox, outbox) take ``limit`` and ``after`` (a cursor) and answer ``{"items", "next"}``;
 the inbox also ``type``, ``from`` and ``priority`` (each repeatable but ``from``). A message id in
 a path or ``id`` may be a unique prefix of at least 4 hex digits (node/message_ids.py).
+``POST /v1/send`` queues one message, ``{"to", "type", "body", "ttl", "priority"}`` answered by
+``{"id", "to", "status"}``; ``POST /v1/send/batch`` takes ``"bodies": [...]`` in place of
+``"body"`` (at most 10,000 and 32 MiB of them: node/batches.py) and queues all of them in one
+transaction or none, answered by ``{"ids": [...], "to", "status"}``, the ids in the order of the
+bodies; a bad body refuses the whole batch, naming it by index: ``bodies[3].meta.tlp: ...``.
 Errors are ``{"error": class, "message": text, "hint": text, "exit_code": n}``
 (node/http/responses.py). Routes translate HTTP only; :class:`AdminDeps` holds the services, and
 the CLI's operations (node/operations.py) are mounted from node/http/operations.py.
@@ -18,6 +23,7 @@ from typing import TypeVar
 import msgspec
 from aiohttp import web
 
+from node.batches import MAX_BATCH_REQUEST_BYTES
 from node.http.flow_routes import FlowDeps, add_flow_routes
 from node.http.operations import add_operation_routes
 from node.http.responses import admin_errors, json_response
@@ -40,6 +46,14 @@ class SendRequest(msgspec.Struct, forbid_unknown_fields=True):
     priority: str | None = None
 
 
+class BatchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    to: list[str]
+    type: str
+    bodies: list[msgspec.Raw]
+    ttl: int = 3 * 86400
+    priority: str | None = None
+
+
 class AckRequest(msgspec.Struct, forbid_unknown_fields=True):
     action: str = "controlled"
     details: str | None = None
@@ -55,7 +69,14 @@ class Queued(msgspec.Struct, frozen=True):
     status: str = "queued"
 
 
+class QueuedBatch(msgspec.Struct, frozen=True):
+    ids: list[str]  # in the order of the request's bodies
+    to: list[str]
+    status: str = "queued"
+
+
 _SEND = Decoder[SendRequest](SendRequest, what="admin request")
+_BATCH = Decoder[BatchRequest](BatchRequest, what="admin request")
 _ACK = Decoder[AckRequest](AckRequest, what="admin request")
 _RETRY = Decoder[RetryRequest](RetryRequest, what="admin request")
 DEFAULT_LIMIT = 50
@@ -87,6 +108,19 @@ def _limit(query: Mapping[str, str]) -> int:
     return int(text)
 
 
+async def _bounded(r: web.Request, limit: int) -> bytes:
+    """The request's body, refused past ``limit`` bytes: a batch may be larger than the app's
+    bound for every other request, and is read against its own."""
+    if r.content_length is not None and r.content_length > limit:
+        raise UsageError(f"the request is {r.content_length:,} bytes; at most {limit:,} are read")
+    data = bytearray()
+    async for part in r.content.iter_chunked(1 << 16):
+        data += part
+        if len(data) > limit:
+            raise UsageError(f"the request is over {limit:,} bytes; at most {limit:,} are read")
+    return bytes(data)
+
+
 def make_admin_app(deps: AdminDeps) -> web.Application:
     app = web.Application(middlewares=[admin_errors], client_max_size=4 * 1024 * 1024)
 
@@ -97,6 +131,12 @@ def make_admin_app(deps: AdminDeps) -> web.Application:
         req = _request(_SEND, await r.read())
         msg_id = await deps.sender.send(req.to, req.type, bytes(req.body), req.ttl, req.priority)
         return json_response(Queued(msg_id.hex(), req.to))
+
+    async def send_batch(r: web.Request) -> web.Response:
+        req = _request(_BATCH, await _bounded(r, MAX_BATCH_REQUEST_BYTES))
+        bodies = [bytes(b) for b in req.bodies]
+        ids = await deps.sender.send_batch(req.to, req.type, bodies, req.ttl, req.priority)
+        return json_response(QueuedBatch([i.hex() for i in ids], req.to))
 
     async def outbox(r: web.Request) -> web.Response:
         msg_id = await deps.sender.resolve(r.query["id"]) if "id" in r.query else None
@@ -143,6 +183,7 @@ def make_admin_app(deps: AdminDeps) -> web.Application:
     app.router.add_post("/v1/audit/witness", witness_now)
     app.router.add_get("/v1/status", status)
     app.router.add_post("/v1/send", send)
+    app.router.add_post("/v1/send/batch", send_batch)
     app.router.add_get("/v1/outbox", outbox)
     app.router.add_post("/v1/outbox/{id}/retry", outbox_retry)
     app.router.add_get("/v1/inbox", inbox)

@@ -1,4 +1,5 @@
-"""``make bench`` stays runnable: the crypto benchmark in quick mode, its rows and its numbers."""
+"""``make bench`` stays runnable: the crypto benchmark in quick mode, its rows and its numbers; the
+queueing benchmark's verdicts on its aims."""
 
 from __future__ import annotations
 
@@ -67,3 +68,13 @@ def test_every_listed_benchmark_has_a_run_function() -> None:
     assert parse(["crypto", "--quick"]).quick
     with pytest.raises(SystemExit):
         parse(["no-such-bench"])
+
+
+def test_the_queueing_report_says_the_ratio_and_whether_each_aim_was_met() -> None:
+    from bench import queueing
+
+    met = queueing.report(queueing.Figures(6000.0, 7500.0, 0.5), queueing.QUICK, "quick")
+    assert "aim >= 5,000: met" in met and "aim < 1 s: met" in met
+    assert re.search(r"^batch / ceiling\s+0\.80$", met, re.M), met
+    missed = queueing.report(queueing.Figures(4000.0, 7500.0, 1.2), queueing.FULL, "full")
+    assert "aim >= 5,000: MISSED" in missed and "aim < 1 s: MISSED" in missed

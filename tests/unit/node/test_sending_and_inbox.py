@@ -12,7 +12,7 @@ import pytest
 
 from keys.trust import PeerRecord
 from node.inbox import Inbox, inbox_view
-from node.runtime import run_inline
+from node.runtime import Run, run_inline
 from node.sending import Sender
 from node.storage import Accepted, Store
 from node.storage.sqlite import open_store
@@ -54,8 +54,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s.close()
 
 
-def sender(store: Store, woken: Woken, at: float = NOW) -> Sender:
-    return Sender(ALICE, store, run_inline, run_inline, woken, lambda: at)
+def sender(store: Store, woken: Woken, at: float = NOW, run_cpu: Run = run_inline) -> Sender:
+    return Sender(ALICE, store, run_inline, run_cpu, woken, lambda: at)
 
 
 def audit(store: Store) -> list[AuditEntry]:
