@@ -159,6 +159,15 @@ class AuditState(msgspec.Struct, frozen=True):
     peaks: list[bytes]
 
 
+class AuditVerified(msgspec.Struct, frozen=True):
+    """How far the node recomputed its audit tree from the entries themselves: ``prefix``, the
+    entries verified so far (extended by those appended since, each round), and ``sweep``, how
+    far the current pass re-checking that prefix from entry 0 has come (node/audit_ops.py)."""
+
+    prefix: AuditState
+    sweep: AuditState
+
+
 class SignedCheckpoint(msgspec.Struct, frozen=True):
     size: int
     root: bytes
