@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 
+import msgspec
+
 from node.auditing import record
 from node.storage import Accepted, QueuedMessage, Store
 
@@ -29,14 +31,14 @@ def message_id(kind: str, i: int) -> bytes:
     return hashlib.sha256(f"{kind} {i}".encode()).digest()[:16]
 
 
-def received(i: int, senders: list[bytes]) -> Accepted:
+def received(i: int, senders: list[bytes], kind: str = "in") -> Accepted:
     return Accepted(
-        id=message_id("in", i),
+        id=message_id(kind, i),
         sender=senders[i % len(senders)],
         type=TYPES[i % len(TYPES)],
         created=int(START) + i,
         expires=int(START) + i + 86400,
-        content_hash=hashlib.sha256(b"%d" % i).digest(),
+        content_hash=hashlib.sha256(f"{kind} {i}".encode()).digest(),
         envelope=b"e" * 300,
         priority=PRIORITIES[i % len(PRIORITIES)],
         tlp="GREEN",
@@ -44,16 +46,10 @@ def received(i: int, senders: list[bytes]) -> Accepted:
 
 
 def queued(i: int) -> QueuedMessage:
-    return QueuedMessage(
-        id=message_id("out", i),
-        type=TYPES[i % len(TYPES)],
-        created=int(START) + i,
-        expires=int(START) + i + 86400,
-        content_hash=hashlib.sha256(b"out %d" % i).digest(),
-        envelope=b"s" * 300,
-        priority=PRIORITIES[i % len(PRIORITIES)],
-        tlp="GREEN",
-    )
+    """What this node sent as its message number ``i``: made as a received one is."""
+    m = received(i, [b""], "out")
+    fields = {f: getattr(m, f) for f in QueuedMessage.__struct_fields__}
+    return msgspec.convert(fields, QueuedMessage)
 
 
 def fill(

@@ -28,6 +28,7 @@ from node.peer_info import parsed_card
 from node.peers import PeerKeys
 from node.runtime import Clock, Run
 from node.storage import (
+    AuditFilter,
     AuditRow,
     AuditState,
     AuditVerified,
@@ -162,12 +163,10 @@ def cosigned_note(reads: Reads) -> str | None:
 _CHUNK = 1000  # entries read at once
 
 
-def _rows_from(
-    reads: Reads, start: int, kind: str | None, message_id: str | None, since_ms: float | None
-) -> Iterator[AuditRow]:
+def _rows_from(reads: Reads, start: int, only: AuditFilter) -> Iterator[AuditRow]:
     """The matching entries from ``start`` on, a chunk at a time, each through an index."""
     while True:
-        rows = reads.audit_find(start, _CHUNK, kind=kind, message_id=message_id, since_ms=since_ms)
+        rows = reads.audit_find(start, _CHUNK, only)
         yield from rows
         if len(rows) < _CHUNK:
             return
@@ -187,8 +186,12 @@ def log_entries(
     ``since_ms`` (Unix ms), of ``kind`` (or a prefix ending in a dot), about ``message_id``;
     from index ``start`` on, at most ``limit`` of them (None: all)."""
     out: list[dict[str, object]] = []
-    wanted = message_id.lower() if message_id else None
-    for row in _rows_from(reads, start, kind or None, wanted, since_ms):
+    only = AuditFilter(
+        kind=kind or None,
+        message_id=message_id.lower() if message_id else None,
+        since_ms=since_ms,
+    )
+    for row in _rows_from(reads, start, only):
         if limit is not None and len(out) >= limit:
             break
         try:

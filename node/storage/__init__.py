@@ -8,6 +8,7 @@ and by ``node/local.py``). See ``interface.py`` for units of work and how ``now`
 from node.storage.interface import Reader, Reads, Store, Unit
 from node.storage.rows import (
     Accepted,
+    AuditFilter,
     AuditRow,
     AuditState,
     AuditVerified,
@@ -31,6 +32,7 @@ from node.storage.rows import (
 
 __all__ = [
     "Accepted",
+    "AuditFilter",
     "AuditRow",
     "AuditState",
     "AuditVerified",

@@ -34,6 +34,7 @@ from node.storage.flow_rows import (
 )
 from node.storage.rows import (
     Accepted,
+    AuditFilter,
     AuditRow,
     AuditState,
     AuditVerified,
@@ -149,18 +150,9 @@ class Reads(Protocol):
         """Entries with ``start <= index < end`` (None: to the end), in index order."""
         ...
 
-    def audit_find(
-        self,
-        start: int,
-        limit: int,
-        *,
-        kind: str | None = None,
-        message_id: str | None = None,
-        since_ms: float | None = None,
-    ) -> list[AuditRow]:
-        """At most ``limit`` entries from index ``start`` on, in index order, that are of
-        ``kind`` (or, ending in a dot, of a kind it starts), about ``message_id``, and timed at
-        or after ``since_ms`` (Unix ms): each filter given served by an index, not a scan."""
+    def audit_find(self, start: int, limit: int, only: AuditFilter) -> list[AuditRow]:
+        """At most ``limit`` entries from index ``start`` on, in index order, that ``only``
+        matches: each filter served by an index, not a scan of the log."""
         ...
 
     def audit_verified(self) -> AuditVerified:

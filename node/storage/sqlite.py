@@ -41,6 +41,7 @@ from node.storage.flow_rows import (
 from node.storage.interface import Reader, Reads, Store, Unit
 from node.storage.rows import (
     Accepted,
+    AuditFilter,
     AuditRow,
     AuditState,
     AuditVerified,
@@ -389,21 +390,14 @@ class _Reads:
         ).fetchall()
         return [AuditRow(int(i), bytes(e), bytes(r)) for i, e, r in rows]
 
-    def audit_find(
-        self,
-        start: int,
-        limit: int,
-        *,
-        kind: str | None = None,
-        message_id: str | None = None,
-        since_ms: float | None = None,
-    ) -> list[AuditRow]:
+    def audit_find(self, start: int, limit: int, only: AuditFilter) -> list[AuditRow]:
+        kind, message_id, since_ms = only.kind, only.message_id, only.since_ms
         args: list[object]
         if kind is not None and kind.endswith("."):
             # A prefix: each kind it names, in index order from audit_kind, merged (a range over
             # the kinds would sort every match for one page).
             pages = [
-                self.audit_find(start, limit, kind=k, message_id=message_id, since_ms=since_ms)
+                self.audit_find(start, limit, msgspec.structs.replace(only, kind=k))
                 for k in sorted(k for k in KINDS if k.startswith(kind))
             ]
             merged = heapq.merge(*pages, key=lambda row: row.index)
@@ -1003,6 +997,7 @@ def _read_transaction(db: sqlite3.Connection) -> Iterator[None]:
     see (WAL), and it never takes the write lock."""
     db.execute("BEGIN")
     try:
+        db.execute("SELECT COUNT(*) FROM audit_state").fetchone()  # the state is fixed here
         yield
     finally:
         db.execute("ROLLBACK")
