@@ -13,7 +13,7 @@ import platform
 import sys
 from collections.abc import Sequence
 
-BENCHMARKS = ["crypto", "node_throughput", "audit", "under_attack", "tls_cost", "flow"]
+BENCHMARKS = ["crypto", "node_throughput", "audit", "under_attack", "tls_cost", "flow", "reads"]
 
 
 def machine() -> str:

@@ -293,8 +293,9 @@ class Checked(msgspec.Struct, frozen=True):
 
 def _extended(start: AuditState, rows: list[AuditRow], before: AuditRow | None) -> AuditState:
     """``start`` (a verified prefix's right edge) extended by ``rows``, the entries right after
-    it, each recomputed and compared with the root recorded when it was appended; ``before``,
-    the prefix's last row, must still carry the prefix's root (the two join up)."""
+    it, recomputed: the root they give must be the one recorded when the last was appended, and
+    ``before``, the prefix's last row, must still carry the prefix's root (the two join up). On
+    a difference each entry is compared in turn, to name the first damaged one."""
     acc = MerkleAccumulator.restore(start.size, list(start.peaks))
     if start.size and (before is None or before.root != acc.root()):
         raise AuditError(
@@ -304,6 +305,15 @@ def _extended(start: AuditState, rows: list[AuditRow], before: AuditRow | None) 
     for row in rows:
         if row.index != acc.size:
             raise AuditError(f"audit entry {acc.size} is missing")
+        acc.append(leaf_hash(row.entry))
+    if rows and acc.root() != rows[-1].root:
+        _first_damaged(start, rows)
+    return AuditState(acc.size, list(acc.peaks))
+
+
+def _first_damaged(start: AuditState, rows: list[AuditRow]) -> None:
+    acc = MerkleAccumulator.restore(start.size, list(start.peaks))
+    for row in rows:
         try:
             decode_entry(row.entry)
         except AuditError as exc:
@@ -311,7 +321,7 @@ def _extended(start: AuditState, rows: list[AuditRow], before: AuditRow | None) 
         acc.append(leaf_hash(row.entry))
         if acc.root() != row.root:
             raise AuditError(f"audit entry {row.index} is damaged: {_DAMAGED}")
-    return AuditState(acc.size, list(acc.peaks))
+    raise AuditError(f"audit entry {rows[-1].index} is damaged: {_DAMAGED}")
 
 
 def _last(reads: Reads, state: AuditState) -> AuditRow | None:

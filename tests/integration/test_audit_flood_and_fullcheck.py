@@ -79,10 +79,10 @@ async def test_regression_full_check_runs_after_a_start(tmp_path: Path) -> None:
     node = Node(home, config, identity)
     await node.start()
     try:
-        with pytest.raises(AuditError, match="^refusing to sign: audit entry 1 is damaged"):
+        with pytest.raises(AuditError, match=r"^refusing to sign: audit entry 1 is damaged"):
             await node.checkpoint()
         await node.run_db(audit, node.store, "peer.added", peer="carol")
-        with pytest.raises(AuditError, match="^refusing to sign: audit entry 1 is damaged"):
+        with pytest.raises(AuditError, match=r"^refusing to sign: audit entry 1 is damaged"):
             await node.checkpoint()
         assert node.store.audit_verified().prefix.size == 0  # nothing damaged is marked verified
     finally:
