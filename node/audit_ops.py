@@ -239,6 +239,13 @@ def log_snapshot(reads: Reads) -> LogSnapshot:
     )
 
 
+def log_snapshot_of(reader: Reader) -> LogSnapshot:
+    """:func:`log_snapshot` in one read transaction: a checkpoint signed meanwhile cannot make
+    the rows read look shorter than it."""
+    with reader.snapshot() as reads:
+        return log_snapshot(reads)
+
+
 def verify_snapshot(snapshot: LogSnapshot, me: PublicIdentity) -> LogReport:
     """Recompute the tree and check every entry, signed checkpoint and cosignature of the latest
     one against this node's key ``me``; raises AuditError naming the first damage."""

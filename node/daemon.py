@@ -225,6 +225,8 @@ class Node:
                     home=self.home,
                     after_keys_changed=self.after_keys_changed,
                     fetch=self.fetch,
+                    reader=self.reader,
+                    run_read=self.run_read,
                 ),
                 flow=FlowDeps(
                     view=self.flow_view,

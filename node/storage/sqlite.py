@@ -371,7 +371,7 @@ class _Reads:
                 per_peer[bytes(p)] = per_peer.get(bytes(p), 0) + int(n)
         oldest = self._db.execute(
             "SELECT MIN(m.queued_at) FROM outbox o INDEXED BY outbox_pending "
-            f"JOIN messages m ON m.id = o.msg_id WHERE o.status IN {_PENDING}"
+            f"JOIN messages m INDEXED BY messages_age ON m.id = o.msg_id WHERE o.status IN {_PENDING}"
         ).fetchone()[0]
         return OutboxStats(by_status, None if oldest is None else float(oldest), per_peer)
 
@@ -975,6 +975,7 @@ class SqliteReader(_Reads):
             db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA query_only=ON")
             db.execute("PRAGMA busy_timeout=5000")
+            db.execute("PRAGMA cache_size=-8192")  # 8 MiB: listings and status stay in memory
             if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 db.close()
                 raise NodeError(f"internal error: database {path} is not in WAL mode")

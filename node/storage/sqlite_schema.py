@@ -32,6 +32,9 @@ CREATE INDEX IF NOT EXISTS inbox_unread ON inbox(priority, received_at, sender, 
     WHERE read_at IS NULL;
 CREATE INDEX IF NOT EXISTS inbox_by_sender ON inbox(sender, priority, received_at, id);
 CREATE INDEX IF NOT EXISTS inbox_by_type ON inbox(type, priority, received_at, sender, id);
+-- Covering what status and the flow view read of each entry still to deliver (its message's age
+-- and TLP), so they touch this small index and not the rows, envelopes and all.
+CREATE INDEX IF NOT EXISTS messages_age ON messages(id, queued_at, tlp);
 """
 
 # What an audit entry's JSON says, as index expressions: ``audit log --kind/--message`` reads

@@ -118,6 +118,7 @@ def test_every_operator_query_uses_an_index_and_sorts_nothing(history: Path) -> 
         "audit_kind",
         "audit_message",
         "outbox_pending",
+        "messages_age",
     ],
 )
 def test_dropping_an_index_is_caught(history: Path, index: str) -> None:
@@ -316,7 +317,7 @@ def test_a_database_of_an_earlier_release_gains_indexes_and_counters(tmp_path: P
         for name, kind in db.execute(
             "SELECT name, type FROM sqlite_master WHERE name IN ('outbox_counts', "
             "'inbox_counts', 'inbox_by_sender', 'inbox_by_type', 'audit_kind', "
-            "'audit_message', 'audit_time', 'audit_verified') OR type = 'trigger'"
+            "'audit_message', 'audit_time', 'audit_verified', 'messages_age') OR type = 'trigger'"
         ).fetchall():
             db.execute(f"DROP {kind.upper()} IF EXISTS {name}")
     store = open_store(path)
@@ -325,7 +326,13 @@ def test_a_database_of_an_earlier_release_gains_indexes_and_counters(tmp_path: P
     assert counted(store) == brute_counts(path)
     with sqlite3.connect(path) as db:
         names = {n for (n,) in db.execute("SELECT name FROM sqlite_master")}
-    assert {"inbox_by_sender", "inbox_by_type", "audit_kind", "audit_verified"} <= names
+    assert {
+        "inbox_by_sender",
+        "inbox_by_type",
+        "audit_kind",
+        "audit_verified",
+        "messages_age",
+    } <= names
     store.close()
 
 
