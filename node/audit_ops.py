@@ -163,12 +163,12 @@ def cosigned_note(reads: Reads) -> str | None:
 _CHUNK = 1000  # entries read at once
 
 
-def _rows_from(reads: Reads, start: int, only: AuditFilter) -> Iterator[AuditRow]:
-    """The matching entries from ``start`` on, a chunk at a time, each through an index."""
+def _rows_from(reads: Reads, start: int, only: AuditFilter, chunk: int) -> Iterator[AuditRow]:
+    """The matching entries from ``start`` on, ``chunk`` at a time, each through an index."""
     while True:
-        rows = reads.audit_find(start, _CHUNK, only)
+        rows = reads.audit_find(start, chunk, only)
         yield from rows
-        if len(rows) < _CHUNK:
+        if len(rows) < chunk:
             return
         start = rows[-1].index + 1
 
@@ -191,7 +191,8 @@ def log_entries(
         message_id=message_id.lower() if message_id else None,
         since_ms=since_ms,
     )
-    for row in _rows_from(reads, start, only):
+    chunk = _CHUNK if limit is None else max(1, min(_CHUNK, limit))
+    for row in _rows_from(reads, start, only, chunk):
         if limit is not None and len(out) >= limit:
             break
         try:
