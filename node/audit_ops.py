@@ -186,6 +186,8 @@ def log_entries(
     ``since_ms`` (Unix ms), of ``kind`` (or a prefix ending in a dot), about ``message_id``;
     from index ``start`` on, at most ``limit`` of them (None: all)."""
     out: list[dict[str, object]] = []
+    if limit is not None and limit <= 0:
+        return out
     only = AuditFilter(
         kind=kind or None,
         message_id=message_id.lower() if message_id else None,
@@ -193,14 +195,14 @@ def log_entries(
     )
     chunk = _CHUNK if limit is None else max(1, min(_CHUNK, limit))
     for row in _rows_from(reads, start, only, chunk):
-        if limit is not None and len(out) >= limit:
-            break
         try:
             entry = msgspec.json.decode(row.entry, type=dict[str, object])
         except msgspec.DecodeError as exc:
             raise AuditError(f"audit entry {row.index} is damaged: not a valid entry") from exc
         entry["index"] = row.index
         out.append(entry)
+        if limit is not None and len(out) >= limit:
+            break  # before the next chunk is read
     return out
 
 
