@@ -21,6 +21,7 @@ BENCHMARKS = [
     "tls_cost",
     "flow",
     "queueing",
+    "reads",
     "cli_start",
 ]
 

@@ -4,14 +4,21 @@ filter its entries, verify it end to end, prove an entry's inclusion, export it 
 Signing is the one write here: the ``checkpoint.published`` entry, the root it produces and the
 signed checkpoint are one unit, so a checkpoint never covers an entry that was rolled back. The
 daemon's periodic job, the admin API and node/local.py (node not running) all sign through
-:func:`sign_checkpoint`. Everything else reads a snapshot on the database thread and computes on
-the caller's (the verification and proofs are O(n) hashing: the crypto thread in the node).
-Reads and writes storage through units; no HTTP, no clock (``now`` is passed in).
+:func:`sign_checkpoint`. Everything else reads a snapshot and computes on the caller's thread (the
+verification and proofs are O(n) hashing: the operator's thread in the node).
+
+The running node checks its own log incrementally (:class:`BackgroundCheck`): what it verified is
+stored (the verified prefix's size and right-edge peaks), and at start and before each checkpoint
+only the entries appended since are recomputed, plus a bounded slice of the old ones, so the whole
+log is re-checked about every ``[audit] full_check_interval``; ``borderlink audit verify`` stays
+the full recomputation. Reads and writes storage through units; no HTTP; ``now`` and the clock
+are passed in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 
 import msgspec
 
@@ -19,8 +26,21 @@ from keys.card import Card, parse_card
 from node.auditing import record
 from node.peer_info import parsed_card
 from node.peers import PeerKeys
-from node.storage import AuditRow, Cosignature, PeerRecord, Reads, SignedCheckpoint, Store, Unit
-from protocol.audit import origin_of, verify_log
+from node.runtime import Clock, Run
+from node.storage import (
+    AuditFilter,
+    AuditRow,
+    AuditState,
+    AuditVerified,
+    Cosignature,
+    PeerRecord,
+    Reader,
+    Reads,
+    SignedCheckpoint,
+    Store,
+    Unit,
+)
+from protocol.audit import decode_entry, origin_of, verify_log
 from protocol.audit_export import export_text
 from protocol.checkpoint import (
     Checkpoint,
@@ -31,7 +51,7 @@ from protocol.checkpoint import (
 from protocol.checkpoint import sign_checkpoint as sign_note
 from protocol.errors import AuditError, UsageError
 from protocol.identity import Identity, PublicIdentity
-from protocol.merkle import MerkleTree, leaf_hash, root_from_leaf_hashes
+from protocol.merkle import MerkleAccumulator, MerkleTree, leaf_hash, root_from_leaf_hashes
 from protocol.signednote import Verifier
 
 # Entries about witnessing alone do not call for a new checkpoint: otherwise two nodes witnessing
@@ -65,9 +85,10 @@ def sign_checkpoint(
     """Sign a checkpoint of the current log unless the latest one already covers it.
 
     Never signs a tree that does not extend the latest signed one (PROTOCOL.md 12.2). With
-    ``full`` the whole tree is recomputed from the entries, O(n); without, the roots recorded at
-    append time are compared, O(log n), and the node runs the full check at start and every
-    ``audit.full_check_interval``. ``force`` signs even if only witnessing happened since.
+    ``full`` the whole tree is recomputed from the entries, O(n) (a node that is not running
+    signs so); without, the roots recorded at append time are compared, O(log n): the running
+    node has its :class:`BackgroundCheck` recompute the entries appended since it last did, off
+    the writer's thread, before it signs. ``force`` signs even if only witnessing happened since.
 
     A new checkpoint prunes the older ones to the newest ``keep``, never the latest nor the
     newest one a witness cosigned (whose cosignatures are the log's best witnessed state).
@@ -139,16 +160,17 @@ def cosigned_note(reads: Reads) -> str | None:
 # -- listing -------------------------------------------------------------------------------------
 
 
-_CHUNK = 1000  # entries read at once while filtering
+_CHUNK = 1000  # entries read at once
 
 
-def _rows_from(reads: Reads, start: int) -> Iterator[AuditRow]:
+def _rows_from(reads: Reads, start: int, only: AuditFilter, chunk: int) -> Iterator[AuditRow]:
+    """The matching entries from ``start`` on, ``chunk`` at a time, each through an index."""
     while True:
-        rows = reads.audit_rows(start, start + _CHUNK)
+        rows = reads.audit_find(start, chunk, only)
         yield from rows
-        if len(rows) < _CHUNK:
+        if len(rows) < chunk:
             return
-        start += _CHUNK
+        start = rows[-1].index + 1
 
 
 def log_entries(
@@ -164,22 +186,23 @@ def log_entries(
     ``since_ms`` (Unix ms), of ``kind`` (or a prefix ending in a dot), about ``message_id``;
     from index ``start`` on, at most ``limit`` of them (None: all)."""
     out: list[dict[str, object]] = []
-    for row in _rows_from(reads, start):
-        if limit is not None and len(out) >= limit:
-            break
+    if limit is not None and limit <= 0:
+        return out
+    only = AuditFilter(
+        kind=kind or None,
+        message_id=message_id.lower() if message_id else None,
+        since_ms=since_ms,
+    )
+    chunk = _CHUNK if limit is None else max(1, min(_CHUNK, limit))
+    for row in _rows_from(reads, start, only, chunk):
         try:
             entry = msgspec.json.decode(row.entry, type=dict[str, object])
         except msgspec.DecodeError as exc:
             raise AuditError(f"audit entry {row.index} is damaged: not a valid entry") from exc
         entry["index"] = row.index
-        at, what = entry.get("time"), str(entry.get("kind", ""))
-        if since_ms is not None and not (isinstance(at, int | float) and at >= since_ms):
-            continue
-        if kind and not (what == kind or (kind.endswith(".") and what.startswith(kind))):
-            continue
-        if message_id and entry.get("message_id") != message_id.lower():
-            continue
         out.append(entry)
+        if limit is not None and len(out) >= limit:
+            break  # before the next chunk is read
     return out
 
 
@@ -219,6 +242,13 @@ def log_snapshot(reads: Reads) -> LogSnapshot:
     )
 
 
+def log_snapshot_of(reader: Reader) -> LogSnapshot:
+    """:func:`log_snapshot` in one read transaction: a checkpoint signed meanwhile cannot make
+    the rows read look shorter than it."""
+    with reader.snapshot() as reads:
+        return log_snapshot(reads)
+
+
 def verify_snapshot(snapshot: LogSnapshot, me: PublicIdentity) -> LogReport:
     """Recompute the tree and check every entry, signed checkpoint and cosignature of the latest
     one against this node's key ``me``; raises AuditError naming the first damage."""
@@ -254,6 +284,154 @@ def verify_snapshot(snapshot: LogSnapshot, me: PublicIdentity) -> LogReport:
         uncovered=report.size - report.checkpoint_size,
         cosigned_by=cosigned,
     )
+
+
+# -- the node's own check, extending what it verified before -----------------------------------
+
+SLICE = 4096  # entries recomputed in one call on the reader's thread
+SWEEP_MIN = 2048  # old entries re-checked in a round, at least
+SWEEP_MAX = 50_000  # and at most (about 0.3 s of hashing on the reader's thread)
+_DAMAGED = "the tree no longer matches the root recorded when it was appended"
+
+
+class Checked(msgspec.Struct, frozen=True):
+    """One step of the background check: how far it got, and whether it reached the log's end."""
+
+    verified: AuditVerified
+    caught_up: bool
+
+
+def _extended(start: AuditState, rows: list[AuditRow], before: AuditRow | None) -> AuditState:
+    """``start`` (a verified prefix's right edge) extended by ``rows``, the entries right after
+    it, recomputed: the root they give must be the one recorded when the last was appended, and
+    ``before``, the prefix's last row, must still carry the prefix's root (the two join up). On
+    a difference each entry is compared in turn, to name the first damaged one."""
+    acc = MerkleAccumulator.restore(start.size, list(start.peaks))
+    if start.size and (before is None or before.root != acc.root()):
+        raise AuditError(
+            f"audit entry {start.size - 1} is damaged: the log no longer extends the "
+            f"{start.size} entries verified before"
+        )
+    for row in rows:
+        if row.index != acc.size:
+            raise AuditError(f"audit entry {acc.size} is missing")
+        acc.append(leaf_hash(row.entry))
+    if rows and acc.root() != rows[-1].root:
+        _first_damaged(start, rows)
+    return AuditState(acc.size, list(acc.peaks))
+
+
+def _first_damaged(start: AuditState, rows: list[AuditRow]) -> None:
+    acc = MerkleAccumulator.restore(start.size, list(start.peaks))
+    for row in rows:
+        try:
+            decode_entry(row.entry)
+        except AuditError as exc:
+            raise AuditError(f"audit entry {row.index} is damaged: not a valid entry") from exc
+        acc.append(leaf_hash(row.entry))
+        if acc.root() != row.root:
+            raise AuditError(f"audit entry {row.index} is damaged: {_DAMAGED}")
+    raise AuditError(f"audit entry {rows[-1].index} is damaged: {_DAMAGED}")
+
+
+def _last(reads: Reads, state: AuditState) -> AuditRow | None:
+    rows = reads.audit_rows(state.size - 1, state.size) if state.size else []
+    return rows[0] if rows else None
+
+
+def check_step(reader: Reader, verified: AuditVerified, sweep: int) -> Checked:
+    """Verify up to :data:`SLICE` entries appended after the verified prefix, and re-check up to
+    ``sweep`` entries of the prefix where the sweep stands (from 0 again once it reaches the
+    prefix's end, where the two must agree). One snapshot of the log; raises AuditError naming
+    the damage. O(SLICE + sweep), whatever the log's size: runs on the reader's thread."""
+    with reader.snapshot() as r:
+        tip, prefix = r.audit_state(), verified.prefix
+        if tip.size < prefix.size:
+            raise AuditError(
+                f"the audit log has {tip.size} entries, fewer than the {prefix.size} verified "
+                "before: entries were deleted"
+            )
+        rows = r.audit_rows(prefix.size, prefix.size + SLICE)
+        grown = _extended(prefix, rows, _last(r, prefix))
+        caught_up = grown.size == tip.size
+        if caught_up and grown.peaks != tip.peaks:
+            raise AuditError(
+                "the audit log's append state no longer matches its entries: the next "
+                "checkpoint would not cover them"
+            )
+        at = verified.sweep if verified.sweep.size <= grown.size else AuditState(0, [])
+        if sweep > 0 and grown.size:
+            end = min(at.size + sweep, grown.size)
+            at = _extended(at, r.audit_rows(at.size, end), _last(r, at))
+            if at.size == grown.size:
+                if at.peaks != grown.peaks:
+                    raise AuditError(
+                        f"audit entries before {grown.size} are damaged: recomputed from the "
+                        "first, they no longer give the tree verified before"
+                    )
+                at = AuditState(0, [])
+    return Checked(AuditVerified(grown, at), caught_up)
+
+
+def sweep_size(entries: int, interval: float, full_interval: float) -> int:
+    """Old entries to re-check each round so the whole log is re-checked about every
+    ``full_interval`` seconds when a round runs every ``interval``, within bounds."""
+    share = -(-entries * interval // full_interval) if full_interval > 0 else entries
+    return int(max(SWEEP_MIN, min(SWEEP_MAX, share)))
+
+
+class BackgroundCheck:
+    """The node's check of its own log at start and before each checkpoint it signs: it extends
+    the stored verified prefix by the entries appended since (and re-checks a bounded slice of
+    the old ones), reading through the reader on its own thread, so no delivery waits on it.
+    Only the new position is written, one small unit. Damage found stays found: every later
+    round refuses at once, until the operator has looked (``borderlink audit verify``) and the
+    node restarts."""
+
+    def __init__(
+        self,
+        reader: Reader,
+        run_read: Run,
+        store: Store,
+        run_db: Run,
+        clock: Clock,
+        *,
+        sweep: Callable[[int], int],
+    ) -> None:
+        self.reader, self.run_read = reader, run_read
+        self.store, self.run_db = store, run_db
+        self.clock = clock
+        self.sweep = sweep
+        self.damage: str | None = None
+        self._stored: AuditVerified | None = None
+        self._lock = asyncio.Lock()
+
+    async def run(self) -> AuditVerified:
+        """Catch up with the log; the verified position, stored. Raises AuditError on damage."""
+        async with self._lock:
+            if self.damage is not None:
+                raise AuditError(self.damage)
+            if self._stored is None:
+                self._stored = await self.run_read(self.reader.audit_verified)
+            verified, budget = self._stored, self.sweep(self._stored.prefix.size)
+            while True:
+                try:
+                    step = await self.run_read(check_step, self.reader, verified, budget)
+                except AuditError as exc:
+                    self.damage = exc.message
+                    raise
+                verified, budget = step.verified, 0
+                if step.caught_up:
+                    break
+            if verified != self._stored:
+                await self.run_db(_store_verified, self.store, verified, self.clock())
+                self._stored = verified
+            return verified
+
+
+def _store_verified(store: Store, verified: AuditVerified, now: float) -> None:
+    with store.unit(now) as u:
+        u.set_audit_verified(verified)
 
 
 # -- proofs and exports --------------------------------------------------------------------------

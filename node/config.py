@@ -77,7 +77,9 @@ class Audit(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     checkpoint_interval: Seconds = 5.0  # sign a checkpoint this often when the log grew
     witness_interval: Seconds = 30.0  # fetch, check and cosign each peer's checkpoint this often
     prune_interval: Seconds = 600.0  # forget expired replay-table entries this often
-    full_check_interval: Seconds = 600.0  # recompute the whole tree before signing this often
+    full_check_interval: Seconds = (
+        600.0  # re-check every old entry about this often (a slice a round)
+    )
 
 
 class Keys(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

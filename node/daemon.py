@@ -20,7 +20,7 @@ from aiohttp import web
 
 from keys.card import Card, parse_card
 from node.admission import Admission
-from node.audit_ops import cosigned_note, sign_checkpoint
+from node.audit_ops import BackgroundCheck, cosigned_note, sign_checkpoint, sweep_size
 from node.config import Config, parse_listen
 from node.cosigning import Cosigning
 from node.dashboard.app import DashboardDeps, make_dashboard_app
@@ -47,18 +47,19 @@ from node.runtime import Clock, Threads, wall_clock
 from node.sending import Sender
 from node.status import Running, Status
 from node.storage import Store
-from node.storage.sqlite import open_store
+from node.storage.sqlite import open_reader, open_store
 from node.tasks import cancelled
 from node.tls import NodeTls
 from node.witness import Witness
 from protocol.checkpoint import checkpoint_size
-from protocol.errors import NodeError, os_reason
+from protocol.errors import AuditError, NodeError, os_reason
 from protocol.identity import Identity
 from protocol.text import shown
 
 # Connections the dashboard's listener holds at once (16 live streams and their pages' requests
 # fit many times over); the oldest makes room for a new one.
 DASHBOARD_CONNECTIONS = 64
+_LOOK = "run 'borderlink audit verify'"
 
 
 class Node:
@@ -75,6 +76,10 @@ class Node:
         self.threads = Threads()
         self.run_db, self.run_cpu = self.threads.run_db, self.threads.run_cpu
         self.store: Store = open_store(home.database)
+        # The second, read-only connection (opened after the store brought the schema up to
+        # date): listings, status and the audit check read through it on their own thread.
+        self.reader = open_reader(home.database)
+        self.run_read = self.threads.run_read
         if self.card.body.tls_cert is None:
             self._add_tls()
         assert self.card.body.tls_cert is not None
@@ -139,7 +144,19 @@ class Node:
         self.listen_port: int | None = None
         self._runners: list[web.AppRunner] = []
         self._background: list[asyncio.Task[None]] = []
-        self._full_checked = float("-inf")  # the first checkpoint after start recomputes the tree
+        audit = config.audit
+        self.audit_check = BackgroundCheck(
+            self.reader,
+            self.run_read,
+            self.store,
+            self.run_db,
+            clock,
+            sweep=partial(
+                sweep_size,
+                interval=audit.checkpoint_interval,
+                full_interval=audit.full_check_interval,
+            ),
+        )
 
     def _add_tls(self) -> None:
         """A home made before cards pinned a TLS certificate: re-issue the card with one (same
@@ -191,10 +208,10 @@ class Node:
         return make_admin_app(
             AdminDeps(
                 status=Status(
-                    running, self.store, self.run_db, self.deliveries, self.witness, self.clock
+                    running, self.reader, self.run_read, self.deliveries, self.witness, self.clock
                 ),
                 sender=self.sender,
-                inbox=Inbox(self.sender),
+                inbox=Inbox(self.sender, reads=self.reader, run_read=self.run_read),
                 checkpoint=self._fresh_checkpoint,
                 witness_round=self._witness_now,
                 operations=OperationDeps(
@@ -208,6 +225,8 @@ class Node:
                     home=self.home,
                     after_keys_changed=self.after_keys_changed,
                     fetch=self.fetch,
+                    reader=self.reader,
+                    run_read=self.run_read,
                 ),
                 flow=FlowDeps(
                     view=self.flow_view,
@@ -330,6 +349,7 @@ class Node:
         await self.reporter.refresh()
         audit = self.config.audit
         self._background = [
+            asyncio.create_task(self._check_audit()),
             asyncio.create_task(self._every(audit.checkpoint_interval, self.checkpoint)),
             asyncio.create_task(self._every(audit.prune_interval, self._prune)),
             asyncio.create_task(
@@ -397,6 +417,7 @@ class Node:
             await r.cleanup()
         await self.run_db(self._resume)
         await self.client.close()
+        await self.run_read(self.reader.close)
         await self.run_db(self.store.close)
         self.threads.shutdown()
         with contextlib.suppress(FileNotFoundError):
@@ -452,15 +473,28 @@ class Node:
 
     # jobs and what the routes call -----------------------------------------------------------
 
+    async def _check_audit(self) -> None:
+        """At start: verify the entries appended since the node last did (on the reader's
+        thread; deliveries go on meanwhile). Damage is logged, and no checkpoint is signed."""
+        try:
+            verified = await self.audit_check.run()
+        except AuditError as exc:
+            self.log.error("audit.damaged", error=exc.message, action=_LOOK)
+            return
+        self.log.info("audit.checked", verified=verified.prefix.size)
+
     async def checkpoint(self, force: bool = False) -> str:
-        """Sign a checkpoint if the audit log grew (PROTOCOL.md 12.2); returns the latest note."""
+        """Sign a checkpoint if the audit log grew (PROTOCOL.md 12.2); returns the latest note.
+        The entries appended since the last check are recomputed first (BackgroundCheck), then
+        signing, on the writer's thread, compares recorded roots only: O(log n)."""
+        try:
+            await self.audit_check.run()
+        except AuditError as exc:
+            raise AuditError(f"refusing to sign: {exc.message}; {_LOOK}") from exc
         now = self.clock()
-        full = now - self._full_checked >= self.config.audit.full_check_interval
         signed = await self.run_db(
-            sign_checkpoint, self.store, self.identity, now, actor="node", force=force, full=full
+            sign_checkpoint, self.store, self.identity, now, actor="node", force=force, full=False
         )
-        if full and signed.new:  # an early return (nothing to sign) recomputed nothing
-            self._full_checked = now
         if signed.new:
             self.log.info("checkpoint.published", size=str(checkpoint_size(signed.note)))
         return signed.note

@@ -21,8 +21,9 @@ from keys.trust import PeerRecord
 from node.auditing import record
 from node.message_ids import resolve
 from node.peer_info import parsed_card
+from node.runtime import Run
 from node.sending import Page, Sender, cursor, from_cursor, page_limit, paged, peer_names
-from node.storage import InboxRow, Store
+from node.storage import InboxRow, Reads, Store
 from node.storage.rows import InboxFilter, InboxKey
 from protocol.envelope import Opened, open_envelope
 from protocol.errors import BorderlinkError, UnknownPeer, UsageError
@@ -94,7 +95,7 @@ class Wanted(msgspec.Struct, frozen=True, kw_only=True):
 PRIORITIES = ("flash", "urgent", "routine")  # most urgent first, as listings sort
 
 
-def _filter(store: Store, wanted: Wanted) -> InboxFilter:
+def _filter(store: Reads, wanted: Wanted) -> InboxFilter:
     for p in wanted.priorities:
         if p not in PRIORITIES:
             raise UsageError(f"priority must be one of {', '.join(PRIORITIES)}, not {shown(p)}")
@@ -113,7 +114,7 @@ def _filter(store: Store, wanted: Wanted) -> InboxFilter:
 
 
 def _listing(
-    store: Store, unread: bool, limit: int, after: InboxKey | None, wanted: Wanted
+    store: Reads, unread: bool, limit: int, after: InboxKey | None, wanted: Wanted
 ) -> Page[InboxView]:
     only = _filter(store, wanted)
     found = store.inbox_rows(unread=unread, limit=limit + 1, after=after, only=only)
@@ -174,15 +175,21 @@ def _reopen(envelope: bytes, me: Identity, rec: PeerRecord, created: int) -> Ope
 
 class Inbox:
     """Acknowledging is sending, so the inbox works with the sender's identity, storage, threads
-    and clock rather than a second copy of each."""
+    and clock rather than a second copy of each. Listings and id lookups read through ``reads``
+    on ``run_read`` (the node's reader connection and thread: a listing never waits behind the
+    writer); by default, the sender's store on its thread."""
 
-    def __init__(self, sender: Sender) -> None:
+    def __init__(
+        self, sender: Sender, *, reads: Reads | None = None, run_read: Run | None = None
+    ) -> None:
         self.sender = sender
         self.identity = sender.identity
         self.store = sender.store
         self.run_db = sender.run_db
         self.run_cpu = sender.run_cpu
         self.clock = sender.clock
+        self.reads: Reads = reads if reads is not None else sender.store
+        self.run_read: Run = run_read if run_read is not None else sender.run_db
 
     async def listing(
         self,
@@ -195,13 +202,13 @@ class Inbox:
         """Most urgent first, then newest; only those not yet shown with ``unread``, only those
         ``wanted`` names; ``limit`` messages from the one after the cursor ``after``."""
         key = None if after is None else from_cursor(_INBOX, after, InboxKey)
-        return await self.run_db(
-            _listing, self.store, unread, page_limit(limit), key, wanted or Wanted()
+        return await self.run_read(
+            _listing, self.reads, unread, page_limit(limit), key, wanted or Wanted()
         )
 
     async def resolve(self, text: str) -> bytes:
         """The inbox message id ``text`` means: a full id, or a unique prefix of one."""
-        return await self.run_db(resolve, text, self.store.inbox_ids, "the inbox")
+        return await self.run_read(resolve, text, self.reads.inbox_ids, "the inbox")
 
     async def show(self, msg_id: bytes, from_name: str | None) -> InboxView:
         """The message opened again, with its body; marks it read."""

@@ -27,7 +27,7 @@ from node.offline import OpenedFile
 from node.peers import AddedPeer, PeerKeys, PeerRow, Revoked, VerifiedPeer
 from node.runtime import Clock, Run, run_inline
 from node.sending import cursor, from_cursor, page_limit, paged
-from node.storage import Store
+from node.storage import Reader, Store
 from protocol.decoding import Decoder
 from protocol.errors import NodeError, UsageError, ValidationError
 from protocol.identity import Identity
@@ -63,6 +63,15 @@ class OperationDeps:
     after_keys_changed: Callable[[Identity | None, Card | None], Awaitable[None]] = field(
         default=_no_key_change
     )
+    # Where the audit log's listing and verification read: the node's reader connection on its
+    # own thread (never behind deliveries); None: the store on ``run_db``.
+    reader: Reader | None = None
+    run_read: Run | None = None
+
+    def reads(self) -> tuple[Reader, Run]:
+        if self.reader is not None and self.run_read is not None:
+            return self.reader, self.run_read
+        return self.store, self.run_db
 
     def my_home(self) -> Home:
         if self.home is None:
@@ -281,9 +290,10 @@ _AUDIT = "a"
 async def _list_audit(deps: OperationDeps, req: ListAudit) -> AuditLog:
     limit = None if req.limit is None else page_limit(req.limit)
     start = 0 if req.after is None else from_cursor(_AUDIT, req.after, int) + 1
-    entries = await deps.run_db(
+    reader, run_read = deps.reads()
+    entries = await run_read(
         audit_ops.log_entries,
-        deps.store,
+        reader,
         since_ms=req.since_ms,
         kind=req.kind,
         message_id=req.message_id,
@@ -304,7 +314,8 @@ class VerifyLog(_Request):
 
 async def _verify_log(deps: OperationDeps, req: VerifyLog) -> LogReport:
     me = deps.own_card().identity
-    snapshot = await deps.run_db(audit_ops.log_snapshot, deps.store)
+    reader, run_read = deps.reads()
+    snapshot = await run_read(audit_ops.log_snapshot_of, reader)
     return await deps.run_cpu(audit_ops.verify_snapshot, snapshot, me)
 
 

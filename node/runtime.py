@@ -39,6 +39,9 @@ class Threads:
         self._db = ThreadPoolExecutor(1, thread_name_prefix="db")
         self._cpu = ThreadPoolExecutor(1, thread_name_prefix="crypto")
         self._ops = ThreadPoolExecutor(1, thread_name_prefix="operator")
+        # Reads on the second, read-only connection (node/storage Reader): operator listings,
+        # status and the background audit check never queue behind the writer's thread.
+        self._read = ThreadPoolExecutor(1, thread_name_prefix="read")
 
     async def run_db(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
@@ -52,10 +55,15 @@ class Threads:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._ops, functools.partial(fn, *args, **kwargs))
 
+    async def run_read(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read, functools.partial(fn, *args, **kwargs))
+
     def shutdown(self) -> None:
         self._db.shutdown(wait=True)
         self._cpu.shutdown(wait=True)
         self._ops.shutdown(wait=True)
+        self._read.shutdown(wait=True)
 
 
 async def run_inline(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:

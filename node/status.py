@@ -2,7 +2,10 @@
 share of the inbox, the audit log and what witnessing found (``borderlink status``, GET /v1/status
 on the admin API).
 
-Read-only. Storage is read once, in one snapshot on the database thread; link states come from
+Read-only. Storage is read once, in one snapshot (a read transaction on the node's reader
+connection, its own thread: status never waits behind the writer); every count is one a trigger
+keeps or one over the undelivered entries alone, so what status costs does not grow with the
+history (node/storage/sqlite_schema.py COUNTERS). Link states come from
 the delivery workers' owner and witnessing outcomes from the witness, each through a narrow
 Protocol, so this module never reaches into a worker. :func:`report` is pure (a snapshot and the
 time in, the report out). No HTTP.
@@ -23,7 +26,7 @@ from node.delivery import LinkState
 from node.peer_info import parsed_card
 from node.peers import blocked_line
 from node.runtime import Clock, Run
-from node.storage import Evidence, InboxStats, OutboxStats, Reads
+from node.storage import Evidence, InboxStats, OutboxStats, Reader, Reads
 from node.storage.flow_rows import PendingLink
 from node.storage.rows import KeyEvent, KeyNotice, RevokedKey, SenderUsage
 
@@ -123,7 +126,7 @@ class Snapshot(msgspec.Struct, frozen=True):
 
 
 def snapshot(reads: Reads, me: bytes = b"") -> Snapshot:
-    """Runs on the database thread."""
+    """Runs on the reader's thread, in a snapshot (:func:`snapshot_of`)."""
     latest = reads.latest_checkpoint()
     peers = reads.peers()
     return Snapshot(
@@ -141,6 +144,12 @@ def snapshot(reads: Reads, me: bytes = b"") -> Snapshot:
         senders=reads.inbox_senders(),
         pending=reads.flow_pending_links(),
     )
+
+
+def snapshot_of(reader: Reader, me: bytes = b"") -> Snapshot:
+    """:func:`snapshot` in one read transaction: every part from the same committed state."""
+    with reader.snapshot() as reads:
+        return snapshot(reads, me)
 
 
 class Links(Protocol):
@@ -283,15 +292,21 @@ def report(
 
 class Status:
     def __init__(
-        self, me: Running, reads: Reads, run_db: Run, links: Links, witness: Outcomes, clock: Clock
+        self,
+        me: Running,
+        reads: Reader,
+        run_read: Run,
+        links: Links,
+        witness: Outcomes,
+        clock: Clock,
     ) -> None:
         self.me = me
         self.reads = reads
-        self.run_db = run_db
+        self.run_read = run_read
         self.links = links
         self.witness = witness
         self.clock = clock
 
     async def report(self) -> Report:
-        snap = await self.run_db(snapshot, self.reads, self.me.node_id)
+        snap = await self.run_read(snapshot_of, self.reads, self.me.node_id)
         return report(self.me, snap, self.links.link, self.witness.outcomes(), self.clock())

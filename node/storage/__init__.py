@@ -5,11 +5,13 @@ Callers import from here and never from a backend: ``interface.py`` says what a 
 and by ``node/local.py``). See ``interface.py`` for units of work and how ``now`` is passed in.
 """
 
-from node.storage.interface import Reads, Store, Unit
+from node.storage.interface import Reader, Reads, Store, Unit
 from node.storage.rows import (
     Accepted,
+    AuditFilter,
     AuditRow,
     AuditState,
+    AuditVerified,
     Cosignature,
     DueMessage,
     Evidence,
@@ -30,8 +32,10 @@ from node.storage.rows import (
 
 __all__ = [
     "Accepted",
+    "AuditFilter",
     "AuditRow",
     "AuditState",
+    "AuditVerified",
     "Cosignature",
     "DueMessage",
     "Evidence",
@@ -44,6 +48,7 @@ __all__ = [
     "OutboxStats",
     "PeerRecord",
     "QueuedMessage",
+    "Reader",
     "Reads",
     "SenderUsage",
     "SignedCheckpoint",

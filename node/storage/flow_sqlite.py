@@ -524,7 +524,8 @@ def pending_links(db: sqlite3.Connection, hide: frozenset[str] = frozenset()) ->
     rows = db.execute(
         "SELECT o.peer, COUNT(*), MIN(m.queued_at), SUM(o.status = 'failed'), "
         "MIN(CASE WHEN o.status = 'failed' THEN o.next_attempt END) "
-        "FROM outbox o JOIN messages m ON m.id = o.msg_id "
+        # messages_age covers what is read of each message: not its row, envelope and all.
+        "FROM outbox o JOIN messages m INDEXED BY messages_age ON m.id = o.msg_id "
         f"WHERE o.status IN ('queued', 'failed') AND {shown_m} GROUP BY o.peer",
         params,
     ).fetchall()

@@ -8,7 +8,9 @@ clock. Nothing here names a backend feature (no rowids, no PRAGMA, no cursors): 
 ``node/storage/sqlite.py`` is one implementation, a PostgreSQL one for a regional hub can be another.
 
 Callers on the event loop never call these directly: they hand a function to ``run_db``
-(``node/runtime.py``), which runs it on the node's one database thread.
+(``node/runtime.py``), which runs it on the node's one database thread; reads that may see a
+state a moment old (listings, status, the background audit check) go to a :class:`Reader` on
+``run_read``, the reader's own thread.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from node.storage.flow_rows import (
 )
 from node.storage.rows import (
     Accepted,
+    AuditFilter,
     AuditRow,
     AuditState,
+    AuditVerified,
     Cosignature,
     DueMessage,
     Evidence,
@@ -144,6 +148,15 @@ class Reads(Protocol):
     def audit_state(self) -> AuditState: ...
     def audit_rows(self, start: int = 0, end: int | None = None) -> list[AuditRow]:
         """Entries with ``start <= index < end`` (None: to the end), in index order."""
+        ...
+
+    def audit_find(self, start: int, limit: int, only: AuditFilter) -> list[AuditRow]:
+        """At most ``limit`` entries from index ``start`` on, in index order, that ``only``
+        matches: each filter served by an index, not a scan of the log."""
+        ...
+
+    def audit_verified(self) -> AuditVerified:
+        """How far the background check recomputed the tree (empty: never)."""
         ...
 
     def checkpoints(self) -> list[SignedCheckpoint]:
@@ -257,6 +270,8 @@ class Unit(Reads, Protocol):
     def append_audit(self, entry: AuditEntry) -> int:
         """Append an entry to the audit log (PROTOCOL.md 12.1); returns its index."""
         ...
+
+    def set_audit_verified(self, verified: AuditVerified) -> None: ...
 
     # peers
     def put_peer(self, peer: PeerRecord) -> None:
@@ -387,7 +402,19 @@ class Unit(Reads, Protocol):
     def put_flow_cursor(self, cursor: FlowCursor) -> None: ...
 
 
-class Store(Reads, Protocol):
+class Reader(Reads, Protocol):
+    """Reads that may run on a thread of their own: the SQLite store's second, read-only
+    connection (``open_reader``) serves the operator's listings, status and the background audit
+    check, so none of them waits behind the writer's thread nor holds it up."""
+
+    def snapshot(self) -> AbstractContextManager[Reads]:
+        """Reads that all see one committed state, however many writes commit meanwhile."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Store(Reader, Protocol):
     def unit(self, now: float) -> AbstractContextManager[Unit]:
         """Open a unit of work at time ``now``; it commits when the block ends without error."""
         ...

@@ -159,6 +159,23 @@ class AuditState(msgspec.Struct, frozen=True):
     peaks: list[bytes]
 
 
+class AuditFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """Which audit entries a listing shows: a field left empty matches every entry."""
+
+    kind: str | None = None  # this kind, or ending in a dot, every kind it starts
+    message_id: str | None = None  # lowercase hex
+    since_ms: float | None = None  # timed at or after (Unix ms)
+
+
+class AuditVerified(msgspec.Struct, frozen=True):
+    """How far the node recomputed its audit tree from the entries themselves: ``prefix``, the
+    entries verified so far (extended by those appended since, each round), and ``sweep``, how
+    far the current pass re-checking that prefix from entry 0 has come (node/audit_ops.py)."""
+
+    prefix: AuditState
+    sweep: AuditState
+
+
 class SignedCheckpoint(msgspec.Struct, frozen=True):
     size: int
     root: bytes

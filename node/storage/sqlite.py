@@ -11,12 +11,17 @@ This module and ``sqlite_schema.py`` are the only places that speak SQL.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import os
 import sqlite3
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+import msgspec
 
 from keys.trust import PeerRecord
 from node.storage import flow_sqlite as flow
@@ -33,11 +38,13 @@ from node.storage.flow_rows import (
     PendingLink,
     UnitCounts,
 )
-from node.storage.interface import Store, Unit
+from node.storage.interface import Reader, Reads, Store, Unit
 from node.storage.rows import (
     Accepted,
+    AuditFilter,
     AuditRow,
     AuditState,
+    AuditVerified,
     Cosignature,
     DueMessage,
     Evidence,
@@ -58,8 +65,19 @@ from node.storage.rows import (
     StoredMessage,
     Witnessed,
 )
-from node.storage.sqlite_schema import ADDED_COLUMNS, ON_ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION
-from protocol.audit import AuditEntry
+from node.storage.sqlite_schema import (
+    ADDED_COLUMNS,
+    AUDIT_INDEXES,
+    AUDIT_KIND,
+    AUDIT_MESSAGE,
+    AUDIT_TIME,
+    COUNTERS,
+    COUNTERS_TABLE,
+    ON_ADDED_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+)
+from protocol.audit import KINDS, AuditEntry
 from protocol.errors import NodeError, Replay
 
 _PEER_COLUMNS = (
@@ -77,10 +95,16 @@ _PRIORITIES = ("routine", "urgent", "flash")  # inbox.priority is the index: mos
 _INBOX_ORDER = "ORDER BY priority DESC, received_at DESC, sender DESC, id DESC"
 _PENDING = "('queued', 'failed')"
 _UNDELIVERED = "('queued', 'failed', 'delivering')"  # 'delivering': databases of older versions
+_UNDELIVERED_STATUSES = frozenset({"queued", "failed", "delivering"})
 
 
 def open_store(path: Path) -> Store:
     return SqliteStore(path)
+
+
+def open_reader(path: Path) -> Reader:
+    """A read-only connection to the database a store opened (and brought up to date) first."""
+    return SqliteReader(path)
 
 
 class _Reads:
@@ -194,6 +218,20 @@ class _Reads:
         after: InboxKey | None = None,
         only: InboxFilter | None = None,
     ) -> list[InboxRow]:
+        if only is not None and len(only.types) > 1 and only.sender is None:
+            # Each type's rows come in listing order from inbox_by_type; one query over several
+            # would sort every match. The first ``limit`` of each, merged, are the page.
+            pages = [
+                self.inbox_rows(
+                    unread=unread,
+                    limit=limit,
+                    after=after,
+                    only=msgspec.structs.replace(only, types=(t,)),
+                )
+                for t in dict.fromkeys(only.types)
+            ]
+            merged = heapq.merge(*pages, key=_inbox_order, reverse=True)
+            return list(itertools.islice(merged, limit))
         where: list[str] = ["read_at IS NULL"] if unread else []
         args: list[Any] = []
         if only is not None:
@@ -219,24 +257,26 @@ class _Reads:
         rows = self._db.execute(query, args).fetchall()
         return [StoredMessage(_inbox(r[:-1]), bytes(r[-1])) for r in rows]
 
+    # The three counts below read inbox_counts, one row per sender kept by triggers
+    # (sqlite_schema.COUNTERS): what they cost does not grow with the inbox.
+
     def inbox_stats(self) -> InboxStats:
         total, unread = self._db.execute(
-            "SELECT COUNT(*), COUNT(*) - COUNT(read_at) FROM inbox"
+            "SELECT COALESCE(SUM(messages), 0), COALESCE(SUM(unread), 0) FROM inbox_counts"
         ).fetchone()
         return InboxStats(int(total), int(unread))
 
     def inbox_usage(self, sender: bytes) -> SenderUsage:
-        n, unread, size = self._db.execute(
-            "SELECT COUNT(*), COUNT(*) - COUNT(read_at), COALESCE(SUM(LENGTH(envelope)), 0) "
-            "FROM inbox WHERE sender = ?",
-            (sender,),
+        row = self._db.execute(
+            "SELECT messages, unread, bytes FROM inbox_counts WHERE sender = ?", (sender,)
         ).fetchone()
+        n, unread, size = row if row else (0, 0, 0)
         return SenderUsage(sender, int(n), int(unread), int(size))
 
     def inbox_senders(self) -> list[SenderUsage]:
         rows = self._db.execute(
-            "SELECT sender, COUNT(*), COUNT(*) - COUNT(read_at), SUM(LENGTH(envelope)) "
-            "FROM inbox GROUP BY sender ORDER BY sender"
+            "SELECT sender, messages, unread, bytes FROM inbox_counts WHERE messages > 0 "
+            "ORDER BY sender"
         ).fetchall()
         return [SenderUsage(bytes(s), int(n), int(u), int(b)) for s, n, u, b in rows]
 
@@ -274,17 +314,21 @@ class _Reads:
     ) -> list[OutboxRow]:
         where = ["m.id = :id"] if msg_id else []
         args: dict[str, object] = {"id": msg_id, "limit": limit}
-        if after is not None:  # keyset paging on (queued_at DESC, id DESC, peer ASC)
-            where.append(
-                "(m.queued_at < :t OR (m.queued_at = :t AND (m.id < :i OR "
-                "(m.id = :i AND o.peer > :p))))"
-            )
+        if after is not None:
+            # Keyset paging on (queued_at DESC, id DESC, peer ASC): a range on messages_queued
+            # (the row value), then within the cursor's own message (ids are unique) the peers
+            # after it. Written as an OR, the range was lost and every page scanned from the top.
+            where.append("(m.queued_at, m.id) <= (:t, :i) AND (m.id != :i OR o.peer > :p)")
             args.update(t=after.queued_at, i=after.id, p=after.peer)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
+        # A listing walks messages_queued newest first and looks up each message's entries: the
+        # planner, left alone, sorted the whole outbox for every page. SQLite still sorts each
+        # message's own few entries by peer ("right part of ORDER BY"), which costs the page.
+        join = "JOIN" if msg_id else "INDEXED BY messages_queued CROSS JOIN"
         rows = self._db.execute(
             "SELECT m.id, m.type, m.created, m.expires, m.queued_at, o.peer, o.status, o.attempts, "
-            "o.next_attempt, o.last_error, o.delivered_at FROM messages m "
-            f"JOIN outbox o ON o.msg_id = m.id {clause} "
+            f"o.next_attempt, o.last_error, o.delivered_at FROM messages m {join} outbox o "
+            f"ON o.msg_id = m.id {clause} "
             "ORDER BY m.queued_at DESC, m.id DESC, o.peer LIMIT :limit",
             args,
         ).fetchall()
@@ -313,20 +357,22 @@ class _Reads:
         return [bytes(p) for (p,) in rows]
 
     def outbox_stats(self) -> OutboxStats:
-        by_status = {
-            str(s): int(n)
-            for s, n in self._db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status")
-        }
+        # Counts from outbox_counts (kept by triggers); the oldest entry still to deliver through
+        # the partial index outbox_pending, so over the queue only, never the delivered history.
+        # 'delivering' rows (older versions) are counted; resume_inflight makes them 'failed' at
+        # start, so the oldest of them is found then.
+        by_status: dict[str, int] = {}
+        per_peer: dict[bytes, int] = {}
+        for p, s, n in self._db.execute(
+            "SELECT peer, status, n FROM outbox_counts WHERE n > 0 ORDER BY status, peer"
+        ):
+            by_status[str(s)] = by_status.get(str(s), 0) + int(n)
+            if s in _UNDELIVERED_STATUSES:
+                per_peer[bytes(p)] = per_peer.get(bytes(p), 0) + int(n)
         oldest = self._db.execute(
-            "SELECT MIN(m.queued_at) FROM outbox o JOIN messages m ON m.id = o.msg_id "
-            f"WHERE o.status IN {_UNDELIVERED}"
+            "SELECT MIN(m.queued_at) FROM outbox o INDEXED BY outbox_pending "
+            f"JOIN messages m INDEXED BY messages_age ON m.id = o.msg_id WHERE o.status IN {_PENDING}"
         ).fetchone()[0]
-        per_peer = {
-            bytes(p): int(n)
-            for p, n in self._db.execute(
-                f"SELECT peer, COUNT(*) FROM outbox WHERE status IN {_UNDELIVERED} GROUP BY peer"
-            )
-        }
         return OutboxStats(by_status, None if oldest is None else float(oldest), per_peer)
 
     # audit log -------------------------------------------------------------------------------
@@ -335,8 +381,7 @@ class _Reads:
         row = self._db.execute("SELECT size, peaks FROM audit_state WHERE id = 0").fetchone()
         if row is None:
             return AuditState(0, [])
-        peaks = bytes(row[1])
-        return AuditState(int(row[0]), [peaks[i : i + 32] for i in range(0, len(peaks), 32)])
+        return AuditState(int(row[0]), _peaks(bytes(row[1])))
 
     def audit_rows(self, start: int = 0, end: int | None = None) -> list[AuditRow]:
         rows = self._db.execute(
@@ -344,6 +389,48 @@ class _Reads:
             (start, 2**62 if end is None else end),
         ).fetchall()
         return [AuditRow(int(i), bytes(e), bytes(r)) for i, e, r in rows]
+
+    def audit_find(self, start: int, limit: int, only: AuditFilter) -> list[AuditRow]:
+        kind, message_id, since_ms = only.kind, only.message_id, only.since_ms
+        args: list[object]
+        if kind is not None and kind.endswith("."):
+            # A prefix: each kind it names, in index order from audit_kind, merged (a range over
+            # the kinds would sort every match for one page).
+            pages = [
+                self.audit_find(start, limit, msgspec.structs.replace(only, kind=k))
+                for k in sorted(k for k in KINDS if k.startswith(kind))
+            ]
+            merged = heapq.merge(*pages, key=lambda row: row.index)
+            return list(itertools.islice(merged, limit))
+        where, args = ["idx >= ?"], [start]
+        # One index leads (the message's, else the kind's, else the time's) and the others
+        # filter the rows it finds, so a page costs the matching entries, not the log. The
+        # time's alone gives its matches out of index order: they are sorted (the recent ones,
+        # as --since asks; the planner would rather scan the log from its start).
+        hint = "INDEXED BY audit_time" if since_ms is not None and not (kind or message_id) else ""
+        if message_id is not None:
+            where.append(f"{AUDIT_MESSAGE} = ?")
+            args.append(message_id)
+        if kind is not None:
+            where.append(f"{AUDIT_KIND} = ?")
+            args.append(kind)
+        if since_ms is not None:
+            where.append(f"{AUDIT_TIME} >= ?")
+            args.append(since_ms)
+        rows = self._db.execute(
+            f"SELECT idx, entry, root FROM audit {hint} WHERE {' AND '.join(where)} "
+            "ORDER BY idx LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        return [AuditRow(int(i), bytes(e), bytes(r)) for i, e, r in rows]
+
+    def audit_verified(self) -> AuditVerified:
+        found = {
+            int(i): AuditState(int(n), _peaks(bytes(p)))
+            for i, n, p in self._db.execute("SELECT id, size, peaks FROM audit_verified")
+        }
+        empty = AuditState(0, [])
+        return AuditVerified(found.get(0, empty), found.get(1, empty))
 
     def checkpoints(self) -> list[SignedCheckpoint]:
         rows = self._db.execute("SELECT size, root, note FROM checkpoints ORDER BY size")
@@ -481,6 +568,15 @@ class SqliteUnit(_Reads):
             (state.size, b"".join(state.peaks)),
         )
         return row.index
+
+    def set_audit_verified(self, verified: AuditVerified) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO audit_verified (id, size, peaks) VALUES (?, ?, ?)",
+            [
+                (i, state.size, b"".join(state.peaks))
+                for i, state in enumerate((verified.prefix, verified.sweep))
+            ],
+        )
 
     # peers
 
@@ -825,6 +921,8 @@ class SqliteStore(_Reads):
             for table, column, definition in ADDED_COLUMNS:
                 _add_column(db, table, column, definition)
             db.executescript(ON_ADDED_COLUMNS)
+            db.executescript(AUDIT_INDEXES)
+            _add_counters(db)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
             raise NodeError(f"cannot open database {path}: {exc}") from exc
@@ -833,6 +931,17 @@ class SqliteStore(_Reads):
 
     def close(self) -> None:
         self._db.close()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Reads]:
+        if self._in_unit:
+            raise NodeError("internal error: a snapshot was opened inside a unit of work")
+        self._in_unit = True
+        try:
+            with _read_transaction(self._db):
+                yield self
+        finally:
+            self._in_unit = False
 
     @contextmanager
     def unit(self, now: float) -> Iterator[Unit]:
@@ -849,6 +958,78 @@ class SqliteStore(_Reads):
             self._db.execute("COMMIT")
         finally:
             self._in_unit = False
+
+
+class SqliteReader(_Reads):
+    """A second connection to a node's database, read-only, for reads on a thread of their own.
+
+    In WAL mode a reader neither waits for the writer nor makes it wait: it sees the last commit
+    before each of its reads (or, in :meth:`snapshot`, before the snapshot began) while a unit is
+    open on the writer's connection. ``query_only`` makes a write through it an error, not a
+    second writer.
+    """
+
+    def __init__(self, path: Path) -> None:
+        try:
+            uri = f"file:{quote(str(path))}?mode=ro"
+            db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA query_only=ON")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.execute("PRAGMA cache_size=-8192")  # 8 MiB: listings and status stay in memory
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.close()
+                raise NodeError(f"internal error: database {path} is not in WAL mode")
+        except (sqlite3.Error, OSError) as exc:
+            raise NodeError(f"cannot open database {path} for reading: {exc}") from exc
+        super().__init__(db)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Reads]:
+        with _read_transaction(self._db):
+            yield self
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@contextmanager
+def _read_transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """A deferred transaction that only reads: its first read fixes the state all later ones
+    see (WAL), and it never takes the write lock."""
+    db.execute("BEGIN")
+    try:
+        db.execute("SELECT COUNT(*) FROM audit_state").fetchone()  # the state is fixed here
+        yield
+    finally:
+        db.execute("ROLLBACK")
+
+
+def _add_counters(db: sqlite3.Connection) -> None:
+    """Create the status counters and their triggers, filled from the rows, if a database of an
+    earlier release lacks them: in one transaction, which a racing process waits for."""
+    exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    if db.execute(exists, (COUNTERS_TABLE,)).fetchone():
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if not db.execute(exists, (COUNTERS_TABLE,)).fetchone():
+            for statement in _statements(COUNTERS):
+                db.execute(statement)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _statements(script: str) -> list[str]:
+    """``script`` split into whole statements (a trigger's body holds semicolons)."""
+    out, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            out.append(current.strip())
+            current = ""
+    return out
 
 
 def _add_column(db: sqlite3.Connection, table: str, column: str, definition: str) -> None:
@@ -887,6 +1068,10 @@ def _ids_between(db: sqlite3.Connection, table: str, prefix: str, limit: int) ->
         (low, high, limit),
     )
     return [bytes(i) for (i,) in rows]
+
+
+def _peaks(packed: bytes) -> list[bytes]:
+    return [packed[i : i + 32] for i in range(0, len(packed), 32)]
 
 
 def _not_in(ids: Collection[bytes]) -> str:
@@ -930,6 +1115,11 @@ def _inbox(r: Sequence[Any]) -> InboxRow:
         suspect=r[13],
         tlp=r[14],
     )
+
+
+def _inbox_order(row: InboxRow) -> tuple[int, float, bytes, bytes]:
+    """A row's place in the listing, as ``_INBOX_ORDER`` sorts (all descending)."""
+    return (_urgency(row.priority), row.received_at, row.sender, row.id)
 
 
 def _urgency(priority: str) -> int:

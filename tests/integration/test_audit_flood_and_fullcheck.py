@@ -60,7 +60,9 @@ def test_regression_refusals_before_decoding_are_sampled(pair: tuple[NodeProc, N
 
 async def test_regression_full_check_runs_after_a_start(tmp_path: Path) -> None:
     """An unchanged log at start used to consume the full check, so an edited entry was signed
-    over by the fast path for the next full_check_interval."""
+    over by the fast path for the next full_check_interval. The check at start now covers every
+    entry appended since the node last verified (here: all of them, it never did), so the very
+    first checkpoint after the start refuses, and so does every later one."""
     nodes = make_network(tmp_path, ["bar-pcu"], start=False)
     home = Home(nodes["bar-pcu"].home)
     secret = open_keystore(read_keystore_file(home.keystore), PASSPHRASE.encode())
@@ -77,9 +79,11 @@ async def test_regression_full_check_runs_after_a_start(tmp_path: Path) -> None:
     node = Node(home, config, identity)
     await node.start()
     try:
-        await node.checkpoint()  # nothing new: no signature, and no full check either
-        await node.run_db(audit, node.store, "peer.added", peer="carol")
-        with pytest.raises(AuditError, match="refusing to sign"):
+        with pytest.raises(AuditError, match=r"^refusing to sign: audit entry 1 is damaged"):
             await node.checkpoint()
+        await node.run_db(audit, node.store, "peer.added", peer="carol")
+        with pytest.raises(AuditError, match=r"^refusing to sign: audit entry 1 is damaged"):
+            await node.checkpoint()
+        assert node.store.audit_verified().prefix.size == 0  # nothing damaged is marked verified
     finally:
         await node.stop()
