@@ -103,7 +103,14 @@ class Node:
         self.witness = Witness(identity, self.store, self.run_db, self.client, clock)
         self.admission = Admission(config.limits, self.store, self.run_db)
         self.sender = Sender(
-            identity, self.store, self.run_db, self.run_cpu, self.deliveries, clock
+            identity,
+            self.store,
+            self.run_db,
+            self.run_cpu,
+            self.deliveries,
+            clock,
+            reads=self.reader,
+            run_read=self.run_read,
         )
         self.flow_ingest = FlowIngest(
             identity,

@@ -175,13 +175,20 @@ class Sender:
         run_cpu: Run,
         deliveries: Delivering,
         clock: Clock,
+        *,
+        reads: Reads | None = None,
+        run_read: Run | None = None,
     ) -> None:
+        """``reads`` on ``run_read``: the node's reader connection and thread, so an outbox
+        listing never waits behind deliveries on the writer's thread (the store by default)."""
         self.identity = identity
         self.store = store
         self.run_db = run_db
         self.run_cpu = run_cpu
         self.deliveries = deliveries
         self.clock = clock
+        self.reads: Reads = reads if reads is not None else store
+        self.run_read: Run = run_read if run_read is not None else run_db
 
     async def send(
         self, to: list[str], type_name: str, body: bytes, ttl: int, priority: str | None = None
@@ -275,11 +282,11 @@ class Sender:
         """Newest message first, then by peer; one message's entries if ``msg_id`` is given;
         ``limit`` entries from the one after the cursor ``after``."""
         key = None if after is None else from_cursor(_OUTBOX, after, OutboxKey)
-        return await self.run_db(_outbox, self.store, msg_id, page_limit(limit), key)
+        return await self.run_read(_outbox, self.reads, msg_id, page_limit(limit), key)
 
     async def resolve(self, text: str) -> bytes:
         """The id of this node's own message ``text`` means: a full id, or a unique prefix."""
-        return await self.run_db(resolve, text, self.store.outbox_ids, "the outbox")
+        return await self.run_read(resolve, text, self.reads.outbox_ids, "the outbox")
 
     async def retry(self, msg_id: bytes, to: str | None = None) -> Requeued:
         """Queue the failed or rejected deliveries of a message again (only the one to the peer

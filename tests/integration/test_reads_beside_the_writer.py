@@ -1,5 +1,5 @@
 """Operator reads on the node's own reader connection (issue 12): with the writer's database
-thread held busy, ``status``, the inbox listing and the audit log still answer, from the
+thread held busy, ``status``, the inbox and outbox listings and the audit log still answer, from the
 committed state, and the audit check at start has stored how far it verified the log."""
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ async def test_reads_answer_while_the_writers_thread_is_busy(tmp_path: Path) -> 
         try:
             status = await asyncio.to_thread(call, sock, "GET", "/v1/status")
             inbox = await asyncio.to_thread(call, sock, "GET", "/v1/inbox?limit=5")
+            outbox = await asyncio.to_thread(call, sock, "GET", "/v1/outbox?limit=5")
             log = await asyncio.to_thread(call, sock, "POST", "/v1/ops/audit.log", {})
             # Had any of them queued behind the held thread, it would have answered only once
             # the hold timed out: the hold is still on.
@@ -45,6 +46,7 @@ async def test_reads_answer_while_the_writers_thread_is_busy(tmp_path: Path) -> 
             await held
         assert status["audit"]["size"] == size
         assert inbox == {"items": [], "next": None}
+        assert outbox == {"items": [], "next": None}
         assert len(log["items"]) == size
     finally:
         await node.stop()
