@@ -46,6 +46,21 @@ class BorderlinkError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled as its class and fields, not by calling ``__init__`` again with ``args``
+        (which subclasses with other signatures refuse): an error raised in a crypto worker
+        process comes back to the node as itself."""
+        return (_rebuilt, (type(self), self.args, self.__dict__))
+
+
+def _rebuilt(
+    cls: type[BorderlinkError], args: tuple[object, ...], fields: dict[str, object]
+) -> BorderlinkError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(fields)
+    return error
+
 
 class UsageError(BorderlinkError):
     exit_code = 2
