@@ -40,6 +40,7 @@ def pair(tmp_path: Path) -> Iterator[dict[str, NodeProc]]:
         extra_env={
             "BORDERLINK_DELIVERY_BACKOFF_BASE": str(BASE),
             "BORDERLINK_DELIVERY_BACKOFF_MAX": str(MAX),
+            "BORDERLINK_LOG_LEVEL": "debug",  # a delivery.failed line per message and try
         },
     )
     yield nodes
