@@ -83,7 +83,13 @@ class Node:
         self.tls = NodeTls(identity, self.card.body.tls_cert, home.root)
         self.client = PeerClient(config.delivery.request_timeout, self.tls)
         self.deliveries = Deliveries(
-            identity.node_id, self.store, self.run_db, self.client, config.delivery, clock
+            identity.node_id,
+            self.store,
+            self.run_db,
+            self.client,
+            config.delivery,
+            clock,
+            run_cpu=self.run_cpu,
         )
         self.rejections = Rejections(self.store, self.run_db, clock)
         self.receiver = Receiver(

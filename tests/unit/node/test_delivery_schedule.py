@@ -525,3 +525,47 @@ async def test_ensure_wakes_the_worker_for_a_new_message(store: Store) -> None:
     finally:
         await deliveries.stop()
     assert bob.batches == [[first], [second]]
+
+
+# A link that is down backs off as one ------------------------------------------------------------
+
+
+async def test_a_down_peer_gets_one_try_per_backoff_step_not_one_per_message(
+    store: Store, peer: PeerInfo
+) -> None:
+    """Ten queued messages, batches of two, two in flight: while the peer is down each backoff
+    step makes one try (a batch), the rest of the backlog and what is queued meanwhile wait for
+    the next step (and the outbox says so), and once it answers the backlog goes."""
+    policy = Delivery(batch_size=2, concurrency=2, backoff_base=1.0, backoff_max=60.0)
+    ids = [queue_one(store, peer) for _ in range(10)]
+    down, clock = PeerDown(), Clock(NOW)
+    w = worker(store, peer, down, clock, policy)
+    steps = []
+    for step in range(4):
+        await settle_all(w)
+        assert down.calls == step + 1  # one try for the step, not one per message or batch
+        rows = [row(store, i) for i in ids]
+        retry_at = w.link_retry_at
+        assert retry_at is not None and retry_at > clock.now
+        assert {r.next_attempt for r in rows} == {retry_at}  # the whole backlog waits for it
+        steps.append(retry_at - clock.now)
+        late = queue_one(store, peer, at=clock.now)  # queued while the link is down
+        ids.append(late)
+        clock.now = retry_at - TICK
+        await w._step()  # before the step: nothing goes, the new message waits for it too
+        assert down.calls == step + 1
+        assert row(store, late).next_attempt == retry_at
+        assert row(store, late).attempts == 0
+        clock.now = retry_at
+    assert steps[3] > steps[0]  # the link's backoff grew with its steps
+    # Each try was one batch; attempts are counted on the rows tried, none other.
+    assert sum(row(store, i).attempts for i in ids) == 4 * policy.batch_size
+    assert w.link == "down"
+
+    bob = Peer()
+    w.client = bob
+    while store.next_due(peer.node_id, ()) is not None:
+        await settle_all(w)
+    assert sorted(i for b in bob.batches for i in b) == sorted(ids)
+    assert {row(store, i).status for i in ids} == {"delivered"}
+    assert (w.link, w.link_retry_at, w.link_failures) == ("up", None, 0)
