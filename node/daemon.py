@@ -412,6 +412,7 @@ class Node:
         await self.run_db(self._resume)
         await self.client.close()
         await self.run_db(self.store.close)
+        await self.threads.aclose()
         self.threads.shutdown()
         with contextlib.suppress(FileNotFoundError):
             self.home.admin_socket.unlink()

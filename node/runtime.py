@@ -7,14 +7,15 @@ All storage work runs on one database thread (``run_db``) and envelope cryptogra
 what lets unit tests drive them with a fake clock and an inline runner.
 
 ``run_cpu`` runs the functions registered with :func:`in_process` (opening a batch of envelopes,
-sealing) in a pool of worker processes, one per usable core ([node] crypto_processes), so
-cryptography escapes the parent's GIL and both cores work; anything else runs on the crypto
-thread, as before. A worker gets the node's private identity once, when it starts (never per
-call); a call's arguments and result are small picklable data, the node's identity passed as a
-token the worker swaps for its own copy. A worker that dies (killed, out of memory) breaks the
-pool: the calls it held fail with :class:`WorkerLost` (the caller answers "busy, try again"),
-and the next call gets a new pool. A worker ends by itself when the node does, however the node
-ended (it watches its parent's pid), so kill -9 of the node leaves no orphans.
+sealing, checking receipts) in worker processes, one per usable core ([node] crypto_processes),
+so cryptography escapes the parent's GIL and both cores work; anything else runs on the crypto
+thread, as before. A worker (node/crypto_worker.py, its own interpreter, not a fork of this
+threaded one) gets the node's private identity once, when it starts, never per call; a call's
+arguments and result are small picklable data, the node's identity passed as a token the worker
+swaps for its own copy. A worker that dies (killed, out of memory) fails the call it held with
+:class:`WorkerLost` (the receiver answers "unavailable", which the sender retries) and another
+is started for the next call. A worker reads its calls from a pipe the node holds: when the node
+ends, however it ends (kill -9 included), the pipe closes and the worker exits, so none is left.
 """
 
 from __future__ import annotations
@@ -22,18 +23,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import multiprocessing
 import os
-import signal
-import threading
+import pickle
+import sys
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 import structlog
 
+from node.crypto_worker import LENGTH, frame
 from protocol.envelope import seal
 from protocol.errors import NodeError
 from protocol.identity import Identity
@@ -44,8 +45,6 @@ T = TypeVar("T")
 Clock = Callable[[], float]  # wall-clock Unix seconds, what the database stores
 
 log = structlog.get_logger("borderlink.runtime")
-
-PARENT_CHECK_EVERY = 0.5  # seconds between a worker's looks at whether the node still runs
 
 
 class Run(Protocol):
@@ -81,110 +80,161 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class _Me:
+class Me:
     """Stands for the node's identity in a call sent to a worker (an Identity never pickles)."""
 
-    def __reduce__(self) -> str:
-        return "ME"
+
+ME = Me()
+_WORKER = "import sys; sys.path.insert(0, sys.argv[1]); from node.crypto_worker import main; main()"
+_ROOT = str(Path(__file__).resolve().parent.parent)  # where the node package is imported from
 
 
-ME = _Me()
-_worker_identity: Identity | None = None
+class _Worker:
+    """One worker process and its two pipes; one call at a time."""
 
+    def __init__(self, proc: asyncio.subprocess.Process, keys: object) -> None:
+        self.proc = proc
+        self.keys = keys  # the identity's public keys it was started with
 
-def _worker_start(parent: int, secret: bytes, node_id: bytes, retired: list[Any]) -> None:
-    """In the worker process, once: no core dumps (it holds the keys), Ctrl-C is the node's to
-    handle, the identity rebuilt, and a watch that ends the worker when its node is gone."""
-    global _worker_identity
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
-    from node.process import harden
+    async def call(self, payload: bytes) -> tuple[bool, Any]:
+        stdin, stdout = self.proc.stdin, self.proc.stdout
+        assert stdin is not None and stdout is not None
+        try:
+            stdin.write(frame(payload))
+            await stdin.drain()
+            (n,) = LENGTH.unpack(await stdout.readexactly(LENGTH.size))
+            answer: tuple[bool, Any] = pickle.loads(await stdout.readexactly(n))  # noqa: S301
+        except (OSError, asyncio.IncompleteReadError, EOFError, pickle.UnpicklingError) as exc:
+            self.kill()
+            raise WorkerLost("a crypto worker stopped while it held this request") from exc
+        return answer
 
-    harden()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    ident = Identity.from_secret_bytes(secret, node_id=node_id)
-    ident.retire([(X25519PrivateKey.from_private_bytes(k), until) for k, until in retired])
-    _worker_identity = ident
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK_EVERY)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def _worker_call(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
-    me = _worker_identity
-    args = tuple(me if a is ME or isinstance(a, _Me) else a for a in args)
-    kwargs = {k: me if isinstance(v, _Me) else v for k, v in kwargs.items()}
-    return fn(*args, **kwargs)
-
-
-def _ready() -> int:
-    return os.getpid()
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
 
 
 class CryptoPool:
-    """Worker processes holding the node's identity; replaced when it changes (a rotation
-    takes over the identity in place) or when a worker died."""
+    """Worker processes holding the node's identity (node/crypto_worker.py), started at the
+    first call (or :meth:`warm`); one replaced when it died, all when the identity changed (a
+    rotation takes over the identity in place)."""
 
     def __init__(self, identity: Identity, processes: int) -> None:
         self.identity = identity
         self.processes = processes
-        self._context = multiprocessing.get_context("spawn")  # no fork of a threaded process
-        self._executor, self._keys = self._new()
+        self._idle: asyncio.Queue[_Worker] | None = None
+        self._workers: set[_Worker] = set()
+        self._starting = 0
+        self._closed = False
 
-    def _new(self) -> tuple[ProcessPoolExecutor, object]:
+    async def _spawn(self) -> _Worker:
         ident = self.identity
-        executor = ProcessPoolExecutor(
-            self.processes,
-            mp_context=self._context,
-            initializer=_worker_start,
-            initargs=(os.getpid(), ident.secret_bytes(), ident.node_id, ident.retired_secrets()),
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _WORKER,
+            _ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
-        return executor, ident.public
+        worker = _Worker(proc, ident.public)
+        secrets = (ident.secret_bytes(), ident.node_id, ident.retired_secrets())
+        assert proc.stdin is not None
+        proc.stdin.write(frame(pickle.dumps(secrets)))
+        await proc.stdin.drain()
+        return worker
 
-    def _current(self) -> ProcessPoolExecutor:
-        if self.identity.public != self._keys:  # rotated: the workers hold the old keys
-            self._replace(self._executor)
-        return self._executor
+    async def _take(self) -> _Worker:
+        if self._closed:
+            raise WorkerLost("the node is stopping")
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+        while True:
+            if self._idle.empty() and len(self._workers) + self._starting < self.processes:
+                self._starting += 1
+                try:
+                    worker = await self._spawn()
+                finally:
+                    self._starting -= 1
+                self._workers.add(worker)
+            else:
+                worker = await self._idle.get()
+            if worker.keys == self.identity.public and worker.proc.returncode is None:
+                return worker
+            self._retire(worker)  # rotated away from its keys, or dead
 
-    def _replace(self, broken: ProcessPoolExecutor) -> None:
-        if broken is not self._executor:
-            return  # another call replaced it already
-        old = broken
-        self._executor, self._keys = self._new()
-        old.shutdown(wait=False, cancel_futures=True)
+    def _retire(self, worker: _Worker) -> None:
+        self._workers.discard(worker)
+        worker.kill()
+
+    def _give_back(self, worker: _Worker) -> None:
+        if self._closed or self._idle is None:
+            self._retire(worker)
+        else:
+            self._idle.put_nowait(worker)
 
     async def run(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         me = self.identity
-        args = tuple(ME if a is me else a for a in args)
-        kwargs = {k: ME if v is me else v for k, v in kwargs.items()}
-        executor = self._current()
-        try:
-            future: Future[T] = executor.submit(_worker_call, fn, args, kwargs)
-            return await asyncio.wrap_future(future)
-        except BrokenProcessPool as exc:
-            self._replace(executor)
-            log.warning("crypto.worker_lost", action="started new crypto workers")
-            raise WorkerLost("a crypto worker stopped while it held this request") from exc
+        payload = pickle.dumps(
+            (
+                fn,
+                tuple(ME if a is me else a for a in args),
+                {k: ME if v is me else v for k, v in kwargs.items()},
+            )
+        )
+        worker = await self._take()
+        # The call runs to its end even if the caller is cancelled: the worker's answer must be
+        # read before it takes another call.
+        call = asyncio.ensure_future(worker.call(payload))
+        call.add_done_callback(lambda c: self._after(worker, c))
+        ok, value = await asyncio.shield(call)
+        if not ok:
+            raise value
+        result: T = value
+        return result
+
+    def _after(self, worker: _Worker, call: asyncio.Future[tuple[bool, Any]]) -> None:
+        if call.cancelled() or call.exception() is not None:
+            self._retire(worker)
+            log.warning("crypto.worker_lost", pid=worker.pid, action="starting another")
+        else:
+            self._give_back(worker)
 
     async def warm(self) -> list[int]:
-        """Start every worker now (their imports take a moment), not at the first message;
-        their pids."""
-        executor = self._current()
-        futures = [asyncio.wrap_future(executor.submit(_ready)) for _ in range(self.processes)]
-        return list(await asyncio.gather(*futures))
+        """Start every worker now (each imports for a while), not at the first message; their
+        pids."""
+        taken = [await self._take() for _ in range(self.processes)]
+        for w in taken:
+            self._give_back(w)
+        return self.pids()
 
     def pids(self) -> list[int]:
         """The worker processes' pids (for tests and the operator)."""
-        procs: dict[int, Any] = getattr(self._executor, "_processes", None) or {}
-        return list(procs)
+        return sorted(w.pid for w in self._workers)
+
+    async def aclose(self) -> None:
+        """Close every worker's input (it exits at its end) and wait for it."""
+        self._closed = True
+        workers, self._workers = list(self._workers), set()
+        for w in workers:
+            if w.proc.stdin is not None:
+                w.proc.stdin.close()
+        for w in workers:
+            try:
+                async with asyncio.timeout(2.0):
+                    await w.proc.wait()
+            except TimeoutError:
+                w.kill()
 
     def shutdown(self) -> None:
-        with contextlib.suppress(Exception):
-            self._executor.shutdown(wait=True, cancel_futures=True)
+        """Without a loop (a node that never started): kill what is left."""
+        self._closed = True
+        for w in self._workers:
+            w.kill()
 
 
 class Threads:
@@ -219,6 +269,11 @@ class Threads:
     async def run_operator(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._ops, functools.partial(fn, *args, **kwargs))
+
+    async def aclose(self) -> None:
+        """End the crypto workers (the node is stopping)."""
+        if self.pool is not None:
+            await self.pool.aclose()
 
     def shutdown(self) -> None:
         if self.pool is not None:
