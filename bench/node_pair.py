@@ -28,9 +28,11 @@ RETRY_ENV = {
 
 
 def limits_env() -> dict[str, str]:
-    """``BORDERLINK_LIMITS_*`` from this process's environment, passed on to both nodes (the test
-    harness gives nodes a clean environment), e.g. to see what the peer API rate limit costs."""
-    return {k: v for k, v in os.environ.items() if k.startswith("BORDERLINK_LIMITS_")}
+    """``BORDERLINK_LIMITS_*`` and ``BORDERLINK_NODE_*`` from this process's environment, passed
+    on to both nodes (the test harness gives nodes a clean environment), e.g. to see what the peer
+    API rate limit costs, or the crypto workers save (``BORDERLINK_NODE_CRYPTO_PROCESSES=0``)."""
+    passed = ("BORDERLINK_LIMITS_", "BORDERLINK_NODE_")
+    return {k: v for k, v in os.environ.items() if k.startswith(passed)}
 
 
 class Pair:

@@ -4,7 +4,10 @@ Exactly-once in the inbox: the replay table and inbox insert share the unit that
 receipt, and a re-delivered message (same id, sender and content hash) gets its original receipt
 back, so a sender's retry after a lost answer is harmless; it is not opened again (11.3), nor are
 identical envelopes of one batch opened more than once. Reads and writes storage through units
-on the database thread, opens envelopes on the crypto thread; no HTTP (the peer routes call it).
+on the database thread, opens envelopes through ``run_cpu`` (the crypto workers, given the
+sender's keys as data: :func:`open_batch`); no HTTP (the peer routes call it). Requests that
+finish opening while a commit is under way are stored together in the next one (group commit):
+one fsync for all, each answered only once the commit holding its messages is done.
 
 Before any cryptography, an envelope whose sender is not the peer the TLS channel authenticated
 is refused (``channel_mismatch``). After opening, a fresh message is refused, and nothing of it
