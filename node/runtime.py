@@ -85,6 +85,7 @@ class Me:
 
 
 ME = Me()
+GIVE_UP_AFTER = 5  # calls lost in a row to dead workers before crypto goes back to a thread
 _WORKER = "import sys; sys.path.insert(0, sys.argv[1]); from node.crypto_worker import main; main()"
 _ROOT = str(Path(__file__).resolve().parent.parent)  # where the node package is imported from
 
@@ -130,6 +131,7 @@ class CryptoPool:
         self._workers: set[_Worker] = set()
         self._starting = 0
         self._closed = False
+        self.lost_in_a_row = 0  # calls failed by a dead worker since the last one answered
 
     async def _spawn(self) -> _Worker:
         ident = self.identity
@@ -200,9 +202,17 @@ class CryptoPool:
     def _after(self, worker: _Worker, call: asyncio.Future[tuple[bool, Any]]) -> None:
         if call.cancelled() or call.exception() is not None:
             self._retire(worker)
+            self.lost_in_a_row += 1
             log.warning("crypto.worker_lost", pid=worker.pid, action="starting another")
         else:
+            self.lost_in_a_row = 0
             self._give_back(worker)
+
+    @property
+    def failing(self) -> bool:
+        """Workers that die at every call (they cannot start here, or are killed as they do)
+        must not stop the node receiving: the caller falls back to its crypto thread."""
+        return self.lost_in_a_row >= GIVE_UP_AFTER
 
     async def warm(self) -> list[int]:
         """Start every worker now (each imports for a while), not at the first message; their
@@ -250,6 +260,7 @@ class Threads:
         self._cpu = ThreadPoolExecutor(1, thread_name_prefix="crypto")
         self._ops = ThreadPoolExecutor(1, thread_name_prefix="operator")
         self.pool = CryptoPool(identity, processes) if identity and processes > 0 else None
+        self._fell_back = False
 
     @property
     def cpu_parallel(self) -> int:
@@ -261,8 +272,13 @@ class Threads:
         return await loop.run_in_executor(self._db, functools.partial(fn, *args, **kwargs))
 
     async def run_cpu(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        if self.pool is not None and fn in _IN_PROCESS:
-            return await self.pool.run(fn, args, kwargs)
+        pool = self.pool
+        if pool is not None and fn in _IN_PROCESS:
+            if not pool.failing:
+                return await pool.run(fn, args, kwargs)
+            if not self._fell_back:
+                self._fell_back = True
+                log.error("crypto.workers_failing", action="cryptography on the crypto thread")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._cpu, functools.partial(fn, *args, **kwargs))
 

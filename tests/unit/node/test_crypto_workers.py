@@ -22,7 +22,7 @@ import pytest
 from keys.trust import PeerRecord
 from node.receiver import Receiver, SenderKeys, open_batch, sender_keys
 from node.rejections import Rejections
-from node.runtime import CryptoPool, WorkerLost, run_inline
+from node.runtime import GIVE_UP_AFTER, CryptoPool, Threads, WorkerLost, in_process, run_inline
 from node.storage import Store
 from node.storage.sqlite import open_store
 from protocol.envelope import Envelope, seal
@@ -31,6 +31,8 @@ from protocol.receipt import receipt_covers, verify_receipt
 from protocol.schemas import encode_body, template
 from tests.conftest import fixed_identity
 from tests.peering import peer_record
+
+in_process(time.sleep)  # a call a worker holds while the test kills it
 
 BOB, ALICE, MALLORY, CAROL = (fixed_identity(n) for n in ("bob", "alice", "mallory", "carol"))
 NOW = int(time.time())
@@ -205,3 +207,24 @@ async def test_concurrent_batches_share_a_commit_and_are_each_stored_exactly_onc
             )
             env = msgspec.msgpack.decode(data, type=Envelope)
             assert receipt_covers(body, env.id, env.content_hash())
+
+
+async def test_workers_that_keep_dying_leave_the_cryptography_to_the_thread() -> None:
+    """A worker that cannot run here (killed at every call, say) must not stop the node from
+    receiving: after a few lost calls, run_cpu opens on its crypto thread."""
+    threads = Threads(BOB, 1)
+    assert threads.pool is not None
+    try:
+        for _ in range(GIVE_UP_AFTER):
+            await threads.pool.warm()
+            held = asyncio.ensure_future(threads.run_cpu(time.sleep, 30))
+            await asyncio.sleep(0.2)
+            os.kill(threads.pool.pids()[0], signal.SIGKILL)
+            with pytest.raises(WorkerLost):
+                await held
+        assert threads.pool.failing
+        [opened] = await threads.run_cpu(open_batch, [sealed()], BOB, senders(), NOW)
+        assert not isinstance(opened, tuple)
+    finally:
+        await threads.aclose()
+        threads.shutdown()
