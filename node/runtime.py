@@ -167,6 +167,8 @@ class CryptoPool:
                 worker = await self._idle.get()
             if worker.keys == self.identity.public and worker.proc.returncode is None:
                 return worker
+            if worker.proc.returncode is not None:  # died while idle: no call lost
+                log.warning("crypto.worker_lost", pid=worker.pid, action="starting another")
             self._retire(worker)  # rotated away from its keys, or dead
 
     def _retire(self, worker: _Worker) -> None:
