@@ -19,6 +19,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from node.delivery_rules import (
 from node.peer_client import Answer, BatchClient, DeliveryFailed
 from node.peer_info import PeerInfo
 from node.runtime import Clock, Run, run_inline, wall_clock
-from node.storage import DueMessage, Store
+from node.storage import DueMessage, Store, Unit
 from node.storage.rows import KeyNotice
 from node.tasks import cancelled, woken
 from protocol.batch import encode_batch
@@ -67,6 +68,68 @@ class LinkState:
     in_flight: int  # messages in batches being delivered now
 
 
+class GroupWriter:
+    """What finished batches settle, written in one unit for all that finished while the
+    database thread was busy (a broadcast's answers from many peers: one fsync, not one each).
+    Each batch's write returns only once the commit that holds it is done. Should the shared
+    unit fail, each write is tried in its own, so one batch's error is not another's."""
+
+    def __init__(self, store: Store, run_db: Run, clock: Clock) -> None:
+        self.store = store
+        self.run_db = run_db
+        self.clock = clock
+        self._queue: list[tuple[Callable[[Unit], None], asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.commits = 0
+
+    async def write(self, fn: Callable[[Unit], None]) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._queue.append((fn, done))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(), name="delivery-writes")
+        await asyncio.shield(done)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            jobs, self._queue = self._queue, []
+            try:
+                errors = await self.run_db(self._commit, [fn for fn, _ in jobs])
+            except Exception as exc:
+                errors = [exc] * len(jobs)
+            except asyncio.CancelledError:
+                for _, done in jobs:
+                    done.cancel()
+                raise
+            for (_, done), error in zip(jobs, errors, strict=True):
+                if done.done():
+                    continue
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error)
+
+    def _commit(self, fns: list[Callable[[Unit], None]]) -> list[Exception | None]:
+        try:
+            with self.store.unit(self.clock()) as u:
+                for fn in fns:
+                    fn(u)
+        except Exception:
+            if len(fns) == 1:
+                raise
+        else:
+            self.commits += 1
+            return [None] * len(fns)
+        errors: list[Exception | None] = []
+        for fn in fns:
+            try:
+                with self.store.unit(self.clock()) as u:
+                    fn(u)
+                errors.append(None)
+            except Exception as exc:  # this write's own error, said to its batch alone
+                errors.append(exc)
+        return errors
+
+
 class PeerWorker:
     """One peer's deliveries: a dispatcher task takes due rows and runs up to ``concurrency``
     batches at once. The ids in flight are kept here, in memory, not written to the outbox: a
@@ -86,9 +149,11 @@ class PeerWorker:
         on_delivered: Callable[[int], None] | None = None,
         rng: random.Random | None = None,
         run_cpu: Run = run_inline,
+        writer: GroupWriter | None = None,
     ) -> None:
         self.peer = peer
         self.run_cpu = run_cpu  # receipt signatures are checked there, off the event loop
+        self.writer = writer or GroupWriter(store, run_db, clock)
         self.me = me
         self.store = store
         self.run_db = run_db
@@ -321,7 +386,10 @@ class PeerWorker:
             for row, error in outcome.retry
         ]
         if outcome.delivered or outcome.rejected or failures:
-            await self.run_db(self._write, peer.node_id, now, outcome, failures, link_retry)
+            write = functools.partial(
+                self._write, peer.node_id, outcome=outcome, failures=failures, retry=link_retry
+            )
+            await self.writer.write(write)
         if outcome.refused is not None:
             for msg_id, _ in outcome.rejected:
                 log.warning(
@@ -358,41 +426,41 @@ class PeerWorker:
             retry_in=round(max(f[2] for f in failures) - now, 2) if failures else None,
         )
 
+    @staticmethod
     def _write(
-        self,
         peer: bytes,
-        now: float,
+        u: Unit,
+        *,
         outcome: Settlement,
         failures: Sequence[Failure],
-        link_retry: float | None = None,
+        retry: float | None = None,
     ) -> None:
-        """On the database thread: the outbox changes and their audit entries, atomically."""
-        with self.store.unit(now) as u:
-            for msg_id, error in outcome.rejected:
-                u.mark_rejected(peer, msg_id, error)
+        """On the database thread: the outbox changes and their audit entries, in ``u``."""
+        for msg_id, error in outcome.rejected:
+            u.mark_rejected(peer, msg_id, error)
+            record(
+                u,
+                "message.delivery_refused",
+                message_id=msg_id.hex(),
+                peer_id=peer.hex(),
+                outcome="refused",
+                detail=error,
+            )
+        if outcome.delivered:
+            u.mark_delivered(peer, outcome.delivered)
+            for msg_id, receipt in outcome.delivered:
                 record(
                     u,
-                    "message.delivery_refused",
+                    "message.delivered",
                     message_id=msg_id.hex(),
                     peer_id=peer.hex(),
-                    outcome="refused",
-                    detail=error,
+                    outcome="receipt verified",
+                    hashes={"receipt": receipt_digest(receipt)},
                 )
-            if outcome.delivered:
-                u.mark_delivered(peer, outcome.delivered)
-                for msg_id, receipt in outcome.delivered:
-                    record(
-                        u,
-                        "message.delivered",
-                        message_id=msg_id.hex(),
-                        peer_id=peer.hex(),
-                        outcome="receipt verified",
-                        hashes={"receipt": receipt_digest(receipt)},
-                    )
-            if failures:
-                u.mark_failed(peer, failures)
-            if link_retry is not None:
-                u.defer(peer, link_retry)
+        if failures:
+            u.mark_failed(peer, failures)
+        if retry is not None:
+            u.defer(peer, retry)
 
 
 class Deliveries:
@@ -420,6 +488,7 @@ class Deliveries:
         self.clock = clock
         self.on_delivered = on_delivered
         self.run_cpu = run_cpu
+        self.writer = GroupWriter(store, run_db, clock)  # one for every peer's worker
         self._workers: dict[bytes, PeerWorker] = {}
         self._stopped = False
 
@@ -441,6 +510,7 @@ class Deliveries:
                 clock=self.clock,
                 on_delivered=self.on_delivered,
                 run_cpu=self.run_cpu,
+                writer=self.writer,
             )
             worker.start()
         else:
