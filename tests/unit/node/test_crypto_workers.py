@@ -211,18 +211,26 @@ async def test_concurrent_batches_share_a_commit_and_are_each_stored_exactly_onc
 
 async def test_workers_that_keep_dying_leave_the_cryptography_to_the_thread() -> None:
     """A worker that cannot run here (killed at every call, say) must not stop the node from
-    receiving: after a few lost calls, run_cpu opens on its crypto thread."""
+    receiving: a dead one is replaced at once, but after a few lost calls in a row none is, and
+    run_cpu opens on its crypto thread."""
     threads = Threads(BOB, 1)
-    assert threads.pool is not None
+    pool = threads.pool
+    assert pool is not None
     try:
+        await pool.warm()
         for _ in range(GIVE_UP_AFTER):
-            await threads.pool.warm()
-            held = asyncio.ensure_future(threads.run_cpu(time.sleep, 30))
+            for _ in range(200):  # the one lost before was replaced, ready for the next call
+                if pool.idle:
+                    break
+                await asyncio.sleep(0.01)
+            assert pool.idle == 1
+            held = asyncio.ensure_future(pool.run(time.sleep, (30,), {}))
             await asyncio.sleep(0.2)
-            os.kill(threads.pool.pids()[0], signal.SIGKILL)
+            os.kill(pool.pids()[0], signal.SIGKILL)
             with pytest.raises(WorkerLost):
                 await held
-        assert threads.pool.failing
+        await asyncio.sleep(0.5)
+        assert pool.failing and pool.idle == 0 and pool.pids() == []
         [opened] = await threads.run_cpu(open_batch, [sealed()], BOB, senders(), NOW)
         assert not isinstance(opened, tuple)
     finally:
