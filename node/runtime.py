@@ -7,9 +7,11 @@ All storage work runs on one database thread (``run_db``) and envelope cryptogra
 what lets unit tests drive them with a fake clock and an inline runner.
 
 ``run_cpu`` runs the functions registered with :func:`in_process` (opening a batch of envelopes,
-sealing, checking receipts) in worker processes, one per usable core ([node] crypto_processes),
-so cryptography escapes the parent's GIL and both cores work; anything else runs on the crypto
-thread, as before. A worker (node/crypto_worker.py, its own interpreter, not a fork of this
+sealing, checking receipts) on the crypto thread while it is free, and in worker processes, one
+per usable core ([node] crypto_processes), while it is busy: a backlog's cryptography escapes
+the parent's GIL and uses every core, and one message at a time pays no process hop (measured:
+the hop costs more latency than it saves on a single envelope). Anything else runs on the
+crypto thread, as before. A worker (node/crypto_worker.py, its own interpreter, not a fork of this
 threaded one) gets the node's private identity once, when it starts, never per call; a call's
 arguments and result are small picklable data, the node's identity passed as a token the worker
 swaps for its own copy. A worker that dies (killed, out of memory) fails the call it held with
