@@ -23,6 +23,7 @@ ends, however it ends (kill -9 included), the pipe closes and the worker exits, 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import os
@@ -135,6 +136,7 @@ class CryptoPool:
         self._closed = False
         self.lost_in_a_row = 0  # calls failed by a dead worker since the last one answered
         self._respawning: set[asyncio.Future[None]] = set()
+        self.on_free: Callable[[], None] = lambda: None  # a worker became idle
 
     async def _spawn(self) -> _Worker:
         ident = self.identity
@@ -183,6 +185,7 @@ class CryptoPool:
             self._retire(worker)
         else:
             self._idle.put_nowait(worker)
+            self.on_free()
 
     async def run(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         me = self.identity
@@ -291,6 +294,9 @@ class Threads:
         self.pool = CryptoPool(identity, processes) if identity and processes > 0 else None
         self._fell_back = False
         self._on_thread = 0  # run_cpu calls given to the crypto thread, not yet done
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        if self.pool is not None:
+            self.pool.on_free = self._lane_freed
 
     @property
     def cpu_parallel(self) -> int:
@@ -303,22 +309,49 @@ class Threads:
 
     async def run_cpu(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         pool = self.pool
-        if pool is not None and fn in _IN_PROCESS and self._on_thread > 0 and pool.idle:
-            # The thread is busy and a worker is free: this call goes to the worker. An idle
-            # thread takes it itself, without the hop (about 0.3 ms of latency on a loaded
-            # host), and so does a busy one when every worker is (or none started yet): one
-            # message at a time pays nothing, a backlog spreads over every core.
-            if not pool.failing:
-                return await pool.run(fn, args, kwargs)
+        if pool is None or fn not in _IN_PROCESS:
+            return await self._on_thread_run(fn, args, kwargs)
+        if pool.failing:
             if not self._fell_back:
                 self._fell_back = True
                 log.error("crypto.workers_failing", action="cryptography on the crypto thread")
+            return await self._on_thread_run(fn, args, kwargs)
+        # The crypto thread and the workers are lanes, and a call takes the first one free: the
+        # thread while it is idle (no process hop, which costs more latency than it saves on
+        # one envelope), else an idle worker, else it waits for whichever frees first. One
+        # message at a time pays nothing, and a backlog spreads over every core without calls
+        # queueing behind a busy thread while a worker is free.
+        while self._on_thread > 0 and not pool.idle:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiting:
+                    self._waiting.remove(waiter)
+        if self._on_thread == 0:
+            return await self._on_thread_run(fn, args, kwargs)
+        return await pool.run(fn, args, kwargs)
+
+    async def _on_thread_run(
+        self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> T:
         loop = asyncio.get_running_loop()
         self._on_thread += 1
         try:
             return await loop.run_in_executor(self._cpu, functools.partial(fn, *args, **kwargs))
         finally:
             self._on_thread -= 1
+            self._lane_freed()
+
+    def _lane_freed(self) -> None:
+        """Wake the call that waited longest for a lane (it looks again: another may have
+        taken the lane first)."""
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     async def run_operator(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
