@@ -28,9 +28,26 @@ RETRY_ENV = {
 
 
 def limits_env() -> dict[str, str]:
-    """``BORDERLINK_LIMITS_*`` from this process's environment, passed on to both nodes (the test
-    harness gives nodes a clean environment), e.g. to see what the peer API rate limit costs."""
-    return {k: v for k, v in os.environ.items() if k.startswith("BORDERLINK_LIMITS_")}
+    """``BORDERLINK_LIMITS_*`` and ``BORDERLINK_NODE_*`` from this process's environment, passed
+    on to both nodes (the test harness gives nodes a clean environment), e.g. to see what the peer
+    API rate limit costs, or the crypto workers save (``BORDERLINK_NODE_CRYPTO_PROCESSES=0``)."""
+    passed = ("BORDERLINK_LIMITS_", "BORDERLINK_NODE_")
+    return {k: v for k, v in os.environ.items() if k.startswith(passed)}
+
+
+def workers_up(node: Any, offset: int = 0, timeout: float = 10.0) -> None:
+    """Wait (bounded) until a started node's crypto workers run: the phases measure a running
+    node, not the interpreters its workers import at its start. A node without workers
+    (``BORDERLINK_NODE_CRYPTO_PROCESSES=0``) logs none: the wait ends at once."""
+    from tests.integration.waiting import log_events
+
+    if node.extra_env.get("BORDERLINK_NODE_CRYPTO_PROCESSES") == "0":
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log_events(node, "node.crypto_workers", offset):
+            return
+        time.sleep(0.05)
 
 
 class Pair:
@@ -42,6 +59,8 @@ class Pair:
         self.root = root
         # Short retry delays so the backlog phase resumes as soon as the receiver is back.
         self.nodes = make_network(root, [SENDER, RECEIVER], extra_env=RETRY_ENV | limits_env())
+        for node in self.nodes.values():
+            workers_up(node)
         self.sock = self.nodes[SENDER].home / "admin.sock"
         self.out = _readonly(self.nodes[SENDER].home / "node.db")
         self.inbox = _readonly(self.nodes[RECEIVER].home / "node.db")
@@ -51,7 +70,9 @@ class Pair:
         node = self.nodes[SENDER]
         node.stop()
         node.extra_env = RETRY_ENV | limits_env() | env
+        offset = node.log.stat().st_size
         node.start()
+        workers_up(node, offset)
 
     def close(self) -> None:
         from tests.integration.harness import stop_all

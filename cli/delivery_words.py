@@ -76,6 +76,8 @@ def entry(r: Mapping[str, Any], now: float) -> str:
     if state in ("queued", "delivering"):
         nxt = r.get("next_attempt")
         if tries == 0:
+            if nxt is not None and nxt - now >= 0.5:  # its peer's link is down: it waits for it
+                return f"queued, first try {due(nxt, now)} (its link is down)"
             return "queued, being sent"
         when = f", next try {due(nxt, now)}" if nxt is not None else ""
         return f"queued again after {_tries(tries)}{when}{why}"

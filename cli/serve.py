@@ -41,6 +41,6 @@ def serve_cmd(
         config = load_config(ctx.home.config)
         if listen:
             config = msgspec.structs.replace(config, listen=listen)
-        configure(config.log_format)
+        configure(config.log_format, level=config.log_level)
         identity = ctx.unlock(passphrase_fd, passphrase_file)
         asyncio.run(Node(ctx.home, config, identity).serve_forever())

@@ -119,9 +119,22 @@ class Dashboard(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     listen: str = "127.0.0.1:0"
 
 
+class Node(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # Worker processes that open and seal envelopes (node/runtime.py), so cryptography uses every
+    # core instead of one thread under the interpreter's lock. Unset: one per core this process
+    # may run on; 0 keeps it on the node's crypto thread.
+    crypto_processes: Annotated[int, msgspec.Meta(ge=0, le=256)] | None = None
+
+    def processes(self, cores: int) -> int:
+        return cores if self.crypto_processes is None else self.crypto_processes
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     listen: str = "127.0.0.1:7443"
     log_format: Literal["auto", "console", "json"] = "auto"
+    # "info" logs a summary per batch received or delivered; "debug" adds a line per message.
+    log_level: Literal["debug", "info", "warning"] = "info"
+    node: Node = msgspec.field(default_factory=Node)
     delivery: Delivery = msgspec.field(default_factory=Delivery)
     limits: Limits = msgspec.field(default_factory=Limits)
     audit: Audit = msgspec.field(default_factory=Audit)
@@ -145,6 +158,7 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 _SECTIONS: Final = {
+    "node": Node.__struct_fields__,
     "delivery": Delivery.__struct_fields__,
     "limits": Limits.__struct_fields__,
     "audit": Audit.__struct_fields__,

@@ -43,7 +43,7 @@ from node.peer_client import PeerClient
 from node.peer_info import PeerInfo
 from node.receiver import Quota, Receiver
 from node.rejections import Rejections
-from node.runtime import Clock, Threads, wall_clock
+from node.runtime import Clock, Threads, usable_cores, wall_clock
 from node.sending import Sender
 from node.status import Running, Status
 from node.storage import Store
@@ -73,7 +73,7 @@ class Node:
         self.card_text = home.card.read_text()
         self.card = parse_card(self.card_text, now=None)
         self.log = structlog.get_logger("borderlink.node").bind(node=self.card.name)
-        self.threads = Threads()
+        self.threads = Threads(identity, config.node.processes(usable_cores()))
         self.run_db, self.run_cpu = self.threads.run_db, self.threads.run_cpu
         self.store: Store = open_store(home.database)
         # The second, read-only connection (opened after the store brought the schema up to
@@ -88,7 +88,13 @@ class Node:
         self.tls = NodeTls(identity, self.card.body.tls_cert, home.root)
         self.client = PeerClient(config.delivery.request_timeout, self.tls)
         self.deliveries = Deliveries(
-            identity.node_id, self.store, self.run_db, self.client, config.delivery, clock
+            identity.node_id,
+            self.store,
+            self.run_db,
+            self.client,
+            config.delivery,
+            clock,
+            run_cpu=self.run_cpu,
         )
         self.rejections = Rejections(self.store, self.run_db, clock)
         self.receiver = Receiver(
@@ -99,6 +105,7 @@ class Node:
             self.rejections,
             clock,
             quota=Quota.of(config.limits),
+            parallel=self.threads.cpu_parallel,
         )
         self.witness = Witness(identity, self.store, self.run_db, self.client, clock)
         self.admission = Admission(config.limits, self.store, self.run_db)
@@ -357,6 +364,7 @@ class Node:
         audit = self.config.audit
         self._background = [
             asyncio.create_task(self._check_audit()),
+            asyncio.create_task(self._warm()),
             asyncio.create_task(self._every(audit.checkpoint_interval, self.checkpoint)),
             asyncio.create_task(self._every(audit.prune_interval, self._prune)),
             asyncio.create_task(
@@ -371,6 +379,12 @@ class Node:
             admin=str(sock_path),
             dashboard=self.dashboard_url() or "off",
         )
+
+    async def _warm(self) -> None:
+        """Start the crypto workers now, not at the first message (each imports for a while)."""
+        if self.threads.pool is not None:
+            pids = await self.threads.pool.warm()
+            self.log.info("node.crypto_workers", pids=pids)
 
     async def _start_dashboard(self) -> None:
         """The dashboard and /metrics on their local HTTP listener (``[dashboard] listen``)."""
@@ -426,6 +440,7 @@ class Node:
         await self.client.close()
         await self.run_read(self.reader.close)
         await self.run_db(self.store.close)
+        await self.threads.aclose()
         self.threads.shutdown()
         with contextlib.suppress(FileNotFoundError):
             self.home.admin_socket.unlink()

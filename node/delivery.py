@@ -19,6 +19,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -30,11 +31,19 @@ from keys.statements import check_receipt
 from keys.trust import PeerRecord
 from node.auditing import record
 from node.config import Delivery
-from node.delivery_rules import Settlement, backoff, failed, settle, split_expired
+from node.delivery_rules import (
+    Settlement,
+    backoff,
+    failed,
+    receipts_of,
+    settle,
+    split_expired,
+    verify_receipts,
+)
 from node.peer_client import Answer, BatchClient, DeliveryFailed
 from node.peer_info import PeerInfo
-from node.runtime import Clock, Run, wall_clock
-from node.storage import DueMessage, Store
+from node.runtime import Clock, Run, run_inline, wall_clock
+from node.storage import DueMessage, Store, Unit
 from node.storage.rows import KeyNotice
 from node.tasks import cancelled, woken
 from protocol.batch import encode_batch
@@ -59,6 +68,68 @@ class LinkState:
     in_flight: int  # messages in batches being delivered now
 
 
+class GroupWriter:
+    """What finished batches settle, written in one unit for all that finished while the
+    database thread was busy (a broadcast's answers from many peers: one fsync, not one each).
+    Each batch's write returns only once the commit that holds it is done. Should the shared
+    unit fail, each write is tried in its own, so one batch's error is not another's."""
+
+    def __init__(self, store: Store, run_db: Run, clock: Clock) -> None:
+        self.store = store
+        self.run_db = run_db
+        self.clock = clock
+        self._queue: list[tuple[Callable[[Unit], None], asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.commits = 0
+
+    async def write(self, fn: Callable[[Unit], None]) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._queue.append((fn, done))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(), name="delivery-writes")
+        await asyncio.shield(done)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            jobs, self._queue = self._queue, []
+            try:
+                errors = await self.run_db(self._commit, [fn for fn, _ in jobs])
+            except Exception as exc:
+                errors = [exc] * len(jobs)
+            except asyncio.CancelledError:
+                for _, done in jobs:
+                    done.cancel()
+                raise
+            for (_, done), error in zip(jobs, errors, strict=True):
+                if done.done():
+                    continue
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error)
+
+    def _commit(self, fns: list[Callable[[Unit], None]]) -> list[Exception | None]:
+        try:
+            with self.store.unit(self.clock()) as u:
+                for fn in fns:
+                    fn(u)
+        except Exception:
+            if len(fns) == 1:
+                raise
+        else:
+            self.commits += 1
+            return [None] * len(fns)
+        errors: list[Exception | None] = []
+        for fn in fns:
+            try:
+                with self.store.unit(self.clock()) as u:
+                    fn(u)
+                errors.append(None)
+            except Exception as exc:  # this write's own error, said to its batch alone
+                errors.append(exc)
+        return errors
+
+
 class PeerWorker:
     """One peer's deliveries: a dispatcher task takes due rows and runs up to ``concurrency``
     batches at once. The ids in flight are kept here, in memory, not written to the outbox: a
@@ -77,8 +148,12 @@ class PeerWorker:
         clock: Clock = wall_clock,
         on_delivered: Callable[[int], None] | None = None,
         rng: random.Random | None = None,
+        run_cpu: Run = run_inline,
+        writer: GroupWriter | None = None,
     ) -> None:
         self.peer = peer
+        self.run_cpu = run_cpu  # receipt signatures are checked there, off the event loop
+        self.writer = writer or GroupWriter(store, run_db, clock)
         self.me = me
         self.store = store
         self.run_db = run_db
@@ -92,6 +167,11 @@ class PeerWorker:
         self.wake = asyncio.Event()
         self.inflight: set[bytes] = set()  # message ids of the batches being delivered
         self.link = "unknown"  # up | down | unknown, for status
+        # A link that fails backs off as one (PROTOCOL.md 11.4): one try per backoff step, the
+        # whole backlog waiting for it (each row's next attempt says when), not one try per
+        # message. ``link_failures`` counts the steps since the peer last answered.
+        self.link_failures = 0
+        self.link_retry_at: float | None = None
         # Key statements of this node's may wait for this peer (PROTOCOL.md 13.5): they go
         # first, and no envelope goes while one is queued (the peer could not check it yet).
         self.notices = True
@@ -127,7 +207,15 @@ class PeerWorker:
             if wait is not None:
                 await woken(self.wake, wait)
                 return
-        if len(self._batches) < max(1, self.policy.concurrency):
+        retry_at = self.link_retry_at
+        if retry_at is not None and self.clock() < retry_at:
+            # Down: nothing is sent before the link's next try; what was queued meanwhile is
+            # written as due then, so the outbox says when it goes.
+            await self.run_db(self._defer, retry_at)
+            await woken(self.wake, max(0.0, retry_at - self.clock()))
+            return
+        room = 1 if retry_at is not None else max(1, self.policy.concurrency)  # down: one probe
+        if len(self._batches) < room:
             rows, next_due = await self.run_db(
                 self._take, self.peer.node_id, self.clock(), tuple(self.inflight)
             )
@@ -207,6 +295,14 @@ class PeerWorker:
             return live, None if live else now
         return [], self.store.next_due(peer, exclude)
 
+    def _defer(self, until: float) -> None:
+        """On the database thread: rows due before the link's next try are due at it (a read
+        first: a commit only when one was queued since the last look)."""
+        nxt = self.store.next_due(self.peer.node_id, tuple(self.inflight))
+        if nxt is not None and nxt < until:
+            with self.store.unit(self.clock()) as u:
+                u.defer(self.peer.node_id, until)
+
     def _launch(self, rows: list[DueMessage]) -> None:
         ids = [r.id for r in rows]
         self.inflight.update(ids)
@@ -243,24 +339,57 @@ class PeerWorker:
             answer = await self.client.post_batch(peer, encode_batch(copies))
         except DeliveryFailed as exc:
             self.link = "down"
-            await self._apply(failed(rows, exc.message), started)
+            now = self.clock()
+            retry_at = self.link_retry_at
+            if retry_at is None or retry_at <= started:  # a new step, not a batch of this one
+                # A restarted node goes on from its rows' tries, not from the first step.
+                step = max(self.link_failures, *(r.attempts for r in rows))
+                retry_at = now + backoff(step, self.policy, self.rng)
+                self.link_retry_at = retry_at
+                self.link_failures = step + 1
+            await self._apply(failed(rows, exc.message), started, link_retry=retry_at)
             return
         self.link = "up"
+        self.link_failures, self.link_retry_at = 0, None
+        receipts = receipts_of(answer.status, answer.body)
+        verified = (
+            await self.run_cpu(verify_receipts, receipts, peer.identity, self.me)
+            if receipts
+            else None
+        )
         outcome = settle(
-            rows, answer.status, answer.body, peer=peer.name, signer=peer.identity, me=self.me
+            rows,
+            answer.status,
+            answer.body,
+            peer=peer.name,
+            signer=peer.identity,
+            me=self.me,
+            verified=verified,
         )
         await self._apply(outcome, started)
 
-    async def _apply(self, outcome: Settlement, started: float) -> None:
-        """Write what ``outcome`` settles in one unit (with its audit entries), then log it."""
+    async def _apply(
+        self, outcome: Settlement, started: float, *, link_retry: float | None = None
+    ) -> None:
+        """Write what ``outcome`` settles in one unit (with its audit entries), then log it.
+        ``link_retry``: the link is down until then, and every row waiting for it with it."""
         peer = self.peer
         now = self.clock()
         failures = [
-            (row.id, error, now + backoff(row.attempts, self.policy, self.rng))
+            (
+                row.id,
+                error,
+                link_retry
+                if link_retry is not None
+                else now + backoff(row.attempts, self.policy, self.rng),
+            )
             for row, error in outcome.retry
         ]
         if outcome.delivered or outcome.rejected or failures:
-            await self.run_db(self._write, peer.node_id, now, outcome, failures)
+            write = functools.partial(
+                self._write, peer.node_id, outcome=outcome, failures=failures, retry=link_retry
+            )
+            await self.writer.write(write)
         if outcome.refused is not None:
             for msg_id, _ in outcome.rejected:
                 log.warning(
@@ -272,49 +401,66 @@ class PeerWorker:
         if outcome.delivered and self.on_delivered:
             self.on_delivered(len(outcome.delivered))
         for msg_id, _ in outcome.delivered:
-            log.info(
+            log.debug(
                 "delivery.ok",
                 peer=peer.name,
                 message_id=msg_id.hex(),
                 ms=round((now - started) * 1000, 1),
             )
         for msg_id, error, nxt in failures:
-            log.info(
+            log.debug(
                 "delivery.failed",
                 peer=peer.name,
                 message_id=msg_id.hex(),
                 error=error,
                 retry_in=round(nxt - now, 2),
             )
+        log.info(
+            "delivery.batch",
+            peer=peer.name,
+            delivered=len(outcome.delivered),
+            failed=len(failures),
+            refused=len(outcome.rejected),
+            ms=round((now - started) * 1000, 1),
+            error=failures[0][1] if failures else None,
+            retry_in=round(max(f[2] for f in failures) - now, 2) if failures else None,
+        )
 
+    @staticmethod
     def _write(
-        self, peer: bytes, now: float, outcome: Settlement, failures: Sequence[Failure]
+        peer: bytes,
+        u: Unit,
+        *,
+        outcome: Settlement,
+        failures: Sequence[Failure],
+        retry: float | None = None,
     ) -> None:
-        """On the database thread: the outbox changes and their audit entries, atomically."""
-        with self.store.unit(now) as u:
-            for msg_id, error in outcome.rejected:
-                u.mark_rejected(peer, msg_id, error)
+        """On the database thread: the outbox changes and their audit entries, in ``u``."""
+        for msg_id, error in outcome.rejected:
+            u.mark_rejected(peer, msg_id, error)
+            record(
+                u,
+                "message.delivery_refused",
+                message_id=msg_id.hex(),
+                peer_id=peer.hex(),
+                outcome="refused",
+                detail=error,
+            )
+        if outcome.delivered:
+            u.mark_delivered(peer, outcome.delivered)
+            for msg_id, receipt in outcome.delivered:
                 record(
                     u,
-                    "message.delivery_refused",
+                    "message.delivered",
                     message_id=msg_id.hex(),
                     peer_id=peer.hex(),
-                    outcome="refused",
-                    detail=error,
+                    outcome="receipt verified",
+                    hashes={"receipt": receipt_digest(receipt)},
                 )
-            if outcome.delivered:
-                u.mark_delivered(peer, outcome.delivered)
-                for msg_id, receipt in outcome.delivered:
-                    record(
-                        u,
-                        "message.delivered",
-                        message_id=msg_id.hex(),
-                        peer_id=peer.hex(),
-                        outcome="receipt verified",
-                        hashes={"receipt": receipt_digest(receipt)},
-                    )
-            if failures:
-                u.mark_failed(peer, failures)
+        if failures:
+            u.mark_failed(peer, failures)
+        if retry is not None:
+            u.defer(peer, retry)
 
 
 class Deliveries:
@@ -332,6 +478,7 @@ class Deliveries:
         policy: Delivery,
         clock: Clock = wall_clock,
         on_delivered: Callable[[int], None] | None = None,
+        run_cpu: Run = run_inline,
     ) -> None:
         self.me = me
         self.store = store
@@ -340,6 +487,8 @@ class Deliveries:
         self.policy = policy
         self.clock = clock
         self.on_delivered = on_delivered
+        self.run_cpu = run_cpu
+        self.writer = GroupWriter(store, run_db, clock)  # one for every peer's worker
         self._workers: dict[bytes, PeerWorker] = {}
         self._stopped = False
 
@@ -360,6 +509,8 @@ class Deliveries:
                 policy=self.policy,
                 clock=self.clock,
                 on_delivered=self.on_delivered,
+                run_cpu=self.run_cpu,
+                writer=self.writer,
             )
             worker.start()
         else:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from node.config import Delivery
+from node.runtime import in_process
 from node.storage.rows import DueMessage
 from protocol.batch import (
     PERMANENT_REASONS,
@@ -79,6 +80,28 @@ def refusal(peer: str, status: int, body: bytes, *, what: str = "the message") -
     return reason, escaped(text, MAX_ERROR)
 
 
+def receipts_of(status: int, body: bytes) -> list[bytes]:
+    """The receipts a 200 answer carries (none for anything else or a body that is no answer):
+    what :func:`verify_receipts` checks before :func:`settle` reads the rest."""
+    if status != 200:
+        return []
+    try:
+        return decode_response(body).receipts
+    except BorderlinkError:
+        return []
+
+
+@in_process
+def verify_receipts(
+    receipts: list[bytes], signer: PublicIdentity, me: bytes
+) -> list[ReceiptBody] | str:
+    """Each receipt verified (signed by ``signer``, addressed to ``me``), or why one is not."""
+    try:
+        return [verify_receipt(r, signer=signer, sender=me) for r in receipts]
+    except BorderlinkError as exc:
+        return exc.message
+
+
 def settle(
     rows: Sequence[DueMessage],
     status: int,
@@ -87,6 +110,7 @@ def settle(
     peer: str,
     signer: PublicIdentity,
     me: bytes,
+    verified: list[ReceiptBody] | str | None = None,
 ) -> Settlement:
     """What the peer's answer (HTTP ``status`` and ``body``) to a batch of ``rows`` settles.
 
@@ -94,6 +118,8 @@ def settle(
     covering its id and content hash. An error answer or a refused item is final only for a
     reason retrying cannot fix (``PERMANENT_REASONS``), and an error answer only when the batch
     held one message: for a larger batch it is not known which message the peer meant.
+    ``verified``: what :func:`verify_receipts` said of :func:`receipts_of` this answer, when the
+    caller had it checked elsewhere (a crypto worker); None checks them here.
     """
     if status != 200:
         reason, text = refusal(peer, status, body)
@@ -108,10 +134,12 @@ def settle(
     if len(resp.results) != len(rows):
         counted = f"{peer} answered for {len(resp.results)} of {len(rows)} messages"
         return failed(rows, f"{invalid}: {counted}")
-    try:
-        verified = [verify_receipt(r, signer=signer, sender=me) for r in resp.receipts]
-    except BorderlinkError as exc:
-        return failed(rows, f"{invalid}: {exc.message}")
+    if verified is None:
+        verified = verify_receipts(resp.receipts, signer, me)
+    if isinstance(verified, str):
+        return failed(rows, f"{invalid}: {verified}")
+    if len(verified) != len(resp.receipts):
+        return failed(rows, f"{invalid}: receipts not checked")
     return _per_item(rows, resp, verified, peer)
 
 

@@ -16,8 +16,14 @@ import structlog
 from node.ratelimit import Sampler, sampled
 from protocol.text import escaped
 
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 
-def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
+
+def configure(fmt: str = "auto", level: int | str = logging.INFO) -> None:
+    """``level`` is a logging level or its name in the config ([log_level]: debug adds a line
+    per message received or delivered to the per-batch summaries info logs)."""
+    if isinstance(level, str):
+        level = _LEVELS[level]
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()

@@ -15,6 +15,7 @@ from typing import TypeVar, cast
 import msgspec
 
 from node.batches import IN_FLIGHT, chunks
+from node.runtime import in_process
 from node.storage import QueuedMessage
 from protocol.envelope import Envelope, TypeName, seal
 from protocol.errors import TooManyRecipients, ValidationError
@@ -90,6 +91,7 @@ class Refused(msgspec.Struct, frozen=True):
         return ValidationError(where, self.rule, kind=self.kind)
 
 
+@in_process
 def prepared(
     type_name: str, bodies: Sequence[bytes], priority: str | None, first: int = 0
 ) -> list[Prepared] | Refused:
@@ -104,6 +106,7 @@ def prepared(
     return out
 
 
+@in_process
 def sealed(
     identity: Identity,
     recipients: list[PublicIdentity],

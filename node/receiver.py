@@ -4,7 +4,10 @@ Exactly-once in the inbox: the replay table and inbox insert share the unit that
 receipt, and a re-delivered message (same id, sender and content hash) gets its original receipt
 back, so a sender's retry after a lost answer is harmless; it is not opened again (11.3), nor are
 identical envelopes of one batch opened more than once. Reads and writes storage through units
-on the database thread, opens envelopes on the crypto thread; no HTTP (the peer routes call it).
+on the database thread, opens envelopes through ``run_cpu`` (the crypto workers, given the
+sender's keys as data: :func:`open_batch`); no HTTP (the peer routes call it). Requests that
+finish opening while a commit is under way are stored together in the next one (group commit):
+one fsync for all, each answered only once the commit holding its messages is done.
 
 Before any cryptography, an envelope whose sender is not the peer the TLS channel authenticated
 is refused (``channel_mismatch``). After opening, a fresh message is refused, and nothing of it
@@ -16,18 +19,19 @@ node did not send to that sender, or a Retraction of a message this node wrote
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 
-from keys.card import parse_card
 from keys.trust import PeerRecord, require_trusted
 from node.auditing import record
 from node.config import Limits
-from node.peer_info import older_signers
+from node.peer_info import older_signers, parsed_card
 from node.rejections import Rejections
-from node.runtime import Clock, Run, wall_clock
+from node.runtime import Clock, Run, WorkerLost, in_process, wall_clock
 from node.storage import Accepted, Store, Unit
 from node.storage.rows import RevokedKey
 from protocol.batch import BatchResponse, ItemResult, classify_arrival
@@ -35,7 +39,7 @@ from protocol.envelope import Envelope, Opened, decode_envelope, open_envelope
 from protocol.errors import (
     ChannelMismatch,
     ForeignReference,
-    PeerRevoked,
+    KeyRetired,
     QuotaExceeded,
     Rejected,
     Replay,
@@ -67,11 +71,73 @@ class Quota:
         return cls(limits.max_inbox_per_sender, limits.max_inbox_bytes_per_sender)
 
 
-# Envelopes opened per call on the crypto thread. The thread is one queue for every peer: in
-# chunks, another peer's request waits behind a few of these, not behind whole 256-envelope
-# batches (attack9 F3).
+# Envelopes opened per call. The crypto workers are one queue for every peer: in chunks, another
+# peer's request waits behind a few of these, not behind whole 256-envelope batches (attack9 F3);
+# one request keeps at most one chunk per worker in flight.
 OPEN_CHUNK = 16
 MAX_OLD_KEYS = 4  # replaced keys tried on a signature that fails: a bound on the cost of junk
+UNAVAILABLE = "unavailable"  # a worker died holding the envelope: the sender retries it
+
+
+@dataclass(frozen=True)
+class SenderKeys:
+    """What ``open_envelope`` asks of a sender, computed before opening (on the database
+    thread) so a worker process gets plain data: its trusted identity, or why it has none;
+    its replaced signing keys, each with the refusal (KeyRetired's words) if one signed."""
+
+    identity: PublicIdentity | None
+    refusal: str = ""
+    older: tuple[tuple[bytes, str | None], ...] = ()
+
+
+Outcome = Opened | tuple[str, str]  # the opened message, or (reason, detail)
+
+
+@in_process
+def open_batch(
+    envelopes: list[bytes], me: Identity, senders: Mapping[bytes, SenderKeys], now: int
+) -> list[Outcome]:
+    """Verify and decrypt each envelope with ``senders`` as the only source of trust; the same
+    answer, reason and words, in a worker process as on the crypto thread."""
+
+    def sender_of(node_id: bytes) -> PublicIdentity:
+        keys = senders.get(node_id)
+        if keys is None:
+            require_trusted(None, node_id)  # raises UnknownSender in the words it always has
+            raise AssertionError  # pragma: no cover - require_trusted(None) always raises
+        if keys.identity is None:  # the wire does not tell revoked from unknown
+            raise UnknownSender(keys.refusal)
+        return keys.identity
+
+    def older_keys(node_id: bytes) -> list[tuple[bytes, Rejected | None]]:
+        keys = senders.get(node_id)
+        if keys is None:
+            return []
+        return [(k, None if why is None else KeyRetired(why)) for k, why in keys.older]
+
+    out: list[Outcome] = []
+    for data in envelopes:
+        try:
+            out.append(open_envelope(data, me, sender_of=sender_of, now=now, older_keys=older_keys))
+        except Rejected as exc:
+            out.append((exc.reason, exc.message))
+        except TrustError as exc:
+            out.append(("unknown_sender", exc.message))
+    return out
+
+
+def sender_keys(
+    rec: PeerRecord | None, node_id: bytes, revoked: Mapping[bytes, RevokedKey], now: int
+) -> SenderKeys:
+    try:
+        trusted = require_trusted(rec, node_id)
+    except TrustError as exc:
+        return SenderKeys(None, exc.message)
+    older = older_signers(trusted, revoked, now, limit=MAX_OLD_KEYS)
+    return SenderKeys(
+        parsed_card(trusted.card).identity,
+        older=tuple((k, None if why is None else why.message) for k, why in older),
+    )
 
 
 @dataclass
@@ -89,6 +155,15 @@ class _Item:
         self.reason, self.detail = first.reason, first.detail
 
 
+@dataclass
+class _Job:
+    """One request's items waiting for the next group commit, and where its answer goes."""
+
+    items: list[_Item]
+    source: str
+    answer: asyncio.Future[BatchResponse]
+
+
 class Receiver:
     def __init__(
         self,
@@ -100,6 +175,7 @@ class Receiver:
         clock: Clock = wall_clock,
         *,
         quota: Quota | None = None,
+        parallel: int = 1,
     ) -> None:
         self.me = me
         self.quota = quota or Quota.of(Limits())
@@ -108,37 +184,10 @@ class Receiver:
         self.run_cpu = run_cpu
         self.rejections = rejections
         self.clock = clock
-        self._cards: dict[str, PublicIdentity] = {}
-        self._revoked: dict[bytes, RevokedKey] = {}  # the calling peer's, read per batch
-
-    def _identity(self, record: PeerRecord) -> PublicIdentity:
-        ident = self._cards.get(record.card)
-        if ident is None:
-            ident = self._cards[record.card] = parse_card(record.card, now=None).identity
-        return ident
-
-    def _open_all(self, items: list[_Item], peers: dict[bytes, PeerRecord], now: int) -> None:
-        def sender_of(node_id: bytes) -> PublicIdentity:
-            try:
-                return self._identity(require_trusted(peers.get(node_id), node_id))
-            except PeerRevoked as exc:  # the wire does not tell revoked from unknown
-                raise UnknownSender(exc.message) from exc
-
-        revoked = self._revoked
-
-        def older_keys(node_id: bytes) -> list[tuple[bytes, Rejected | None]]:
-            rec = peers.get(node_id)
-            return [] if rec is None else older_signers(rec, revoked, now, limit=MAX_OLD_KEYS)
-
-        for it in items:
-            try:
-                it.opened = open_envelope(
-                    it.data, self.me, sender_of=sender_of, now=now, older_keys=older_keys
-                )
-            except Rejected as exc:
-                it.reason, it.detail = exc.reason, exc.message
-            except TrustError as exc:
-                it.reason, it.detail = "unknown_sender", exc.message
+        self.parallel = max(1, parallel)  # run_cpu calls that make progress at once
+        self._queue: list[_Job] = []  # stores waiting for the next group commit
+        self._committer: asyncio.Task[None] | None = None
+        self.commits = 0  # group commits made (tests count them against requests)
 
     async def receive(self, envelopes: list[bytes], *, source: str, peer: bytes) -> BatchResponse:
         """``peer`` is the node id the TLS channel authenticated: only its own envelopes are
@@ -147,7 +196,7 @@ class Receiver:
         What costs a peer nothing cannot cost this node much either (attack9 F3): identical
         envelopes in a batch are opened once, a re-delivery of a message already in the inbox
         is answered from its header alone, and the rest is opened in chunks of
-        :data:`OPEN_CHUNK`."""
+        :data:`OPEN_CHUNK`, at most one per crypto worker at a time."""
         items = [_Item(e) for e in envelopes]
         firsts: dict[bytes, _Item] = {}
         for it in items:
@@ -157,17 +206,62 @@ class Receiver:
             else:
                 _check_channel(it, peer)
         distinct = [it for it in items if it.same_as is None and it.reason is None]
-        peers = await self.run_db(self._before_opening, distinct, peer)
+        senders = await self.run_db(self._before_opening, distinct, peer)
         to_open = [it for it in distinct if it.stored is None]
-        for i in range(0, len(to_open), OPEN_CHUNK):
-            chunk = to_open[i : i + OPEN_CHUNK]
-            await self.run_cpu(self._open_all, chunk, peers, int(self.clock()))
+        chunks = [to_open[i : i + OPEN_CHUNK] for i in range(0, len(to_open), OPEN_CHUNK)]
+        for w in range(0, len(chunks), self.parallel):
+            wave = chunks[w : w + self.parallel]
+            now = int(self.clock())
+            await asyncio.gather(*(self._open(chunk, senders, now) for chunk in wave))
         for it in items:
             if it.same_as is not None:
                 it.copy_from(it.same_as)
-        return await self.run_db(self._store_and_sign, items, source)
+        return await self._commit(items, source)
 
-    def _before_opening(self, items: list[_Item], peer: bytes) -> dict[bytes, PeerRecord]:
+    async def _open(self, chunk: list[_Item], senders: dict[bytes, SenderKeys], now: int) -> None:
+        try:
+            outcomes = await self.run_cpu(
+                open_batch, [it.data for it in chunk], self.me, senders, now
+            )
+        except WorkerLost as exc:
+            for it in chunk:
+                it.reason, it.detail = UNAVAILABLE, exc.message
+            return
+        for it, out in zip(chunk, outcomes, strict=True):
+            if isinstance(out, tuple):
+                it.reason, it.detail = out
+            else:
+                it.opened = out
+
+    async def _commit(self, items: list[_Item], source: str) -> BatchResponse:
+        """Store and sign in the next group commit: the requests that are waiting when the
+        database thread is free share one fsync'd transaction, and each is answered only once
+        the commit that holds its messages is done."""
+        job = _Job(items, source, asyncio.get_running_loop().create_future())
+        self._queue.append(job)
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_queued(), name="group-commit")
+        return await asyncio.shield(job.answer)
+
+    async def _commit_queued(self) -> None:
+        while self._queue:
+            jobs, self._queue = self._queue, []
+            try:
+                answers = await self.run_db(self._store_group, [(j.items, j.source) for j in jobs])
+            except Exception as exc:  # each request hears of it (a 500), none waits for ever
+                for j in jobs:
+                    if not j.answer.done():
+                        j.answer.set_exception(exc)
+                continue
+            except asyncio.CancelledError:
+                for j in jobs:
+                    j.answer.cancel()
+                raise
+            for j, answer in zip(jobs, answers, strict=True):
+                if not j.answer.done():
+                    j.answer.set_result(answer)
+
+    def _before_opening(self, items: list[_Item], peer: bytes) -> dict[bytes, SenderKeys]:
         """Runs on the database thread: the peer table, and which envelopes re-deliver a message
         already in the inbox (PROTOCOL.md 11.3). Such a one is answered ``duplicate`` with its
         stored receipt and not opened: its header (sender, id, the signed recipients and times)
@@ -176,12 +270,12 @@ class Receiver:
         lookup is for ``peer``, whose envelopes alone got here), so this tells nobody else which
         ids are stored; one expired, not for this node or from a peer no longer trusted is
         opened, and so refused, as any other."""
-        peers = {p.node_id: p for p in self.store.peers()}
-        self._revoked = {r.key: r for r in self.store.revoked_keys(peer)}
-        rec = peers.get(peer)
-        if rec is None or rec.status != "trusted":
-            return peers
+        rec = self.store.peer_by_id(peer)
         now = self.clock()
+        revoked = {r.key: r for r in self.store.revoked_keys(peer)}
+        senders = {peer: sender_keys(rec, peer, revoked, int(now))}
+        if rec is None or rec.status != "trusted":
+            return senders
         for it in items:
             env = it.env
             if env is None or now >= env.expires:
@@ -191,11 +285,31 @@ class Receiver:
                 continue
             if known.content_hash == env.content_hash():
                 it.stored = known.receipt
-        return peers
+        return senders
 
-    def _store_and_sign(self, items: list[_Item], source: str) -> BatchResponse:
-        """Runs on the database thread: duplicate check, one unit, receipt."""
+    def _store_group(self, jobs: list[tuple[list[_Item], str]]) -> list[BatchResponse]:
+        """Runs on the database thread: every waiting request's messages, receipts and audit
+        entries in one unit (one fsync). Each request is decided after the ones before it in
+        the unit, whose writes its reads see, so exactly-once holds across requests as within
+        one. Should the authoritative replay check of the inbox refuse a message all the same,
+        the unit rolls back and each request is stored on its own, one unit per sender's
+        receipt, as without grouping."""
         now = self.clock()
+        try:
+            with self.store.unit(now) as u:
+                answers = [self._decide_and_store(items, source, now, u) for items, source in jobs]
+        except Replay:
+            answers = [self._decide_and_store(items, source, now, None) for items, source in jobs]
+        self.commits += 1
+        for (items, source), answer in zip(jobs, answers, strict=True):
+            _log_batch(items, answer, source)
+        return answers
+
+    def _decide_and_store(
+        self, items: list[_Item], source: str, now: float, unit: Unit | None
+    ) -> BatchResponse:
+        """Duplicate check, receipts, and their writes in ``unit`` (None: one unit per sender's
+        receipt, so a replay refused in one rolls back only that sender's messages)."""
         results: list[ItemResult] = []
         receipts: list[bytes] = []
         fresh: list[tuple[int, Accepted]] = []
@@ -248,37 +362,26 @@ class Receiver:
             receipts.append(receipt)
             for i, _ in group:
                 results[i].receipt = len(receipts) - 1
-        # One unit per sender's receipt: a replay raised by the authoritative check in one
-        # rolls back only that sender's messages, as before.
-        for accepted, receipt in signed:
-            with self.store.unit(now) as u:
-                _store(u, accepted, receipt, source)
-        if any(r.outcome == "rejected" for r in results):
-            with self.store.unit(now) as u:
-                self._audit_rejections(u, items, results, source)
-        for it, res in zip(items, results, strict=True):
-            if res.outcome == "rejected":
-                log.warning(
-                    "message.rejected",
-                    reason=res.reason,
-                    detail=it.detail[:200],
-                    source=source,
-                    claimed_sender=_claimed_sender(it.data),
-                )
-            else:
-                log.info(
-                    "message.received",
-                    outcome=res.outcome,
-                    message_id=res.id.hex() if res.id else None,
-                    source=source,
-                )
+        noted = any(r.outcome == "rejected" and r.reason != UNAVAILABLE for r in results)
+        if unit is not None:
+            for accepted, receipt in signed:
+                _store(unit, accepted, receipt, source)
+            if noted:
+                self._audit_rejections(unit, items, results, source)
+        else:
+            for accepted, receipt in signed:
+                with self.store.unit(now) as u:
+                    _store(u, accepted, receipt, source)
+            if noted:
+                with self.store.unit(now) as u:
+                    self._audit_rejections(u, items, results, source)
         return BatchResponse(results, receipts)
 
     def _audit_rejections(
         self, unit: Unit, items: list[_Item], results: list[ItemResult], source: str
     ) -> None:
         for it, res in zip(items, results, strict=True):
-            if res.outcome != "rejected":
+            if res.outcome != "rejected" or res.reason == UNAVAILABLE:
                 continue
             opened = it.opened
             self.rejections.note(
@@ -395,3 +498,32 @@ def _claimed_sender(data: bytes) -> str | None:
         return decode_envelope(data).sender.hex()
     except Rejected:
         return None
+
+
+def _log_batch(items: list[_Item], answer: BatchResponse, source: str) -> None:
+    """One line per batch at info (counts per outcome); one per message at debug; a refusal
+    still one warning each, with its reason (the operator looks for those)."""
+    counts = Counter(r.outcome for r in answer.results)
+    for it, res in zip(items, answer.results, strict=True):
+        if res.outcome == "rejected":
+            log.warning(
+                "message.rejected",
+                reason=res.reason,
+                detail=it.detail[:200],
+                source=source,
+                claimed_sender=_claimed_sender(it.data),
+            )
+        else:
+            log.debug(
+                "message.received",
+                outcome=res.outcome,
+                message_id=res.id.hex() if res.id else None,
+                source=source,
+            )
+    log.info(
+        "batch.received",
+        source=source,
+        accepted=counts["accepted"],
+        duplicate=counts["duplicate"],
+        rejected=counts["rejected"],
+    )

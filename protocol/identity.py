@@ -175,6 +175,13 @@ class Identity:
         """The current decryption key first, then the retired ones still in their overlap."""
         return [self._enc, *(k for k, until in self._retired if now < until)]
 
+    def retired_secrets(self) -> list[tuple[bytes, int]]:
+        """The retired decryption keys' 32 raw bytes, each with the end of its overlap: what a
+        worker process needs to rebuild this identity (node/runtime.py), nothing else."""
+        raw, fmt = serialization.Encoding.Raw, serialization.PrivateFormat.Raw
+        none = serialization.NoEncryption()
+        return [(k.private_bytes(raw, fmt, none), until) for k, until in self._retired]
+
     def take_over(self, other: Identity) -> None:
         """Become ``other`` in place: after a rotation every service holding this object signs
         and decrypts with the new keys at once, with no restart and no stale copy left behind."""

@@ -360,6 +360,11 @@ class Unit(Reads, Protocol):
         """The peer refused the message for good: never retried."""
         ...
 
+    def defer(self, peer: bytes, until: float) -> int:
+        """The peer's link is down until its next try: every message waiting for it is due no
+        sooner than ``until`` (no attempt counted, no error set); how many rows changed."""
+        ...
+
     def requeue(self, msg_id: bytes, peers: Sequence[bytes]) -> int:
         """The entries of ``msg_id`` for ``peers`` that failed or were rejected become queued
         again, due at ``now`` (the operator asked to retry); returns how many."""

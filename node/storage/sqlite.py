@@ -800,6 +800,13 @@ class SqliteUnit(_Reads):
             [(err, nxt, msg_id, peer) for msg_id, err, nxt in failures],
         )
 
+    def defer(self, peer: bytes, until: float) -> int:
+        return self._db.execute(
+            f"UPDATE outbox SET next_attempt = ? WHERE peer = ? AND status IN {_PENDING} "
+            "AND next_attempt < ?",
+            (until, peer, until),
+        ).rowcount
+
     def mark_rejected(self, peer: bytes, msg_id: bytes, error: str) -> None:
         flow.ended(self._db, self._now, "rejected", peer, [msg_id], error)
         self._db.execute(

@@ -54,6 +54,8 @@ def test_summary_orders_states_and_says_when_the_next_retry_is() -> None:
     [
         (row("delivered", attempts=1, delivered_at=NOW - 59.988), "after it was queued"),
         (row("queued"), "queued, being sent"),
+        (row("queued", next_attempt=NOW - 1), "queued, being sent"),
+        (row("queued", next_attempt=NOW + 40), "queued, first try in 40 s (its link is down)"),
         (
             row("queued", attempts=2, next_attempt=NOW, last_error="no answer"),
             "queued again after 2 tries, next try now: no answer",
@@ -70,7 +72,17 @@ def test_summary_orders_states_and_says_when_the_next_retry_is() -> None:
         (row("expired", attempts=7), "expired undelivered after 7 tries"),
         (row("held", last_error="peer blocked"), "held, not sent: peer blocked"),
     ],
-    ids=["delivered", "queued", "queued-again", "failed", "rejected", "expired", "held"],
+    ids=[
+        "delivered",
+        "queued",
+        "queued-due",
+        "queued-link-down",
+        "queued-again",
+        "failed",
+        "rejected",
+        "expired",
+        "held",
+    ],
 )
 def test_each_state_in_words(r: dict[str, Any], words: str) -> None:
     assert entry(r, NOW).endswith(words)

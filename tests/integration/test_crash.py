@@ -38,7 +38,10 @@ DRAIN_DEADLINE = 2 * PATIENCE
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[dict[str, NodeProc]]:
-    nodes = make_network(tmp_path, ["bar-pcu", "belgrade-accu"])
+    # debug: a line per message received, which accepted_at_most_once counts
+    nodes = make_network(
+        tmp_path, ["bar-pcu", "belgrade-accu"], extra_env={"BORDERLINK_LOG_LEVEL": "debug"}
+    )
     yield nodes
     stop_all(nodes)
 

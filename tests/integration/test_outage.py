@@ -40,6 +40,7 @@ def pair(tmp_path: Path) -> Iterator[dict[str, NodeProc]]:
         extra_env={
             "BORDERLINK_DELIVERY_BACKOFF_BASE": str(BASE),
             "BORDERLINK_DELIVERY_BACKOFF_MAX": str(MAX),
+            "BORDERLINK_LOG_LEVEL": "debug",  # a delivery.failed line per message and try
         },
     )
     yield nodes
@@ -130,6 +131,7 @@ def single_worker_pair(tmp_path: Path) -> Iterator[dict[str, NodeProc]]:
             "BORDERLINK_DELIVERY_BACKOFF_BASE": str(BASE),
             "BORDERLINK_DELIVERY_BACKOFF_MAX": str(MAX),
             "BORDERLINK_DELIVERY_CONCURRENCY": "1",
+            "BORDERLINK_LOG_LEVEL": "debug",
         },
     )
     yield nodes

@@ -14,12 +14,13 @@ import asyncio
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
 from node.config import Delivery
-from node.delivery import Deliveries, LinkState, PeerWorker, backoff
+from node.delivery import Deliveries, GroupWriter, LinkState, PeerWorker, backoff
 from node.peer_client import Answer, DeliveryFailed
 from node.peer_info import PeerInfo
 from node.runtime import run_inline
@@ -525,3 +526,79 @@ async def test_ensure_wakes_the_worker_for_a_new_message(store: Store) -> None:
     finally:
         await deliveries.stop()
     assert bob.batches == [[first], [second]]
+
+
+# A link that is down backs off as one ------------------------------------------------------------
+
+
+async def test_a_down_peer_gets_one_try_per_backoff_step_not_one_per_message(
+    store: Store, peer: PeerInfo
+) -> None:
+    """Ten queued messages, batches of two, two in flight: while the peer is down each backoff
+    step makes one try (a batch), the rest of the backlog and what is queued meanwhile wait for
+    the next step (and the outbox says so), and once it answers the backlog goes."""
+    policy = Delivery(batch_size=2, concurrency=2, backoff_base=1.0, backoff_max=60.0)
+    ids = [queue_one(store, peer) for _ in range(10)]
+    down, clock = PeerDown(), Clock(NOW)
+    w = worker(store, peer, down, clock, policy)
+    steps = []
+    for step in range(4):
+        await settle_all(w)
+        assert down.calls == step + 1  # one try for the step, not one per message or batch
+        rows = [row(store, i) for i in ids]
+        retry_at = w.link_retry_at
+        assert retry_at is not None and retry_at > clock.now
+        assert {r.next_attempt for r in rows} == {retry_at}  # the whole backlog waits for it
+        steps.append(retry_at - clock.now)
+        late = queue_one(store, peer, at=clock.now)  # queued while the link is down
+        ids.append(late)
+        clock.now = retry_at - TICK
+        await w._step()  # before the step: nothing goes, the new message waits for it too
+        assert down.calls == step + 1
+        assert row(store, late).next_attempt == retry_at
+        assert row(store, late).attempts == 0
+        clock.now = retry_at
+    assert steps[3] > steps[0]  # the link's backoff grew with its steps
+    # Each try was one batch; attempts are counted on the rows tried, none other.
+    assert sum(row(store, i).attempts for i in ids) == 4 * policy.batch_size
+    assert w.link == "down"
+
+    bob = Peer()
+    w.client = bob
+    while store.next_due(peer.node_id, ()) is not None:
+        await settle_all(w)
+    assert sorted(i for b in bob.batches for i in b) == sorted(ids)
+    assert {row(store, i).status for i in ids} == {"delivered"}
+    assert (w.link, w.link_retry_at, w.link_failures) == ("up", None, 0)
+
+
+async def test_batches_that_finish_together_share_one_commit(store: Store, peer: PeerInfo) -> None:
+    """Three batches in flight, answered at once (as a broadcast's peers answer together): what
+    they settle is written in one unit, and each batch's rows are delivered with their audit
+    entries."""
+    clock = Clock(NOW)
+    ids = [queue_one(store, peer) for _ in range(3)]
+    w = worker(store, peer, Peer(), clock, Delivery(batch_size=1, concurrency=3))
+    for _ in ids:
+        await w._step()  # one batch each, all three in flight
+    assert len(w._batches) == 3
+    await asyncio.gather(*w._batches)
+    assert w.writer.commits == 1
+    assert {row(store, i).status for i in ids} == {"delivered"}
+    delivered = [e for e in audit(store) if e.kind == "message.delivered"]
+    assert sorted(bytes.fromhex(e.message_id or "") for e in delivered) == sorted(ids)
+
+
+async def test_a_write_that_fails_in_the_shared_unit_fails_alone(store: Store) -> None:
+    """One batch's write raising must not undo another's: each is tried again in its own unit."""
+    writer = GroupWriter(store, run_inline, Clock(NOW))
+
+    def bad(_u: Any) -> None:
+        raise RuntimeError("disk full")
+
+    good_ran: list[bool] = []
+    results = await asyncio.gather(
+        writer.write(lambda u: good_ran.append(True)), writer.write(bad), return_exceptions=True
+    )
+    assert results[0] is None and isinstance(results[1], RuntimeError)
+    assert good_ran == [True, True]  # in the shared unit (rolled back), then in its own
