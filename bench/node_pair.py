@@ -32,7 +32,9 @@ def limits_env() -> dict[str, str]:
     on to both nodes (the test harness gives nodes a clean environment), e.g. to see what the peer
     API rate limit costs, or the crypto workers save (``BORDERLINK_NODE_CRYPTO_PROCESSES=0``)."""
     passed = ("BORDERLINK_LIMITS_", "BORDERLINK_NODE_")
-    return {k: v for k, v in os.environ.items() if k.startswith(passed)}
+    # Workers from the start (not the first busy moment), so every phase measures them.
+    started = {"BORDERLINK_NODE_CRYPTO_START": "start"}
+    return started | {k: v for k, v in os.environ.items() if k.startswith(passed)}
 
 
 def workers_up(node: Any, offset: int = 0, timeout: float = 10.0) -> None:

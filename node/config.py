@@ -124,6 +124,10 @@ class Node(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # core instead of one thread under the interpreter's lock. Unset: one per core this process
     # may run on; 0 keeps it on the node's crypto thread.
     crypto_processes: Annotated[int, msgspec.Meta(ge=0, le=256)] | None = None
+    # When they start: "busy", the first time a call finds the crypto thread busy (a node that
+    # never has a backlog never pays their start, about 0.3 s of CPU and 30 MB each); "start",
+    # with the node, so the first backlog already has them.
+    crypto_start: Literal["busy", "start"] = "busy"
 
     def processes(self, cores: int) -> int:
         return cores if self.crypto_processes is None else self.crypto_processes

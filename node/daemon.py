@@ -381,10 +381,10 @@ class Node:
         )
 
     async def _warm(self) -> None:
-        """Start the crypto workers now, not at the first message (each imports for a while)."""
-        if self.threads.pool is not None:
-            pids = await self.threads.pool.warm()
-            self.log.info("node.crypto_workers", pids=pids)
+        """With ``[node] crypto_start = "start"``, the crypto workers now, not the first time
+        the crypto thread is busy (each imports for a while)."""
+        if self.threads.pool is not None and self.config.node.crypto_start == "start":
+            self.threads.pool.start_soon()
 
     async def _start_dashboard(self) -> None:
         """The dashboard and /metrics on their local HTTP listener (``[dashboard] listen``)."""

@@ -136,6 +136,7 @@ class CryptoPool:
         self._closed = False
         self.lost_in_a_row = 0  # calls failed by a dead worker since the last one answered
         self._respawning: set[asyncio.Future[None]] = set()
+        self._warming: asyncio.Task[list[int]] | None = None
         self.on_free: Callable[[], None] = lambda: None  # a worker became idle
 
     async def _spawn(self) -> _Worker:
@@ -254,12 +255,23 @@ class CryptoPool:
             self._give_back(w)
         return self.pids()
 
+    def start_soon(self) -> None:
+        """Start every worker in the background (once), and say so in the log with their pids."""
+        if self._warming is not None or self._closed:
+            return
+        self._warming = asyncio.ensure_future(self.warm())
+        self._warming.add_done_callback(_said_started)
+
     def pids(self) -> list[int]:
         """The worker processes' pids (for tests and the operator)."""
         return sorted(w.pid for w in self._workers)
 
     async def aclose(self) -> None:
         """Close every worker's input (it exits at its end) and wait for it."""
+        if self._warming is not None and not self._warming.done():
+            with contextlib.suppress(Exception):  # said in the log by _said_started
+                async with asyncio.timeout(5.0):
+                    await asyncio.shield(self._warming)
         self._closed = True
         workers, self._workers = list(self._workers), set()
         for w in workers:
@@ -277,6 +289,16 @@ class CryptoPool:
         self._closed = True
         for w in self._workers:
             w.kill()
+
+
+def _said_started(task: asyncio.Task[list[int]]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.warning("crypto.worker_not_started", error=str(exc)[:200])
+    else:
+        log.info("node.crypto_workers", pids=task.result())
 
 
 class Threads:
@@ -324,6 +346,8 @@ class Threads:
         # one envelope), else an idle worker, else it waits for whichever frees first. One
         # message at a time pays nothing, and a backlog spreads over every core without calls
         # queueing behind a busy thread while a worker is free.
+        if self._on_thread > 0:
+            pool.start_soon()  # the thread is busy: from now on a backlog has every core
         while self._on_thread > 0 and not pool.idle:
             waiter = asyncio.get_running_loop().create_future()
             self._waiting.append(waiter)

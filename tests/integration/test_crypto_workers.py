@@ -24,6 +24,7 @@ def pair(tmp_path: Path) -> Iterator[dict[str, NodeProc]]:
         ["bar-pcu", "belgrade-accu"],
         extra_env={
             "BORDERLINK_NODE_CRYPTO_PROCESSES": "2",
+            "BORDERLINK_NODE_CRYPTO_START": "start",
         },
     )
     yield nodes
@@ -59,6 +60,7 @@ def test_a_killed_worker_costs_a_retry_not_a_message(tmp_path: Path) -> None:
         ["bar-pcu", "belgrade-accu"],
         extra_env={
             "BORDERLINK_NODE_CRYPTO_PROCESSES": "2",
+            "BORDERLINK_NODE_CRYPTO_START": "start",
             # the sender's next try comes after the receiver's workers are up (and one killed)
             "BORDERLINK_DELIVERY_BACKOFF_BASE": "3",
             "BORDERLINK_DELIVERY_BACKOFF_MAX": "4",

@@ -236,3 +236,30 @@ async def test_workers_that_keep_dying_leave_the_cryptography_to_the_thread() ->
     finally:
         await threads.aclose()
         threads.shutdown()
+
+
+async def test_workers_start_only_once_the_crypto_thread_is_busy() -> None:
+    """``[node] crypto_start = "busy"`` (the default): calls one at a time never start a worker
+    (a quiet node pays nothing for them); the first call that finds the thread busy starts them
+    all, and the calls after it can use them."""
+    threads = Threads(BOB, 2)
+    pool = threads.pool
+    assert pool is not None
+    try:
+        for _ in range(5):
+            [opened] = await threads.run_cpu(open_batch, [sealed()], BOB, senders(), NOW)
+            assert not isinstance(opened, tuple)
+        assert pool.pids() == [] and pool.idle == 0
+        held = asyncio.ensure_future(threads.run_cpu(time.sleep, 0.5))  # the thread, busy
+        await asyncio.sleep(0)
+        [opened] = await threads.run_cpu(open_batch, [sealed()], BOB, senders(), NOW)
+        assert not isinstance(opened, tuple)
+        await held
+        for _ in range(500):  # bounded: the workers import for a while
+            if pool.idle == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert len(pool.pids()) == 2 and pool.idle == 2
+    finally:
+        await threads.aclose()
+        threads.shutdown()
