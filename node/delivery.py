@@ -492,9 +492,11 @@ class Deliveries:
         self._workers: dict[bytes, PeerWorker] = {}
         self._stopped = False
 
-    async def ensure(self, rec: PeerRecord) -> None:
+    async def ensure(self, rec: PeerRecord, *, now: bool = False) -> None:
         """Start the worker of a trusted peer, or give it the peer's current card, and wake it
-        (new work may be due). A revoked peer gets no new worker."""
+        (new work may be due). A revoked peer gets no new worker. ``now``: the operator asked
+        for a try now (``outbox retry``), so a link that is backed off tries at once instead of
+        at its next step; its failures still count, so a failed try backs off further."""
         if self._stopped or rec.status != "trusted":
             return
         info = PeerInfo.of(rec)
@@ -515,6 +517,8 @@ class Deliveries:
             worker.start()
         else:
             worker.peer = info
+        if now:
+            worker.link_retry_at = None
         worker.wake.set()
 
     async def ensure_all(self, records: Iterable[PeerRecord]) -> None:

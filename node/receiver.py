@@ -258,7 +258,11 @@ class Receiver:
                     j.answer.cancel()
                 raise
             for j, answer in zip(jobs, answers, strict=True):
-                if not j.answer.done():
+                if j.answer.done():
+                    continue
+                if isinstance(answer, Exception):
+                    j.answer.set_exception(answer)
+                else:
                     j.answer.set_result(answer)
 
     def _before_opening(self, items: list[_Item], peer: bytes) -> dict[bytes, SenderKeys]:
@@ -287,7 +291,7 @@ class Receiver:
                 it.stored = known.receipt
         return senders
 
-    def _store_group(self, jobs: list[tuple[list[_Item], str]]) -> list[BatchResponse]:
+    def _store_group(self, jobs: list[tuple[list[_Item], str]]) -> list[BatchResponse | Exception]:
         """Runs on the database thread: every waiting request's messages, receipts and audit
         entries in one unit (one fsync). Each request is decided after the ones before it in
         the unit, whose writes its reads see, so exactly-once holds across requests as within
@@ -295,14 +299,26 @@ class Receiver:
         the unit rolls back and each request is stored on its own, one unit per sender's
         receipt, as without grouping."""
         now = self.clock()
+        answers: list[BatchResponse | Exception] = []
         try:
             with self.store.unit(now) as u:
                 answers = [self._decide_and_store(items, source, now, u) for items, source in jobs]
-        except Replay:
-            answers = [self._decide_and_store(items, source, now, None) for items, source in jobs]
+        except Exception as exc:
+            # A replay, or anything one request met (a bug, a database error): no request may
+            # fail another's, so each is decided and stored on its own, and fails alone
+            # (attack review of h12, F3).
+            if not isinstance(exc, Replay):
+                log.warning("receive.group_failed", error=str(exc)[:200], requests=len(jobs))
+            answers = []
+            for items, source in jobs:
+                try:
+                    answers.append(self._decide_and_store(items, source, now, None))
+                except Exception as alone:  # this request's own error: its own 500
+                    answers.append(alone)
         self.commits += 1
         for (items, source), answer in zip(jobs, answers, strict=True):
-            _log_batch(items, answer, source)
+            if isinstance(answer, BatchResponse):
+                _log_batch(items, answer, source)
         return answers
 
     def _decide_and_store(

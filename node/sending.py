@@ -112,7 +112,7 @@ class Requeued(msgspec.Struct, frozen=True):
 class Delivering(Protocol):
     """Who delivers queued messages (node/delivery.py ``Deliveries``)."""
 
-    async def ensure(self, rec: PeerRecord) -> None: ...
+    async def ensure(self, rec: PeerRecord, *, now: bool = False) -> None: ...
 
 
 class OutboxView(msgspec.Struct, frozen=True, kw_only=True):
@@ -294,7 +294,7 @@ class Sender:
         requeued = await self.run_db(self._requeue, msg_id, to, self.clock())
         log.info("message.requeued", message_id=msg_id.hex(), to=[r.name for r in requeued])
         for r in requeued:
-            await self.deliveries.ensure(r)
+            await self.deliveries.ensure(r, now=True)
         return Requeued(msg_id.hex(), [r.name for r in requeued])
 
     def _requeue(self, msg_id: bytes, to: str | None, now: float) -> list[PeerRecord]:

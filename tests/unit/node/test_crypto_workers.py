@@ -209,6 +209,53 @@ async def test_concurrent_batches_share_a_commit_and_are_each_stored_exactly_onc
             assert receipt_covers(body, env.id, env.content_hash())
 
 
+async def test_one_requests_unexpected_error_fails_it_alone_not_its_group(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request that meets an error nobody foresaw (a bug, a constraint) inside a group commit
+    gets its own 500; the other requests of the group are stored and answered (attack review of
+    h12, F3: the whole group's transaction rolled back and every request failed)."""
+    gate = asyncio.Event()
+    run_db, executor = held_db(gate)
+    rx = Receiver(BOB, store, run_db, run_inline, Rejections(store, run_db, time.time))
+    cursed = sealed()
+    cursed_id = msgspec.msgpack.decode(cursed, type=Envelope).id
+    real_check = rx._check_reference
+
+    def check(op: Any) -> None:
+        if op.id == cursed_id:
+            raise RuntimeError("a fault this request alone meets")
+        real_check(op)
+
+    monkeypatch.setattr(rx, "_check_reference", check)
+    first = asyncio.create_task(rx.receive([sealed()], source="192.0.2.7", peer=ALICE.node_id))
+    for _ in range(500):
+        if rx._committer is not None and not rx._queue:
+            break
+        await asyncio.sleep(0.01)
+    good = [[sealed(), sealed()], [sealed()]]
+    tasks = [
+        asyncio.create_task(rx.receive(b, source="192.0.2.7", peer=ALICE.node_id))
+        for b in [good[0], [cursed], good[1]]
+    ]
+    for _ in range(500):
+        if len(rx._queue) == len(tasks):
+            break
+        await asyncio.sleep(0.01)
+    assert len(rx._queue) == len(tasks)
+    gate.set()
+    await first
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    executor.shutdown()
+    assert isinstance(done[1], RuntimeError)
+    assert [[r.outcome for r in a.results] for a in (done[0], done[2])] == [
+        ["accepted", "accepted"],
+        ["accepted"],
+    ]
+    assert store.inbox_stats().total == 4  # the first request's, and the group's good three
+    assert store.inbox_lookup(ALICE.node_id, cursed_id) is None
+
+
 async def test_workers_that_keep_dying_leave_the_cryptography_to_the_thread() -> None:
     """A worker that cannot run here (killed at every call, say) must not stop the node from
     receiving: a dead one is replaced at once, but after a few lost calls in a row none is, and

@@ -27,7 +27,7 @@ ALERT = encode_body(template("seizure-alert"))
 
 
 class Woken:
-    async def ensure(self, rec: PeerRecord) -> None:
+    async def ensure(self, rec: PeerRecord, *, now: bool = False) -> None:
         pass
 
 

@@ -34,7 +34,7 @@ class Woken:
     def __init__(self) -> None:
         self.peers: list[str] = []
 
-    async def ensure(self, rec: PeerRecord) -> None:
+    async def ensure(self, rec: PeerRecord, *, now: bool = False) -> None:
         self.peers.append(rec.name)
 
 

@@ -34,7 +34,7 @@ ME = BOB  # the node under test
 
 
 class Woken:
-    async def ensure(self, rec: PeerRecord) -> None:
+    async def ensure(self, rec: PeerRecord, *, now: bool = False) -> None:
         pass
 
 
