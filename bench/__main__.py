@@ -1,7 +1,10 @@
 """``python -m bench [NAME ...] [--quick]``: run each benchmark module and print its report.
 
 A benchmark is a module ``bench.<name>`` with ``run(args: argparse.Namespace) -> str``; add its
-name to :data:`BENCHMARKS` to have ``make bench`` run it.
+name to :data:`BENCHMARKS` to have ``make bench`` run it. A report that ends with an "aims:"
+block (bench/aims.py) has its aims collected; the whole run ends with all of them, so one screen
+says which of the issue's aims this run met. A benchmark that fails is reported as failed and the
+run goes on: the others' figures are still worth having.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ import importlib
 import os
 import platform
 import sys
+import traceback
 from collections.abc import Sequence
+
+from bench import aims
 
 BENCHMARKS = [
     "crypto",
@@ -23,6 +29,7 @@ BENCHMARKS = [
     "queueing",
     "reads",
     "cli_start",
+    "broadcast",
 ]
 
 
@@ -54,12 +61,27 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
-    print(machine(), flush=True)
+    print(machine(), f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    collected: list[tuple[str, list[aims.Parsed]]] = []
+    failed = []
     for name in args.names or BENCHMARKS:
-        module = importlib.import_module(f"bench.{name}")
         print(f"\n== {name} ==", flush=True)
-        print(module.run(args), flush=True)
-    return 0
+        try:
+            text = importlib.import_module(f"bench.{name}").run(args)
+        except Exception:  # one failure is reported and the run goes on
+            traceback.print_exc()
+            failed.append(name)
+            continue
+        print(text, flush=True)
+        found = aims.parse(text)
+        if found:
+            collected.append((name, found))
+    if collected:
+        print("\n== aims ==", flush=True)
+        print(aims.summary(collected), flush=True)
+    if failed:
+        print(f"failed: {', '.join(failed)} (their aims are not measured)", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

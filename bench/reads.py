@@ -27,10 +27,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import aims
+
 FULL_MESSAGES = 100_000
 QUICK_MESSAGES = 10_000
 RUNS = 5
 AIM_MS = 50.0
+RESTART_AIM_MS = 100.0  # no delivery slower in the window after a restart
 ROOT = Path(__file__).resolve().parents[1]
 
 # What these reads ran before issue 12 (node/storage/sqlite.py at 07db605), for comparison.
@@ -182,6 +185,7 @@ def run(args: argparse.Namespace) -> str:
         try:
             sock = node.home / "admin.sock"
             rows = []
+            timed: dict[str, tuple[float, float]] = {}
             for name, args_, path in (
                 ("inbox", ("inbox", "--limit", "50"), "/v1/inbox?limit=50"),
                 ("outbox", ("outbox", "--limit", "50"), "/v1/outbox?limit=50"),
@@ -189,6 +193,7 @@ def run(args: argparse.Namespace) -> str:
             ):
                 cli_ms = _ms(lambda a=args_: node.cli(*a, process=True), runs)  # type: ignore[misc]
                 api_ms = _ms(lambda p=path: call(sock, "GET", p), runs)  # type: ignore[misc]
+                timed[name] = (cli_ms, api_ms)
                 verdict = "ok" if cli_ms <= AIM_MS else "over the aim"
                 rows.append(
                     f"  borderlink {name:<7} CLI {cli_ms:7.1f} ms   admin request {api_ms:6.1f} ms"
@@ -214,8 +219,53 @@ def run(args: argparse.Namespace) -> str:
             f"  deliveries in the {window:.0f} s after a restart of a receiver holding {n:,} audit "
             f"entries: {sent} alerts, median {p50:.0f} ms, worst {worst:.0f} ms "
             f"(aim: none over 100 ms)",
+            aims.block(judge(n, timed, (p50, worst, sent), window)),
         ]
     )
+
+
+def judge(
+    n: int,
+    timed: dict[str, tuple[float, float]],
+    after_restart: tuple[float, float, int],
+    window: float,
+) -> list[aims.Aim]:
+    """The reads' aims in the common form (bench/aims.py). The 50 ms aim is judged on the
+    command a person runs (a process each); the admin request alone is in the why."""
+    scale = (
+        f"at {n:,} messages"
+        if n >= FULL_MESSAGES
+        else f"at {n:,} messages (NOT the aim's {FULL_MESSAGES:,})"
+    )
+    found = [
+        aims.Aim(
+            name,
+            cli_ms,
+            "ms",
+            AIM_MS,
+            "limit",
+            1.0,
+            False,
+            f"{scale}; the admin request alone {api_ms:.1f} ms, the rest is the CLI process "
+            "(interpreter start, imports, printing: bench cli_start)",
+        )
+        for name, (cli_ms, api_ms) in timed.items()
+    ]
+    p50, worst, sent = after_restart
+    found.append(
+        aims.Aim(
+            "after-restart",
+            worst,
+            "ms",
+            RESTART_AIM_MS,
+            "limit",
+            1.0,
+            False,
+            f"{scale}; the worst of {sent} alerts sent every 50 ms in the {window:.0f} s after "
+            f"the receiver restarted; median {p50:.0f} ms",
+        )
+    )
+    return found
 
 
 if __name__ == "__main__":
