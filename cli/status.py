@@ -41,6 +41,12 @@ def _human(d: dict[str, Any]) -> str:
         f"  MISBEHAVIOUR by {m['peer']}: {m['kind']}: {m['detail']}"
         for m in d.get("misbehaviour", [])
     ]
+    c = d.get("crypto")
+    if c and c["failing"]:
+        lines.append(
+            "  WARNING: crypto worker processes kept dying, so all cryptography runs on one thread"
+            " (one core); see the node's log for why, then restart the node to try them again"
+        )
     k = d.get("keys")
     if k:
         lines.append(f"keys: seq {k['seq']}, card valid until {_day(k['valid_until'])}")

@@ -284,13 +284,21 @@ def parse_card(text: str | bytes, *, now: int | None) -> Card:
         verify_signature(sign_key, signature, CARD_SIGNATURE_LABEL + body_bytes)
     except BadSignature as exc:
         raise BadSignature(f"card of {body.name} is not signed by its own key") from exc
-    if now is None:
-        return Card(body, body_bytes, signature)
+    card = Card(body, body_bytes, signature)
+    if now is not None:
+        check_valid_at(card, now)
+    return card
+
+
+def check_valid_at(card: Card, now: int) -> None:
+    """The validity window of a card already parsed and checked (a clock skew of 300 s allowed
+    before its start): a caller holding a parsed card checks only the time again, not the
+    signature."""
+    body = card.body
     if now >= body.valid_until:
         raise Expired(f"card of {body.name} expired on {_day(body.valid_until)}")
     if now < body.valid_from - 300:
         raise Malformed(f"card of {body.name} is not valid yet")
-    return Card(body, body_bytes, signature)
 
 
 def _day(ts: int) -> str:

@@ -18,7 +18,7 @@ from functools import partial
 import structlog
 from aiohttp import web
 
-from keys.card import Card, parse_card
+from keys.card import Card, check_valid_at, parse_card
 from node.admission import Admission
 from node.audit_ops import BackgroundCheck, cosigned_note, sign_checkpoint, sweep_size
 from node.config import Config, parse_listen
@@ -45,7 +45,7 @@ from node.receiver import Quota, Receiver
 from node.rejections import Rejections
 from node.runtime import Clock, Threads, usable_cores, wall_clock
 from node.sending import Sender
-from node.status import Running, Status
+from node.status import CryptoStatus, Running, Status
 from node.storage import Store
 from node.storage.sqlite import open_reader, open_store
 from node.tasks import cancelled
@@ -71,6 +71,7 @@ class Node:
         self.identity = identity
         self.clock = clock
         self.card_text = home.card.read_text()
+        self._own_checked: tuple[str, Card] | None = None  # (text, its checked parse)
         self.card = parse_card(self.card_text, now=None)
         self.log = structlog.get_logger("borderlink.node").bind(node=self.card.name)
         self.threads = Threads(identity, config.node.processes(usable_cores()))
@@ -106,6 +107,8 @@ class Node:
             clock,
             quota=Quota.of(config.limits),
             parallel=self.threads.cpu_parallel,
+            reads=self.reader,
+            run_read=self.run_read,
         )
         self.witness = Witness(identity, self.store, self.run_db, self.client, clock)
         self.admission = Admission(config.limits, self.store, self.run_db)
@@ -218,6 +221,7 @@ class Node:
             started=self.started,
             listen=lambda: f"{host}:{self.listen_port}",
             card=lambda: self.card,
+            crypto=self._crypto_status,
         )
         return make_admin_app(
             AdminDeps(
@@ -288,10 +292,25 @@ class Node:
     def _link_of(self, node_id: bytes) -> str:
         return self.deliveries.link(node_id).link
 
+    def _crypto_status(self) -> CryptoStatus:
+        pool = self.threads.pool
+        if pool is None:
+            return CryptoStatus(processes=0, running=0, failing=False)
+        return CryptoStatus(
+            processes=pool.processes, running=len(pool.pids()), failing=pool.failing
+        )
+
     def _own_card(self) -> Card:
         """Checked at the time of asking, as the CLI does when the node is down: a node started
-        before its card expired must not vouch for it after."""
-        return parse_card(self.card_text, now=int(self.clock()))
+        before its card expired must not vouch for it after. The text is parsed and its
+        signature checked once per card (it changes only by a key change), the time each call."""
+        text, now = self.card_text, int(self.clock())
+        checked = self._own_checked
+        if checked is None or checked[0] != text:
+            checked = self._own_checked = (text, parse_card(text, now=now))
+        else:
+            check_valid_at(checked[1], now)
+        return checked[1]
 
     # lifecycle -------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from node.config import Limits
 from node.peer_info import older_signers, parsed_card
 from node.rejections import Rejections
 from node.runtime import Clock, Run, WorkerLost, in_process, wall_clock
-from node.storage import Accepted, Store, Unit
+from node.storage import Accepted, Reads, Store, Unit
 from node.storage.rows import RevokedKey
 from protocol.batch import BatchResponse, ItemResult, classify_arrival
 from protocol.envelope import Envelope, Opened, decode_envelope, open_envelope
@@ -176,8 +176,16 @@ class Receiver:
         *,
         quota: Quota | None = None,
         parallel: int = 1,
+        reads: Reads | None = None,
+        run_read: Run | None = None,
     ) -> None:
         self.me = me
+        # The look before opening (peer table, stored re-deliveries) reads a moment-old state
+        # on the reader's own connection, so a request's crypto need not wait behind the
+        # group commit of the request before it (issue 12); the authoritative duplicate and
+        # replay checks stay in the writer's unit (_decide_and_store).
+        self.reads: Reads = reads if reads is not None else store
+        self.run_read: Run = run_db if run_read is None else run_read
         self.quota = quota or Quota.of(Limits())
         self.store = store
         self.run_db = run_db
@@ -206,7 +214,7 @@ class Receiver:
             else:
                 _check_channel(it, peer)
         distinct = [it for it in items if it.same_as is None and it.reason is None]
-        senders = await self.run_db(self._before_opening, distinct, peer)
+        senders = await self.run_read(self._before_opening, distinct, peer)
         to_open = [it for it in distinct if it.stored is None]
         chunks = [to_open[i : i + OPEN_CHUNK] for i in range(0, len(to_open), OPEN_CHUNK)]
         for w in range(0, len(chunks), self.parallel):
@@ -266,7 +274,7 @@ class Receiver:
                     j.answer.set_result(answer)
 
     def _before_opening(self, items: list[_Item], peer: bytes) -> dict[bytes, SenderKeys]:
-        """Runs on the database thread: the peer table, and which envelopes re-deliver a message
+        """Runs on the reader's thread: the peer table, and which envelopes re-deliver a message
         already in the inbox (PROTOCOL.md 11.3). Such a one is answered ``duplicate`` with its
         stored receipt and not opened: its header (sender, id, the signed recipients and times)
         and payload are byte for byte those of a message verified when it was accepted, which
@@ -274,9 +282,9 @@ class Receiver:
         lookup is for ``peer``, whose envelopes alone got here), so this tells nobody else which
         ids are stored; one expired, not for this node or from a peer no longer trusted is
         opened, and so refused, as any other."""
-        rec = self.store.peer_by_id(peer)
+        rec = self.reads.peer_by_id(peer)
         now = self.clock()
-        revoked = {r.key: r for r in self.store.revoked_keys(peer)}
+        revoked = {r.key: r for r in self.reads.revoked_keys(peer)}
         senders = {peer: sender_keys(rec, peer, revoked, int(now))}
         if rec is None or rec.status != "trusted":
             return senders
@@ -284,7 +292,7 @@ class Receiver:
             env = it.env
             if env is None or now >= env.expires:
                 continue
-            known = self.store.inbox_lookup(peer, env.id)
+            known = self.reads.inbox_lookup(peer, env.id)
             if known is None or not any(s.to == self.me.node_id for s in env.slots):
                 continue
             if known.content_hash == env.content_hash():

@@ -91,6 +91,18 @@ class KeysStatus(msgspec.Struct, frozen=True):
 EXPIRY_WARNING = 30 * 86400
 
 
+class CryptoStatus(msgspec.Struct, frozen=True):
+    """Where the node's cryptography runs: ``processes`` workers configured (``[node]
+    crypto_processes``), ``running`` of them started (they start at the first busy moment unless
+    ``crypto_start = "start"``), and ``failing`` once workers died at every call in a row: the
+    node then keeps the cryptography on its one crypto thread until it is restarted, and says so
+    here rather than only once in its log (attack review of issue 12, F2)."""
+
+    processes: int
+    running: int
+    failing: bool
+
+
 class Report(msgspec.Struct, frozen=True):
     node: str
     node_id: str
@@ -105,6 +117,7 @@ class Report(msgspec.Struct, frozen=True):
     oldest_undelivered_age: float | None
     keys: KeysStatus | None = None
     next_retry: float | None = None  # the soonest retry of any failed delivery
+    crypto: CryptoStatus | None = None
 
 
 class Snapshot(msgspec.Struct, frozen=True):
@@ -169,6 +182,7 @@ class Running:
     started: float
     listen: Callable[[], str]  # HOST:PORT, known once the peer API is bound
     card: Callable[[], Card] | None = None  # this node's card now (it changes on rotation)
+    crypto: Callable[[], CryptoStatus] | None = None
 
 
 def keys_status(card: Card, snap: Snapshot, now: float) -> KeysStatus:
@@ -287,6 +301,7 @@ def report(
         oldest_undelivered_age=round(now - oldest, 1) if oldest else None,
         keys=keys_status(me.card(), snap, now) if me.card is not None else None,
         next_retry=min(retries) if retries else None,
+        crypto=me.crypto() if me.crypto is not None else None,
     )
 
 

@@ -98,6 +98,8 @@ def test_kill9_of_the_node_leaves_no_worker(pair: dict[str, NodeProc]) -> None:
     bel = pair["belgrade-accu"]
     pids = workers(bel)
     assert all(alive(p) for p in pids)
+    # status says where the cryptography runs: both workers up, not given up on.
+    assert bel.json("status")["crypto"] == {"processes": 2, "running": 2, "failing": False}
     bel.kill9()
     wait_until(lambda: not any(alive(p) for p in pids), "the workers gone with their node")
 

@@ -7,7 +7,7 @@ import base64
 import msgspec
 import pytest
 
-from keys.card import Card, make_card, parse_card
+from keys.card import Card, check_valid_at, make_card, parse_card
 from protocol.armor import armor
 from protocol.errors import BadSignature, Expired, Malformed, ValidationError
 from protocol.identity import Identity
@@ -84,6 +84,18 @@ def test_expired_card_is_refused() -> None:
     card = card_for(fixed_identity("alice"))
     with pytest.raises(Expired, match="expired"):
         parse_card(card.armored(), now=NOW + YEAR)
+
+
+def test_a_parsed_card_is_checked_again_for_its_time_alone() -> None:
+    """What the running node does with its own card (parsed once, the time at each call): the
+    same refusals as a full parse at that time, the last second of validity still valid."""
+    card = parse_card(card_for(fixed_identity("alice")).armored(), now=None)
+    check_valid_at(card, NOW + YEAR - 1)
+    check_valid_at(card, NOW - 300)
+    with pytest.raises(Expired, match="expired"):
+        check_valid_at(card, NOW + YEAR)
+    with pytest.raises(Malformed, match="not valid yet"):
+        check_valid_at(card, NOW - 301)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import asyncio
 import functools
 import os
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,11 +21,12 @@ import msgspec
 import pytest
 
 from keys.trust import PeerRecord
+from node.delivery import LinkState
 from node.receiver import Receiver, SenderKeys, open_batch, sender_keys
 from node.rejections import Rejections
 from node.runtime import GIVE_UP_AFTER, CryptoPool, Threads, WorkerLost, in_process, run_inline
 from node.storage import Store
-from node.storage.sqlite import open_store
+from node.storage.sqlite import open_reader, open_store
 from protocol.envelope import Envelope, seal
 from protocol.identity import Identity
 from protocol.receipt import receipt_covers, verify_receipt
@@ -164,6 +166,55 @@ def held_db(gate: asyncio.Event) -> tuple[Callable[..., Any], ThreadPoolExecutor
         return await asyncio.get_running_loop().run_in_executor(executor, call)
 
     return run_db, executor
+
+
+async def test_opening_does_not_wait_behind_the_writers_thread(
+    store: Store, tmp_path: Path
+) -> None:
+    """The look before opening (peer table, stored re-deliveries) reads on the reader's own
+    connection and thread (issue 12): with the writer's one thread held, as by a long group
+    commit, a request is decided and opened and waits only for its own commit; stored once the
+    thread is free. Before, it waited for the writer's thread before any cryptography."""
+    writer, reader = ThreadPoolExecutor(1), ThreadPoolExecutor(1)
+    reads = open_reader(tmp_path / "bob.db")
+    gate = threading.Event()
+
+    async def on(executor: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(
+            executor, functools.partial(fn, *args)
+        )
+
+    run_db = functools.partial(on, writer)
+    rejections = Rejections(store, run_db, time.time)
+    rx = Receiver(
+        BOB,
+        store,
+        run_db,
+        run_inline,
+        rejections,
+        reads=reads,
+        run_read=functools.partial(on, reader),
+    )
+    held = asyncio.ensure_future(run_db(gate.wait, 20.0))
+    try:
+        answer = asyncio.ensure_future(
+            rx.receive([sealed()], source="192.0.2.7", peer=ALICE.node_id)
+        )
+        for _ in range(500):  # until it waits for its commit: opened, with the thread still held
+            if rx._committer is not None or answer.done():
+                break
+            await asyncio.sleep(0.01)
+        # Its group commit is under way (so it was opened) while the thread is still held.
+        assert rx._committer is not None and not rx._committer.done()
+        assert not held.done() and store.inbox_stats().total == 0
+    finally:
+        gate.set()
+        await held
+    resp = await answer
+    assert [r.outcome for r in resp.results] == ["accepted"] and store.inbox_stats().total == 1
+    reads.close()
+    writer.shutdown()
+    reader.shutdown()
 
 
 async def test_concurrent_batches_share_a_commit_and_are_each_stored_exactly_once(
@@ -311,3 +362,30 @@ async def test_workers_start_only_once_the_crypto_thread_is_busy() -> None:
     finally:
         await threads.aclose()
         threads.shutdown()
+
+
+async def test_status_says_when_the_workers_were_given_up_on(tmp_path: Path) -> None:
+    """After the workers died at every call, the node keeps its cryptography on one thread
+    until restarted; ``status`` says so (JSON and words), not only one log line (attack review
+    of issue 12, F2)."""
+    from cli.status import _human
+    from node.status import CryptoStatus, Running, report, snapshot
+
+    s = open_store(tmp_path / "status.db")
+    try:
+        snap = snapshot(s)
+    finally:
+        s.close()
+    for failing in (False, True):
+        me = Running(
+            "bob",
+            BOB.node_id,
+            time.time(),
+            lambda: "127.0.0.1:7443",
+            crypto=functools.partial(CryptoStatus, processes=2, running=0, failing=failing),
+        )
+        rep = msgspec.to_builtins(report(me, snap, lambda _n: LinkState("up", 0), {}, time.time()))
+        assert rep["crypto"] == {"processes": 2, "running": 0, "failing": failing}
+        words = _human(rep)
+        assert ("all cryptography runs on one thread" in words) is failing
+        assert ("restart the node" in words) is failing
