@@ -11,7 +11,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from protocol.errors import BorderlinkError
+from protocol.errors import BorderlinkError, UsageError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -73,7 +73,14 @@ def peer_error(reason: str, message: str = "") -> web.Response:
 async def admin_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """``{"error": class, "message", "hint", "exit_code"}``; a bug is logged whole, said in one line."""
     try:
-        return await handler(request)
+        try:
+            return await handler(request)
+        except web.HTTPRequestEntityTooLarge as exc:  # read() over the app's client_max_size
+            bound = request.client_max_size
+            raise UsageError(
+                f"the request is over the admin API's bound of {bound:,} bytes",
+                hint="send less at once: 'borderlink send' takes several files or JSON lines",
+            ) from exc
     except BorderlinkError as exc:
         return json_response(
             {

@@ -155,6 +155,27 @@ def test_a_batch_past_the_bound_is_refused_and_queues_nothing(pair: dict[str, No
     assert queued_state(bar) == before
 
 
+def test_a_single_send_over_the_admin_bound_is_refused_in_our_words(
+    pair: dict[str, NodeProc],
+) -> None:
+    """The admin API reads at most 4 MiB for a request other than a batch: one over it is
+    refused as the node's own UsageError (JSON, exit code 2), not aiohttp's plain-text 413,
+    which the CLI could only call "an answer that is not JSON"; nothing is queued."""
+    bar = pair["bar-pcu"]
+    before = queued_state(bar)
+    body = alert(bar) | {"narrative": "x" * (5 * 1024 * 1024)}
+    request = {"to": ["belgrade-accu"], "type": "seizure-alert", "body": body}
+    try:
+        call(bar.home / "admin.sock", "POST", "/v1/send", request)
+    except Exception as exc:
+        assert type(exc).__name__ == "UsageError"
+        assert "over the admin API's bound of 4,194,304 bytes" in str(exc)
+        assert getattr(exc, "exit_code", None) == 2
+    else:
+        raise AssertionError("the node queued a request over its bound")
+    assert queued_state(bar) == before
+
+
 def test_the_admin_endpoint_names_a_bad_body_by_index_and_queues_nothing(
     pair: dict[str, NodeProc],
 ) -> None:
