@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import resource
 import signal
 import socket
@@ -42,8 +43,33 @@ UNITS = {
 }
 
 
+def _ephemeral() -> range:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
+_PORTS = random.Random()  # spreading test ports, not secrets
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port free now and outside the kernel's ephemeral range. A port the kernel hands out for
+    ``bind(0)`` comes from the range it also takes the local ports of outgoing connections from,
+    so between this check and the node's bind another test's client could take it (a CI run saw
+    "address is already in use"); a port below the range is only ever taken by a bind."""
+    eph = _ephemeral()
+    low, high = (10000, eph.start - 1) if eph.start > 12000 else (eph.stop, 65535)
+    for _ in range(200):
+        port = _PORTS.randint(low, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # a crowded machine: the kernel's choice, as before
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

@@ -88,6 +88,7 @@ def test_the_report_keeps_its_fields_in_order() -> None:
         "oldest_undelivered_age",
         "keys",
         "next_retry",
+        "crypto",
     ]
     assert got["keys"] is None  # no card given: a report built without the node's card
     assert list(got["peers"][0]) == [
