@@ -265,10 +265,16 @@ def make_network(
                 fp = cli_json(b.home, "keys", "show")["fingerprint"]
                 cli(a.home, "peers", "add", str(root / f"{b.name}.card"), "--fingerprint", fp)
     if start:
-        for n in nodes.values():
-            n.start(wait=False)
-        for n in nodes.values():
-            n.wait_ready()
+        try:
+            for n in nodes.values():
+                n.start(wait=False)
+            for n in nodes.values():
+                n.wait_ready()
+        except BaseException:
+            # One node that cannot start fails the test before its fixture could stop the
+            # others: stop them here, or they run on after the suite (seen: a port collision).
+            stop_all(nodes)
+            raise
     return nodes
 
 
